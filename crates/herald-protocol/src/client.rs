@@ -1,0 +1,203 @@
+//! Messages a client sends to the server.
+
+use std::{borrow::Cow, collections::BTreeMap, fmt};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    EventData, EventKind, ProtocolError, Topic,
+    limits::{MAX_FRAME_BYTES, MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
+};
+
+/// A message from client to server, `{"type": ..}` tagged.
+///
+/// ```
+/// use herald_protocol::{ClientMessage, Topic};
+///
+/// let subscribe = ClientMessage::subscribe(vec![Topic::new("gift-list:1")?]);
+/// assert_eq!(subscribe.encode(), r#"{"type":"subscribe","topics":["gift-list:1"]}"#);
+///
+/// let ping = ClientMessage::decode(r#"{"type":"ping"}"#)?;
+/// assert_eq!(ping, ClientMessage::Ping);
+///
+/// let err = ClientMessage::decode(r#"{"type":"subscribe","topics":["gift list:1"]}"#).unwrap_err();
+/// assert!(err.to_string().contains(r#"topic "gift list:1": space not allowed at byte 4"#));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// Start receiving events of these topics.
+    Subscribe(Subscribe),
+    /// Stop receiving events of these topics.
+    Unsubscribe {
+        /// Topics to leave.
+        topics: Vec<Topic>,
+    },
+    /// Liveness check; the server answers `{"type":"pong"}`.
+    Ping,
+    /// The answer to a server's `{"type":"ping"}`.
+    Pong,
+    /// First-message authentication, instead of the `?token=` query parameter.
+    Auth {
+        /// The bearer token.
+        token: Token,
+    },
+    /// A fresh token for a live connection, sent before the old one expires.
+    Refresh {
+        /// The new bearer token.
+        token: Token,
+    },
+    /// Publish an event; the server answers with an `ack` carrying the same `id`.
+    Publish(Publish),
+}
+
+/// The `subscribe` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// Topics or `resource:*` wildcards.
+    pub topics: Vec<Topic>,
+    /// For recovery: the last `seq` the client saw per concrete topic. The
+    /// server replays what came after, or answers `recovered: false`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub since: BTreeMap<Topic, u64>,
+    /// The server epoch the `since` positions belong to (from `connected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// Ask for presence (who is subscribed) on these topics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence: bool,
+}
+
+/// The `publish` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Chosen by the client, unique per user; the server drops duplicates by it.
+    pub id: String,
+    /// A concrete topic.
+    pub topic: Topic,
+    /// What happened.
+    pub event: EventKind,
+    /// The change. Herald's server overwrites `user_id` and `tenant_id` with
+    /// the token's.
+    pub data: EventData,
+    /// Correlates the event with the request that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// A bearer token. Its `Debug` output is redacted so it never reaches logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+const CLIENT_TYPES: &str = "subscribe, unsubscribe, ping, pong, auth, refresh, publish";
+
+#[derive(Deserialize)]
+struct TopicsField {
+    topics: Vec<Topic>,
+}
+
+#[derive(Deserialize)]
+struct TokenField {
+    token: Token,
+}
+
+#[derive(Deserialize)]
+struct TypeProbe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+impl ClientMessage {
+    /// A `subscribe` for `topics`, with no recovery positions.
+    pub fn subscribe(topics: Vec<Topic>) -> Self {
+        Self::Subscribe(Subscribe { topics, since: BTreeMap::new(), epoch: None, presence: false })
+    }
+
+    /// Encodes as compact JSON.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("client messages hold only strings, numbers and maps with string keys")
+    }
+
+    /// Decodes and validates one text frame. Every failure says what is wrong.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        if text.len() > MAX_FRAME_BYTES {
+            return Err(ProtocolError::TooLarge { what: "frame", len: text.len(), max: MAX_FRAME_BYTES });
+        }
+        let probe: TypeProbe<'_> = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() { ProtocolError::NotAnObject } else { ProtocolError::Json(e) }
+        })?;
+        // Each type is parsed as its own struct: serde's tagged-enum buffering
+        // cannot carry the raw JSON of a publish payload.
+        fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
+            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
+        }
+        let message = match probe.kind.as_deref().unwrap_or_default() {
+            kind @ "subscribe" => Self::Subscribe(parse(kind, text)?),
+            kind @ "unsubscribe" => Self::Unsubscribe { topics: parse::<TopicsField>(kind, text)?.topics },
+            "ping" => Self::Ping,
+            "pong" => Self::Pong,
+            kind @ "auth" => Self::Auth { token: parse::<TokenField>(kind, text)?.token },
+            kind @ "refresh" => Self::Refresh { token: parse::<TokenField>(kind, text)?.token },
+            kind @ "publish" => Self::Publish(parse(kind, text)?),
+            other => return Err(ProtocolError::UnknownType { found: other.to_owned(), expected: CLIENT_TYPES }),
+        };
+        message.validate()?;
+        Ok(message)
+    }
+
+    /// Checks limits the types do not: topic counts, publish ids, event names,
+    /// payload sizes and timestamps.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        match self {
+            Self::Subscribe(Subscribe { topics, .. }) => check_topics("subscribe", topics),
+            Self::Unsubscribe { topics } => check_topics("unsubscribe", topics),
+            Self::Auth { token } | Self::Refresh { token } if token.0.is_empty() => {
+                Err(ProtocolError::invalid("auth", "token is empty"))
+            }
+            Self::Publish(publish) => publish.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Publish {
+    /// Checks the id and the event (see [`Event::validate`](crate::Event::validate)).
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if self.id.is_empty() || self.id.len() > MAX_PUBLISH_ID_BYTES {
+            return Err(ProtocolError::invalid(
+                "publish",
+                format!("id must be 1 to {MAX_PUBLISH_ID_BYTES} bytes, got {}", self.id.len()),
+            ));
+        }
+        if self.topic.is_wildcard() {
+            return Err(ProtocolError::invalid(
+                "publish",
+                format!("topic {:?} is a wildcard; publish to one concrete topic", self.topic.as_str()),
+            ));
+        }
+        self.event.validate()?;
+        self.data.validate()
+    }
+}
+
+fn check_topics(kind: &'static str, topics: &[Topic]) -> Result<(), ProtocolError> {
+    if topics.is_empty() {
+        return Err(ProtocolError::invalid(kind, "topics is empty; name at least one topic"));
+    }
+    if topics.len() > MAX_TOPICS_PER_MESSAGE {
+        return Err(ProtocolError::invalid(
+            kind,
+            format!("{} topics, the limit is {MAX_TOPICS_PER_MESSAGE} per message", topics.len()),
+        ));
+    }
+    Ok(())
+}

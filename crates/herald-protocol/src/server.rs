@@ -1,0 +1,271 @@
+//! Messages a server sends to clients, and decoding them leniently.
+
+use std::{borrow::Cow, collections::BTreeMap, fmt};
+
+use serde::{Deserialize, Serialize, de::IgnoredAny};
+
+use crate::{Event, ProtocolError, Topic, limits::MAX_FRAME_BYTES};
+
+/// A message from server to client.
+///
+/// Events carry no `type` field (the seed documents' shape); every other
+/// message is `{"type": ..}` tagged. [`decode`](Self::decode) turns any JSON
+/// object that is none of these into [`ServerMessage::Raw`] rather than an
+/// error, so a client also works against plain JSON broadcast servers.
+///
+/// ```
+/// use herald_protocol::ServerMessage;
+///
+/// let hello = ServerMessage::decode(r#"{"type":"connected","userId":"u1"}"#)?;
+/// let ServerMessage::Connected(connected) = hello else { panic!() };
+/// assert_eq!(connected.user_id.as_deref(), Some("u1"));
+///
+/// let other = ServerMessage::decode(r#"{"type":"notification","message":"hi"}"#)?;
+/// assert!(matches!(other, ServerMessage::Raw(_)));
+/// # Ok::<(), herald_protocol::ProtocolError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// Something changed on a subscribed topic.
+    Event(Event),
+    /// The server checks liveness; answer with a `pong`.
+    Ping,
+    /// The answer to the client's `ping`.
+    Pong,
+    /// The connection is authenticated.
+    Connected(Connected),
+    /// Topics are subscribed.
+    Subscribed(Subscribed),
+    /// Topics are unsubscribed.
+    Unsubscribed(Unsubscribed),
+    /// A publish was accepted.
+    Ack(Ack),
+    /// A request failed.
+    Error(ErrorMessage),
+    /// Everyone subscribed to a topic with presence.
+    Presence(Presence),
+    /// Who joined and left a topic with presence.
+    PresenceDiff(PresenceDiff),
+    /// A JSON object that is not a Herald message, kept as its text.
+    Raw(String),
+}
+
+/// `{"type":"connected"}`: authentication succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connected {
+    /// The authenticated user (`userId` is accepted too).
+    #[serde(default, alias = "userId", skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Seconds until the token expires; send a `refresh` before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Identifies the server's history; `seq` positions from another epoch
+    /// cannot be recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// `{"type":"subscribed"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The topics now subscribed.
+    pub topics: Vec<Topic>,
+    /// For a subscribe with `since`: whether every missed event of these topics
+    /// was replayed before this message. `false` means the client must resync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// The current `seq` of each concrete topic, so a client knows its position
+    /// before the first event arrives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_seq: BTreeMap<Topic, u64>,
+}
+
+/// `{"type":"unsubscribed"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unsubscribed {
+    /// The topics no longer subscribed.
+    pub topics: Vec<Topic>,
+}
+
+/// `{"type":"ack"}`: the publish with this id was accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The publish id.
+    pub id: String,
+    /// The `seq` the event got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The server had already accepted this id and did not broadcast it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// `{"type":"error"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// Machine-readable code; see [`error_code`](crate::error_code).
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The publish id this error answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The topic this error is about (as the client sent it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// An error code: a number (Herald, seed servers) or a name (some peers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorCode {
+    /// A numeric code such as `429` or `4003`.
+    Number(u32),
+    /// A named code such as `"bad_request"`.
+    Name(String),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// `{"type":"presence"}`: everyone subscribed to `topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The topic.
+    pub topic: Topic,
+    /// User ids, each once.
+    pub members: Vec<String>,
+}
+
+/// `{"type":"presence_diff"}`: who joined and left `topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceDiff {
+    /// The topic.
+    pub topic: Topic,
+    /// Users who joined.
+    #[serde(default)]
+    pub joined: Vec<String>,
+    /// Users who left.
+    #[serde(default)]
+    pub left: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Tagged<'a> {
+    Ping,
+    Pong,
+    Connected(&'a Connected),
+    Subscribed(&'a Subscribed),
+    Unsubscribed(&'a Unsubscribed),
+    Ack(&'a Ack),
+    Error(&'a ErrorMessage),
+    Presence(&'a Presence),
+    PresenceDiff(&'a PresenceDiff),
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    topic: Option<IgnoredAny>,
+    #[serde(default)]
+    event: Option<IgnoredAny>,
+    #[serde(default)]
+    data: Option<IgnoredAny>,
+}
+
+impl ServerMessage {
+    /// Encodes as compact JSON; events keep the seed's key order.
+    pub fn encode(&self) -> String {
+        let tagged = match self {
+            Self::Event(event) => return event.encode(),
+            Self::Raw(text) => return text.clone(),
+            Self::Ping => Tagged::Ping,
+            Self::Pong => Tagged::Pong,
+            Self::Connected(m) => Tagged::Connected(m),
+            Self::Subscribed(m) => Tagged::Subscribed(m),
+            Self::Unsubscribed(m) => Tagged::Unsubscribed(m),
+            Self::Ack(m) => Tagged::Ack(m),
+            Self::Error(m) => Tagged::Error(m),
+            Self::Presence(m) => Tagged::Presence(m),
+            Self::PresenceDiff(m) => Tagged::PresenceDiff(m),
+        };
+        serde_json::to_string(&tagged).expect("server messages hold only strings, numbers and maps with string keys")
+    }
+
+    /// Decodes one text frame.
+    ///
+    /// A message of a Herald type with wrong fields is an error (it says which
+    /// field); any other JSON object is [`ServerMessage::Raw`]; text that is not
+    /// a JSON object is an error.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        if text.len() > MAX_FRAME_BYTES {
+            return Err(ProtocolError::TooLarge { what: "frame", len: text.len(), max: MAX_FRAME_BYTES });
+        }
+        let probe: Probe<'_> = match serde_json::from_str(text) {
+            Ok(probe) => probe,
+            // Valid JSON of another shape (e.g. a non-string "type") is someone else's message.
+            Err(e) if e.is_data() => {
+                return match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+                    Ok(_) => Ok(Self::Raw(text.to_owned())),
+                    Err(_) => Err(ProtocolError::NotAnObject),
+                };
+            }
+            Err(e) => return Err(ProtocolError::Json(e)),
+        };
+        fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
+            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
+        }
+        Ok(match probe.kind.as_deref() {
+            Some("ping") => Self::Ping,
+            Some("pong") => Self::Pong,
+            Some(kind @ "connected") => Self::Connected(parse(kind, text)?),
+            Some(kind @ "subscribed") => Self::Subscribed(parse(kind, text)?),
+            Some(kind @ "unsubscribed") => Self::Unsubscribed(parse(kind, text)?),
+            Some(kind @ "ack") => Self::Ack(parse(kind, text)?),
+            Some(kind @ "error") => Self::Error(parse(kind, text)?),
+            Some(kind @ "presence") => Self::Presence(parse(kind, text)?),
+            Some(kind @ "presence_diff") => Self::PresenceDiff(parse(kind, text)?),
+            Some(kind @ "event") => Self::Event(parse(kind, text)?),
+            None if probe.topic.is_some() && probe.event.is_some() && probe.data.is_some() => {
+                Self::Event(parse("event", text)?)
+            }
+            _ => Self::Raw(text.to_owned()),
+        })
+    }
+}
+
+impl Event {
+    /// Encodes as compact JSON in the seed's key order, without a `type` field.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("events hold only strings, numbers and raw JSON")
+    }
+}
+
+/// Numeric codes of `{"type":"error"}` messages sent by Herald's server.
+pub mod error_code {
+    /// The message was malformed; the text says what is wrong.
+    pub const BAD_REQUEST: u32 = 400;
+    /// The token is missing, bad or expired.
+    pub const UNAUTHORIZED: u32 = 4001;
+    /// The token does not allow this topic (subscribe) or this publish.
+    pub const FORBIDDEN: u32 = 4003;
+    /// The message was larger than the limits allow.
+    pub const TOO_LARGE: u32 = 413;
+    /// Too many messages; slow down or the connection is closed with 4008.
+    pub const RATE_LIMITED: u32 = 429;
+    /// The server failed; retrying may help.
+    pub const INTERNAL: u32 = 500;
+}

@@ -1,0 +1,139 @@
+//! Property tests: round-trips, and no input ever panics a decoder.
+
+use std::collections::BTreeMap;
+
+use herald_protocol::{
+    Ack, ClientMessage, Event, EventData, EventKind, Payload, Publish, ServerMessage, Subscribe, Subscribed, Topic,
+};
+use proptest::prelude::*;
+
+fn topic() -> impl Strategy<Value = Topic> {
+    ("[a-z0-9_.-]{1,12}", prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())])
+        .prop_map(|(r, i)| Topic::new(format!("{r}:{i}")).unwrap())
+}
+
+fn concrete_topic() -> impl Strategy<Value = Topic> {
+    topic().prop_filter("concrete", |t| !t.is_wildcard())
+}
+
+fn kind() -> impl Strategy<Value = EventKind> {
+    prop_oneof![
+        Just(EventKind::Added),
+        Just(EventKind::Updated),
+        Just(EventKind::Deleted),
+        Just(EventKind::StatusChanged),
+        "[A-Z_]{1,20}".prop_map(EventKind::from),
+    ]
+}
+
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(Into::into),
+        any::<i64>().prop_map(Into::into),
+        ".{0,12}".prop_map(Into::into),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Into::into),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn data() -> impl Strategy<Value = EventData> {
+    (".{1,20}", json(), proptest::option::of(".{0,10}"), proptest::option::of(".{0,10}"), 0i64..4_000_000_000)
+        .prop_map(|(entity_id, payload, user_id, tenant_id, secs)| EventData {
+            entity_id,
+            payload: Payload::from_value(&payload).unwrap(),
+            user_id,
+            tenant_id,
+            timestamp: time::OffsetDateTime::from_unix_timestamp(secs)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        })
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    (concrete_topic(), kind(), data(), proptest::option::of("[a-f0-9]{1,16}"), proptest::option::of(any::<u64>()))
+        .prop_map(|(topic, event, data, trace_id, seq)| Event { topic, event, data, trace_id, seq })
+}
+
+fn client_message() -> impl Strategy<Value = ClientMessage> {
+    prop_oneof![
+        (prop::collection::vec(topic(), 1..5), prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
+         proptest::option::of("[a-z0-9]{1,8}"), any::<bool>())
+            .prop_map(|(topics, since, epoch, presence)| ClientMessage::Subscribe(Subscribe { topics, since, epoch, presence })),
+        prop::collection::vec(topic(), 1..5).prop_map(|topics| ClientMessage::Unsubscribe { topics }),
+        Just(ClientMessage::Ping),
+        Just(ClientMessage::Pong),
+        ("[a-zA-Z0-9._-]{1,16}", event()).prop_map(|(id, e)| ClientMessage::Publish(Publish {
+            id,
+            topic: e.topic,
+            event: e.event,
+            data: e.data,
+            trace_id: e.trace_id
+        })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn client_messages_round_trip(message in client_message()) {
+        prop_assert_eq!(ClientMessage::decode(&message.encode()).unwrap(), message);
+    }
+
+    #[test]
+    fn events_round_trip_and_validate(event in event()) {
+        event.validate().unwrap();
+        let decoded = ServerMessage::decode(&event.encode()).unwrap();
+        prop_assert_eq!(decoded, ServerMessage::Event(event));
+    }
+
+    #[test]
+    fn server_messages_round_trip(
+        topics in prop::collection::vec(topic(), 1..4),
+        recovered in proptest::option::of(any::<bool>()),
+        last_seq in prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
+        id in "[a-z0-9]{1,10}",
+        seq in proptest::option::of(any::<u64>()),
+    ) {
+        for message in [
+            ServerMessage::Subscribed(Subscribed { topics: topics.clone(), recovered, last_seq: last_seq.clone() }),
+            ServerMessage::Ack(Ack { id: id.clone(), seq, duplicate: recovered.unwrap_or(false) }),
+            ServerMessage::Ping,
+            ServerMessage::Pong,
+        ] {
+            prop_assert_eq!(ServerMessage::decode(&message.encode()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn any_text_never_panics_a_decoder(text in ".{0,200}") {
+        let _ = ServerMessage::decode(&text);
+        let _ = ClientMessage::decode(&text);
+        let _ = Topic::new(text);
+    }
+
+    #[test]
+    fn json_shaped_text_never_panics_a_decoder(
+        kind in prop_oneof![
+            Just("subscribe".to_owned()), Just("publish".to_owned()), Just("ack".to_owned()),
+            Just("subscribed".to_owned()), Just("error".to_owned()), Just("connected".to_owned()), ".{0,8}",
+        ],
+        fields in prop::collection::btree_map(
+            prop_oneof![Just("topics".to_owned()), Just("topic".to_owned()), Just("id".to_owned()), Just("data".to_owned()), Just("event".to_owned()), "[a-z]{1,6}"],
+            json(), 0..5),
+    ) {
+        let mut object: BTreeMap<String, serde_json::Value> = fields;
+        object.insert("type".into(), kind.into());
+        let text = serde_json::to_string(&object).unwrap();
+        let _ = ServerMessage::decode(&text);
+        let _ = ClientMessage::decode(&text);
+        object.remove("type");
+        let text = serde_json::to_string(&object).unwrap();
+        let _ = ServerMessage::decode(&text);
+    }
+}
