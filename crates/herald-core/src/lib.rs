@@ -1,1 +1,42 @@
+//! Herald's client session as a sans-IO state machine.
+//!
+//! [`Session`] holds every rule of a Herald client connection — reconnect with
+//! exponential backoff and jitter, heartbeats, resubscription, recovery of
+//! missed events by `seq`, publish acks and a bounded offline queue — and no
+//! I/O. The tokio client (`herald-client`) and the browser client
+//! (`herald-wasm`) are thin drivers of this one machine, so both behave the
+//! same by construction, and the rules are tested once, with a fake clock.
+//!
+//! ```text
+//!            inputs (with `now`)                         outputs
+//!  token ──▶ handle_token        ┌─────────┐  NeedToken ──▶ token provider
+//!  socket ─▶ handle_open/frame/  │ Session │  Connect ────▶ open a WebSocket
+//!            close               │         │  Send ───────▶ write a text frame
+//!  timer ──▶ handle_timeout      │         │  Close ──────▶ close the socket
+//!  app ────▶ subscribe/publish/  └─────────┘  Event ──────▶ the application
+//!            unsubscribe/close         poll_timeout ─────▶ arm one timer
+//! ```
+//!
+//! The contract: after every input, drain [`Session::poll_output`] until it
+//! returns `None`, then arm a timer for [`Session::poll_timeout`]. Time is
+//! `web_time::Instant` (`std::time::Instant` on native targets), passed in,
+//! never read, and randomness comes from [`SessionConfig::seed`]; the session
+//! needs neither `Send` nor a runtime, so it builds for
+//! `wasm32-unknown-unknown`.
+#![deny(missing_docs)]
 
+mod backoff;
+mod config;
+mod event;
+mod heartbeat;
+mod outbox;
+mod session;
+mod subscriptions;
+
+pub use config::{AuthMode, BackoffConfig, HeartbeatConfig, SessionConfig};
+pub use event::{
+    DisconnectReason, PublishError, PublishFailure, PublishId, ResyncReason, SessionEvent, Status, SubscribeError,
+};
+pub use herald_protocol as protocol;
+pub use session::{ConnectionId, Output, Session, TokenReason};
+pub use web_time::Instant;

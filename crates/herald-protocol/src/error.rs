@@ -55,6 +55,9 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     pub(crate) fn invalid(kind: &'static str, problem: impl Into<String>) -> Self {
-        Self::Invalid { kind, problem: problem.into() }
+        Self::Invalid {
+            kind,
+            problem: problem.into(),
+        }
     }
 }

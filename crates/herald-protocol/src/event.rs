@@ -110,7 +110,10 @@ impl EventKind {
         } else {
             return Ok(());
         };
-        Err(ProtocolError::invalid("event", format!("event name {name:?} {problem}")))
+        Err(ProtocolError::invalid(
+            "event",
+            format!("event name {name:?} {problem}"),
+        ))
     }
 }
 
@@ -223,7 +226,10 @@ impl Event {
         if self.topic.is_wildcard() {
             return Err(ProtocolError::invalid(
                 "event",
-                format!("topic {:?} is a wildcard; events go to one concrete topic", self.topic.as_str()),
+                format!(
+                    "topic {:?} is a wildcard; events go to one concrete topic",
+                    self.topic.as_str()
+                ),
             ));
         }
         self.event.validate()?;
@@ -237,13 +243,20 @@ impl EventData {
     pub fn validate(&self) -> Result<(), ProtocolError> {
         check_id("data.entity_id", Some(&self.entity_id))?;
         if self.entity_id.is_empty() {
-            return Err(ProtocolError::invalid("event", "data.entity_id is empty; give the id of the changed resource"));
+            return Err(ProtocolError::invalid(
+                "event",
+                "data.entity_id is empty; give the id of the changed resource",
+            ));
         }
         check_id("data.user_id", self.user_id.as_deref())?;
         check_id("data.tenant_id", self.tenant_id.as_deref())?;
         let size = self.payload.get().len();
         if size > MAX_PAYLOAD_BYTES {
-            return Err(ProtocolError::TooLarge { what: "data.payload", len: size, max: MAX_PAYLOAD_BYTES });
+            return Err(ProtocolError::TooLarge {
+                what: "data.payload",
+                len: size,
+                max: MAX_PAYLOAD_BYTES,
+            });
         }
         validate_timestamp(&self.timestamp)
     }
@@ -251,7 +264,11 @@ impl EventData {
 
 fn check_id(field: &'static str, value: Option<&str>) -> Result<(), ProtocolError> {
     match value {
-        Some(v) if v.len() > MAX_ID_BYTES => Err(ProtocolError::TooLarge { what: field, len: v.len(), max: MAX_ID_BYTES }),
+        Some(v) if v.len() > MAX_ID_BYTES => Err(ProtocolError::TooLarge {
+            what: field,
+            len: v.len(),
+            max: MAX_ID_BYTES,
+        }),
         _ => Ok(()),
     }
 }

@@ -212,7 +212,11 @@ impl ServerMessage {
     /// a JSON object is an error.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
         if text.len() > MAX_FRAME_BYTES {
-            return Err(ProtocolError::TooLarge { what: "frame", len: text.len(), max: MAX_FRAME_BYTES });
+            return Err(ProtocolError::TooLarge {
+                what: "frame",
+                len: text.len(),
+                max: MAX_FRAME_BYTES,
+            });
         }
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,
@@ -226,7 +230,10 @@ impl ServerMessage {
             Err(e) => return Err(ProtocolError::Json(e)),
         };
         fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
-            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
+            serde_json::from_str(text).map_err(|source| ProtocolError::Fields {
+                kind: kind.to_owned(),
+                source,
+            })
         }
         Ok(match probe.kind.as_deref() {
             Some("ping") => Self::Ping,

@@ -8,7 +8,10 @@ use herald_protocol::{
 use proptest::prelude::*;
 
 fn topic() -> impl Strategy<Value = Topic> {
-    ("[a-z0-9_.-]{1,12}", prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())])
+    (
+        "[a-z0-9_.-]{1,12}",
+        prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())],
+    )
         .prop_map(|(r, i)| Topic::new(format!("{r}:{i}")).unwrap())
 }
 
@@ -43,7 +46,13 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn data() -> impl Strategy<Value = EventData> {
-    (".{1,20}", json(), proptest::option::of(".{0,10}"), proptest::option::of(".{0,10}"), 0i64..4_000_000_000)
+    (
+        ".{1,20}",
+        json(),
+        proptest::option::of(".{0,10}"),
+        proptest::option::of(".{0,10}"),
+        0i64..4_000_000_000,
+    )
         .prop_map(|(entity_id, payload, user_id, tenant_id, secs)| EventData {
             entity_id,
             payload: Payload::from_value(&payload).unwrap(),
@@ -57,15 +66,36 @@ fn data() -> impl Strategy<Value = EventData> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (concrete_topic(), kind(), data(), proptest::option::of("[a-f0-9]{1,16}"), proptest::option::of(any::<u64>()))
-        .prop_map(|(topic, event, data, trace_id, seq)| Event { topic, event, data, trace_id, seq })
+    (
+        concrete_topic(),
+        kind(),
+        data(),
+        proptest::option::of("[a-f0-9]{1,16}"),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(topic, event, data, trace_id, seq)| Event {
+            topic,
+            event,
+            data,
+            trace_id,
+            seq,
+        })
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (prop::collection::vec(topic(), 1..5), prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
-         proptest::option::of("[a-z0-9]{1,8}"), any::<bool>())
-            .prop_map(|(topics, since, epoch, presence)| ClientMessage::Subscribe(Subscribe { topics, since, epoch, presence })),
+        (
+            prop::collection::vec(topic(), 1..5),
+            prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
+            proptest::option::of("[a-z0-9]{1,8}"),
+            any::<bool>()
+        )
+            .prop_map(|(topics, since, epoch, presence)| ClientMessage::Subscribe(Subscribe {
+                topics,
+                since,
+                epoch,
+                presence
+            })),
         prop::collection::vec(topic(), 1..5).prop_map(|topics| ClientMessage::Unsubscribe { topics }),
         Just(ClientMessage::Ping),
         Just(ClientMessage::Pong),

@@ -1,0 +1,642 @@
+//! The session state machine.
+
+use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
+
+use herald_protocol::{
+    ClientMessage, EventData, EventKind, ProtocolError, Publish, ServerMessage, Token, Topic, close,
+    limits::MAX_FRAME_BYTES,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use web_time::Instant;
+
+use crate::{
+    AuthMode, DisconnectReason, PublishError, PublishFailure, PublishId, SessionConfig, SessionEvent, Status,
+    SubscribeError,
+    backoff::Backoff,
+    heartbeat::{Beat, Heartbeat},
+    outbox::Outbox,
+    subscriptions::{Delivery, Subscriptions},
+};
+
+/// Identifies one transport (one WebSocket). Inputs about a transport the
+/// session has already given up on are ignored, so a late `onclose` of an old
+/// socket cannot disturb the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why the session asks for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenReason {
+    /// For a new connection; a cached token is fine if it is still valid.
+    Connect,
+    /// The server refused the last token (close 4001): get a fresh one.
+    Unauthorized,
+    /// The current token expires soon: get a fresh one for a `refresh`.
+    Refresh,
+}
+
+/// What the driver must do next. Drain with [`Session::poll_output`] after
+/// every input.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Output {
+    /// Call the token provider, then [`Session::handle_token`].
+    NeedToken(TokenReason),
+    /// Open a WebSocket to `url`; report it with [`Session::handle_open`],
+    /// or its failure with [`Session::handle_close`].
+    Connect {
+        /// Pass it back with every input about this transport.
+        id: ConnectionId,
+        /// The URL, with the token when [`AuthMode::Query`].
+        url: String,
+    },
+    /// Send this text frame on the open transport.
+    Send(String),
+    /// Close (or abort, if still connecting) transport `id`. Nothing more
+    /// needs reporting about it.
+    Close {
+        /// The transport.
+        id: ConnectionId,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// Tell the application.
+    Event(SessionEvent),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting to start the next connection attempt at `at`.
+    Waiting {
+        at: Instant,
+    },
+    AwaitingToken {
+        deadline: Instant,
+    },
+    Connecting {
+        id: ConnectionId,
+        deadline: Instant,
+    },
+    Open(Open),
+    Stopped(DisconnectReason),
+}
+
+#[derive(Debug)]
+struct Open {
+    id: ConnectionId,
+    opened_at: Instant,
+    heartbeat: Heartbeat,
+    refresh_at: Option<Instant>,
+}
+
+/// Close code the session uses when it drops a transport itself (heartbeat
+/// timeout, connect timeout): a private-use code, never sent by servers.
+const CLIENT_GAVE_UP: u16 = 4000;
+
+/// Keep the query value intact through URL parsing: everything but unreserved
+/// characters is escaped.
+const TOKEN_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// A Herald client session as a sans-IO state machine.
+///
+/// It owns every rule of a client connection — reconnect with backoff and
+/// jitter, heartbeats, resubscription, recovery by `seq`, publish acks and
+/// the offline queue — and does no I/O: it never opens a socket, reads a
+/// clock or spawns a task. A driver (the tokio client, the browser client, a
+/// test) feeds it inputs and carries out its outputs.
+///
+/// # Driving it
+///
+/// * Inputs, each with the current time: [`handle_token`](Self::handle_token),
+///   [`handle_open`](Self::handle_open), [`handle_frame`](Self::handle_frame),
+///   [`handle_close`](Self::handle_close), [`handle_timeout`](Self::handle_timeout),
+///   and the application's calls [`subscribe`](Self::subscribe),
+///   [`unsubscribe`](Self::unsubscribe), [`publish`](Self::publish),
+///   [`close`](Self::close).
+/// * **After every input, drain [`poll_output`](Self::poll_output) until it
+///   returns `None`**, then sleep until [`poll_timeout`](Self::poll_timeout)
+///   and call `handle_timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// use herald_core::{AuthMode, Output, Session, SessionConfig};
+/// use web_time::Instant;
+///
+/// let mut config = SessionConfig::new("ws://127.0.0.1:8080/ws");
+/// config.auth = AuthMode::None;
+/// let start = Instant::now();
+/// let mut session = Session::new(config, start);
+/// session.subscribe(start, "gift-list:1".parse()?, false)?;
+///
+/// session.handle_timeout(start);
+/// let mut connect = None;
+/// while let Some(output) = session.poll_output() {
+///     if let Output::Connect { id, url } = output {
+///         assert_eq!(url, "ws://127.0.0.1:8080/ws");
+///         connect = Some(id);
+///     }
+/// }
+/// // The driver opened the socket:
+/// session.handle_open(start, connect.unwrap());
+/// let sent: Vec<_> = std::iter::from_fn(|| session.poll_output())
+///     .filter_map(|o| match o { Output::Send(text) => Some(text), _ => None })
+///     .collect();
+/// assert_eq!(sent, [r#"{"type":"subscribe","topics":["gift-list:1"]}"#]);
+/// // Nothing arrives for 30 s: the session pings.
+/// assert_eq!(session.poll_timeout(), Some(start + Duration::from_secs(30)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The session is neither `Send`-bound nor clock-bound, so the browser driver
+/// can keep it in an `Rc<RefCell<_>>` and feed it `performance.now()` time.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    status: Status,
+    subscriptions: Subscriptions,
+    outbox: Outbox,
+    backoff: Backoff,
+    outputs: VecDeque<Output>,
+    next_connection: u64,
+    token: Option<String>,
+    token_reason: TokenReason,
+    /// A 4001 was answered with a fresh token and no connection has been
+    /// accepted since: a second 4001 stops the session.
+    auth_retry_used: bool,
+    epoch: Option<String>,
+    ever_opened: bool,
+    id_prefix: String,
+    next_publish: u64,
+}
+
+impl Session {
+    /// A session that starts its first connection attempt at `now`.
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        let mut rng = fastrand::Rng::with_seed(config.seed);
+        let id_prefix = format!("{:08x}", rng.u32(..));
+        let backoff = Backoff::new(config.backoff.clone(), rng.u64(..));
+        let mut session = Self {
+            outbox: Outbox::new(config.max_pending_publishes),
+            config,
+            state: State::Waiting { at: now },
+            status: Status::Connecting,
+            subscriptions: Subscriptions::default(),
+            backoff,
+            outputs: VecDeque::new(),
+            next_connection: 0,
+            token: None,
+            token_reason: TokenReason::Connect,
+            auth_retry_used: false,
+            epoch: None,
+            ever_opened: false,
+            id_prefix,
+            next_publish: 0,
+        };
+        session.emit(SessionEvent::Status(Status::Connecting));
+        session
+    }
+
+    /// The current status.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The subscribed topics (the application's intent, connected or not).
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.subscriptions.topics()
+    }
+
+    /// The last `seq` received on a concrete topic.
+    pub fn position(&self, topic: &str) -> Option<u64> {
+        self.subscriptions.position(topic)
+    }
+
+    /// Publishes waiting for an ack.
+    pub fn pending_publishes(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Whether the session has stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state, State::Stopped(_))
+    }
+
+    /// The next output for the driver, or `None` when all is done.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`
+    /// once stopped.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let state = match &self.state {
+            State::Waiting { at } => *at,
+            State::AwaitingToken { deadline } | State::Connecting { deadline, .. } => *deadline,
+            State::Open(open) => {
+                let beat = open.heartbeat.deadline();
+                open.refresh_at.map_or(beat, |refresh| refresh.min(beat))
+            }
+            State::Stopped(_) => return None,
+        };
+        Some(self.outbox.next_deadline().map_or(state, |publish| publish.min(state)))
+    }
+
+    /// Time passed: start attempts, send pings, expire publishes and give up
+    /// on dead or slow transports, as due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for id in self.outbox.expire(now) {
+            let error = PublishFailure::Timeout {
+                after: self.config.publish_timeout,
+            };
+            self.emit(SessionEvent::PublishFailed { id, error });
+        }
+        match &mut self.state {
+            State::Waiting { at } if now >= *at => self.begin_attempt(now),
+            State::AwaitingToken { deadline } if now >= *deadline => {
+                self.emit(SessionEvent::TokenFailed {
+                    message: "the token provider did not answer in time".into(),
+                });
+                self.transport_lost(now, None, "");
+            }
+            State::Connecting { id, deadline } if now >= *deadline => {
+                let id = *id;
+                self.outputs.push_back(Output::Close {
+                    id,
+                    code: CLIENT_GAVE_UP,
+                    reason: "connect timeout".into(),
+                });
+                self.transport_lost(now, None, "");
+            }
+            State::Open(open) => {
+                let id = open.id;
+                if open.refresh_at.is_some_and(|at| now >= at) {
+                    open.refresh_at = None;
+                    self.outputs.push_back(Output::NeedToken(TokenReason::Refresh));
+                }
+                let State::Open(open) = &mut self.state else {
+                    unreachable!("matched above")
+                };
+                match open.heartbeat.poll(now) {
+                    Beat::Idle => {}
+                    Beat::SendPing => self.send(&ClientMessage::Ping),
+                    Beat::Dead => {
+                        let reason = "heartbeat timeout".to_owned();
+                        self.outputs.push_back(Output::Close {
+                            id,
+                            code: CLIENT_GAVE_UP,
+                            reason,
+                        });
+                        self.transport_lost(now, None, "");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The token provider answered an [`Output::NeedToken`]. An `Err` counts
+    /// as a failed connection attempt (or, for a refresh, is ignored: the
+    /// server will close with 4001 and the session reconnects).
+    pub fn handle_token(&mut self, now: Instant, token: Result<String, String>) {
+        match (&self.state, token) {
+            (State::AwaitingToken { .. }, Ok(token)) => {
+                self.token = Some(token);
+                self.open_transport(now);
+            }
+            (State::AwaitingToken { .. }, Err(message)) => {
+                self.emit(SessionEvent::TokenFailed { message });
+                self.transport_lost(now, None, "");
+            }
+            (State::Open(_), Ok(token)) => {
+                self.send(&ClientMessage::Refresh {
+                    token: Token(token.clone()),
+                });
+                self.token = Some(token);
+            }
+            (State::Open(_), Err(message)) => self.emit(SessionEvent::TokenFailed { message }),
+            _ => {}
+        }
+    }
+
+    /// Transport `id` is open.
+    pub fn handle_open(&mut self, now: Instant, id: ConnectionId) {
+        if !matches!(self.state, State::Connecting { id: current, .. } if current == id) {
+            return;
+        }
+        let heartbeat = Heartbeat::new(self.config.heartbeat.clone(), now);
+        self.state = State::Open(Open {
+            id,
+            opened_at: now,
+            heartbeat,
+            refresh_at: None,
+        });
+        if self.config.auth == AuthMode::FirstMessage {
+            let token = Token(self.token.clone().unwrap_or_default());
+            self.send(&ClientMessage::Auth { token });
+        }
+        self.set_status(Status::Connected);
+        if std::mem::replace(&mut self.ever_opened, true) {
+            for (topic, reason) in self.subscriptions.on_reconnect(self.epoch.is_some()) {
+                self.emit(SessionEvent::Resync { topic, reason });
+            }
+        }
+        for message in self.subscriptions.subscribe_messages(self.epoch.as_deref()) {
+            self.send(&message);
+        }
+        let frames: Vec<String> = self.outbox.frames().map(str::to_owned).collect();
+        self.outputs.extend(frames.into_iter().map(Output::Send));
+    }
+
+    /// A text frame arrived on transport `id`.
+    pub fn handle_frame(&mut self, now: Instant, id: ConnectionId, text: &str) {
+        let State::Open(open) = &mut self.state else { return };
+        if open.id != id {
+            return;
+        }
+        open.heartbeat.on_frame(now);
+        let message = match ServerMessage::decode(text) {
+            Ok(message) => message,
+            Err(error) => return self.emit(SessionEvent::Malformed(Arc::new(error))),
+        };
+        match message {
+            ServerMessage::Event(event) => match self.subscriptions.on_event(&event) {
+                Delivery::Deliver => self.emit(SessionEvent::Event(event)),
+                Delivery::Gap { expected, got } => {
+                    let reason = crate::ResyncReason::Gap { expected, got };
+                    self.emit(SessionEvent::Resync {
+                        topic: event.topic.clone(),
+                        reason,
+                    });
+                    self.emit(SessionEvent::Event(event));
+                }
+                Delivery::Duplicate | Delivery::Unwanted => {}
+            },
+            ServerMessage::Ping => self.send(&ClientMessage::Pong),
+            ServerMessage::Pong | ServerMessage::Unsubscribed(_) => {}
+            ServerMessage::Connected(connected) => {
+                self.auth_retry_used = false;
+                if connected.epoch.is_some() && self.epoch.is_some() && connected.epoch != self.epoch {
+                    self.subscriptions.clear_positions();
+                }
+                self.epoch = connected.epoch;
+                if let (Some(seconds), State::Open(open)) = (connected.expires_in, &mut self.state) {
+                    // Refresh at 80% of the lifetime, leaving room for a slow token provider.
+                    open.refresh_at = Some(now + Duration::from_secs(seconds).mul_f64(0.8));
+                }
+            }
+            ServerMessage::Subscribed(subscribed) => {
+                for (topic, reason) in self.subscriptions.on_subscribed(&subscribed) {
+                    self.emit(SessionEvent::Resync { topic, reason });
+                }
+            }
+            ServerMessage::Ack(ack) if self.outbox.remove(&ack.id) => {
+                let (id, seq, duplicate) = (PublishId(ack.id), ack.seq, ack.duplicate);
+                self.emit(SessionEvent::PublishAcked { id, seq, duplicate });
+            }
+            ServerMessage::Error(error) => {
+                if let Some(id) = error.id.clone().filter(|id| self.outbox.remove(id)) {
+                    let failure = PublishFailure::Rejected {
+                        code: error.code,
+                        message: error.message,
+                    };
+                    self.emit(SessionEvent::PublishFailed {
+                        id: PublishId(id),
+                        error: failure,
+                    });
+                } else if let Some(topic) = error.topic.clone().filter(|t| self.subscriptions.contains(t)) {
+                    self.subscriptions.remove(&topic);
+                    self.emit(SessionEvent::SubscribeFailed { topic, error });
+                } else {
+                    self.emit(SessionEvent::ServerError(error));
+                }
+            }
+            ServerMessage::Presence(presence) => self.emit(SessionEvent::Presence(presence)),
+            ServerMessage::PresenceDiff(diff) => self.emit(SessionEvent::PresenceDiff(diff)),
+            ServerMessage::Raw(text) => self.emit(SessionEvent::Raw(text)),
+            _ => {}
+        }
+    }
+
+    /// Transport `id` closed, or failed to open. `code` is `None` when there
+    /// was no close frame (1006, a refused connection, a reset).
+    pub fn handle_close(&mut self, now: Instant, id: ConnectionId, code: Option<u16>, reason: &str) {
+        let current = match &self.state {
+            State::Connecting { id, .. } => *id,
+            State::Open(open) => open.id,
+            _ => return,
+        };
+        if current == id {
+            self.transport_lost(now, code, reason);
+        }
+    }
+
+    /// Subscribes to `topic` (or a `resource:*` wildcard). The subscription
+    /// is the application's intent: it survives reconnects until
+    /// [`unsubscribe`](Self::unsubscribe). `presence` asks for presence
+    /// messages too. Subscribing twice is a no-op.
+    pub fn subscribe(&mut self, _now: Instant, topic: Topic, presence: bool) -> Result<(), SubscribeError> {
+        if let State::Stopped(reason) = &self.state {
+            return Err(SubscribeError::Stopped(reason.clone()));
+        }
+        let open = matches!(self.state, State::Open(_));
+        if self.subscriptions.insert(topic.clone(), presence, false) && open {
+            let mut message = ClientMessage::subscribe(vec![topic.clone()]);
+            if let ClientMessage::Subscribe(subscribe) = &mut message {
+                subscribe.presence = presence;
+            }
+            self.send(&message);
+            self.subscriptions.mark_sent(topic.as_str());
+        }
+        Ok(())
+    }
+
+    /// Drops the subscription. Offline, only the intent is dropped; online,
+    /// the server is told too. Returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, _now: Instant, topic: &str) -> bool {
+        let Some(topic) = self.subscriptions.topics().find(|t| t.as_str() == topic).cloned() else {
+            return false;
+        };
+        self.subscriptions.remove(topic.as_str());
+        if matches!(self.state, State::Open(_)) {
+            self.send(&ClientMessage::Unsubscribe { topics: vec![topic] });
+        }
+        true
+    }
+
+    /// Publishes an event. It is sent now if connected, otherwise when the
+    /// next connection opens, and again after every reconnect until acked;
+    /// the outcome arrives as [`SessionEvent::PublishAcked`] or
+    /// [`SessionEvent::PublishFailed`] with the returned id.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        topic: Topic,
+        event: EventKind,
+        data: EventData,
+        trace_id: Option<String>,
+    ) -> Result<PublishId, PublishError> {
+        if let State::Stopped(reason) = &self.state {
+            return Err(PublishError::Stopped(reason.clone()));
+        }
+        if self.outbox.is_full() {
+            return Err(PublishError::QueueFull {
+                capacity: self.outbox.capacity(),
+            });
+        }
+        let id = format!("{}-{}", self.id_prefix, self.next_publish);
+        let publish = Publish {
+            id: id.clone(),
+            topic,
+            event,
+            data,
+            trace_id,
+        };
+        publish.validate()?;
+        let frame = ClientMessage::Publish(publish).encode();
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(ProtocolError::TooLarge {
+                what: "publish frame",
+                len: frame.len(),
+                max: MAX_FRAME_BYTES,
+            }
+            .into());
+        }
+        self.next_publish += 1;
+        if matches!(self.state, State::Open(_)) {
+            self.outputs.push_back(Output::Send(frame.clone()));
+        }
+        self.outbox
+            .push(PublishId(id.clone()), frame, now + self.config.publish_timeout);
+        Ok(PublishId(id))
+    }
+
+    /// Closes the session for good: close code 1000, no reconnect, pending
+    /// publishes fail with [`PublishFailure::Stopped`].
+    pub fn close(&mut self, _now: Instant) {
+        let id = match &self.state {
+            State::Stopped(_) => return,
+            State::Connecting { id, .. } => Some(*id),
+            State::Open(open) => Some(open.id),
+            _ => None,
+        };
+        if let Some(id) = id {
+            self.outputs.push_back(Output::Close {
+                id,
+                code: close::NORMAL,
+                reason: "client closed".into(),
+            });
+        }
+        self.stop(DisconnectReason::Closed);
+    }
+
+    fn begin_attempt(&mut self, now: Instant) {
+        if self.config.auth == AuthMode::None {
+            return self.open_transport(now);
+        }
+        self.state = State::AwaitingToken {
+            deadline: now + self.config.connect_timeout,
+        };
+        let reason = std::mem::replace(&mut self.token_reason, TokenReason::Connect);
+        self.outputs.push_back(Output::NeedToken(reason));
+    }
+
+    fn open_transport(&mut self, now: Instant) {
+        let id = ConnectionId(self.next_connection);
+        self.next_connection += 1;
+        let url = match (&self.token, self.config.auth) {
+            (Some(token), AuthMode::Query) => {
+                let separator = if self.config.url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{separator}token={}",
+                    self.config.url,
+                    utf8_percent_encode(token, TOKEN_ESCAPE)
+                )
+            }
+            _ => self.config.url.clone(),
+        };
+        self.state = State::Connecting {
+            id,
+            deadline: now + self.config.connect_timeout,
+        };
+        self.outputs.push_back(Output::Connect { id, url });
+    }
+
+    /// The transport is gone (closed, failed, timed out or declared dead):
+    /// decide between reconnecting and stopping.
+    fn transport_lost(&mut self, now: Instant, code: Option<u16>, reason: &str) {
+        if let State::Open(open) = &self.state
+            && now.saturating_duration_since(open.opened_at) >= self.config.backoff.healthy_after
+        {
+            self.backoff.reset();
+        }
+        let advised = close::retry_after_ms(reason).map(Duration::from_millis);
+        let delay = match code {
+            Some(close::UNAUTHORIZED) if self.auth_retry_used => {
+                return self.stop(DisconnectReason::Unauthorized {
+                    reason: reason.to_owned(),
+                });
+            }
+            Some(close::UNAUTHORIZED) => {
+                self.auth_retry_used = true;
+                self.token_reason = TokenReason::Unauthorized;
+                self.backoff.record_failure().then_some(advised.unwrap_or_default())
+            }
+            Some(close::FORBIDDEN) => {
+                return self.stop(DisconnectReason::Forbidden {
+                    reason: reason.to_owned(),
+                });
+            }
+            Some(close::GOING_AWAY) => self.backoff.record_failure().then_some(advised.unwrap_or_default()),
+            _ => match advised {
+                Some(advised) => self.backoff.record_failure().then_some(advised),
+                None => self.backoff.next_delay(),
+            },
+        };
+        let Some(delay) = delay else {
+            let attempts = self.backoff.failures().saturating_sub(1);
+            return self.stop(DisconnectReason::RetriesExhausted { attempts });
+        };
+        self.state = State::Waiting { at: now + delay };
+        self.set_status(Status::Reconnecting {
+            attempt: self.backoff.failures(),
+            next_in: delay,
+        });
+    }
+
+    fn stop(&mut self, reason: DisconnectReason) {
+        let failed: Vec<PublishId> = self.outbox.drain().collect();
+        for id in failed {
+            self.emit(SessionEvent::PublishFailed {
+                id,
+                error: PublishFailure::Stopped(reason.clone()),
+            });
+        }
+        self.state = State::Stopped(reason.clone());
+        self.set_status(Status::Disconnected { reason });
+    }
+
+    fn send(&mut self, message: &ClientMessage) {
+        self.outputs.push_back(Output::Send(message.encode()));
+    }
+
+    fn emit(&mut self, event: SessionEvent) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn set_status(&mut self, status: Status) {
+        if self.status != status {
+            self.status = status.clone();
+            self.emit(SessionEvent::Status(status));
+        }
+    }
+}

@@ -1,0 +1,873 @@
+//! Every rule of the session, driven with a fake clock.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Harness, event};
+use herald_core::{
+    AuthMode, DisconnectReason, PublishError, PublishFailure, ResyncReason, SessionConfig, SessionEvent, Status,
+    TokenReason,
+    protocol::{EventData, EventKind, Payload},
+};
+use serde_json::json;
+
+const URL: &str = "ws://127.0.0.1:9/ws";
+const SECOND: Duration = Duration::from_secs(1);
+
+fn config() -> SessionConfig {
+    Harness::config(URL)
+}
+
+fn no_jitter() -> SessionConfig {
+    let mut config = config();
+    config.backoff.jitter = 0.0;
+    config
+}
+
+fn data(n: u32) -> EventData {
+    EventData {
+        entity_id: format!("e{n}"),
+        payload: Payload::from_value(&json!({ "n": n })).unwrap(),
+        user_id: None,
+        tenant_id: None,
+        timestamp: "2026-11-25T10:00:00Z".into(),
+    }
+}
+
+fn publish(h: &mut Harness, n: u32) -> herald_core::PublishId {
+    let id = h
+        .session
+        .publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(n), None)
+        .unwrap();
+    h.drain();
+    id
+}
+
+fn resyncs(events: &[SessionEvent]) -> Vec<(String, ResyncReason)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Resync { topic, reason } => Some((topic.to_string(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered_seqs(events: &[SessionEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Event(e) => e.seq,
+            _ => None,
+        })
+        .collect()
+}
+
+// --- connecting and auth ---
+
+#[test]
+fn first_attempt_asks_for_a_token_and_puts_it_in_the_query() {
+    let mut h = Harness::new(config());
+    assert_eq!(h.token_requests, [TokenReason::Connect]);
+    assert_eq!(h.connects[0].1, "ws://127.0.0.1:9/ws?token=tok-1");
+    h.open();
+    assert_eq!(h.last_status(), Status::Connected);
+    assert_eq!(h.statuses(), [Status::Connecting, Status::Connected]);
+}
+
+#[test]
+fn query_tokens_are_percent_encoded_and_appended_to_existing_parameters() {
+    let mut h = Harness::new(Harness::config("ws://h/ws?room=1"));
+    h.token = Some(Ok("a b&c=d".into()));
+    h.server_close(None, "refused");
+    h.fire_next_timer();
+    assert_eq!(h.connects[1].1, "ws://h/ws?room=1&token=a%20b%26c%3Dd");
+}
+
+#[test]
+fn first_message_auth_sends_the_token_before_anything_else() {
+    let mut config = config();
+    config.auth = AuthMode::FirstMessage;
+    let mut h = Harness::new(config);
+    h.session
+        .subscribe(h.now, "gift-list:1".parse().unwrap(), false)
+        .unwrap();
+    assert_eq!(h.connects[0].1, URL, "no token in the URL");
+    h.open();
+    let sent = h.take_sent();
+    assert_eq!(sent[0], json!({"type": "auth", "token": "tok-1"}));
+    assert_eq!(sent[1], json!({"type": "subscribe", "topics": ["gift-list:1"]}));
+}
+
+#[test]
+fn no_auth_mode_never_asks_for_a_token() {
+    let mut config = config();
+    config.auth = AuthMode::None;
+    let h = Harness::new(config);
+    assert!(h.token_requests.is_empty());
+    assert_eq!(h.connects[0].1, URL);
+}
+
+#[test]
+fn a_failing_token_provider_counts_as_a_failed_attempt() {
+    let mut h = Harness::new(config());
+    h.server_close(None, "");
+    h.token = Some(Err("vault unreachable".into()));
+    h.fire_next_timer();
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::TokenFailed { message } if message == "vault unreachable"))
+    );
+    assert!(matches!(h.last_status(), Status::Reconnecting { attempt: 2, .. }));
+    assert_eq!(h.connects.len(), 1);
+}
+
+#[test]
+fn a_token_provider_that_never_answers_times_out() {
+    let mut h = Harness::new(config());
+    h.server_close(None, "");
+    h.token = None;
+    h.fire_next_timer();
+    assert_eq!(h.token_requests.len(), 2);
+    h.advance(SECOND * 10);
+    assert!(h.events.iter().any(|e| matches!(e, SessionEvent::TokenFailed { .. })));
+    assert!(matches!(h.last_status(), Status::Reconnecting { attempt: 2, .. }));
+}
+
+#[test]
+fn a_connect_that_hangs_is_aborted_after_the_connect_timeout() {
+    let mut h = Harness::new(no_jitter());
+    h.advance(SECOND * 10);
+    assert_eq!(h.closes.len(), 1, "the pending connect is aborted");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: SECOND
+        }
+    );
+}
+
+// --- backoff ---
+
+#[test]
+fn reconnect_delays_grow_exponentially_to_the_cap() {
+    let mut h = Harness::new(no_jitter());
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        h.server_close(None, "connection refused");
+        let Status::Reconnecting { next_in, .. } = h.last_status() else {
+            panic!("not reconnecting")
+        };
+        delays.push(next_in.as_secs());
+        assert_eq!(h.fire_next_timer(), next_in, "the next attempt starts when announced");
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+}
+
+#[test]
+fn jittered_delays_stay_within_bounds_and_differ_between_clients() {
+    let mut firsts = std::collections::BTreeSet::new();
+    for seed in 0..50 {
+        let mut config = config();
+        config.seed = seed;
+        let mut session = herald_core::Session::new(config, herald_core::Instant::now());
+        let now = herald_core::Instant::now();
+        let mut base = 1.0f64;
+        for attempt in 1..=7u32 {
+            session.handle_timeout(now);
+            session.handle_token(now, Ok("t".into()));
+            let id = std::iter::from_fn(|| session.poll_output())
+                .find_map(|o| match o {
+                    herald_core::Output::Connect { id, .. } => Some(id),
+                    _ => None,
+                })
+                .expect("a Connect");
+            session.handle_close(now, id, None, "");
+            let Status::Reconnecting { attempt: a, next_in } = session.status().clone() else {
+                panic!()
+            };
+            assert_eq!(a, attempt);
+            let secs = next_in.as_secs_f64();
+            assert!(
+                secs >= base * 0.5 - 1e-6 && secs <= base * 1.5 + 1e-6,
+                "attempt {attempt}: {secs} s"
+            );
+            if attempt == 1 {
+                firsts.insert(next_in.as_millis());
+            }
+            base = (base * 2.0).min(30.0);
+            // Jump the session's clock to the attempt time.
+            let at = session.poll_timeout().unwrap();
+            session.handle_timeout(at);
+            while session.poll_output().is_some() {}
+        }
+    }
+    assert!(firsts.len() >= 45, "first delays should spread: {firsts:?}");
+}
+
+#[test]
+fn backoff_resets_only_after_a_connection_stayed_healthy() {
+    let mut h = Harness::new(no_jitter());
+    h.server_close(None, "");
+    h.connect();
+    // Fails right after opening: not healthy, the delay keeps growing.
+    h.server_close(Some(1006), "");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 2,
+            next_in: SECOND * 2
+        }
+    );
+    h.connect();
+    h.advance(SECOND * 10);
+    h.server_close(Some(1006), "");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: SECOND
+        }
+    );
+}
+
+#[test]
+fn max_attempts_stops_with_retries_exhausted() {
+    let mut config = no_jitter();
+    config.backoff.max_attempts = Some(3);
+    let mut h = Harness::new(config);
+    for _ in 0..3 {
+        h.server_close(None, "refused");
+        h.fire_next_timer();
+    }
+    h.server_close(None, "refused");
+    assert_eq!(
+        h.last_status(),
+        Status::Disconnected {
+            reason: DisconnectReason::RetriesExhausted { attempts: 3 }
+        }
+    );
+    assert_eq!(h.session.poll_timeout(), None, "no timer after stopping");
+    assert_eq!(h.connects.len(), 4);
+}
+
+// --- close codes ---
+
+#[test]
+fn going_away_reconnects_at_once() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(1001), "server shutting down");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: Duration::ZERO
+        }
+    );
+    h.fire_next_timer();
+    assert_eq!(h.connects.len(), 2);
+}
+
+#[test]
+fn a_server_advised_delay_overrides_the_backoff_once() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(1001), "server restart; retry_after_ms=2500");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: Duration::from_millis(2500)
+        }
+    );
+    assert_eq!(h.fire_next_timer(), Duration::from_millis(2500));
+    h.server_close(None, "refused");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 2,
+            next_in: SECOND
+        },
+        "back to the backoff"
+    );
+}
+
+#[test]
+fn unauthorized_asks_for_a_fresh_token_once_then_stops() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(4001), "token expired");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: Duration::ZERO
+        }
+    );
+    h.token = Some(Ok("tok-2".into()));
+    h.fire_next_timer();
+    assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Unauthorized]);
+    assert_eq!(h.connects[1].1, "ws://127.0.0.1:9/ws?token=tok-2");
+    h.open();
+    h.server_close(Some(4001), "bad signature");
+    assert_eq!(
+        h.last_status(),
+        Status::Disconnected {
+            reason: DisconnectReason::Unauthorized {
+                reason: "bad signature".into()
+            }
+        }
+    );
+    assert_eq!(h.connects.len(), 2, "no loop");
+}
+
+#[test]
+fn an_accepted_connection_renews_the_single_token_retry() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(4001), "expired");
+    h.connect();
+    h.recv_json(json!({"type": "connected", "user_id": "u1"}));
+    h.server_close(Some(4001), "expired again, an hour later");
+    assert!(matches!(h.last_status(), Status::Reconnecting { .. }));
+}
+
+#[test]
+fn forbidden_close_stops_without_retrying() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.server_close(Some(4003), "no topic allowed");
+    assert_eq!(
+        h.last_status(),
+        Status::Disconnected {
+            reason: DisconnectReason::Forbidden {
+                reason: "no topic allowed".into()
+            }
+        }
+    );
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn too_slow_rate_limited_and_too_big_reconnect_with_backoff() {
+    for code in [4009, 4008, 1009, 1000, 1011] {
+        let mut h = Harness::new(no_jitter());
+        h.open();
+        h.server_close(Some(code), "");
+        assert_eq!(
+            h.last_status(),
+            Status::Reconnecting {
+                attempt: 1,
+                next_in: SECOND
+            },
+            "code {code}"
+        );
+    }
+}
+
+#[test]
+fn late_inputs_about_an_old_transport_are_ignored() {
+    let mut h = Harness::new(config());
+    h.open();
+    let old = h.current.unwrap();
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.session
+        .handle_close(h.now, old, Some(1000), "late onclose of the old socket");
+    h.session.handle_frame(h.now, old, r#"{"type":"ping"}"#);
+    h.drain();
+    assert_eq!(h.last_status(), Status::Connected);
+    assert!(h.take_sent().iter().all(|m| m["type"] != "pong"));
+}
+
+// --- heartbeat ---
+
+#[test]
+fn pings_after_a_quiet_interval_and_any_frame_counts_as_liveness() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.take_sent();
+    h.advance(SECOND * 29);
+    h.recv_json(json!({"type": "notification"}));
+    h.advance(SECOND * 29);
+    assert!(h.take_sent().is_empty(), "traffic 29 s ago: no ping yet");
+    h.advance(SECOND);
+    assert_eq!(h.take_sent(), [json!({"type": "ping"})]);
+    h.advance(SECOND * 9);
+    h.recv_json(json!({"type": "pong"}));
+    h.advance(SECOND * 20);
+    assert_eq!(h.last_status(), Status::Connected);
+}
+
+#[test]
+fn a_half_open_connection_is_detected_within_interval_plus_timeout() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    let opened = h.now;
+    // The network black-holes everything from here on.
+    while h.closes.is_empty() {
+        h.fire_next_timer();
+    }
+    assert_eq!(h.now - opened, Duration::from_secs(40), "30 s interval + 10 s timeout");
+    assert_eq!(h.closes[0].2, "heartbeat timeout");
+    assert_eq!(
+        h.last_status(),
+        Status::Reconnecting {
+            attempt: 1,
+            next_in: SECOND
+        }
+    );
+}
+
+#[test]
+fn server_pings_are_answered_with_pongs() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.take_sent();
+    h.recv(r#"{"type":"ping"}"#);
+    assert_eq!(h.take_sent(), [json!({"type": "pong"})]);
+}
+
+// --- subscriptions and recovery ---
+
+#[test]
+fn subscriptions_survive_reconnects_and_are_resent_in_one_batch_with_positions() {
+    let mut h = Harness::new(config());
+    for topic in ["gift-list:1", "gift-list:2", "user:9"] {
+        h.session.subscribe(h.now, topic.parse().unwrap(), false).unwrap();
+    }
+    h.open();
+    assert_eq!(
+        h.take_sent(),
+        [json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"]})]
+    );
+    h.recv_json(json!({"type": "connected", "user_id": "u1", "epoch": "E1"}));
+    h.recv_json(
+        json!({"type": "subscribed", "topics": ["gift-list:1", "gift-list:2", "user:9"],
+                       "last_seq": {"gift-list:1": 5, "gift-list:2": 0, "user:9": 2}}),
+    );
+    h.recv_json(event("gift-list:1", 6));
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(
+        h.take_sent(),
+        [
+            json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"],
+                "since": {"gift-list:1": 6, "gift-list:2": 0, "user:9": 2}, "epoch": "E1"})
+        ]
+    );
+}
+
+#[test]
+fn subscribing_while_connected_sends_at_once_and_twice_is_a_no_op() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
+    h.drain();
+    assert_eq!(
+        h.take_sent(),
+        [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]
+    );
+}
+
+#[test]
+fn unsubscribe_online_tells_the_server_and_offline_only_drops_the_intent() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:2".parse().unwrap(), false).unwrap();
+    h.open();
+    h.take_sent();
+    assert!(h.session.unsubscribe(h.now, "a:1"));
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "unsubscribe", "topics": ["a:1"]})]);
+    h.server_close(None, "");
+    assert!(h.session.unsubscribe(h.now, "a:2"));
+    assert!(!h.session.unsubscribe(h.now, "a:3"));
+    h.drain();
+    h.connect();
+    assert!(h.take_sent().is_empty(), "nothing left to subscribe");
+}
+
+#[test]
+fn events_of_unsubscribed_topics_are_dropped() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(event("a:2", 1));
+    h.recv_json(event("a:1", 1));
+    assert_eq!(delivered_seqs(&h.events), [1]);
+}
+
+#[test]
+fn wildcards_receive_every_identifier_of_their_resource() {
+    let mut h = Harness::new(config());
+    h.session
+        .subscribe(h.now, "gift-list:*".parse().unwrap(), false)
+        .unwrap();
+    h.open();
+    h.recv_json(event("gift-list:1", 1));
+    h.recv_json(event("gift-list:2", 1));
+    h.recv_json(event("user:1", 1));
+    assert_eq!(delivered_seqs(&h.events), [1, 1]);
+}
+
+#[test]
+fn replayed_duplicates_are_dropped_and_gaps_resync() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    for seq in [1, 2, 2, 1, 3, 6, 7] {
+        h.recv_json(event("a:1", seq));
+    }
+    assert_eq!(delivered_seqs(&h.events), [1, 2, 3, 6, 7]);
+    assert_eq!(
+        resyncs(&h.events),
+        [("a:1".into(), ResyncReason::Gap { expected: 4, got: 6 })]
+    );
+}
+
+#[test]
+fn a_recovered_reconnect_delivers_the_gap_exactly_once_without_resync() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "last_seq": {"a:1": 0}}));
+    for seq in 1..=3 {
+        h.recv_json(event("a:1", seq));
+    }
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    // The server replays 4..=6, one of them twice (a live event overlapping the replay).
+    for seq in [4, 5, 5, 6] {
+        h.recv_json(event("a:1", seq));
+    }
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "recovered": true, "last_seq": {"a:1": 6}}));
+    h.recv_json(event("a:1", 7));
+    assert_eq!(delivered_seqs(&h.events), (1..=7).collect::<Vec<_>>());
+    assert!(resyncs(&h.events).is_empty());
+}
+
+#[test]
+fn an_unrecovered_topic_resyncs() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:2".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(event("a:1", 10));
+    h.recv_json(event("a:2", 3));
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "recovered": false, "last_seq": {"a:1": 900}}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:2"], "recovered": true, "last_seq": {"a:2": 3}}));
+    assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::NotRecovered)]);
+    h.recv_json(event("a:1", 901));
+    assert_eq!(
+        *delivered_seqs(&h.events).last().unwrap(),
+        901,
+        "the new baseline is 900"
+    );
+    assert!(resyncs(&h.events).len() == 1, "no gap after the new baseline");
+}
+
+#[test]
+fn a_server_without_recovery_resyncs_every_topic_after_a_reconnect() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "bench:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "userId": "u1"}));
+    h.recv_json(event("bench:1", 50));
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(resyncs(&h.events), [("bench:1".into(), ResyncReason::NoRecovery)]);
+    assert_eq!(
+        h.take_sent().last().unwrap(),
+        &json!({"type": "subscribe", "topics": ["bench:1"]}),
+        "no since"
+    );
+    // The restarted peer numbers from 1 again: not a duplicate.
+    h.recv_json(event("bench:1", 1));
+    assert_eq!(delivered_seqs(&h.events), [50, 1]);
+}
+
+#[test]
+fn a_new_epoch_forgets_old_positions() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(event("a:1", 40));
+    h.server_close(Some(1001), "restart");
+    h.connect();
+    h.recv_json(json!({"type": "connected", "epoch": "E2"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "recovered": false, "last_seq": {"a:1": 0}}));
+    h.recv_json(event("a:1", 1));
+    assert_eq!(delivered_seqs(&h.events), [40, 1]);
+    assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::NotRecovered)]);
+}
+
+#[test]
+fn wildcard_subscriptions_resync_after_a_reconnect() {
+    let mut h = Harness::new(config());
+    h.session
+        .subscribe(h.now, "gift-list:*".parse().unwrap(), false)
+        .unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(resyncs(&h.events), [("gift-list:*".into(), ResyncReason::Wildcard)]);
+}
+
+#[test]
+fn topics_first_subscribed_while_offline_do_not_resync() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.server_close(Some(1006), "");
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.connect();
+    assert!(resyncs(&h.events).is_empty());
+}
+
+#[test]
+fn a_forbidden_topic_is_dropped_and_others_stay() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "admin:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "not allowed", "topic": "admin:1"}));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::SubscribeFailed { topic, .. } if topic == "admin:1"))
+    );
+    let topics: Vec<String> = h.session.topics().map(|t| t.to_string()).collect();
+    assert_eq!(topics, ["a:1"]);
+    assert_eq!(h.last_status(), Status::Connected);
+}
+
+// --- publish ---
+
+#[test]
+fn offline_publishes_wait_and_are_sent_after_subscriptions_on_connect() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    let first = publish(&mut h, 1);
+    let second = publish(&mut h, 2);
+    assert!(h.sent.is_empty());
+    h.open();
+    let sent = h.take_sent();
+    assert_eq!(sent[0]["type"], "subscribe");
+    assert_eq!(
+        (sent[1]["id"].as_str(), sent[2]["id"].as_str()),
+        (Some(first.0.as_str()), Some(second.0.as_str()))
+    );
+    assert_eq!(sent[1]["data"]["payload"], json!({"n": 1}));
+}
+
+#[test]
+fn unacked_publishes_are_retransmitted_after_reconnect_and_acked_once() {
+    let mut h = Harness::new(config());
+    h.open();
+    let id = publish(&mut h, 1);
+    assert_eq!(h.take_sent().len(), 1);
+    h.server_close(Some(1006), "");
+    h.connect();
+    let resent = h.take_sent();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(
+        resent[0]["id"],
+        id.0.as_str(),
+        "same id, so the server can drop a duplicate"
+    );
+    h.recv_json(json!({"type": "ack", "id": id.0, "seq": 7, "duplicate": true}));
+    h.recv_json(json!({"type": "ack", "id": id.0, "seq": 7}));
+    let acks: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::PublishAcked { .. }))
+        .collect();
+    assert_eq!(acks.len(), 1);
+    assert!(matches!(
+        acks[0],
+        SessionEvent::PublishAcked {
+            seq: Some(7),
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(h.session.pending_publishes(), 0);
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert!(h.take_sent().is_empty(), "acked publishes are not sent again");
+}
+
+#[test]
+fn publish_ids_are_unique() {
+    let mut h = Harness::new(config());
+    let ids: std::collections::BTreeSet<_> = (0..100).map(|n| publish(&mut h, n)).collect();
+    assert_eq!(ids.len(), 100);
+}
+
+#[test]
+fn a_publish_without_ack_fails_after_the_timeout() {
+    let mut h = Harness::new(config());
+    h.open();
+    let id = publish(&mut h, 1);
+    h.advance(SECOND * 29);
+    assert_eq!(h.session.pending_publishes(), 1);
+    h.advance(SECOND);
+    assert!(h.events.iter().any(|e| matches!(e,
+        SessionEvent::PublishFailed { id: failed, error: PublishFailure::Timeout { .. } } if *failed == id)));
+    assert_eq!(h.session.pending_publishes(), 0);
+}
+
+#[test]
+fn the_offline_queue_is_bounded() {
+    let mut config = config();
+    config.max_pending_publishes = 3;
+    let mut h = Harness::new(config);
+    for n in 0..3 {
+        publish(&mut h, n);
+    }
+    let err = h
+        .session
+        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(9), None)
+        .unwrap_err();
+    assert!(matches!(err, PublishError::QueueFull { capacity: 3 }));
+    assert!(err.to_string().contains("raise max_pending_publishes"));
+}
+
+#[test]
+fn invalid_publishes_are_refused_with_the_reason() {
+    let mut h = Harness::new(config());
+    let mut bad = data(1);
+    bad.timestamp = "yesterday".into();
+    let err = h
+        .session
+        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, bad, None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("data.timestamp \"yesterday\" is not RFC 3339"),
+        "{err}"
+    );
+    let err = h
+        .session
+        .publish(h.now, "a:*".parse().unwrap(), EventKind::Added, data(1), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("wildcard"), "{err}");
+    let mut huge = data(1);
+    huge.payload = Payload::from_value(&"x".repeat(60_000)).unwrap();
+    let err = h
+        .session
+        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, huge, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("over the 49152-byte limit"), "{err}");
+    assert_eq!(h.session.pending_publishes(), 0);
+}
+
+#[test]
+fn a_rejected_publish_fails_with_the_server_error() {
+    let mut h = Harness::new(config());
+    h.open();
+    let id = publish(&mut h, 1);
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "publish not allowed", "id": id.0}));
+    assert!(h.events.iter().any(|e| matches!(e,
+        SessionEvent::PublishFailed { error: PublishFailure::Rejected { message, .. }, .. } if message == "publish not allowed")));
+}
+
+// --- close, status, raw ---
+
+#[test]
+fn close_is_clean_and_final() {
+    let mut h = Harness::new(config());
+    h.open();
+    let id = publish(&mut h, 1);
+    h.session.close(h.now);
+    h.drain();
+    assert_eq!(h.closes[0].1, 1000);
+    assert_eq!(
+        h.last_status(),
+        Status::Disconnected {
+            reason: DisconnectReason::Closed
+        }
+    );
+    assert!(h.events.iter().any(|e| matches!(e,
+        SessionEvent::PublishFailed { id: failed, error: PublishFailure::Stopped(DisconnectReason::Closed) } if *failed == id)));
+    assert_eq!(h.session.poll_timeout(), None);
+    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), false).is_err());
+    assert!(matches!(
+        h.session
+            .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(1), None),
+        Err(PublishError::Stopped(DisconnectReason::Closed))
+    ));
+    h.advance(SECOND * 3600);
+    assert_eq!(h.connects.len(), 1);
+}
+
+#[test]
+fn status_changes_are_observable_in_order() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(
+        h.statuses(),
+        [
+            Status::Connecting,
+            Status::Connected,
+            Status::Reconnecting {
+                attempt: 1,
+                next_in: SECOND
+            },
+            Status::Connected
+        ]
+    );
+}
+
+#[test]
+fn foreign_json_is_raw_and_broken_frames_are_reported_without_disconnecting() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.recv(r#"{"type":"notification","message":"hi"}"#);
+    h.recv("not json at all");
+    h.recv(r#"{"type":"ack"}"#);
+    assert!(matches!(&h.events[2], SessionEvent::Raw(text) if text.contains("notification")));
+    let malformed: Vec<String> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Malformed(err) => Some(err.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(malformed.len(), 2);
+    assert!(malformed[1].contains("missing field `id`"));
+    assert_eq!(h.last_status(), Status::Connected);
+}
+
+#[test]
+fn the_token_is_refreshed_on_the_live_connection_before_it_expires() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.recv_json(json!({"type": "connected", "user_id": "u1", "expires_in": 100}));
+    h.take_sent();
+    h.token = Some(Ok("tok-2".into()));
+    for _ in 0..3 {
+        h.advance(SECOND * 20);
+        h.recv_json(json!({"type": "ping"}));
+    }
+    h.advance(SECOND * 19);
+    assert_eq!(h.token_requests, [TokenReason::Connect]);
+    h.advance(SECOND);
+    assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Refresh]);
+    assert!(h.take_sent().contains(&json!({"type": "refresh", "token": "tok-2"})));
+    assert_eq!(h.connects.len(), 1, "no reconnect needed");
+}
