@@ -1,0 +1,60 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use crate::{
+    install,
+    shell::{Result, cargo, exec},
+};
+
+pub(crate) fn run(args: &[String]) -> Result {
+    if let Some(unknown) = args.first() {
+        return Err(format!("unknown argument {unknown:?}; `cargo xtask ci` takes none"));
+    }
+    install::run()?;
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The core and the protocol must stay free of anything a browser lacks.
+    exec(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "herald-core",
+        "-p",
+        "herald-protocol",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
+    exec(cargo().args(["test", "--workspace", "--locked"]))?;
+    fuzz()?;
+    Ok(())
+}
+
+/// Builds the fuzz target and runs it briefly: a crash found here fails CI.
+fn fuzz() -> Result {
+    let fuzz = |args: &[&str]| {
+        let mut command = cargo();
+        // cargo-fuzz passes nightly-only flags; stable rustc accepts them with this.
+        command.env("RUSTC_BOOTSTRAP", "1").arg("fuzz").args(args);
+        command
+    };
+    exec(&mut fuzz(&["build", "decode"]))?;
+    // The first directory collects what the run finds (ignored by git);
+    // the second holds the committed seed inputs.
+    std::fs::create_dir_all(crate::shell::root().join("fuzz/corpus/decode")).map_err(|e| e.to_string())?;
+    exec(&mut fuzz(&[
+        "run",
+        "decode",
+        "fuzz/corpus/decode",
+        "fuzz/seeds/decode",
+        "--",
+        "-max_total_time=20",
+        "-max_len=4096",
+    ]))
+}

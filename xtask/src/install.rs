@@ -1,0 +1,94 @@
+//! Installs what the tests need on a fresh machine. Every step checks first,
+//! so running it again costs a few milliseconds.
+
+use std::process::Command;
+
+use crate::shell::{Result, cargo, exec, has, output};
+
+/// cargo-fuzz builds the fuzz target in CI; pinned so CI is reproducible.
+pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+pub(crate) fn run() -> Result {
+    rust_target("wasm32-unknown-unknown")?;
+    rust_components(&["rustfmt", "clippy"])?;
+    cargo_tool("cargo-fuzz", CARGO_FUZZ_VERSION)?;
+    Ok(())
+}
+
+fn rust_target(target: &str) -> Result {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    exec(Command::new("rustup").args(["target", "add", target]))
+}
+
+fn rust_components(components: &[&str]) -> Result {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"])).unwrap_or_default();
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| !installed.lines().any(|line| line.starts_with(c)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    exec(Command::new("rustup").args(["component", "add"]).args(missing))
+}
+
+/// Installs Debian packages that are missing (needs root, as on CI).
+#[allow(dead_code, reason = "used as the browser and interop tests land")]
+pub(crate) fn apt(packages: &[&str]) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|status| !status.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    exec(Command::new("apt-get").arg("update").arg("-qq"))?;
+    exec(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Installs a cargo tool at exactly `version` unless it is there already.
+pub(crate) fn cargo_tool(name: &str, version: &str) -> Result {
+    let subcommand = name.strip_prefix("cargo-").unwrap_or(name);
+    let reported = if name.starts_with("cargo-") {
+        output(cargo().args([subcommand, "--version"]))
+    } else {
+        output(Command::new(name).arg("--version"))
+    };
+    if reported.is_some_and(|v| v.split_whitespace().any(|word| word == version)) {
+        return Ok(());
+    }
+    // No --locked: the registry may lack a version the tool's lock file pins.
+    exec(cargo().args(["install", name, "--version", version]))
+}
+
+/// `npm ci` in `dir` (relative to the root) unless `node_modules` is current.
+#[allow(dead_code, reason = "used as the browser and interop tests land")]
+pub(crate) fn npm_ci(dir: &str) -> Result {
+    if !has("npm") {
+        return Err(format!("npm is needed for {dir}; install Node.js 20 or newer"));
+    }
+    let root = crate::shell::root().join(dir);
+    let lock = root.join("package-lock.json");
+    let stamp = root.join("node_modules/.package-lock.json");
+    let current = match (std::fs::metadata(&lock), std::fs::metadata(&stamp)) {
+        (Ok(lock), Ok(stamp)) => stamp.modified().ok() >= lock.modified().ok(),
+        _ => false,
+    };
+    if current {
+        return Ok(());
+    }
+    exec(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(root))
+}
