@@ -3,7 +3,9 @@
 use crate::shell::{Result, cargo, exec};
 
 pub(crate) fn run(args: &[String]) -> Result {
-    exec(cargo()
-        .args(["run", "--quiet", "-p", "herald-core", "--example", "simulate", "--"])
-        .args(args))
+    exec(
+        cargo()
+            .args(["run", "--quiet", "-p", "herald-core", "--example", "simulate", "--"])
+            .args(args),
+    )
 }

@@ -51,10 +51,12 @@ pub(crate) fn apt(packages: &[&str]) -> Result {
         return Ok(());
     }
     exec(Command::new("apt-get").arg("update").arg("-qq"))?;
-    exec(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// Installs a cargo tool at exactly `version` unless it is there already.
@@ -88,7 +90,9 @@ pub(crate) fn npm_ci(dir: &str) -> Result {
     if current {
         return Ok(());
     }
-    exec(Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(root))
+    exec(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(root),
+    )
 }

@@ -49,7 +49,11 @@ pub(crate) fn output(command: &mut Command) -> Option<String> {
 
 pub(crate) fn describe(command: &Command) -> String {
     let program = Path::new(command.get_program());
-    let mut line = program.file_name().unwrap_or(program.as_os_str()).to_string_lossy().into_owned();
+    let mut line = program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned();
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());
