@@ -2,7 +2,7 @@
 
 use crate::{
     install,
-    shell::{Result, cargo, exec},
+    shell::{Result, cargo, exec, exec_quiet},
 };
 
 pub(crate) fn run(args: &[String]) -> Result {
@@ -48,13 +48,16 @@ fn fuzz() -> Result {
     // The first directory collects what the run finds (ignored by git);
     // the second holds the committed seed inputs.
     std::fs::create_dir_all(crate::shell::root().join("fuzz/corpus/decode")).map_err(|e| e.to_string())?;
-    exec(&mut fuzz(&[
-        "run",
-        "decode",
-        "fuzz/corpus/decode",
-        "fuzz/seeds/decode",
-        "--",
-        "-max_total_time=20",
-        "-max_len=4096",
-    ]))
+    exec_quiet(
+        &mut fuzz(&[
+            "run",
+            "decode",
+            "fuzz/corpus/decode",
+            "fuzz/seeds/decode",
+            "--",
+            "-max_total_time=20",
+            "-max_len=4096",
+        ]),
+        3,
+    )
 }
