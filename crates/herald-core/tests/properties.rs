@@ -79,8 +79,8 @@ proptest! {
                 Step::Connected(e) => if h.current.is_some() {
                     h.recv_json(json!({"type": "connected", "epoch": format!("E{e}"), "expires_in": 60}))
                 },
-                Step::Ack(n) => if h.current.is_some() {
-                    if let Some(id) = published.get(n as usize) { h.recv_json(json!({"type": "ack", "id": id})) }
+                Step::Ack(n) => if let (Some(_), Some(id)) = (h.current, published.get(n as usize)) {
+                    h.recv_json(json!({"type": "ack", "id": id}))
                 },
                 Step::Garbage(text) => if h.current.is_some() { h.recv(&text) },
                 Step::Subscribe(t) => { let _ = h.session.subscribe(h.now, topic(t).parse().unwrap(), t == 1); h.drain(); }
