@@ -1,0 +1,314 @@
+//! Fan-out: N subscribers, one publisher at a fixed rate, publish-to-deliver
+//! latency, throughput, losses and duplicates.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{SinkExt, StreamExt, stream};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    BenchError, Latency,
+    connect::{Target, Ws},
+    frame::last_number,
+    latency::histogram,
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FanoutOptions {
+    /// The server's WebSocket URL.
+    pub url: String,
+    /// Subscribing connections. Default 100.
+    pub subscribers: usize,
+    /// Topics `bench:0..topics`; subscriber `i` takes topic `i % topics`. Default 1.
+    pub topics: usize,
+    /// Events published per second, over all topics. Default 100.
+    pub rate: u64,
+    /// How long to publish. Default 5 s.
+    pub duration: Duration,
+    /// Connections opened at once. Default 256.
+    pub connect_concurrency: usize,
+    /// Longest wait after publishing for deliveries to arrive. Default 10 s.
+    pub drain: Duration,
+}
+
+impl FanoutOptions {
+    /// Defaults against `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            subscribers: 100,
+            topics: 1,
+            rate: 100,
+            duration: Duration::from_secs(5),
+            connect_concurrency: 256,
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a fan-out run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    /// Subscribing connections.
+    pub subscribers: usize,
+    /// Topics.
+    pub topics: usize,
+    /// Seconds to open and subscribe every connection.
+    pub connect_secs: f64,
+    /// Events the publisher sent.
+    pub published: u64,
+    /// Acks the publisher got.
+    pub acked: u64,
+    /// Deliveries that should have happened.
+    pub expected: u64,
+    /// Deliveries that happened (duplicates excluded).
+    pub delivered: u64,
+    /// Delivered per second, from the first publish to the last delivery.
+    pub deliveries_per_sec: f64,
+    /// Publish-to-deliver latency.
+    pub latency: Latency,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries of a `seq` a connection had already seen.
+    pub duplicates: u64,
+    /// Connections that failed or were closed during the run.
+    pub errors: u64,
+}
+
+impl FanoutReport {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let l = &self.latency;
+        format!(
+            "subscribers {:>8}   topics {:>5}   connect {:>7.2} s\n\
+             published   {:>8}   acked {:>6}\n\
+             delivered   {:>8} of {} ({:.0}/s)\n\
+             latency     p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms\n\
+             lost {}   duplicates {}   errors {}",
+            self.subscribers,
+            self.topics,
+            self.connect_secs,
+            self.published,
+            self.acked,
+            self.delivered,
+            self.expected,
+            self.deliveries_per_sec,
+            l.p50_us as f64 / 1e3,
+            l.p90_us as f64 / 1e3,
+            l.p99_us as f64 / 1e3,
+            l.max_us as f64 / 1e3,
+            self.lost,
+            self.duplicates,
+            self.errors,
+        )
+    }
+}
+
+/// Latencies recorded by many tasks: a few locked histograms, each fed in batches.
+struct Shared {
+    base: Instant,
+    shards: Vec<Mutex<Histogram<u64>>>,
+    delivered: AtomicU64,
+}
+
+const BATCH: usize = 512;
+
+/// One RFC 3339 timestamp for every event: servers that validate it accept
+/// it, and formatting one per event would cost the publisher time.
+const TIMESTAMP: &str = "2026-01-01T00:00:00Z";
+
+impl Shared {
+    fn record(&self, shard: usize, batch: &mut Vec<u64>) {
+        let mut histogram = self.shards[shard % self.shards.len()]
+            .lock()
+            .expect("no recorder panics");
+        for &us in batch.iter() {
+            histogram.saturating_record(us.max(1));
+        }
+        self.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.clear();
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+#[derive(Debug, Default)]
+struct Received {
+    duplicates: u64,
+    last_ns: u64,
+    failed: bool,
+}
+
+async fn receive(mut ws: Ws, index: usize, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Received {
+    let mut out = Received::default();
+    let mut last_seq = 0;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            message = ws.next() => message,
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let (Some(seq), Some(sent)) = (last_number(&text, r#""seq":"#), last_number(&text, r#""sent_ns":"#))
+                else {
+                    continue;
+                };
+                if seq <= last_seq {
+                    out.duplicates += 1;
+                    continue;
+                }
+                last_seq = seq;
+                let now = shared.now_ns();
+                out.last_ns = now;
+                batch.push(now.saturating_sub(sent) / 1_000);
+                if batch.len() == BATCH {
+                    shared.record(index, &mut batch);
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                out.failed = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    shared.record(index, &mut batch);
+    out
+}
+
+/// Runs the fan-out benchmark.
+pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
+    let topics = options.topics.max(1);
+    let target = Target::new(&options.url, options.subscribers + 1).await?;
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        shards: (0..16).map(|_| Mutex::new(histogram())).collect(),
+        delivered: AtomicU64::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let connect_started = Instant::now();
+    let opened: Vec<Result<Ws, BenchError>> = stream::iter(0..options.subscribers)
+        .map(|i| {
+            let target = &target;
+            async move { target.open_subscribed(i, &format!("bench:{}", i % topics)).await }
+        })
+        .buffer_unordered(options.connect_concurrency.max(1))
+        .collect()
+        .await;
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    let mut receivers = Vec::with_capacity(opened.len());
+    for (index, ws) in opened.into_iter().enumerate() {
+        receivers.push(tokio::spawn(receive(ws?, index, shared.clone(), stop_rx.clone())));
+    }
+
+    let publisher = target.open(options.subscribers).await?;
+    let (mut sink, mut acks) = publisher.split();
+    let ack_count = tokio::spawn(async move {
+        let mut acked = 0u64;
+        while let Some(Ok(message)) = acks.next().await {
+            if let Message::Text(text) = message
+                && text.contains(r#""ack""#)
+            {
+                acked += 1;
+            }
+        }
+        acked
+    });
+
+    let first_publish_ns = shared.now_ns();
+    let started = Instant::now();
+    let mut published_per_topic = vec![0u64; topics];
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut publish_failed = false;
+    while started.elapsed() < options.duration && !publish_failed {
+        tick.tick().await;
+        let due = (options.rate as f64 * started.elapsed().as_secs_f64()) as u64;
+        while published < due {
+            let topic = (published % topics as u64) as usize;
+            let frame = format!(
+                r#"{{"type":"publish","id":"b{published}","topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}}}"#,
+                shared.now_ns()
+            );
+            if sink.feed(Message::text(frame)).await.is_err() {
+                publish_failed = true;
+                break;
+            }
+            published += 1;
+            published_per_topic[topic] += 1;
+        }
+        publish_failed |= sink.flush().await.is_err();
+    }
+
+    let subscribers_per_topic =
+        |t: usize| (options.subscribers / topics + usize::from(t < options.subscribers % topics)) as u64;
+    let expected: u64 = published_per_topic
+        .iter()
+        .enumerate()
+        .map(|(t, n)| n * subscribers_per_topic(t))
+        .sum();
+    let drain_until = Instant::now() + options.drain;
+    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Receivers flush in batches: the count can lag the truth until they stop.
+    let _ = stop_tx.send(true);
+    let mut duplicates = 0;
+    let mut errors = u64::from(publish_failed);
+    let mut last_ns = first_publish_ns;
+    for receiver in receivers {
+        let received = receiver.await.unwrap_or(Received {
+            failed: true,
+            ..Default::default()
+        });
+        duplicates += received.duplicates;
+        errors += u64::from(received.failed);
+        last_ns = last_ns.max(received.last_ns);
+    }
+    let _ = sink.close().await;
+    let acked = tokio::time::timeout(Duration::from_secs(2), ack_count)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let mut merged = histogram();
+    for shard in &shared.shards {
+        merged
+            .add(&*shard.lock().expect("no recorder panics"))
+            .expect("histograms share bounds");
+    }
+    let window = (last_ns.saturating_sub(first_publish_ns)) as f64 / 1e9;
+    Ok(FanoutReport {
+        subscribers: options.subscribers,
+        topics,
+        connect_secs,
+        published,
+        acked,
+        expected,
+        delivered,
+        deliveries_per_sec: if window > 0.0 { delivered as f64 / window } else { 0.0 },
+        latency: Latency::from_histogram(&merged),
+        lost: expected.saturating_sub(delivered),
+        duplicates,
+        errors,
+    })
+}
