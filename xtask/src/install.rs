@@ -75,7 +75,6 @@ pub(crate) fn cargo_tool(name: &str, version: &str) -> Result {
 }
 
 /// `npm ci` in `dir` (relative to the root) unless `node_modules` is current.
-#[allow(dead_code, reason = "used as the browser and interop tests land")]
 pub(crate) fn npm_ci(dir: &str) -> Result {
     if !has("npm") {
         return Err(format!("npm is needed for {dir}; install Node.js 20 or newer"));

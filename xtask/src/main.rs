@@ -4,7 +4,9 @@
 //!   lints and every test. The README's test command; `.ci/run` calls it.
 //! - `demo`: the main job, for someone who just cloned the repo.
 //! - `install`: only the install step of `ci`.
+//! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
 
+mod bench;
 mod ci;
 mod demo;
 mod install;
@@ -20,11 +22,13 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "demo" => demo::run(rest),
         "install" => install::run(),
+        "bench" => bench::run(rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo | install>");
+            eprintln!("usage: cargo xtask <ci | demo | install | bench>");
             eprintln!("  ci       install test dependencies, then fmt, clippy and every test");
             eprintln!("  demo     show Herald working end to end");
             eprintln!("  install  only install what the tests need");
+            eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
             return if task == "help" || task == "--help" {
                 ExitCode::SUCCESS
             } else {

@@ -1,0 +1,285 @@
+//! `cargo xtask bench`: the same loads against Herald's server and the two
+//! peers in `../shared/peers/`, one after the other in one run, with the
+//! results written into BENCHMARKS.md between its table markers.
+
+use std::{
+    fmt::Write as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::shell::{Result, cargo, exec, output, root};
+
+const START: &str = "<!-- bench:start -->";
+const END: &str = "<!-- bench:end -->";
+
+/// One load, run against every server.
+struct Load {
+    name: &'static str,
+    args: &'static [&'static str],
+}
+
+const FANOUT: &[Load] = &[
+    Load {
+        name: "1 → 1, 100 events/s",
+        args: &["--subscribers", "1", "--rate", "100", "--duration", "5"],
+    },
+    Load {
+        name: "500 subscribers, 400 events/s",
+        args: &["--subscribers", "500", "--rate", "400", "--duration", "5"],
+    },
+    Load {
+        name: "10,000 subscribers, 10 events/s",
+        args: &["--subscribers", "10000", "--rate", "10", "--duration", "5"],
+    },
+    Load {
+        name: "10,000 subscribers, 100 events/s",
+        args: &["--subscribers", "10000", "--rate", "100", "--duration", "5"],
+    },
+];
+
+const IDLE: &[&str] = &["--connections", "10000"];
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM first so servers shut down as they would in production.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result {
+    let quick = match args.first().map(String::as_str) {
+        None => false,
+        Some("--quick") => true,
+        Some(other) => return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick]`")),
+    };
+    exec(cargo().args(["build", "--release", "-p", "herald-cli"]))?;
+    let herald = root().join("target/release/herald");
+    let peers = prepare_peers()?;
+
+    let loads = &FANOUT[..if quick { 2 } else { FANOUT.len() }];
+    let idle: &[&str] = if quick { &["--connections", "1000"] } else { IDLE };
+    let mut fanout = String::from(
+        "| load | server | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates | errors |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut idle_rows =
+        String::from("| server | connections | handshakes/s | server memory per connection |\n|---|---:|---:|---:|\n");
+    for load in loads {
+        for kind in Kind::ALL {
+            let name = kind.name();
+            // A fresh server per load, so one load's leftovers do not skew the next.
+            let server = start(kind, &herald, &peers)?;
+            let json = bench(&herald, &["fanout", "--url", &server.url, "--json"], load.args)?;
+            drop(server);
+            let r: Value = serde_json::from_str(&json).map_err(|e| format!("bench output is not JSON: {e}"))?;
+            let ms = |key: &str| r["latency"][key].as_f64().unwrap_or(f64::NAN) / 1000.0;
+            writeln!(
+                fanout,
+                "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                load.name,
+                r["deliveries_per_sec"].as_f64().unwrap_or(f64::NAN),
+                ms("p50_us"),
+                ms("p90_us"),
+                ms("p99_us"),
+                ms("max_us"),
+                r["lost"],
+                r["duplicates"],
+                r["errors"],
+            )
+            .ok();
+        }
+    }
+    for kind in Kind::ALL {
+        let name = kind.name();
+        let server = start(kind, &herald, &peers)?;
+        let pid = server.child.id().to_string();
+        let json = bench(
+            &herald,
+            &["idle", "--url", &server.url, "--server-pid", &pid, "--json"],
+            idle,
+        )?;
+        drop(server);
+        let r: Value = serde_json::from_str(&json).map_err(|e| format!("bench output is not JSON: {e}"))?;
+        writeln!(
+            idle_rows,
+            "| {name} | {} | {:.0} | {:.2} KiB |",
+            r["connections"],
+            r["connects_per_sec"].as_f64().unwrap_or(f64::NAN),
+            r["server_bytes_per_connection"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+        )
+        .ok();
+    }
+
+    let mut section = String::new();
+    writeln!(section, "{}\n", machine()).ok();
+    writeln!(
+        section,
+        "Reproduce with `cargo xtask bench{}`.\n",
+        if quick { " --quick" } else { "" }
+    )
+    .ok();
+    writeln!(
+        section,
+        "### Fan-out (one publisher over WebSocket, publish-to-deliver latency)\n\n{fanout}"
+    )
+    .ok();
+    writeln!(section, "### Idle subscribed connections\n\n{idle_rows}").ok();
+    write_benchmarks(&section)
+}
+
+/// The servers compared.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Herald,
+    Node,
+    Python,
+}
+
+impl Kind {
+    const ALL: [Self; 3] = [Self::Herald, Self::Node, Self::Python];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Herald => "herald (Rust, axum)",
+            Self::Node => "node-ws (Node 20, ws)",
+            Self::Python => "python-fastapi (uvicorn)",
+        }
+    }
+
+    fn command(self, port: u16, herald: &Path, peers: &Path) -> Command {
+        let port = port.to_string();
+        match self {
+            Self::Herald => {
+                let mut command = Command::new(herald);
+                command
+                    .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
+                    .env("RUST_LOG", "warn");
+                command
+            }
+            Self::Node => {
+                let mut command = Command::new("node");
+                command.arg(peers.join("node-ws/server.js")).args(["--port", &port]);
+                command
+            }
+            Self::Python => {
+                let mut command = Command::new(peers.join("python-fastapi/run.sh"));
+                command.args(["--port", &port]);
+                command
+            }
+        }
+    }
+}
+
+fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
+    let name = kind.name();
+    let port = free_port()?;
+    let child = kind
+        .command(port, herald, peers)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start {name}: {e}"))?;
+    let server = Server {
+        name,
+        child,
+        url: format!("ws://127.0.0.1:{port}/ws"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("{} did not listen on port {port} within 120 s", server.name))
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Runs `herald bench ..` as its own process (its own file limit) and returns its JSON.
+fn bench(herald: &Path, args: &[&str], load: &[&str]) -> Result<String> {
+    let mut command = Command::new(herald);
+    command.arg("bench").args(args).args(load);
+    eprintln!("$ {}", crate::shell::describe(&command));
+    let json = output(&mut command).ok_or_else(|| format!("`{}` failed", crate::shell::describe(&command)))?;
+    eprintln!("  {}", json.trim());
+    Ok(json)
+}
+
+/// Copies the peers out of the read-only shared folder and installs their dependencies.
+fn prepare_peers() -> Result<PathBuf> {
+    let source = root().join("../shared/peers");
+    if !source.is_dir() {
+        return Err(format!(
+            "{} is missing: the peers live in shared/ beside the repository",
+            source.display()
+        ));
+    }
+    let target = root().join("target/peers");
+    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    exec(Command::new("cp").args(["-rT"]).arg(&source).arg(&target))?;
+    exec(Command::new("chmod").args(["-R", "u+w"]).arg(&target))?;
+    crate::install::npm_ci("target/peers/node-ws")?;
+    exec(Command::new(target.join("python-fastapi/run.sh")).arg("--install-only"))?;
+    Ok(target)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
+    format!(
+        "Measured {} on {cores} cores ({cpu}), {memory} memory, loopback; servers and the load generator share the machine.",
+        date.trim()
+    )
+}
+
+fn write_benchmarks(section: &str) -> Result {
+    let path = root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| format!("# Benchmarks\n\n{START}\n{END}\n"));
+    let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+        return Err(format!("{} lacks the {START} / {END} markers", path.display()));
+    };
+    let updated = format!("{}{START}\n{section}\n{}", &text[..start], &text[end..]);
+    std::fs::write(&path, updated).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
