@@ -24,14 +24,8 @@ struct Load {
 }
 
 const FANOUT: &[Load] = &[
-    Load {
-        name: "1 → 1, 100 events/s",
-        args: &["--subscribers", "1", "--rate", "100", "--duration", "5"],
-    },
-    Load {
-        name: "500 subscribers, 400 events/s",
-        args: &["--subscribers", "500", "--rate", "400", "--duration", "5"],
-    },
+    Load { name: "1 → 1, 100 events/s", args: &["--subscribers", "1", "--rate", "100", "--duration", "5"] },
+    Load { name: "500 subscribers, 400 events/s", args: &["--subscribers", "500", "--rate", "400", "--duration", "5"] },
     Load {
         name: "10,000 subscribers, 10 events/s",
         args: &["--subscribers", "10000", "--rate", "10", "--duration", "5"],
@@ -113,11 +107,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         let name = kind.name();
         let server = start(kind, &herald, &peers)?;
         let pid = server.child.id().to_string();
-        let json = bench(
-            &herald,
-            &["idle", "--url", &server.url, "--server-pid", &pid, "--json"],
-            idle,
-        )?;
+        let json = bench(&herald, &["idle", "--url", &server.url, "--server-pid", &pid, "--json"], idle)?;
         drop(server);
         let r: Value = serde_json::from_str(&json).map_err(|e| format!("bench output is not JSON: {e}"))?;
         writeln!(
@@ -132,17 +122,8 @@ pub(crate) fn run(args: &[String]) -> Result {
 
     let mut section = String::new();
     writeln!(section, "{}\n", machine()).ok();
-    writeln!(
-        section,
-        "Reproduce with `cargo xtask bench{}`.\n",
-        if quick { " --quick" } else { "" }
-    )
-    .ok();
-    writeln!(
-        section,
-        "### Fan-out (one publisher over WebSocket, publish-to-deliver latency)\n\n{fanout}"
-    )
-    .ok();
+    writeln!(section, "Reproduce with `cargo xtask bench{}`.\n", if quick { " --quick" } else { "" }).ok();
+    writeln!(section, "### Fan-out (one publisher over WebSocket, publish-to-deliver latency)\n\n{fanout}").ok();
     writeln!(section, "### Idle subscribed connections\n\n{idle_rows}").ok();
     write_benchmarks(&section)
 }
@@ -171,9 +152,7 @@ impl Kind {
         match self {
             Self::Herald => {
                 let mut command = Command::new(herald);
-                command
-                    .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
-                    .env("RUST_LOG", "warn");
+                command.args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")]).env("RUST_LOG", "warn");
                 command
             }
             Self::Node => {
@@ -199,11 +178,7 @@ fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("could not start {name}: {e}"))?;
-    let server = Server {
-        name,
-        child,
-        url: format!("ws://127.0.0.1:{port}/ws"),
-    };
+    let server = Server { name, child, url: format!("ws://127.0.0.1:{port}/ws") };
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -233,10 +208,7 @@ fn bench(herald: &Path, args: &[&str], load: &[&str]) -> Result<String> {
 fn prepare_peers() -> Result<PathBuf> {
     let source = root().join("../shared/peers");
     if !source.is_dir() {
-        return Err(format!(
-            "{} is missing: the peers live in shared/ beside the repository",
-            source.display()
-        ));
+        return Err(format!("{} is missing: the peers live in shared/ beside the repository", source.display()));
     }
     let target = root().join("target/peers");
     std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
@@ -251,11 +223,7 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .map(|v| v.trim().to_owned())
-        })
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|v| v.trim().to_owned()))
         .unwrap_or_else(|| "unknown".into());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

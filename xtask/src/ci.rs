@@ -11,15 +11,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
     install::run()?;
     exec(cargo().args(["fmt", "--all", "--check"]))?;
-    exec(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    exec(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     // The core and the protocol must stay free of anything a browser lacks.
     exec(cargo().args([
         "build",

@@ -25,11 +25,8 @@ fn rust_target(target: &str) -> Result {
 
 fn rust_components(components: &[&str]) -> Result {
     let installed = output(Command::new("rustup").args(["component", "list", "--installed"])).unwrap_or_default();
-    let missing: Vec<&str> = components
-        .iter()
-        .copied()
-        .filter(|c| !installed.lines().any(|line| line.starts_with(c)))
-        .collect();
+    let missing: Vec<&str> =
+        components.iter().copied().filter(|c| !installed.lines().any(|line| line.starts_with(c))).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -89,9 +86,5 @@ pub(crate) fn npm_ci(dir: &str) -> Result {
     if current {
         return Ok(());
     }
-    exec(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(root),
-    )
+    exec(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(root))
 }

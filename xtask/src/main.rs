@@ -29,11 +29,7 @@ fn main() -> ExitCode {
             eprintln!("  demo     show Herald working end to end");
             eprintln!("  install  only install what the tests need");
             eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
-            return if task == "help" || task == "--help" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            return if task == "help" || task == "--help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };
     match result {

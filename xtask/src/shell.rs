@@ -10,10 +10,7 @@ pub(crate) type Result<T = (), E = String> = std::result::Result<T, E>;
 
 /// The workspace root (xtask's parent directory).
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives inside the workspace").to_path_buf()
 }
 
 /// `cargo` as invoked us (respects rustup's toolchain choice).
@@ -30,11 +27,7 @@ pub(crate) fn exec(command: &mut Command) -> Result {
     let started = Instant::now();
     let status = command.status().map_err(|e| format!("could not start `{line}`: {e}"))?;
     eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{line}` failed ({status})"))
-    }
+    if status.success() { Ok(()) } else { Err(format!("`{line}` failed ({status})")) }
 }
 
 /// Like [`exec`], for chatty commands: shows only the last `tail` lines of
@@ -44,41 +37,26 @@ pub(crate) fn exec_quiet(command: &mut Command, tail: usize) -> Result {
     eprintln!("\n$ {line}");
     let started = Instant::now();
     let output = command.output().map_err(|e| format!("could not start `{line}`: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let lines: Vec<&str> = text.lines().collect();
     let shown = if output.status.success() { tail } else { 200 };
     for line in &lines[lines.len().saturating_sub(shown)..] {
         eprintln!("  {line}");
     }
     eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{line}` failed ({})", output.status))
-    }
+    if output.status.success() { Ok(()) } else { Err(format!("`{line}` failed ({})", output.status)) }
 }
 
 /// Runs a command and returns its standard output, or `None` if it fails or
 /// does not exist.
 pub(crate) fn output(command: &mut Command) -> Option<String> {
     let output = command.output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 pub(crate) fn describe(command: &Command) -> String {
     let program = Path::new(command.get_program());
-    let mut line = program
-        .file_name()
-        .unwrap_or(program.as_os_str())
-        .to_string_lossy()
-        .into_owned();
+    let mut line = program.file_name().unwrap_or(program.as_os_str()).to_string_lossy().into_owned();
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());

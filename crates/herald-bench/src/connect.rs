@@ -29,10 +29,7 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) async fn new(url: &str, connections: usize) -> Result<Self, BenchError> {
-        let bad = |problem: &str| BenchError::Url {
-            url: url.to_owned(),
-            problem: problem.to_owned(),
-        };
+        let bad = |problem: &str| BenchError::Url { url: url.to_owned(), problem: problem.to_owned() };
         let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
         if uri.scheme_str() != Some("ws") {
             return Err(bad("only ws:// is supported: benchmarks run on loopback"));
@@ -48,26 +45,16 @@ impl Target {
             IpAddr::V4(ip) if ip.is_loopback() => connections.div_ceil(4_000).clamp(1, 250) as u8,
             _ => 1,
         };
-        Ok(Self {
-            url: url.to_owned(),
-            addr,
-            sources,
-        })
+        Ok(Self { url: url.to_owned(), addr, sources })
     }
 
     /// Opens connection `index` with token `bench-<index>` in the query.
     pub(crate) async fn open(&self, index: usize) -> Result<Ws, BenchError> {
-        let fail = |message: String| BenchError::Connect {
-            index,
-            url: self.url.clone(),
-            message,
-        };
+        let fail = |message: String| BenchError::Connect { index, url: self.url.clone(), message };
         let socket = TcpSocket::new_v4().map_err(|e| fail(e.to_string()))?;
         if self.sources > 1 {
             let source = Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(self.sources)) as u8);
-            socket
-                .bind(SocketAddr::new(source.into(), 0))
-                .map_err(|e| fail(e.to_string()))?;
+            socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| fail(e.to_string()))?;
         }
         let stream = socket.connect(self.addr).await.map_err(|e| fail(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
@@ -75,12 +62,8 @@ impl Target {
         let request = format!("{}{separator}token=bench-{index}", self.url);
         // Small buffers: ten thousand clients with the 128 KiB default would
         // spend over a gigabyte on read buffers alone.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
-            .write_buffer_size(0);
-        let (ws, _) = client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
+        let (ws, _) = client_async_with_config(request, stream, Some(config)).await.map_err(|e| fail(e.to_string()))?;
         Ok(ws)
     }
 
@@ -93,15 +76,9 @@ impl Target {
     /// Subscribes connection `index` to `topic`, waiting for the server's `subscribed`.
     pub(crate) async fn subscribe(&self, mut ws: Ws, index: usize, topic: &str) -> Result<Ws, BenchError> {
         const TIMEOUT: Duration = Duration::from_secs(30);
-        let fail = |message: String| BenchError::Connect {
-            index,
-            url: self.url.clone(),
-            message,
-        };
+        let fail = |message: String| BenchError::Connect { index, url: self.url.clone(), message };
         let subscribe = format!(r#"{{"type":"subscribe","topics":["{topic}"]}}"#);
-        ws.send(Message::text(subscribe))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        ws.send(Message::text(subscribe)).await.map_err(|e| fail(e.to_string()))?;
         let confirmed = async {
             while let Some(message) = ws.next().await {
                 match message {
@@ -115,10 +92,7 @@ impl Target {
         };
         tokio::time::timeout(TIMEOUT, confirmed)
             .await
-            .map_err(|_| BenchError::Subscribe {
-                index,
-                timeout: TIMEOUT,
-            })??;
+            .map_err(|_| BenchError::Subscribe { index, timeout: TIMEOUT })??;
         Ok(ws)
     }
 }

@@ -130,9 +130,7 @@ const TIMESTAMP: &str = "2026-01-01T00:00:00Z";
 
 impl Shared {
     fn record(&self, shard: usize, batch: &mut Vec<u64>) {
-        let mut histogram = self.shards[shard % self.shards.len()]
-            .lock()
-            .expect("no recorder panics");
+        let mut histogram = self.shards[shard % self.shards.len()].lock().expect("no recorder panics");
         for &us in batch.iter() {
             histogram.saturating_record(us.max(1));
         }
@@ -259,11 +257,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
 
     let subscribers_per_topic =
         |t: usize| (options.subscribers / topics + usize::from(t < options.subscribers % topics)) as u64;
-    let expected: u64 = published_per_topic
-        .iter()
-        .enumerate()
-        .map(|(t, n)| n * subscribers_per_topic(t))
-        .sum();
+    let expected: u64 = published_per_topic.iter().enumerate().map(|(t, n)| n * subscribers_per_topic(t)).sum();
     let drain_until = Instant::now() + options.drain;
     while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -274,27 +268,18 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let mut errors = u64::from(publish_failed);
     let mut last_ns = first_publish_ns;
     for receiver in receivers {
-        let received = receiver.await.unwrap_or(Received {
-            failed: true,
-            ..Default::default()
-        });
+        let received = receiver.await.unwrap_or(Received { failed: true, ..Default::default() });
         duplicates += received.duplicates;
         errors += u64::from(received.failed);
         last_ns = last_ns.max(received.last_ns);
     }
     let _ = sink.close().await;
-    let acked = tokio::time::timeout(Duration::from_secs(2), ack_count)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
+    let acked = tokio::time::timeout(Duration::from_secs(2), ack_count).await.ok().and_then(Result::ok).unwrap_or(0);
 
     let delivered = shared.delivered.load(Ordering::Relaxed);
     let mut merged = histogram();
     for shard in &shared.shards {
-        merged
-            .add(&*shard.lock().expect("no recorder panics"))
-            .expect("histograms share bounds");
+        merged.add(&*shard.lock().expect("no recorder panics")).expect("histograms share bounds");
     }
     let window = (last_ns.saturating_sub(first_publish_ns)) as f64 / 1e9;
     Ok(FanoutReport {

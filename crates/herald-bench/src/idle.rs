@@ -61,16 +61,9 @@ pub struct IdleReport {
 impl IdleReport {
     /// A table for people.
     pub fn table(&self) -> String {
-        let memory = match (
-            self.server_rss_before_kib,
-            self.server_rss_after_kib,
-            self.server_bytes_per_connection,
-        ) {
+        let memory = match (self.server_rss_before_kib, self.server_rss_after_kib, self.server_bytes_per_connection) {
             (Some(before), Some(after), Some(per)) => {
-                format!(
-                    "server RSS {before} KiB -> {after} KiB: {:.2} KiB per connection",
-                    per / 1024.0
-                )
+                format!("server RSS {before} KiB -> {after} KiB: {:.2} KiB per connection", per / 1024.0)
             }
             _ => "server memory not measured (pass the server's pid)".to_owned(),
         };

@@ -13,9 +13,7 @@ fn connected_session(topics: usize) -> (Session, herald_core::ConnectionId) {
     let now = Instant::now();
     let mut session = Session::new(config, now);
     for n in 0..topics {
-        session
-            .subscribe(now, format!("gift-list:{n}").parse().unwrap(), false)
-            .unwrap();
+        session.subscribe(now, format!("gift-list:{n}").parse().unwrap(), false).unwrap();
     }
     session.handle_timeout(now);
     let id = std::iter::from_fn(|| session.poll_output())

@@ -45,12 +45,9 @@ impl Sim {
                 }
                 Output::Send(frame) => self.log(format!("driver: send {frame}")),
                 Output::Close { id, code, reason } => self.log(format!("driver: close {id} ({code} {reason})")),
-                Output::Event(SessionEvent::Event(e)) => self.log(format!(
-                    "app: {} {} seq {}",
-                    e.event,
-                    e.data.entity_id,
-                    e.seq.unwrap_or(0)
-                )),
+                Output::Event(SessionEvent::Event(e)) => {
+                    self.log(format!("app: {} {} seq {}", e.event, e.data.entity_id, e.seq.unwrap_or(0)))
+                }
                 Output::Event(SessionEvent::Status(status)) => self.log(format!("app: status {status}")),
                 Output::Event(other) => self.log(format!("app: {other:?}")),
                 _ => {}
@@ -85,20 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = SessionConfig::new("ws://127.0.0.1:8080/ws");
     config.seed = 7;
     let now = Instant::now();
-    let mut sim = Sim {
-        start: now,
-        now,
-        session: Session::new(config, now),
-        connections: 0,
-        open: None,
-    };
+    let mut sim = Sim { start: now, now, session: Session::new(config, now), connections: 0, open: None };
     sim.session.subscribe(now, TOPIC.parse()?, false)?;
     sim.advance(Duration::ZERO);
 
     sim.server_sends(r#"{"type":"connected","user_id":"demo","epoch":"E1"}"#);
-    sim.server_sends(&format!(
-        r#"{{"type":"subscribed","topics":["{TOPIC}"],"last_seq":{{"{TOPIC}":0}}}}"#
-    ));
+    sim.server_sends(&format!(r#"{{"type":"subscribed","topics":["{TOPIC}"],"last_seq":{{"{TOPIC}":0}}}}"#));
     for seq in 1..=2 {
         sim.advance(Duration::from_millis(500));
         sim.server_sends(&event(seq));
@@ -106,8 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sim.advance(Duration::from_secs(1));
     sim.log("server: restarting; it advises a 400 ms wait; events 3 and 4 are published meanwhile");
     let id = sim.open.take().expect("connected");
-    sim.session
-        .handle_close(sim.now, id, Some(1001), "server restart; retry_after_ms=400");
+    sim.session.handle_close(sim.now, id, Some(1001), "server restart; retry_after_ms=400");
     sim.drain();
     while sim.open.is_none() {
         sim.advance(Duration::from_millis(100));

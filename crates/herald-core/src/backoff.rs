@@ -31,12 +31,7 @@ impl Backoff {
             max_elapsed_time: None,
             ..Default::default()
         };
-        Self {
-            growth,
-            config,
-            rng: fastrand::Rng::with_seed(seed),
-            failures: 0,
-        }
+        Self { growth, config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
     }
 
     /// Failed attempts since the last healthy connection.
@@ -75,10 +70,7 @@ mod tests {
     use super::*;
 
     fn config(jitter: f64) -> BackoffConfig {
-        BackoffConfig {
-            jitter,
-            ..BackoffConfig::default()
-        }
+        BackoffConfig { jitter, ..BackoffConfig::default() }
     }
 
     #[test]
@@ -95,16 +87,12 @@ mod tests {
             let mut base = 1.0f64;
             for _ in 0..8 {
                 let delay = backoff.next_delay().unwrap().as_secs_f64();
-                assert!(
-                    delay >= base * 0.5 - 1e-9 && delay <= base * 1.5 + 1e-9,
-                    "{delay} for base {base}"
-                );
+                assert!(delay >= base * 0.5 - 1e-9 && delay <= base * 1.5 + 1e-9, "{delay} for base {base}");
                 base = (base * 2.0).min(30.0);
             }
         }
-        let firsts: std::collections::BTreeSet<u64> = (0..100)
-            .map(|seed| Backoff::new(config(0.5), seed).next_delay().unwrap().as_millis() as u64)
-            .collect();
+        let firsts: std::collections::BTreeSet<u64> =
+            (0..100).map(|seed| Backoff::new(config(0.5), seed).next_delay().unwrap().as_millis() as u64).collect();
         assert!(firsts.len() > 90, "only {} distinct first delays", firsts.len());
     }
 
@@ -120,14 +108,7 @@ mod tests {
 
     #[test]
     fn max_attempts_ends_the_budget_and_reset_restores_it() {
-        let mut backoff = Backoff::new(
-            BackoffConfig {
-                max_attempts: Some(2),
-                jitter: 0.0,
-                ..Default::default()
-            },
-            0,
-        );
+        let mut backoff = Backoff::new(BackoffConfig { max_attempts: Some(2), jitter: 0.0, ..Default::default() }, 0);
         assert!(backoff.next_delay().is_some());
         assert!(backoff.next_delay().is_some());
         assert_eq!(backoff.next_delay(), None);

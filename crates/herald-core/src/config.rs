@@ -75,10 +75,7 @@ pub struct HeartbeatConfig {
 
 impl Default for HeartbeatConfig {
     fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
-        }
+        Self { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) }
     }
 }
 

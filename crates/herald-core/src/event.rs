@@ -32,11 +32,7 @@ impl fmt::Display for Status {
             Self::Connecting => f.write_str("connecting"),
             Self::Connected => f.write_str("connected"),
             Self::Reconnecting { attempt, next_in } => {
-                write!(
-                    f,
-                    "reconnecting (attempt {attempt}, next in {} ms)",
-                    next_in.as_millis()
-                )
+                write!(f, "reconnecting (attempt {attempt}, next in {} ms)", next_in.as_millis())
             }
             Self::Disconnected { reason } => write!(f, "disconnected: {reason}"),
         }

@@ -21,11 +21,7 @@ pub(crate) enum Beat {
 
 impl Heartbeat {
     pub(crate) fn new(config: HeartbeatConfig, now: Instant) -> Self {
-        Self {
-            config,
-            last_frame: now,
-            ping_sent: None,
-        }
+        Self { config, last_frame: now, ping_sent: None }
     }
 
     /// Any frame from the server, not only a pong, proves the connection lives.

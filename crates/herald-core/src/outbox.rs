@@ -21,10 +21,7 @@ struct Pending {
 
 impl Outbox {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            pending: VecDeque::new(),
-            capacity,
-        }
+        Self { pending: VecDeque::new(), capacity }
     }
 
     pub(crate) fn capacity(&self) -> usize {

@@ -255,26 +255,18 @@ impl Session {
     /// on dead or slow transports, as due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         for id in self.outbox.expire(now) {
-            let error = PublishFailure::Timeout {
-                after: self.config.publish_timeout,
-            };
+            let error = PublishFailure::Timeout { after: self.config.publish_timeout };
             self.emit(SessionEvent::PublishFailed { id, error });
         }
         match &mut self.state {
             State::Waiting { at } if now >= *at => self.begin_attempt(now),
             State::AwaitingToken { deadline } if now >= *deadline => {
-                self.emit(SessionEvent::TokenFailed {
-                    message: "the token provider did not answer in time".into(),
-                });
+                self.emit(SessionEvent::TokenFailed { message: "the token provider did not answer in time".into() });
                 self.transport_lost(now, None, "");
             }
             State::Connecting { id, deadline } if now >= *deadline => {
                 let id = *id;
-                self.outputs.push_back(Output::Close {
-                    id,
-                    code: CLIENT_GAVE_UP,
-                    reason: "connect timeout".into(),
-                });
+                self.outputs.push_back(Output::Close { id, code: CLIENT_GAVE_UP, reason: "connect timeout".into() });
                 self.transport_lost(now, None, "");
             }
             State::Open(open) => {
@@ -283,19 +275,13 @@ impl Session {
                     open.refresh_at = None;
                     self.outputs.push_back(Output::NeedToken(TokenReason::Refresh));
                 }
-                let State::Open(open) = &mut self.state else {
-                    unreachable!("matched above")
-                };
+                let State::Open(open) = &mut self.state else { unreachable!("matched above") };
                 match open.heartbeat.poll(now) {
                     Beat::Idle => {}
                     Beat::SendPing => self.send(&ClientMessage::Ping),
                     Beat::Dead => {
                         let reason = "heartbeat timeout".to_owned();
-                        self.outputs.push_back(Output::Close {
-                            id,
-                            code: CLIENT_GAVE_UP,
-                            reason,
-                        });
+                        self.outputs.push_back(Output::Close { id, code: CLIENT_GAVE_UP, reason });
                         self.transport_lost(now, None, "");
                     }
                 }
@@ -318,9 +304,7 @@ impl Session {
                 self.transport_lost(now, None, "");
             }
             (State::Open(_), Ok(token)) => {
-                self.send(&ClientMessage::Refresh {
-                    token: Token(token.clone()),
-                });
+                self.send(&ClientMessage::Refresh { token: Token(token.clone()) });
                 self.token = Some(token);
             }
             (State::Open(_), Err(message)) => self.emit(SessionEvent::TokenFailed { message }),
@@ -334,12 +318,7 @@ impl Session {
             return;
         }
         let heartbeat = Heartbeat::new(self.config.heartbeat.clone(), now);
-        self.state = State::Open(Open {
-            id,
-            opened_at: now,
-            heartbeat,
-            refresh_at: None,
-        });
+        self.state = State::Open(Open { id, opened_at: now, heartbeat, refresh_at: None });
         if self.config.auth == AuthMode::FirstMessage {
             let token = Token(self.token.clone().unwrap_or_default());
             self.send(&ClientMessage::Auth { token });
@@ -373,10 +352,7 @@ impl Session {
                 Delivery::Deliver => self.emit(SessionEvent::Event(event)),
                 Delivery::Gap { expected, got } => {
                     let reason = crate::ResyncReason::Gap { expected, got };
-                    self.emit(SessionEvent::Resync {
-                        topic: event.topic.clone(),
-                        reason,
-                    });
+                    self.emit(SessionEvent::Resync { topic: event.topic.clone(), reason });
                     self.emit(SessionEvent::Event(event));
                 }
                 Delivery::Duplicate | Delivery::Unwanted => {}
@@ -405,14 +381,8 @@ impl Session {
             }
             ServerMessage::Error(error) => {
                 if let Some(id) = error.id.clone().filter(|id| self.outbox.remove(id)) {
-                    let failure = PublishFailure::Rejected {
-                        code: error.code,
-                        message: error.message,
-                    };
-                    self.emit(SessionEvent::PublishFailed {
-                        id: PublishId(id),
-                        error: failure,
-                    });
+                    let failure = PublishFailure::Rejected { code: error.code, message: error.message };
+                    self.emit(SessionEvent::PublishFailed { id: PublishId(id), error: failure });
                 } else if let Some(topic) = error.topic.clone().filter(|t| self.subscriptions.contains(t)) {
                     self.subscriptions.remove(&topic);
                     self.emit(SessionEvent::SubscribeFailed { topic, error });
@@ -489,34 +459,22 @@ impl Session {
             return Err(PublishError::Stopped(reason.clone()));
         }
         if self.outbox.is_full() {
-            return Err(PublishError::QueueFull {
-                capacity: self.outbox.capacity(),
-            });
+            return Err(PublishError::QueueFull { capacity: self.outbox.capacity() });
         }
         let id = format!("{}-{}", self.id_prefix, self.next_publish);
-        let publish = Publish {
-            id: id.clone(),
-            topic,
-            event,
-            data,
-            trace_id,
-        };
+        let publish = Publish { id: id.clone(), topic, event, data, trace_id };
         publish.validate()?;
         let frame = ClientMessage::Publish(publish).encode();
         if frame.len() > MAX_FRAME_BYTES {
-            return Err(ProtocolError::TooLarge {
-                what: "publish frame",
-                len: frame.len(),
-                max: MAX_FRAME_BYTES,
-            }
-            .into());
+            return Err(
+                ProtocolError::TooLarge { what: "publish frame", len: frame.len(), max: MAX_FRAME_BYTES }.into()
+            );
         }
         self.next_publish += 1;
         if matches!(self.state, State::Open(_)) {
             self.outputs.push_back(Output::Send(frame.clone()));
         }
-        self.outbox
-            .push(PublishId(id.clone()), frame, now + self.config.publish_timeout);
+        self.outbox.push(PublishId(id.clone()), frame, now + self.config.publish_timeout);
         Ok(PublishId(id))
     }
 
@@ -530,11 +488,7 @@ impl Session {
             _ => None,
         };
         if let Some(id) = id {
-            self.outputs.push_back(Output::Close {
-                id,
-                code: close::NORMAL,
-                reason: "client closed".into(),
-            });
+            self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: "client closed".into() });
         }
         self.stop(DisconnectReason::Closed);
     }
@@ -543,9 +497,7 @@ impl Session {
         if self.config.auth == AuthMode::None {
             return self.open_transport(now);
         }
-        self.state = State::AwaitingToken {
-            deadline: now + self.config.connect_timeout,
-        };
+        self.state = State::AwaitingToken { deadline: now + self.config.connect_timeout };
         let reason = std::mem::replace(&mut self.token_reason, TokenReason::Connect);
         self.outputs.push_back(Output::NeedToken(reason));
     }
@@ -556,18 +508,11 @@ impl Session {
         let url = match (&self.token, self.config.auth) {
             (Some(token), AuthMode::Query) => {
                 let separator = if self.config.url.contains('?') { '&' } else { '?' };
-                format!(
-                    "{}{separator}token={}",
-                    self.config.url,
-                    utf8_percent_encode(token, TOKEN_ESCAPE)
-                )
+                format!("{}{separator}token={}", self.config.url, utf8_percent_encode(token, TOKEN_ESCAPE))
             }
             _ => self.config.url.clone(),
         };
-        self.state = State::Connecting {
-            id,
-            deadline: now + self.config.connect_timeout,
-        };
+        self.state = State::Connecting { id, deadline: now + self.config.connect_timeout };
         self.outputs.push_back(Output::Connect { id, url });
     }
 
@@ -582,9 +527,7 @@ impl Session {
         let advised = close::retry_after_ms(reason).map(Duration::from_millis);
         let delay = match code {
             Some(close::UNAUTHORIZED) if self.auth_retry_used => {
-                return self.stop(DisconnectReason::Unauthorized {
-                    reason: reason.to_owned(),
-                });
+                return self.stop(DisconnectReason::Unauthorized { reason: reason.to_owned() });
             }
             Some(close::UNAUTHORIZED) => {
                 self.auth_retry_used = true;
@@ -592,9 +535,7 @@ impl Session {
                 self.backoff.record_failure().then_some(advised.unwrap_or_default())
             }
             Some(close::FORBIDDEN) => {
-                return self.stop(DisconnectReason::Forbidden {
-                    reason: reason.to_owned(),
-                });
+                return self.stop(DisconnectReason::Forbidden { reason: reason.to_owned() });
             }
             Some(close::GOING_AWAY) => self.backoff.record_failure().then_some(advised.unwrap_or_default()),
             _ => match advised {
@@ -607,19 +548,13 @@ impl Session {
             return self.stop(DisconnectReason::RetriesExhausted { attempts });
         };
         self.state = State::Waiting { at: now + delay };
-        self.set_status(Status::Reconnecting {
-            attempt: self.backoff.failures(),
-            next_in: delay,
-        });
+        self.set_status(Status::Reconnecting { attempt: self.backoff.failures(), next_in: delay });
     }
 
     fn stop(&mut self, reason: DisconnectReason) {
         let failed: Vec<PublishId> = self.outbox.drain().collect();
         for id in failed {
-            self.emit(SessionEvent::PublishFailed {
-                id,
-                error: PublishFailure::Stopped(reason.clone()),
-            });
+            self.emit(SessionEvent::PublishFailed { id, error: PublishFailure::Stopped(reason.clone()) });
         }
         self.state = State::Stopped(reason.clone());
         self.set_status(Status::Disconnected { reason });

@@ -49,14 +49,7 @@ impl Subscriptions {
         if topic.is_wildcard() {
             self.wildcards.insert(topic.resource().to_owned());
         }
-        self.intents.insert(
-            topic,
-            Intent {
-                presence,
-                sent,
-                awaiting_recovery: false,
-            },
-        );
+        self.intents.insert(topic, Intent { presence, sent, awaiting_recovery: false });
         true
     }
 
@@ -125,17 +118,11 @@ impl Subscriptions {
     pub(crate) fn subscribe_messages(&mut self, epoch: Option<&str>) -> Vec<ClientMessage> {
         let mut messages = Vec::new();
         for presence in [false, true] {
-            let topics: Vec<Topic> = self
-                .intents
-                .iter()
-                .filter(|(_, i)| i.presence == presence)
-                .map(|(t, _)| t.clone())
-                .collect();
+            let topics: Vec<Topic> =
+                self.intents.iter().filter(|(_, i)| i.presence == presence).map(|(t, _)| t.clone()).collect();
             for chunk in topics.chunks(MAX_TOPICS_PER_MESSAGE) {
-                let since: BTreeMap<Topic, u64> = chunk
-                    .iter()
-                    .filter_map(|t| Some((t.clone(), *self.positions.get(t)?)))
-                    .collect();
+                let since: BTreeMap<Topic, u64> =
+                    chunk.iter().filter_map(|t| Some((t.clone(), *self.positions.get(t)?))).collect();
                 messages.push(ClientMessage::Subscribe(Subscribe {
                     topics: chunk.to_vec(),
                     epoch: epoch.filter(|_| !since.is_empty()).map(str::to_owned),
@@ -174,11 +161,7 @@ impl Subscriptions {
                 continue;
             }
             let position = self.positions.entry(topic.clone()).or_insert(seq);
-            *position = if subscribed.recovered == Some(false) {
-                seq
-            } else {
-                (*position).max(seq)
-            };
+            *position = if subscribed.recovered == Some(false) { seq } else { (*position).max(seq) };
         }
         resync
     }
@@ -199,11 +182,7 @@ impl Subscriptions {
             Some(last) => {
                 let expected = *last + 1;
                 *last = seq;
-                if seq == expected {
-                    Delivery::Deliver
-                } else {
-                    Delivery::Gap { expected, got: seq }
-                }
+                if seq == expected { Delivery::Deliver } else { Delivery::Gap { expected, got: seq } }
             }
         }
     }

@@ -33,9 +33,7 @@ fn step() -> impl Strategy<Value = Step> {
         (0u64..50_000).prop_map(Step::Advance),
         Just(Step::Open),
         (
-            proptest::option::of(prop::sample::select(vec![
-                1000u16, 1001, 1006, 1009, 4001, 4003, 4008, 4009
-            ])),
+            proptest::option::of(prop::sample::select(vec![1000u16, 1001, 1006, 1009, 4001, 4003, 4008, 4009])),
             any::<bool>()
         )
             .prop_map(|(c, hint)| Step::Close(c, hint)),

@@ -36,10 +36,7 @@ fn data(n: u32) -> EventData {
 }
 
 fn publish(h: &mut Harness, n: u32) -> herald_core::PublishId {
-    let id = h
-        .session
-        .publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(n), None)
-        .unwrap();
+    let id = h.session.publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(n), None).unwrap();
     h.drain();
     id
 }
@@ -90,9 +87,7 @@ fn first_message_auth_sends_the_token_before_anything_else() {
     let mut config = config();
     config.auth = AuthMode::FirstMessage;
     let mut h = Harness::new(config);
-    h.session
-        .subscribe(h.now, "gift-list:1".parse().unwrap(), false)
-        .unwrap();
+    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), false).unwrap();
     assert_eq!(h.connects[0].1, URL, "no token in the URL");
     h.open();
     let sent = h.take_sent();
@@ -116,9 +111,7 @@ fn a_failing_token_provider_counts_as_a_failed_attempt() {
     h.token = Some(Err("vault unreachable".into()));
     h.fire_next_timer();
     assert!(
-        h.events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::TokenFailed { message } if message == "vault unreachable"))
+        h.events.iter().any(|e| matches!(e, SessionEvent::TokenFailed { message } if message == "vault unreachable"))
     );
     assert!(matches!(h.last_status(), Status::Reconnecting { attempt: 2, .. }));
     assert_eq!(h.connects.len(), 1);
@@ -141,13 +134,7 @@ fn a_connect_that_hangs_is_aborted_after_the_connect_timeout() {
     let mut h = Harness::new(no_jitter());
     h.advance(SECOND * 10);
     assert_eq!(h.closes.len(), 1, "the pending connect is aborted");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: SECOND
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: SECOND });
 }
 
 // --- backoff ---
@@ -158,9 +145,7 @@ fn reconnect_delays_grow_exponentially_to_the_cap() {
     let mut delays = Vec::new();
     for _ in 0..8 {
         h.server_close(None, "connection refused");
-        let Status::Reconnecting { next_in, .. } = h.last_status() else {
-            panic!("not reconnecting")
-        };
+        let Status::Reconnecting { next_in, .. } = h.last_status() else { panic!("not reconnecting") };
         delays.push(next_in.as_secs());
         assert_eq!(h.fire_next_timer(), next_in, "the next attempt starts when announced");
     }
@@ -186,15 +171,10 @@ fn jittered_delays_stay_within_bounds_and_differ_between_clients() {
                 })
                 .expect("a Connect");
             session.handle_close(now, id, None, "");
-            let Status::Reconnecting { attempt: a, next_in } = session.status().clone() else {
-                panic!()
-            };
+            let Status::Reconnecting { attempt: a, next_in } = session.status().clone() else { panic!() };
             assert_eq!(a, attempt);
             let secs = next_in.as_secs_f64();
-            assert!(
-                secs >= base * 0.5 - 1e-6 && secs <= base * 1.5 + 1e-6,
-                "attempt {attempt}: {secs} s"
-            );
+            assert!(secs >= base * 0.5 - 1e-6 && secs <= base * 1.5 + 1e-6, "attempt {attempt}: {secs} s");
             if attempt == 1 {
                 firsts.insert(next_in.as_millis());
             }
@@ -215,23 +195,11 @@ fn backoff_resets_only_after_a_connection_stayed_healthy() {
     h.connect();
     // Fails right after opening: not healthy, the delay keeps growing.
     h.server_close(Some(1006), "");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 2,
-            next_in: SECOND * 2
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 2, next_in: SECOND * 2 });
     h.connect();
     h.advance(SECOND * 10);
     h.server_close(Some(1006), "");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: SECOND
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: SECOND });
 }
 
 #[test]
@@ -244,12 +212,7 @@ fn max_attempts_stops_with_retries_exhausted() {
         h.fire_next_timer();
     }
     h.server_close(None, "refused");
-    assert_eq!(
-        h.last_status(),
-        Status::Disconnected {
-            reason: DisconnectReason::RetriesExhausted { attempts: 3 }
-        }
-    );
+    assert_eq!(h.last_status(), Status::Disconnected { reason: DisconnectReason::RetriesExhausted { attempts: 3 } });
     assert_eq!(h.session.poll_timeout(), None, "no timer after stopping");
     assert_eq!(h.connects.len(), 4);
 }
@@ -261,13 +224,7 @@ fn going_away_reconnects_at_once() {
     let mut h = Harness::new(no_jitter());
     h.open();
     h.server_close(Some(1001), "server shutting down");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: Duration::ZERO
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: Duration::ZERO });
     h.fire_next_timer();
     assert_eq!(h.connects.len(), 2);
 }
@@ -277,23 +234,10 @@ fn a_server_advised_delay_overrides_the_backoff_once() {
     let mut h = Harness::new(no_jitter());
     h.open();
     h.server_close(Some(1001), "server restart; retry_after_ms=2500");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: Duration::from_millis(2500)
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: Duration::from_millis(2500) });
     assert_eq!(h.fire_next_timer(), Duration::from_millis(2500));
     h.server_close(None, "refused");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 2,
-            next_in: SECOND
-        },
-        "back to the backoff"
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 2, next_in: SECOND }, "back to the backoff");
 }
 
 #[test]
@@ -301,13 +245,7 @@ fn unauthorized_asks_for_a_fresh_token_once_then_stops() {
     let mut h = Harness::new(no_jitter());
     h.open();
     h.server_close(Some(4001), "token expired");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: Duration::ZERO
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: Duration::ZERO });
     h.token = Some(Ok("tok-2".into()));
     h.fire_next_timer();
     assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Unauthorized]);
@@ -316,11 +254,7 @@ fn unauthorized_asks_for_a_fresh_token_once_then_stops() {
     h.server_close(Some(4001), "bad signature");
     assert_eq!(
         h.last_status(),
-        Status::Disconnected {
-            reason: DisconnectReason::Unauthorized {
-                reason: "bad signature".into()
-            }
-        }
+        Status::Disconnected { reason: DisconnectReason::Unauthorized { reason: "bad signature".into() } }
     );
     assert_eq!(h.connects.len(), 2, "no loop");
 }
@@ -343,11 +277,7 @@ fn forbidden_close_stops_without_retrying() {
     h.server_close(Some(4003), "no topic allowed");
     assert_eq!(
         h.last_status(),
-        Status::Disconnected {
-            reason: DisconnectReason::Forbidden {
-                reason: "no topic allowed".into()
-            }
-        }
+        Status::Disconnected { reason: DisconnectReason::Forbidden { reason: "no topic allowed".into() } }
     );
     assert_eq!(h.session.poll_timeout(), None);
 }
@@ -358,14 +288,7 @@ fn too_slow_rate_limited_and_too_big_reconnect_with_backoff() {
         let mut h = Harness::new(no_jitter());
         h.open();
         h.server_close(Some(code), "");
-        assert_eq!(
-            h.last_status(),
-            Status::Reconnecting {
-                attempt: 1,
-                next_in: SECOND
-            },
-            "code {code}"
-        );
+        assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: SECOND }, "code {code}");
     }
 }
 
@@ -376,8 +299,7 @@ fn late_inputs_about_an_old_transport_are_ignored() {
     let old = h.current.unwrap();
     h.server_close(Some(1006), "");
     h.connect();
-    h.session
-        .handle_close(h.now, old, Some(1000), "late onclose of the old socket");
+    h.session.handle_close(h.now, old, Some(1000), "late onclose of the old socket");
     h.session.handle_frame(h.now, old, r#"{"type":"ping"}"#);
     h.drain();
     assert_eq!(h.last_status(), Status::Connected);
@@ -414,13 +336,7 @@ fn a_half_open_connection_is_detected_within_interval_plus_timeout() {
     }
     assert_eq!(h.now - opened, Duration::from_secs(40), "30 s interval + 10 s timeout");
     assert_eq!(h.closes[0].2, "heartbeat timeout");
-    assert_eq!(
-        h.last_status(),
-        Status::Reconnecting {
-            attempt: 1,
-            next_in: SECOND
-        }
-    );
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: SECOND });
 }
 
 #[test]
@@ -441,24 +357,17 @@ fn subscriptions_survive_reconnects_and_are_resent_in_one_batch_with_positions()
         h.session.subscribe(h.now, topic.parse().unwrap(), false).unwrap();
     }
     h.open();
-    assert_eq!(
-        h.take_sent(),
-        [json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"]})]
-    );
+    assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"]})]);
     h.recv_json(json!({"type": "connected", "user_id": "u1", "epoch": "E1"}));
-    h.recv_json(
-        json!({"type": "subscribed", "topics": ["gift-list:1", "gift-list:2", "user:9"],
-                       "last_seq": {"gift-list:1": 5, "gift-list:2": 0, "user:9": 2}}),
-    );
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:1", "gift-list:2", "user:9"],
+                       "last_seq": {"gift-list:1": 5, "gift-list:2": 0, "user:9": 2}}));
     h.recv_json(event("gift-list:1", 6));
     h.server_close(Some(1006), "");
     h.connect();
     assert_eq!(
         h.take_sent(),
-        [
-            json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"],
-                "since": {"gift-list:1": 6, "gift-list:2": 0, "user:9": 2}, "epoch": "E1"})
-        ]
+        [json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"],
+                "since": {"gift-list:1": 6, "gift-list:2": 0, "user:9": 2}, "epoch": "E1"})]
     );
 }
 
@@ -469,10 +378,7 @@ fn subscribing_while_connected_sends_at_once_and_twice_is_a_no_op() {
     h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
     h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
     h.drain();
-    assert_eq!(
-        h.take_sent(),
-        [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]
-    );
+    assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]);
 }
 
 #[test]
@@ -506,9 +412,7 @@ fn events_of_unsubscribed_topics_are_dropped() {
 #[test]
 fn wildcards_receive_every_identifier_of_their_resource() {
     let mut h = Harness::new(config());
-    h.session
-        .subscribe(h.now, "gift-list:*".parse().unwrap(), false)
-        .unwrap();
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), false).unwrap();
     h.open();
     h.recv_json(event("gift-list:1", 1));
     h.recv_json(event("gift-list:2", 1));
@@ -525,10 +429,7 @@ fn replayed_duplicates_are_dropped_and_gaps_resync() {
         h.recv_json(event("a:1", seq));
     }
     assert_eq!(delivered_seqs(&h.events), [1, 2, 3, 6, 7]);
-    assert_eq!(
-        resyncs(&h.events),
-        [("a:1".into(), ResyncReason::Gap { expected: 4, got: 6 })]
-    );
+    assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::Gap { expected: 4, got: 6 })]);
 }
 
 #[test]
@@ -569,11 +470,7 @@ fn an_unrecovered_topic_resyncs() {
     h.recv_json(json!({"type": "subscribed", "topics": ["a:2"], "recovered": true, "last_seq": {"a:2": 3}}));
     assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::NotRecovered)]);
     h.recv_json(event("a:1", 901));
-    assert_eq!(
-        *delivered_seqs(&h.events).last().unwrap(),
-        901,
-        "the new baseline is 900"
-    );
+    assert_eq!(*delivered_seqs(&h.events).last().unwrap(), 901, "the new baseline is 900");
     assert!(resyncs(&h.events).len() == 1, "no gap after the new baseline");
 }
 
@@ -587,11 +484,7 @@ fn a_server_without_recovery_resyncs_every_topic_after_a_reconnect() {
     h.server_close(Some(1006), "");
     h.connect();
     assert_eq!(resyncs(&h.events), [("bench:1".into(), ResyncReason::NoRecovery)]);
-    assert_eq!(
-        h.take_sent().last().unwrap(),
-        &json!({"type": "subscribe", "topics": ["bench:1"]}),
-        "no since"
-    );
+    assert_eq!(h.take_sent().last().unwrap(), &json!({"type": "subscribe", "topics": ["bench:1"]}), "no since");
     // The restarted peer numbers from 1 again: not a duplicate.
     h.recv_json(event("bench:1", 1));
     assert_eq!(delivered_seqs(&h.events), [50, 1]);
@@ -616,9 +509,7 @@ fn a_new_epoch_forgets_old_positions() {
 #[test]
 fn wildcard_subscriptions_resync_after_a_reconnect() {
     let mut h = Harness::new(config());
-    h.session
-        .subscribe(h.now, "gift-list:*".parse().unwrap(), false)
-        .unwrap();
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), false).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.server_close(Some(1006), "");
@@ -643,11 +534,7 @@ fn a_forbidden_topic_is_dropped_and_others_stay() {
     h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
     h.open();
     h.recv_json(json!({"type": "error", "code": 4003, "message": "not allowed", "topic": "admin:1"}));
-    assert!(
-        h.events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::SubscribeFailed { topic, .. } if topic == "admin:1"))
-    );
+    assert!(h.events.iter().any(|e| matches!(e, SessionEvent::SubscribeFailed { topic, .. } if topic == "admin:1")));
     let topics: Vec<String> = h.session.topics().map(|t| t.to_string()).collect();
     assert_eq!(topics, ["a:1"]);
     assert_eq!(h.last_status(), Status::Connected);
@@ -665,10 +552,7 @@ fn offline_publishes_wait_and_are_sent_after_subscriptions_on_connect() {
     h.open();
     let sent = h.take_sent();
     assert_eq!(sent[0]["type"], "subscribe");
-    assert_eq!(
-        (sent[1]["id"].as_str(), sent[2]["id"].as_str()),
-        (Some(first.0.as_str()), Some(second.0.as_str()))
-    );
+    assert_eq!((sent[1]["id"].as_str(), sent[2]["id"].as_str()), (Some(first.0.as_str()), Some(second.0.as_str())));
     assert_eq!(sent[1]["data"]["payload"], json!({"n": 1}));
 }
 
@@ -682,27 +566,12 @@ fn unacked_publishes_are_retransmitted_after_reconnect_and_acked_once() {
     h.connect();
     let resent = h.take_sent();
     assert_eq!(resent.len(), 1);
-    assert_eq!(
-        resent[0]["id"],
-        id.0.as_str(),
-        "same id, so the server can drop a duplicate"
-    );
+    assert_eq!(resent[0]["id"], id.0.as_str(), "same id, so the server can drop a duplicate");
     h.recv_json(json!({"type": "ack", "id": id.0, "seq": 7, "duplicate": true}));
     h.recv_json(json!({"type": "ack", "id": id.0, "seq": 7}));
-    let acks: Vec<_> = h
-        .events
-        .iter()
-        .filter(|e| matches!(e, SessionEvent::PublishAcked { .. }))
-        .collect();
+    let acks: Vec<_> = h.events.iter().filter(|e| matches!(e, SessionEvent::PublishAcked { .. })).collect();
     assert_eq!(acks.len(), 1);
-    assert!(matches!(
-        acks[0],
-        SessionEvent::PublishAcked {
-            seq: Some(7),
-            duplicate: true,
-            ..
-        }
-    ));
+    assert!(matches!(acks[0], SessionEvent::PublishAcked { seq: Some(7), duplicate: true, .. }));
     assert_eq!(h.session.pending_publishes(), 0);
     h.server_close(Some(1006), "");
     h.connect();
@@ -737,10 +606,7 @@ fn the_offline_queue_is_bounded() {
     for n in 0..3 {
         publish(&mut h, n);
     }
-    let err = h
-        .session
-        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(9), None)
-        .unwrap_err();
+    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(9), None).unwrap_err();
     assert!(matches!(err, PublishError::QueueFull { capacity: 3 }));
     assert!(err.to_string().contains("raise max_pending_publishes"));
 }
@@ -750,25 +616,13 @@ fn invalid_publishes_are_refused_with_the_reason() {
     let mut h = Harness::new(config());
     let mut bad = data(1);
     bad.timestamp = "yesterday".into();
-    let err = h
-        .session
-        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, bad, None)
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("data.timestamp \"yesterday\" is not RFC 3339"),
-        "{err}"
-    );
-    let err = h
-        .session
-        .publish(h.now, "a:*".parse().unwrap(), EventKind::Added, data(1), None)
-        .unwrap_err();
+    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, bad, None).unwrap_err();
+    assert!(err.to_string().contains("data.timestamp \"yesterday\" is not RFC 3339"), "{err}");
+    let err = h.session.publish(h.now, "a:*".parse().unwrap(), EventKind::Added, data(1), None).unwrap_err();
     assert!(err.to_string().contains("wildcard"), "{err}");
     let mut huge = data(1);
     huge.payload = Payload::from_value(&"x".repeat(60_000)).unwrap();
-    let err = h
-        .session
-        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, huge, None)
-        .unwrap_err();
+    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, huge, None).unwrap_err();
     assert!(err.to_string().contains("over the 49152-byte limit"), "{err}");
     assert_eq!(h.session.pending_publishes(), 0);
 }
@@ -793,19 +647,13 @@ fn close_is_clean_and_final() {
     h.session.close(h.now);
     h.drain();
     assert_eq!(h.closes[0].1, 1000);
-    assert_eq!(
-        h.last_status(),
-        Status::Disconnected {
-            reason: DisconnectReason::Closed
-        }
-    );
+    assert_eq!(h.last_status(), Status::Disconnected { reason: DisconnectReason::Closed });
     assert!(h.events.iter().any(|e| matches!(e,
         SessionEvent::PublishFailed { id: failed, error: PublishFailure::Stopped(DisconnectReason::Closed) } if *failed == id)));
     assert_eq!(h.session.poll_timeout(), None);
     assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), false).is_err());
     assert!(matches!(
-        h.session
-            .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(1), None),
+        h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(1), None),
         Err(PublishError::Stopped(DisconnectReason::Closed))
     ));
     h.advance(SECOND * 3600);
@@ -823,10 +671,7 @@ fn status_changes_are_observable_in_order() {
         [
             Status::Connecting,
             Status::Connected,
-            Status::Reconnecting {
-                attempt: 1,
-                next_in: SECOND
-            },
+            Status::Reconnecting { attempt: 1, next_in: SECOND },
             Status::Connected
         ]
     );

@@ -19,18 +19,14 @@ fn codec(c: &mut Criterion) {
     group.bench_function("serde_json::Value (baseline)", |b| {
         b.iter(|| serde_json::from_str::<serde_json::Value>(black_box(EVENT)).unwrap())
     });
-    group.bench_function("decode", |b| {
-        b.iter(|| ServerMessage::decode(black_box(EVENT)).unwrap())
-    });
+    group.bench_function("decode", |b| b.iter(|| ServerMessage::decode(black_box(EVENT)).unwrap()));
     group.bench_function("decode+validate", |b| {
         b.iter(|| match ServerMessage::decode(black_box(EVENT)).unwrap() {
             ServerMessage::Event(event) => event.validate().unwrap(),
             _ => unreachable!("the frame is an event"),
         })
     });
-    let ServerMessage::Event(event) = ServerMessage::decode(EVENT).unwrap() else {
-        unreachable!()
-    };
+    let ServerMessage::Event(event) = ServerMessage::decode(EVENT).unwrap() else { unreachable!() };
     group.bench_function("encode", |b| b.iter(|| black_box(&event).encode()));
     group.finish();
 

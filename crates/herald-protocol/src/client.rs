@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     EventData, EventKind, ProtocolError, Topic,
-    limits::{MAX_FRAME_BYTES, MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
+    error::check_frame_size,
+    limits::{MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
 };
 
 /// A message from client to server, `{"type": ..}` tagged.
@@ -119,12 +120,7 @@ struct TypeProbe<'a> {
 impl ClientMessage {
     /// A `subscribe` for `topics`, with no recovery positions.
     pub fn subscribe(topics: Vec<Topic>) -> Self {
-        Self::Subscribe(Subscribe {
-            topics,
-            since: BTreeMap::new(),
-            epoch: None,
-            presence: false,
-        })
+        Self::Subscribe(Subscribe { topics, since: BTreeMap::new(), epoch: None, presence: false })
     }
 
     /// Encodes as compact JSON.
@@ -134,47 +130,24 @@ impl ClientMessage {
 
     /// Decodes and validates one text frame. Every failure says what is wrong.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
-        if text.len() > MAX_FRAME_BYTES {
-            return Err(ProtocolError::TooLarge {
-                what: "frame",
-                len: text.len(),
-                max: MAX_FRAME_BYTES,
-            });
-        }
-        let probe: TypeProbe<'_> = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                ProtocolError::NotAnObject
-            } else {
-                ProtocolError::Json(e)
-            }
-        })?;
+        check_frame_size(text)?;
+        let probe: TypeProbe<'_> = serde_json::from_str(text)
+            .map_err(|e| if e.is_data() { ProtocolError::NotAnObject } else { ProtocolError::Json(e) })?;
         // Each type is parsed as its own struct: serde's tagged-enum buffering
         // cannot carry the raw JSON of a publish payload.
         fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
-            serde_json::from_str(text).map_err(|source| ProtocolError::Fields {
-                kind: kind.to_owned(),
-                source,
-            })
+            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
         }
         let message = match probe.kind.as_deref().unwrap_or_default() {
             kind @ "subscribe" => Self::Subscribe(parse(kind, text)?),
-            kind @ "unsubscribe" => Self::Unsubscribe {
-                topics: parse::<TopicsField>(kind, text)?.topics,
-            },
+            kind @ "unsubscribe" => Self::Unsubscribe { topics: parse::<TopicsField>(kind, text)?.topics },
             "ping" => Self::Ping,
             "pong" => Self::Pong,
-            kind @ "auth" => Self::Auth {
-                token: parse::<TokenField>(kind, text)?.token,
-            },
-            kind @ "refresh" => Self::Refresh {
-                token: parse::<TokenField>(kind, text)?.token,
-            },
+            kind @ "auth" => Self::Auth { token: parse::<TokenField>(kind, text)?.token },
+            kind @ "refresh" => Self::Refresh { token: parse::<TokenField>(kind, text)?.token },
             kind @ "publish" => Self::Publish(parse(kind, text)?),
             other => {
-                return Err(ProtocolError::UnknownType {
-                    found: other.to_owned(),
-                    expected: CLIENT_TYPES,
-                });
+                return Err(ProtocolError::UnknownType { found: other.to_owned(), expected: CLIENT_TYPES });
             }
         };
         message.validate()?;
@@ -208,10 +181,7 @@ impl Publish {
         if self.topic.is_wildcard() {
             return Err(ProtocolError::invalid(
                 "publish",
-                format!(
-                    "topic {:?} is a wildcard; publish to one concrete topic",
-                    self.topic.as_str()
-                ),
+                format!("topic {:?} is a wildcard; publish to one concrete topic", self.topic.as_str()),
             ));
         }
         self.event.validate()?;
@@ -226,10 +196,7 @@ fn check_topics(kind: &'static str, topics: &[Topic]) -> Result<(), ProtocolErro
     if topics.len() > MAX_TOPICS_PER_MESSAGE {
         return Err(ProtocolError::invalid(
             kind,
-            format!(
-                "{} topics, the limit is {MAX_TOPICS_PER_MESSAGE} per message",
-                topics.len()
-            ),
+            format!("{} topics, the limit is {MAX_TOPICS_PER_MESSAGE} per message", topics.len()),
         ));
     }
     Ok(())

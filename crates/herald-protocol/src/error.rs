@@ -1,6 +1,6 @@
 //! Errors of decoding and validating protocol messages.
 
-use crate::TopicError;
+use crate::{TopicError, limits::MAX_FRAME_BYTES};
 
 /// Why a frame or message was refused. The message says what is wrong and
 /// where, so it can be shown to whoever sent it.
@@ -55,9 +55,14 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     pub(crate) fn invalid(kind: &'static str, problem: impl Into<String>) -> Self {
-        Self::Invalid {
-            kind,
-            problem: problem.into(),
-        }
+        Self::Invalid { kind, problem: problem.into() }
+    }
+}
+
+/// Refuses frames over [`MAX_FRAME_BYTES`] before any parsing.
+pub(crate) fn check_frame_size(text: &str) -> Result<(), ProtocolError> {
+    match text.len() {
+        len if len > MAX_FRAME_BYTES => Err(ProtocolError::TooLarge { what: "frame", len, max: MAX_FRAME_BYTES }),
+        _ => Ok(()),
     }
 }

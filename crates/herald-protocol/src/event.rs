@@ -102,18 +102,14 @@ impl EventKind {
             "is empty".to_owned()
         } else if name.len() > MAX_EVENT_NAME_BYTES {
             format!("is {} bytes long, the limit is {MAX_EVENT_NAME_BYTES}", name.len())
-        } else if let Some((at, ch)) = name
-            .char_indices()
-            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        } else if let Some((at, ch)) =
+            name.char_indices().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
             format!("has {ch:?} at byte {at}; use A-Z a-z 0-9 _ - .")
         } else {
             return Ok(());
         };
-        Err(ProtocolError::invalid(
-            "event",
-            format!("event name {name:?} {problem}"),
-        ))
+        Err(ProtocolError::invalid("event", format!("event name {name:?} {problem}")))
     }
 }
 
@@ -226,10 +222,7 @@ impl Event {
         if self.topic.is_wildcard() {
             return Err(ProtocolError::invalid(
                 "event",
-                format!(
-                    "topic {:?} is a wildcard; events go to one concrete topic",
-                    self.topic.as_str()
-                ),
+                format!("topic {:?} is a wildcard; events go to one concrete topic", self.topic.as_str()),
             ));
         }
         self.event.validate()?;
@@ -252,11 +245,7 @@ impl EventData {
         check_id("data.tenant_id", self.tenant_id.as_deref())?;
         let size = self.payload.get().len();
         if size > MAX_PAYLOAD_BYTES {
-            return Err(ProtocolError::TooLarge {
-                what: "data.payload",
-                len: size,
-                max: MAX_PAYLOAD_BYTES,
-            });
+            return Err(ProtocolError::TooLarge { what: "data.payload", len: size, max: MAX_PAYLOAD_BYTES });
         }
         validate_timestamp(&self.timestamp)
     }
@@ -264,25 +253,21 @@ impl EventData {
 
 fn check_id(field: &'static str, value: Option<&str>) -> Result<(), ProtocolError> {
     match value {
-        Some(v) if v.len() > MAX_ID_BYTES => Err(ProtocolError::TooLarge {
-            what: field,
-            len: v.len(),
-            max: MAX_ID_BYTES,
-        }),
+        Some(v) if v.len() > MAX_ID_BYTES => {
+            Err(ProtocolError::TooLarge { what: field, len: v.len(), max: MAX_ID_BYTES })
+        }
         _ => Ok(()),
     }
 }
 
 /// Checks that `timestamp` is RFC 3339, e.g. `2026-11-25T10:00:00.123Z`.
 pub fn validate_timestamp(timestamp: &str) -> Result<(), ProtocolError> {
-    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
-        .map(drop)
-        .map_err(|e| {
-            ProtocolError::invalid(
-                "event",
-                format!("data.timestamp {timestamp:?} is not RFC 3339 ({e}); write e.g. 2026-11-25T10:00:00Z"),
-            )
-        })
+    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).map(drop).map_err(|e| {
+        ProtocolError::invalid(
+            "event",
+            format!("data.timestamp {timestamp:?} is not RFC 3339 ({e}); write e.g. 2026-11-25T10:00:00Z"),
+        )
+    })
 }
 
 /// The current time as RFC 3339 in UTC, for stamping events.

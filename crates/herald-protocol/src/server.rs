@@ -4,7 +4,7 @@ use std::{borrow::Cow, collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 
-use crate::{Event, ProtocolError, Topic, limits::MAX_FRAME_BYTES};
+use crate::{Event, ProtocolError, Topic, error::check_frame_size};
 
 /// A message from server to client.
 ///
@@ -211,13 +211,7 @@ impl ServerMessage {
     /// field); any other JSON object is [`ServerMessage::Raw`]; text that is not
     /// a JSON object is an error.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
-        if text.len() > MAX_FRAME_BYTES {
-            return Err(ProtocolError::TooLarge {
-                what: "frame",
-                len: text.len(),
-                max: MAX_FRAME_BYTES,
-            });
-        }
+        check_frame_size(text)?;
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,
             // Valid JSON of another shape (e.g. a non-string "type") is someone else's message.
@@ -230,10 +224,7 @@ impl ServerMessage {
             Err(e) => return Err(ProtocolError::Json(e)),
         };
         fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
-            serde_json::from_str(text).map_err(|source| ProtocolError::Fields {
-                kind: kind.to_owned(),
-                source,
-            })
+            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
         }
         Ok(match probe.kind.as_deref() {
             Some("ping") => Self::Ping,

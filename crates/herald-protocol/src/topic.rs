@@ -126,10 +126,7 @@ impl Topic {
             return Err(TopicErrorKind::Empty);
         }
         if text.len() > MAX_TOPIC_BYTES {
-            return Err(TopicErrorKind::TooLong {
-                len: text.len(),
-                max: MAX_TOPIC_BYTES,
-            });
+            return Err(TopicErrorKind::TooLong { len: text.len(), max: MAX_TOPIC_BYTES });
         }
         let mut colon = None;
         for (at, ch) in text.char_indices() {
@@ -180,19 +177,13 @@ impl Topic {
 
     /// Whether an event on `topic` is delivered to a subscription on `self`.
     pub fn matches(&self, topic: &Self) -> bool {
-        if self.is_wildcard() {
-            self.resource() == topic.resource()
-        } else {
-            self == topic
-        }
+        if self.is_wildcard() { self.resource() == topic.resource() } else { self == topic }
     }
 
     /// Like [`matches`](Self::matches), for a topic not yet parsed.
     pub fn matches_str(&self, topic: &str) -> bool {
         if self.is_wildcard() {
-            topic
-                .split_once(':')
-                .is_some_and(|(resource, _)| resource == self.resource())
+            topic.split_once(':').is_some_and(|(resource, _)| resource == self.resource())
         } else {
             self.text == topic
         }
@@ -286,26 +277,14 @@ mod tests {
     fn rejects_with_a_message_that_says_where() {
         let cases: &[(&str, &str)] = &[
             ("", r#"topic "": empty; use the form resource-type:identifier"#),
-            (
-                "gift-list",
-                r#"topic "gift-list": no ':' between resource type and identifier (e.g. gift-list:123)"#,
-            ),
+            ("gift-list", r#"topic "gift-list": no ':' between resource type and identifier (e.g. gift-list:123)"#),
             (":1", r#"topic ":1": empty resource type before ':'"#),
             ("a:", r#"topic "a:": empty identifier after ':'"#),
             ("gift list:1", r#"topic "gift list:1": space not allowed at byte 4"#),
             ("a:b/c", r#"topic "a:b/c": '/' not allowed at byte 3"#),
-            (
-                "a:*x",
-                r#"topic "a:*x": '*' at byte 2 must be the whole identifier (resource-type:*)"#,
-            ),
-            (
-                "*:x",
-                r#"topic "*:x": '*' at byte 0 must be the whole identifier (resource-type:*)"#,
-            ),
-            (
-                "a:x*",
-                r#"topic "a:x*": '*' at byte 3 must be the whole identifier (resource-type:*)"#,
-            ),
+            ("a:*x", r#"topic "a:*x": '*' at byte 2 must be the whole identifier (resource-type:*)"#),
+            ("*:x", r#"topic "*:x": '*' at byte 0 must be the whole identifier (resource-type:*)"#),
+            ("a:x*", r#"topic "a:x*": '*' at byte 3 must be the whole identifier (resource-type:*)"#),
             ("a:\n", r#"topic "a:\n": control character '\n' not allowed at byte 2"#),
         ];
         for (input, message) in cases {
@@ -313,13 +292,7 @@ mod tests {
         }
         let long = format!("a:{}", "x".repeat(MAX_TOPIC_BYTES));
         let err = Topic::new(long).unwrap_err();
-        assert_eq!(
-            err.kind,
-            TopicErrorKind::TooLong {
-                len: MAX_TOPIC_BYTES + 2,
-                max: MAX_TOPIC_BYTES
-            }
-        );
+        assert_eq!(err.kind, TopicErrorKind::TooLong { len: MAX_TOPIC_BYTES + 2, max: MAX_TOPIC_BYTES });
         assert_eq!(err.topic.len(), MAX_TOPIC_BYTES);
     }
 

@@ -8,10 +8,7 @@ use herald_protocol::{
 use proptest::prelude::*;
 
 fn topic() -> impl Strategy<Value = Topic> {
-    (
-        "[a-z0-9_.-]{1,12}",
-        prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())],
-    )
+    ("[a-z0-9_.-]{1,12}", prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())])
         .prop_map(|(r, i)| Topic::new(format!("{r}:{i}")).unwrap())
 }
 
@@ -46,14 +43,8 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn data() -> impl Strategy<Value = EventData> {
-    (
-        ".{1,20}",
-        json(),
-        proptest::option::of(".{0,10}"),
-        proptest::option::of(".{0,10}"),
-        0i64..4_000_000_000,
-    )
-        .prop_map(|(entity_id, payload, user_id, tenant_id, secs)| EventData {
+    (".{1,20}", json(), proptest::option::of(".{0,10}"), proptest::option::of(".{0,10}"), 0i64..4_000_000_000).prop_map(
+        |(entity_id, payload, user_id, tenant_id, secs)| EventData {
             entity_id,
             payload: Payload::from_value(&payload).unwrap(),
             user_id,
@@ -62,24 +53,13 @@ fn data() -> impl Strategy<Value = EventData> {
                 .unwrap()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap(),
-        })
+        },
+    )
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (
-        concrete_topic(),
-        kind(),
-        data(),
-        proptest::option::of("[a-f0-9]{1,16}"),
-        proptest::option::of(any::<u64>()),
-    )
-        .prop_map(|(topic, event, data, trace_id, seq)| Event {
-            topic,
-            event,
-            data,
-            trace_id,
-            seq,
-        })
+    (concrete_topic(), kind(), data(), proptest::option::of("[a-f0-9]{1,16}"), proptest::option::of(any::<u64>()))
+        .prop_map(|(topic, event, data, trace_id, seq)| Event { topic, event, data, trace_id, seq })
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {

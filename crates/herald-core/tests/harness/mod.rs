@@ -58,18 +58,13 @@ impl Harness {
                     }
                 }
                 Output::Connect { id, url } => {
-                    assert!(
-                        self.current.is_none(),
-                        "Connect while transport {:?} is still held",
-                        self.current
-                    );
+                    assert!(self.current.is_none(), "Connect while transport {:?} is still held", self.current);
                     self.current = Some(id);
                     self.connects.push((self.now, url));
                 }
                 Output::Send(text) => {
                     assert!(self.current.is_some(), "Send without a transport: {text}");
-                    self.sent
-                        .push(serde_json::from_str(&text).expect("the session sends JSON"));
+                    self.sent.push(serde_json::from_str(&text).expect("the session sends JSON"));
                 }
                 Output::Close { id, code, reason } => {
                     assert_eq!(Some(id), self.current, "Close of a transport the driver does not hold");
