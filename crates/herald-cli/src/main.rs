@@ -1,0 +1,47 @@
+//! `herald`: run Herald's reference server and mint tokens for it.
+//!
+//! Each subcommand lives in its own module with a clap `Args` struct and a
+//! `run` function; add a subcommand by adding a module and a variant below.
+
+mod duration;
+mod serve;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Herald: real-time pub/sub over WebSockets that keeps caches fresh.
+///
+/// Quick start:
+///   herald serve --dev                        # insecure local server on 127.0.0.1:8080
+///   herald token --secret S --user u-1        # mint a token for a server run with --secret S
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (WebSocket /ws, POST /api/publish, /sse, /api/poll, /healthz, /metrics).
+    Serve(serve::ServeArgs),
+    /// Mint an HS256 token (JWT) for a server started with the same --secret.
+    Token(token::TokenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `herald serve`: run the reference server until SIGINT or SIGTERM.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Args;
+use herald_server::{ServerBuilder, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::duration;
+
+/// Run the Herald server.
+///
+/// Clients connect to ws://ADDR/ws?token=.. (or send {"type":"auth","token":..} first);
+/// backends publish with POST /api/publish and `Authorization: Bearer <token>`.
+///
+/// Production: `herald serve --secret "$(openssl rand -hex 32)"`, then mint tokens with
+/// `herald token --secret .. --user ..`. Development: `herald serve --dev` accepts any
+/// token as the user id. Every flag can also be set by the environment variable shown.
+/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HERALD_ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Secret for HS256 tokens. Required unless --dev.
+    #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Development mode: accept ANY token as the user id. Insecure.
+    #[arg(long, env = "HERALD_DEV")]
+    dev: bool,
+    /// Browser origin allowed to connect, e.g. https://app.example (comma-separated or repeated).
+    /// Without it every origin is allowed.
+    #[arg(long = "allowed-origin", env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Serve a built web app from this directory at `/`.
+    #[arg(long = "static", env = "HERALD_STATIC", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Events kept per topic for recovery after reconnects.
+    #[arg(long, env = "HERALD_HISTORY_LEN", default_value_t = 1_000)]
+    history_len: usize,
+    /// How long events stay in the history.
+    #[arg(long, env = "HERALD_HISTORY_MAX_AGE", default_value = "5m", value_parser = duration::parse)]
+    history_max_age: Duration,
+    /// How long client publish ids are remembered to drop retransmissions.
+    #[arg(long, env = "HERALD_DEDUP_WINDOW", default_value = "5m", value_parser = duration::parse)]
+    dedup_window: Duration,
+    /// Interval of the server's {"type":"ping"}.
+    #[arg(long, env = "HERALD_PING_INTERVAL", default_value = "25s", value_parser = duration::parse)]
+    ping_interval: Duration,
+    /// Close connections that send nothing for this long.
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
+    idle_timeout: Duration,
+    /// Deadline for the first auth message when the URL has no ?token=.
+    #[arg(long, env = "HERALD_AUTH_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    auth_timeout: Duration,
+    /// Frames queued per connection before a slow consumer is closed (4009).
+    #[arg(long, env = "HERALD_OUTBOUND_QUEUE", default_value_t = 1_024)]
+    outbound_queue: usize,
+    /// A socket write taking longer than this closes the connection (4009).
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    write_timeout: Duration,
+    /// Inbound messages per second per connection (0: unlimited).
+    #[arg(long, env = "HERALD_RATE_LIMIT", default_value_t = 1_000)]
+    rate_limit: u32,
+    /// Inbound burst per connection.
+    #[arg(long, env = "HERALD_RATE_BURST", default_value_t = 2_000)]
+    rate_burst: u32,
+    /// Rate-limited messages in a row (each answered with error 429) before close 4008.
+    #[arg(long, env = "HERALD_RATE_STRIKES", default_value_t = 20)]
+    rate_strikes: u32,
+    /// On shutdown, clients are told to reconnect after a random delay within this window.
+    #[arg(long, env = "HERALD_SHUTDOWN_SPREAD", default_value = "5s", value_parser = duration::parse)]
+    shutdown_spread: Duration,
+    /// Name of the event history (default: random at start).
+    #[arg(long, env = "HERALD_EPOCH")]
+    epoch: Option<String>,
+    /// Longest wait of GET /api/poll.
+    #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = duration::parse)]
+    poll_timeout: Duration,
+}
+
+impl ServeArgs {
+    fn config(self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.secret = self.secret;
+        config.dev = self.dev;
+        config.allowed_origins = self.allowed_origins;
+        config.static_dir = self.static_dir;
+        config.history_len = self.history_len;
+        config.history_max_age = self.history_max_age;
+        config.dedup_window = self.dedup_window;
+        config.ping_interval = self.ping_interval;
+        config.idle_timeout = self.idle_timeout;
+        config.auth_timeout = self.auth_timeout;
+        config.outbound_queue = self.outbound_queue;
+        config.write_timeout = self.write_timeout;
+        config.rate_limit_per_sec = self.rate_limit;
+        config.rate_limit_burst = self.rate_burst;
+        config.rate_limit_strikes = self.rate_strikes;
+        config.shutdown_spread = self.shutdown_spread;
+        config.epoch = self.epoch;
+        config.poll_timeout = self.poll_timeout;
+        config
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = args.addr.clone();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let server = ServerBuilder::new(args.config()).bind(addr).await.map_err(|e| e.to_string())?;
+        eprintln!("herald listening on {} (WebSocket {})", server.http_url(), server.ws_url());
+        server.shutdown_on_signal().await;
+        Ok(())
+    })
+}

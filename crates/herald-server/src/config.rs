@@ -1,0 +1,104 @@
+//! Server configuration.
+
+use std::{path::PathBuf, time::Duration};
+
+/// Everything the server can be told. Build it with [`Default`] and change
+/// fields, or use [`ServerBuilder`](crate::ServerBuilder)'s methods:
+///
+/// ```
+/// use std::time::Duration;
+/// use herald_server::ServerConfig;
+///
+/// let mut config = ServerConfig::default();
+/// config.dev = true;
+/// config.ping_interval = Duration::from_secs(5);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Secret for HS256 JWTs. Needed unless [`dev`](Self::dev) is on.
+    /// Default: none.
+    pub secret: Option<String>,
+    /// Development mode: any non-empty token is accepted as the user id, and
+    /// that user may subscribe and publish anything. Insecure; the server logs
+    /// a warning. Default: `false`.
+    pub dev: bool,
+    /// Browser origins allowed to open WebSockets (e.g. `https://app.example`).
+    /// Empty allows every origin. Requests without an `Origin` header (native
+    /// clients) are always allowed. Default: empty.
+    pub allowed_origins: Vec<String>,
+    /// Names the event history; `None` picks a random one at start. Clients can
+    /// recover only within one epoch. Default: `None`.
+    pub epoch: Option<String>,
+    /// Events kept per topic for recovery. Default: 1,000.
+    pub history_len: usize,
+    /// Longest time an event stays in a topic's history. Default: 5 minutes.
+    pub history_max_age: Duration,
+    /// How long a client publish id is remembered to drop retransmissions.
+    /// Default: 5 minutes.
+    pub dedup_window: Duration,
+    /// Interval of the server's `{"type":"ping"}`. Default: 25 s.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing for this long is closed (a half-open
+    /// socket never tells). Default: 60 s.
+    pub idle_timeout: Duration,
+    /// Deadline for the first `{"type":"auth"}` message when the URL carries
+    /// no `?token=`. Default: 10 s.
+    pub auth_timeout: Duration,
+    /// Frames queued per connection before the server gives up on a consumer
+    /// that reads too slowly (close 4009). Default: 1,024.
+    pub outbound_queue: usize,
+    /// Longest time one write to a socket may take before the connection
+    /// counts as too slow (close 4009). Default: 10 s.
+    pub write_timeout: Duration,
+    /// Inbound messages per second a connection may send on average (token
+    /// bucket refill rate). `0` turns rate limiting off. Default: 1,000.
+    pub rate_limit_per_sec: u32,
+    /// Inbound messages a connection may send in a burst. Default: 2,000.
+    pub rate_limit_burst: u32,
+    /// Rate-limited messages in a row (each answered with error 429) after
+    /// which the connection is closed with 4008. Default: 20.
+    pub rate_limit_strikes: u32,
+    /// On graceful shutdown every client is told to wait a random delay in
+    /// `0..shutdown_spread` before reconnecting, so a restart does not bring
+    /// every client back at once. Default: 5 s.
+    pub shutdown_spread: Duration,
+    /// Initial size of each connection's read buffer, in bytes. Small keeps
+    /// idle connections cheap; the buffer grows for larger frames.
+    /// Default: 4 KiB.
+    pub read_buffer_size: usize,
+    /// Bytes buffered before a write goes to the socket; the server flushes
+    /// after each batch anyway. Default: 16 KiB.
+    pub write_buffer_size: usize,
+    /// Longest wait of a `GET /api/poll` without events. Default: 25 s.
+    pub poll_timeout: Duration,
+    /// Directory of a built web app served from `/`. Default: none.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            dev: false,
+            allowed_origins: Vec::new(),
+            epoch: None,
+            history_len: 1_000,
+            history_max_age: Duration::from_secs(300),
+            dedup_window: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(10),
+            outbound_queue: 1_024,
+            write_timeout: Duration::from_secs(10),
+            rate_limit_per_sec: 1_000,
+            rate_limit_burst: 2_000,
+            rate_limit_strikes: 20,
+            shutdown_spread: Duration::from_secs(5),
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 16 * 1024,
+            poll_timeout: Duration::from_secs(25),
+            static_dir: None,
+        }
+    }
+}

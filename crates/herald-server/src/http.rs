@@ -1,0 +1,420 @@
+//! The HTTP endpoints: publish for backends, SSE and long-poll fallbacks,
+//! health, metrics and static files.
+
+use std::{borrow::Cow, collections::VecDeque, convert::Infallible, path::Component, sync::Arc, time::Duration};
+
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+};
+use futures_util::stream::{self, Stream};
+use herald_protocol::{
+    Connected, Event, EventData, EventKind, Payload, ServerMessage, Topic, close, limits::MAX_FRAME_BYTES,
+    now_timestamp,
+};
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+use tokio::sync::mpsc;
+
+use crate::{
+    App,
+    auth::Identity,
+    hub::{Frame, Peer, subscribed_frame},
+    metrics::Metrics,
+};
+
+/// The value of `name` in a query string, percent-decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The identity of an HTTP request: `Authorization: Bearer ..` or `?token=`.
+fn identify(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(token) = bearer.or_else(|| query.and_then(|q| query_param(q, "token"))) else {
+        Metrics::inc(&app.hub.metrics.auth_failures);
+        return Err(problem(StatusCode::UNAUTHORIZED, "no token: send Authorization: Bearer <token>"));
+    };
+    app.auth.check(&token).map_err(|reason| {
+        Metrics::inc(&app.hub.metrics.auth_failures);
+        problem(StatusCode::UNAUTHORIZED, reason)
+    })
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.hub.metrics.render())
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    topic: Topic,
+    event: EventKind,
+    data: PublishData,
+    #[serde(default)]
+    trace_id: Option<String>,
+    /// Optional idempotency key: a repeat within the dedup window is not broadcast again.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PublishData {
+    entity_id: String,
+    #[serde(default)]
+    payload: Payload,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    /// Defaults to now.
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+/// `POST /api/publish`: a backend announces a change it saved.
+pub(crate) async fn publish(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let identity = match identify(&app, &headers, query.as_deref()) {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    if body.len() > MAX_FRAME_BYTES {
+        let message = format!("body is {} bytes, over the {MAX_FRAME_BYTES}-byte limit", body.len());
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
+    let body: PublishBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{topic, event, data{{entity_id, payload}}}}: {e}"),
+            );
+        }
+    };
+    if !identity.may_publish(body.topic.as_str()) {
+        let message = format!("the token does not allow publishing to {}", body.topic);
+        return problem(StatusCode::FORBIDDEN, message);
+    }
+    Metrics::inc(&app.hub.metrics.messages_in);
+    let data = body.data;
+    // A tenant-bound token publishes only into its tenant; a service token may name any.
+    let tenant_id = identity.tenant.as_deref().map(str::to_owned).or(data.tenant_id);
+    let data = EventData {
+        entity_id: data.entity_id,
+        payload: data.payload,
+        user_id: data.user_id,
+        tenant_id,
+        timestamp: data.timestamp.unwrap_or_else(now_timestamp),
+    };
+    let event = Event { topic: body.topic, event: body.event, data, trace_id: body.trace_id, seq: None };
+    if let Err(e) = event.validate() {
+        return problem(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    if let Some(id) = &body.id
+        && let Some(seq) = app.hub.seen(&identity.user, id)
+    {
+        return axum::Json(json!({ "seq": seq, "duplicate": true })).into_response();
+    }
+    let seq = app.hub.publish(event);
+    if let Some(id) = &body.id {
+        app.hub.remember(&identity.user, id, seq);
+    }
+    axum::Json(json!({ "seq": seq })).into_response()
+}
+
+/// Topics from `?topics=a:1,b:*`, each allowed by the token.
+fn topics(identity: &Identity, query: Option<&str>) -> Result<Vec<Topic>, Response> {
+    let list = query.and_then(|q| query_param(q, "topics")).unwrap_or_default();
+    let mut topics = Vec::new();
+    for text in list.split(',').filter(|t| !t.is_empty()) {
+        let topic = Topic::new(text).map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?;
+        if !identity.may_subscribe(topic.as_str()) {
+            return Err(problem(StatusCode::FORBIDDEN, format!("the token does not allow subscribing to {topic}")));
+        }
+        topics.push(topic);
+    }
+    if topics.is_empty() {
+        return Err(problem(StatusCode::BAD_REQUEST, "no topics: add ?topics=resource:id,other:*"));
+    }
+    Ok(topics)
+}
+
+/// A hub peer for one HTTP request, unsubscribed when the request ends
+/// (including when the client goes away and the response is dropped).
+struct Listener {
+    app: Arc<App>,
+    peer: Arc<Peer>,
+    topics: Vec<Topic>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.app.hub.disconnect(&self.peer, &self.topics);
+    }
+}
+
+struct Subscribed {
+    listener: Listener,
+    rx: mpsc::Receiver<Frame>,
+    replay: Vec<Frame>,
+    recovered: Option<bool>,
+    last_seq: Vec<(Topic, u64)>,
+}
+
+/// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
+fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<u64>) -> Subscribed {
+    let (peer, rx) = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let mut out = Subscribed {
+        listener: Listener { app: app.clone(), peer, topics: Vec::new() },
+        rx,
+        replay: Vec::new(),
+        recovered: since.map(|_| true),
+        last_seq: Vec::new(),
+    };
+    for topic in topics {
+        if topic.is_wildcard() {
+            app.hub.subscribe_wildcard(&out.listener.peer, &topic);
+            if since.is_some() {
+                out.recovered = Some(false);
+            }
+        } else {
+            let joined = app.hub.subscribe(&out.listener.peer, &topic, false, since);
+            if joined.recovered == Some(false) {
+                out.recovered = Some(false);
+            }
+            out.replay.extend(joined.replay);
+            out.last_seq.push((topic.clone(), joined.last_seq));
+        }
+        out.listener.topics.push(topic);
+    }
+    if out.recovered == Some(false) {
+        out.replay.clear();
+    }
+    out
+}
+
+/// `since` if it belongs to this server's history: a different `epoch` makes
+/// every position unrecoverable, signalled by `Some(u64::MAX)`, which is
+/// always past the end.
+fn position(app: &App, query: Option<&str>, since: Option<String>) -> Result<Option<u64>, Response> {
+    let Some(since) = since else { return Ok(None) };
+    let since: u64 = since
+        .trim()
+        .parse()
+        .map_err(|_| problem(StatusCode::BAD_REQUEST, format!("since {since:?} is not a sequence number")))?;
+    match query.and_then(|q| query_param(q, "epoch")) {
+        Some(epoch) if *epoch != *app.hub.epoch => Ok(Some(u64::MAX)),
+        _ => Ok(Some(since)),
+    }
+}
+
+/// `GET /sse?topics=..`: Server-Sent Events. Each event is named by its kind
+/// (`UPDATED`, ...), has `id:` = its `seq` and the event JSON as data. Control
+/// messages are named `herald.connected` and `herald.subscribed`. A reconnect
+/// with `Last-Event-ID` (or `?since=`) resumes a stream of one concrete topic.
+pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query.as_deref();
+    let identity = match identify(&app, &headers, query) {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    let topics = match topics(&identity, query) {
+        Ok(topics) => topics,
+        Err(response) => return response,
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.and_then(|q| query_param(q, "since")));
+    // One id cannot carry positions of several topics.
+    let last_id = last_id.filter(|_| topics.len() == 1 && !topics[0].is_wildcard());
+    let since = match position(&app, query, last_id) {
+        Ok(since) => since,
+        Err(response) => return response,
+    };
+    let subscribed = subscribe(&app, &identity, topics.clone(), since);
+    let connected = Connected {
+        user_id: Some(identity.user.to_string()),
+        tenant_id: identity.tenant.as_deref().map(str::to_owned),
+        expires_in: identity.expires_in(),
+        epoch: Some(app.hub.epoch.to_string()),
+    };
+    let mut pending: VecDeque<SseEvent> = VecDeque::new();
+    pending.push_back(SseEvent::default().event("herald.connected").data(ServerMessage::Connected(connected).encode()));
+    for frame in &subscribed.replay {
+        pending.push_back(event_of(frame));
+    }
+    let frame = subscribed_frame(topics, subscribed.recovered, subscribed.last_seq.clone());
+    pending.push_back(SseEvent::default().event("herald.subscribed").data(frame.as_str()));
+    let spread = app.config.shutdown_spread;
+    let state = SseState { subscribed, pending, spread, done: false };
+    let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
+    Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response()
+}
+
+struct SseState {
+    subscribed: Subscribed,
+    pending: VecDeque<SseEvent>,
+    spread: Duration,
+    done: bool,
+}
+
+fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(state, |mut state| async move {
+        if let Some(event) = state.pending.pop_front() {
+            return Some((Ok(event), state));
+        }
+        if state.done {
+            return None;
+        }
+        let peer = state.subscribed.listener.peer.clone();
+        tokio::select! {
+            () = peer.wait_killed() => {
+                state.done = true;
+                let event = if peer.killed() == close::GOING_AWAY {
+                    // EventSource reconnects after `retry:`; spread like WebSocket hints.
+                    let spread = state.spread.as_millis() as u64;
+                    let delay = if spread == 0 { 0 } else { fastrand::u64(..spread) };
+                    SseEvent::default().retry(Duration::from_millis(delay)).comment("server restart")
+                } else {
+                    SseEvent::default().comment("closed by the server")
+                };
+                Some((Ok(event), state))
+            }
+            frame = state.subscribed.rx.recv() => frame.map(|frame| (Ok(event_of(&frame)), state)),
+        }
+    })
+}
+
+/// An SSE event for an encoded event frame: named by kind, `id:` = seq.
+fn event_of(frame: &Frame) -> SseEvent {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        event: Option<Cow<'a, str>>,
+        seq: Option<u64>,
+    }
+    let head: Option<Head<'_>> = serde_json::from_str(frame.as_str()).ok();
+    let mut event = SseEvent::default().data(frame.as_str());
+    if let Some(head) = head {
+        if let Some(name) = head.event {
+            event = event.event(name.as_ref());
+        }
+        if let Some(seq) = head.seq {
+            event = event.id(seq.to_string());
+        }
+    }
+    event
+}
+
+/// `GET /api/poll?topics=..&since=N&epoch=..`: answers at once with the events
+/// after `since` (or, without `since`, just the positions), otherwise waits up
+/// to the poll timeout for the next event.
+pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query.as_deref();
+    let identity = match identify(&app, &headers, query) {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    let topics = match topics(&identity, query) {
+        Ok(topics) => topics,
+        Err(response) => return response,
+    };
+    let since = match position(&app, query, query.and_then(|q| query_param(q, "since"))) {
+        Ok(since) => since,
+        Err(response) => return response,
+    };
+    let wait = query
+        .and_then(|q| query_param(q, "timeout"))
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(app.config.poll_timeout, Duration::from_secs)
+        .min(app.config.poll_timeout);
+    let mut subscribed = subscribe(&app, &identity, topics, since);
+    let mut events = std::mem::take(&mut subscribed.replay);
+    if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
+        let peer = subscribed.listener.peer.clone();
+        tokio::select! {
+            () = peer.wait_killed() => {}
+            () = tokio::time::sleep(wait) => {}
+            frame = subscribed.rx.recv() => {
+                events.extend(frame);
+                while let Ok(frame) = subscribed.rx.try_recv() {
+                    events.push(frame);
+                }
+            }
+        }
+    }
+    let events: Vec<Box<RawValue>> =
+        events.iter().filter_map(|frame| RawValue::from_string(frame.as_str().to_owned()).ok()).collect();
+    let last_seq: serde_json::Map<String, serde_json::Value> =
+        subscribed.last_seq.iter().map(|(topic, seq)| (topic.to_string(), json!(seq))).collect();
+    axum::Json(json!({
+        "epoch": &*app.hub.epoch,
+        "recovered": subscribed.recovered,
+        "last_seq": last_seq,
+        "events": events,
+    }))
+    .into_response()
+}
+
+/// Files of `--static DIR`; unknown paths without an extension get
+/// `index.html` so a single-page app can route them.
+pub(crate) async fn static_file(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let Some(root) = &app.config.static_dir else { return StatusCode::NOT_FOUND.into_response() };
+    let relative = uri.path().trim_start_matches('/');
+    let relative = if relative.is_empty() { "index.html" } else { relative };
+    let path = std::path::Path::new(relative);
+    // Only plain names: no `..`, no absolute paths, nothing outside the directory.
+    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut file = root.join(path);
+    if path.extension().is_none() && !file.is_file() {
+        file = root.join("index.html");
+    }
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type(&file))], bytes).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn content_type(path: &std::path::Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript",
+        "css" => "text/css",
+        "json" => "application/json",
+        "wasm" => "application/wasm",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,441 @@
+//! The hub: topics, their subscribers, sequence numbers, history, presence
+//! and publish deduplication. Shared by every connection.
+//!
+//! Locking: topics live in shards, each behind a `std::sync::Mutex` held only
+//! for map updates and non-blocking `try_send`s, never across an `.await`.
+//! Lock order is shard, then the wildcard map; nothing takes them the other way.
+
+use std::{
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::extract::ws::Utf8Bytes;
+use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
+use tokio::sync::{Notify, mpsc};
+
+use crate::{ServerConfig, metrics::Metrics};
+
+/// One encoded message, shared by every connection it goes to: cloning is a
+/// reference-count increment, so an event is serialized once however many
+/// subscribers it has.
+pub(crate) type Frame = Utf8Bytes;
+
+const SHARDS: usize = 32;
+
+/// Takes a lock even if a panicking thread poisoned it: the maps stay
+/// consistent because no code panics halfway through an update.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The hub's side of one connection (WebSocket, SSE stream or long poll).
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) id: u64,
+    pub(crate) user: Arc<str>,
+    pub(crate) tenant: Option<Arc<str>>,
+    tx: mpsc::Sender<Frame>,
+    kill: Notify,
+    /// The close code the connection must close with, 0 while it may live.
+    killed: AtomicU16,
+}
+
+impl Peer {
+    /// Queues `frame` without waiting. A full queue means the consumer fell
+    /// behind: it is closed with 4009 rather than buffered without bound.
+    fn deliver(&self, frame: &Frame, metrics: &Metrics) {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => Metrics::inc(&metrics.messages_out),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.kill(close::TOO_SLOW) {
+                    Metrics::inc(&metrics.drops);
+                }
+            }
+            // The connection is going away and will unsubscribe itself.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the connection to close with `code`; the first request wins.
+    pub(crate) fn kill(&self, code: u16) -> bool {
+        let first = self.killed.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if first {
+            self.kill.notify_one();
+        }
+        first
+    }
+
+    pub(crate) fn killed(&self) -> u16 {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once [`kill`](Self::kill) was called (a stored permit makes
+    /// an earlier call count too).
+    pub(crate) async fn wait_killed(&self) {
+        self.kill.notified().await;
+    }
+
+    fn sees(&self, tenant: Option<&str>) -> bool {
+        tenant.is_none_or(|t| self.tenant.as_deref() == Some(t))
+    }
+}
+
+struct Sub {
+    peer: Arc<Peer>,
+    presence: bool,
+}
+
+struct Stored {
+    seq: u64,
+    at: Instant,
+    tenant: Option<Arc<str>>,
+    frame: Frame,
+}
+
+#[derive(Default)]
+struct TopicState {
+    seq: u64,
+    history: VecDeque<Stored>,
+    subs: HashMap<u64, Sub>,
+    /// Connections with presence per (tenant, user): a user with two tabs
+    /// joins once and leaves when the last one goes.
+    presence: HashMap<(Option<Arc<str>>, Arc<str>), u32>,
+}
+
+impl TopicState {
+    fn prune(&mut self, now: Instant, max_age: Duration) {
+        while self.history.front().is_some_and(|e| now.duration_since(e.at) > max_age) {
+            self.history.pop_front();
+        }
+    }
+
+    fn members(&self, tenant: Option<&Arc<str>>) -> Vec<String> {
+        let mut members: Vec<String> =
+            self.presence.keys().filter(|(t, _)| t.as_ref() == tenant).map(|(_, user)| user.to_string()).collect();
+        members.sort_unstable();
+        members
+    }
+
+    fn presence_diff(&self, topic: &str, tenant: Option<&Arc<str>>, joined: &str, left: bool, skip: u64, m: &Metrics) {
+        let Ok(topic) = Topic::new(topic) else { return };
+        let (joined, left) =
+            if left { (Vec::new(), vec![joined.to_owned()]) } else { (vec![joined.to_owned()], Vec::new()) };
+        let frame: Frame = ServerMessage::PresenceDiff(PresenceDiff { topic, joined, left }).encode().into();
+        for sub in self.subs.values() {
+            if sub.presence && sub.peer.id != skip && sub.peer.tenant.as_ref() == tenant {
+                sub.peer.deliver(&frame, m);
+            }
+        }
+    }
+}
+
+/// What subscribing to one concrete topic found.
+#[derive(Debug, Default)]
+pub(crate) struct Joined {
+    pub(crate) last_seq: u64,
+    /// `Some` when a `since` was given: whether the gap could be replayed.
+    pub(crate) recovered: Option<bool>,
+    /// The missed events, oldest first, to send before `subscribed`.
+    pub(crate) replay: Vec<Frame>,
+    /// Who is there, for a subscription with presence.
+    pub(crate) members: Option<Vec<String>>,
+}
+
+/// Remembered client publish ids, so retransmissions are acked, not re-broadcast.
+#[derive(Default)]
+struct Dedup {
+    seen: HashMap<String, u64>,
+    order: VecDeque<(Instant, String)>,
+}
+
+pub(crate) struct Hub {
+    pub(crate) epoch: Arc<str>,
+    shards: Box<[Mutex<HashMap<String, TopicState>>]>,
+    hasher: RandomState,
+    /// resource type -> connections subscribed to `resource:*`.
+    wildcards: RwLock<HashMap<String, HashMap<u64, Arc<Peer>>>>,
+    peers: Mutex<HashMap<u64, Arc<Peer>>>,
+    peers_gone: Notify,
+    /// Set during shutdown: connections that slip in are closed at once.
+    closing: AtomicBool,
+    dedup: Mutex<Dedup>,
+    next_id: AtomicU64,
+    history_len: usize,
+    history_max_age: Duration,
+    dedup_window: Duration,
+    pub(crate) metrics: Metrics,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("epoch", &self.epoch).finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(config: &ServerConfig) -> Self {
+        let epoch = config.epoch.clone().unwrap_or_else(|| format!("{:012x}", fastrand::u64(..) >> 16));
+        Self {
+            epoch: epoch.into(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            wildcards: RwLock::default(),
+            peers: Mutex::default(),
+            peers_gone: Notify::new(),
+            closing: AtomicBool::new(false),
+            dedup: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            history_len: config.history_len,
+            history_max_age: config.history_max_age,
+            dedup_window: config.dedup_window,
+            metrics: Metrics::default(),
+        }
+    }
+
+    fn shard(&self, topic: &str) -> MutexGuard<'_, HashMap<String, TopicState>> {
+        let index = (self.hasher.hash_one(topic) as usize) % SHARDS;
+        lock(&self.shards[index])
+    }
+
+    /// A new peer whose frames arrive on the returned receiver.
+    pub(crate) fn connect(
+        &self,
+        user: Arc<str>,
+        tenant: Option<Arc<str>>,
+        queue: usize,
+    ) -> (Arc<Peer>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let peer = Arc::new(Peer { id, user, tenant, tx, kill: Notify::new(), killed: AtomicU16::new(0) });
+        lock(&self.peers).insert(id, peer.clone());
+        Metrics::inc(&self.metrics.connections);
+        if self.closing.load(Ordering::Acquire) {
+            peer.kill(close::GOING_AWAY);
+        }
+        (peer, rx)
+    }
+
+    /// Forgets a peer; `topics` are the subscriptions it still had.
+    pub(crate) fn disconnect<'a>(&self, peer: &Peer, topics: impl IntoIterator<Item = &'a Topic>) {
+        for topic in topics {
+            self.unsubscribe(peer, topic);
+        }
+        let mut peers = lock(&self.peers);
+        if peers.remove(&peer.id).is_some() {
+            Metrics::dec(&self.metrics.connections);
+        }
+        if peers.is_empty() {
+            self.peers_gone.notify_waiters();
+        }
+    }
+
+    /// Closes every connection with `code`, and every one that connects until [`reopen`](Self::reopen).
+    pub(crate) fn close(&self, code: u16) {
+        self.closing.store(true, Ordering::Release);
+        self.kill_all(code);
+    }
+
+    pub(crate) fn reopen(&self) {
+        self.closing.store(false, Ordering::Release);
+    }
+
+    /// Asks every connection to close with `code`.
+    pub(crate) fn kill_all(&self, code: u16) {
+        for peer in lock(&self.peers).values() {
+            peer.kill(code);
+        }
+    }
+
+    /// Resolves when no connection is left.
+    pub(crate) async fn all_gone(&self) {
+        loop {
+            let notified = self.peers_gone.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.peers).is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Assigns the next `seq` of the event's topic, keeps it in the history
+    /// and queues it to every subscriber allowed to see it. Returns the `seq`.
+    /// The caller has validated the event.
+    pub(crate) fn publish(&self, mut event: Event) -> u64 {
+        let now = Instant::now();
+        let tenant: Option<Arc<str>> = event.data.tenant_id.as_deref().map(Into::into);
+        let mut shard = self.shard(event.topic.as_str());
+        let state = shard.entry(event.topic.as_str().to_owned()).or_default();
+        state.seq += 1;
+        let seq = state.seq;
+        event.seq = Some(seq);
+        let frame: Frame = event.encode().into();
+        if self.history_len > 0 {
+            if state.history.len() >= self.history_len {
+                state.history.pop_front();
+            }
+            state.history.push_back(Stored { seq, at: now, tenant: tenant.clone(), frame: frame.clone() });
+            state.prune(now, self.history_max_age);
+        }
+        let tenant = tenant.as_deref();
+        for sub in state.subs.values() {
+            if sub.peer.sees(tenant) {
+                sub.peer.deliver(&frame, &self.metrics);
+            }
+        }
+        let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peers) = wildcards.get(event.topic.resource()) {
+            for peer in peers.values() {
+                // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
+                if peer.sees(tenant) && !state.subs.contains_key(&peer.id) {
+                    peer.deliver(&frame, &self.metrics);
+                }
+            }
+        }
+        Metrics::inc(&self.metrics.events_published);
+        seq
+    }
+
+    /// Subscribes `peer` to a concrete topic. With `since`, also collects the
+    /// events it missed, under the same lock as the registration so that none
+    /// is lost or reordered between the replay and live delivery.
+    pub(crate) fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+        let now = Instant::now();
+        let mut shard = self.shard(topic.as_str());
+        let state = shard.entry(topic.as_str().to_owned()).or_default();
+        state.prune(now, self.history_max_age);
+        let mut joined = Joined { last_seq: state.seq, ..Joined::default() };
+        if let Some(since) = since {
+            let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
+            let recovered = since <= state.seq && oldest <= since + 1;
+            if recovered {
+                joined.replay = state
+                    .history
+                    .iter()
+                    .filter(|e| e.seq > since && peer.sees(e.tenant.as_deref()))
+                    .map(|e| e.frame.clone())
+                    .collect();
+            }
+            joined.recovered = Some(recovered);
+        }
+        let previous = state.subs.insert(peer.id, Sub { peer: peer.clone(), presence });
+        let had_presence = match previous {
+            Some(sub) => sub.presence,
+            None => {
+                Metrics::inc(&self.metrics.subscriptions);
+                false
+            }
+        };
+        if presence && !had_presence {
+            let count = state.presence.entry((peer.tenant.clone(), peer.user.clone())).or_default();
+            *count += 1;
+            if *count == 1 {
+                state.presence_diff(topic.as_str(), peer.tenant.as_ref(), &peer.user, false, peer.id, &self.metrics);
+            }
+        } else if !presence && had_presence {
+            self.leave_presence(state, topic.as_str(), peer);
+        }
+        if presence {
+            joined.members = Some(state.members(peer.tenant.as_ref()));
+        }
+        joined
+    }
+
+    fn leave_presence(&self, state: &mut TopicState, topic: &str, peer: &Peer) {
+        if let Entry::Occupied(mut entry) = state.presence.entry((peer.tenant.clone(), peer.user.clone())) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+                state.presence_diff(topic, peer.tenant.as_ref(), &peer.user, true, peer.id, &self.metrics);
+            }
+        }
+    }
+
+    /// Removes one subscription (concrete or wildcard) of `peer`.
+    pub(crate) fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
+        if topic.is_wildcard() {
+            let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(peers) = wildcards.get_mut(topic.resource()) {
+                if peers.remove(&peer.id).is_some() {
+                    Metrics::dec(&self.metrics.subscriptions);
+                }
+                if peers.is_empty() {
+                    wildcards.remove(topic.resource());
+                }
+            }
+            return;
+        }
+        let mut shard = self.shard(topic.as_str());
+        let Some(state) = shard.get_mut(topic.as_str()) else { return };
+        if let Some(sub) = state.subs.remove(&peer.id) {
+            Metrics::dec(&self.metrics.subscriptions);
+            if sub.presence {
+                self.leave_presence(state, topic.as_str(), peer);
+            }
+        }
+        // A topic nobody listens to and with nothing to replay costs nothing.
+        if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 {
+            shard.remove(topic.as_str());
+        }
+    }
+
+    /// Subscribes `peer` to every topic of `topic.resource()`.
+    pub(crate) fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic) {
+        let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
+        if wildcards.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
+            Metrics::inc(&self.metrics.subscriptions);
+        }
+    }
+
+    /// The `seq` an earlier publish of `user` with this `id` got, if it is
+    /// within the dedup window.
+    pub(crate) fn seen(&self, user: &str, id: &str) -> Option<u64> {
+        let mut dedup = lock(&self.dedup);
+        self.expire(&mut dedup);
+        dedup.seen.get(&dedup_key(user, id)).copied()
+    }
+
+    /// Remembers that `user`'s publish `id` got `seq`.
+    ///
+    /// Checking and remembering are separate steps (the publish happens in
+    /// between, under a shard lock); two copies of one id racing on two
+    /// connections of the same user could both be broadcast, which the
+    /// clients' seq-based duplicate drop absorbs.
+    pub(crate) fn remember(&self, user: &str, id: &str, seq: u64) {
+        let mut dedup = lock(&self.dedup);
+        let key = dedup_key(user, id);
+        dedup.seen.insert(key.clone(), seq);
+        dedup.order.push_back((Instant::now(), key));
+    }
+
+    fn expire(&self, dedup: &mut Dedup) {
+        let now = Instant::now();
+        while let Some((at, _)) = dedup.order.front() {
+            if now.duration_since(*at) <= self.dedup_window {
+                break;
+            }
+            if let Some((_, key)) = dedup.order.pop_front() {
+                dedup.seen.remove(&key);
+            }
+        }
+    }
+}
+
+fn dedup_key(user: &str, id: &str) -> String {
+    // NUL cannot occur in a JSON-decoded id chosen by a well-behaved client,
+    // and if it does the worst case is a false duplicate for that user only.
+    format!("{user}\u{0}{id}")
+}
+
+/// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.
+pub(crate) fn subscribed_frame(topics: Vec<Topic>, recovered: Option<bool>, last_seq: Vec<(Topic, u64)>) -> Frame {
+    let message = herald_protocol::Subscribed { topics, recovered, last_seq: last_seq.into_iter().collect() };
+    ServerMessage::Subscribed(message).encode().into()
+}

@@ -1,0 +1,79 @@
+//! Counters for `GET /metrics`, in the Prometheus text format.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+/// The server's counters. Relaxed atomics: they are statistics, not synchronisation.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) connections: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) events_published: AtomicU64,
+    pub(crate) drops: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+}
+
+/// A copy of the server's counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Open WebSocket connections (and SSE/poll streams).
+    pub connections: u64,
+    /// Live subscriptions, over all connections.
+    pub subscriptions: u64,
+    /// Messages received from clients.
+    pub messages_in: u64,
+    /// Frames queued to clients (events, replies, pings).
+    pub messages_out: u64,
+    /// Events published (from WebSocket clients and HTTP).
+    pub events_published: u64,
+    /// Consumers dropped for falling behind (closed with 4009).
+    pub drops: u64,
+    /// Rejected tokens and origins.
+    pub auth_failures: u64,
+}
+
+impl Metrics {
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            connections: self.connections.load(Relaxed),
+            subscriptions: self.subscriptions.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            events_published: self.events_published.load(Relaxed),
+            drops: self.drops.load(Relaxed),
+            auth_failures: self.auth_failures.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let s = self.snapshot();
+        let rows: [(&str, &str, &str, u64); 7] = [
+            ("herald_connections", "gauge", "Open connections.", s.connections),
+            ("herald_subscriptions", "gauge", "Live subscriptions.", s.subscriptions),
+            ("herald_messages_in_total", "counter", "Messages received from clients.", s.messages_in),
+            ("herald_messages_out_total", "counter", "Frames queued to clients.", s.messages_out),
+            ("herald_events_published_total", "counter", "Events published.", s.events_published),
+            ("herald_drops_total", "counter", "Slow consumers dropped (close 4009).", s.drops),
+            ("herald_auth_failures_total", "counter", "Rejected tokens and origins.", s.auth_failures),
+        ];
+        let mut out = String::with_capacity(1024);
+        for (name, kind, help, value) in rows {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        }
+        out
+    }
+}
