@@ -1,0 +1,234 @@
+//! Test helpers: a small WebSocket client over tokio-tungstenite and a
+//! minimal HTTP/1.1 client, both with timeouts so every test ends by itself.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{future::Future, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+    time::timeout,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+pub use herald_server::{Claims, Epoch, Server, ServerHandle, mint_token};
+
+/// Longest wait for anything a test expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const SECRET: &str = "test-secret-of-reasonable-length";
+
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match timeout(WAIT, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `condition` until it holds, for state that has no event to await (metrics).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    within(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+pub fn token(user: &str) -> String {
+    mint_token(SECRET, &Claims::new(user, 3600)).expect("signing with a fixed secret works")
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = within("the WebSocket handshake", connect_async(url)).await.expect("handshake succeeds");
+        Self { ws }
+    }
+
+    pub async fn connect_with_origin(url: &str, origin: &str) -> Self {
+        let mut request = url.into_client_request().expect("valid URL");
+        request.headers_mut().insert("Origin", HeaderValue::from_str(origin).expect("valid header"));
+        let (ws, _) = within("the WebSocket handshake", connect_async(request)).await.expect("handshake succeeds");
+        Self { ws }
+    }
+
+    /// Connects with `?token=user` to a dev server and reads `connected`.
+    pub async fn dev(server: &ServerHandle, user: &str) -> Self {
+        Self::authed(server, user).await
+    }
+
+    pub async fn authed(server: &ServerHandle, token: &str) -> Self {
+        let mut client = Self::connect(&format!("{}?token={token}", server.ws_url())).await;
+        let connected = client.recv().await;
+        assert_eq!(connected["type"], "connected", "{connected}");
+        client
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        within("a send", self.ws.send(Message::text(text))).await.expect("send succeeds");
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        within("a send", self.ws.send(message)).await.expect("send succeeds");
+    }
+
+    /// The next text frame as JSON, skipping server pings.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = within("a message", self.ws.next()).await;
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("the server sends JSON");
+                    if value["type"] == "ping" {
+                        continue;
+                    }
+                    return value;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame as JSON, including pings.
+    pub async fn recv_any(&mut self) -> Value {
+        match within("a message", self.ws.next()).await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).expect("the server sends JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until the close frame; returns its code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match within("the close frame", self.ws.next()).await {
+                Some(Ok(Message::Close(Some(frame)))) => return (frame.code.into(), frame.reason.to_string()),
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, topics: &[&str]) -> Value {
+        self.send(&serde_json::json!({"type":"subscribe","topics":topics}).to_string()).await;
+        let subscribed = self.recv().await;
+        assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+        subscribed
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns status and body.
+pub async fn http(
+    server: &ServerHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    within("an HTTP response", async {
+        let mut stream = TcpStream::connect(server.local_addr()).await.expect("connect");
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        let response = String::from_utf8(response).expect("UTF-8 response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        (status, body)
+    })
+    .await
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// An open Server-Sent Events stream.
+pub struct Sse {
+    reader: BufReader<TcpStream>,
+}
+
+impl Sse {
+    pub async fn open(server: &ServerHandle, path: &str, headers: &[(&str, &str)]) -> (u16, Self) {
+        let mut stream = within("connect", TcpStream::connect(server.local_addr())).await.expect("connect");
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut reader = BufReader::new(stream);
+        let mut status = 0;
+        loop {
+            let mut line = String::new();
+            within("headers", reader.read_line(&mut line)).await.expect("read");
+            if status == 0 {
+                status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+            }
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        (status, Self { reader })
+    }
+
+    /// The next event's fields (`event`, `id`, `data`, `retry`), skipping comments.
+    pub async fn next(&mut self) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = within("an SSE line", self.reader.read_line(&mut line)).await.expect("read");
+            assert!(n > 0, "the SSE stream ended");
+            let line = line.trim_end_matches(['\r', '\n']);
+            // Chunk-size lines of the chunked encoding are hex digits only.
+            if !line.is_empty() && line.chars().all(|c| c.is_ascii_hexdigit()) && !line.contains(':') {
+                continue;
+            }
+            if line.is_empty() {
+                if !fields.is_empty() {
+                    return fields;
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                fields.push((name.to_owned(), value.trim_start().to_owned()));
+            } else {
+                fields.push((line.to_owned(), String::new()));
+            }
+        }
+    }
+}
+
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,382 @@
+//! The WebSocket endpoint: auth, fan-out, recovery, publish, presence,
+//! heartbeats, limits and shutdown, over real sockets on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use herald_protocol::close;
+use serde_json::json;
+use support::*;
+
+async fn jwt_server() -> ServerHandle {
+    Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")
+}
+
+#[tokio::test]
+async fn connected_carries_user_tenant_expiry_and_epoch() {
+    let server = jwt_server().await;
+    let token = mint_token(SECRET, &Claims::new("u-1", 600).tenant("acme")).unwrap();
+    let mut client = Client::connect(&format!("{}?token={token}", server.ws_url())).await;
+    let connected = client.recv().await;
+    assert_eq!(connected["user_id"], "u-1");
+    assert_eq!(connected["tenant_id"], "acme");
+    assert_eq!(connected["epoch"], server.epoch());
+    let expires_in = connected["expires_in"].as_u64().unwrap();
+    assert!((590..=600).contains(&expires_in), "{connected}");
+}
+
+#[tokio::test]
+async fn first_message_auth_is_accepted() {
+    let server = jwt_server().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    client.send(&json!({"type":"auth","token":token("u-2")}).to_string()).await;
+    assert_eq!(client.recv().await["user_id"], "u-2");
+}
+
+#[tokio::test]
+async fn missing_auth_closes_4001_after_the_deadline() {
+    let mut builder = Server::builder().secret(SECRET);
+    builder.config_mut().auth_timeout = Duration::from_millis(200);
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let mut client = Client::connect(&server.ws_url()).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, close::UNAUTHORIZED);
+    assert!(reason.contains("auth"), "{reason}");
+}
+
+#[tokio::test]
+async fn bad_token_is_accepted_then_closed_4001_with_a_reason_and_never_logged() {
+    let server = jwt_server().await;
+    let forged = mint_token("another-secret", &Claims::new("u-1", 600)).unwrap();
+    let mut client = Client::connect(&format!("{}?token={forged}", server.ws_url())).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, close::UNAUTHORIZED);
+    assert!(reason.contains("signature") && !reason.contains(&forged), "{reason}");
+    assert_eq!(server.metrics().auth_failures, 1);
+}
+
+#[tokio::test]
+async fn expired_token_closes_4001() {
+    let server = jwt_server().await;
+    let mut claims = Claims::new("u-1", 0);
+    claims.exp -= 60;
+    let token = mint_token(SECRET, &claims).unwrap();
+    let mut client = Client::connect(&format!("{}?token={token}", server.ws_url())).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!((code, reason.contains("expired")), (close::UNAUTHORIZED, true), "{reason}");
+}
+
+#[tokio::test]
+async fn a_token_expiring_without_refresh_closes_4001() {
+    let server = jwt_server().await;
+    let token = mint_token(SECRET, &Claims::new("u-1", 1)).unwrap();
+    let mut client = Client::authed(&server, &token).await;
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, close::UNAUTHORIZED, "{reason}");
+}
+
+#[tokio::test]
+async fn refresh_extends_the_session() {
+    let server = jwt_server().await;
+    let short = mint_token(SECRET, &Claims::new("u-1", 1)).unwrap();
+    let mut client = Client::authed(&server, &short).await;
+    client.send(&json!({"type":"refresh","token":token("u-1")}).to_string()).await;
+    let connected = client.recv().await;
+    assert_eq!(connected["type"], "connected");
+    assert!(connected["expires_in"].as_u64().unwrap() > 1000, "{connected}");
+    // Past the first token's expiry the connection still answers. (Waiting
+    // for an absence of a close has no event to await.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(client.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn refresh_with_a_bad_token_closes_4001() {
+    let server = jwt_server().await;
+    let mut client = Client::authed(&server, &token("u-1")).await;
+    client.send(r#"{"type":"refresh","token":"garbage"}"#).await;
+    assert_eq!(client.closed().await.0, close::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_forbidden_topic_gets_error_4003_and_other_subscriptions_work() {
+    let server = jwt_server().await;
+    let token = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*"])).unwrap();
+    let mut client = Client::authed(&server, &token).await;
+    client.send(r#"{"type":"subscribe","topics":["admin:1","doc:7"]}"#).await;
+    let error = client.recv().await;
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_u64(), error["topic"].as_str()),
+        (Some("error"), Some(4003), Some("admin:1"))
+    );
+    let subscribed = client.recv().await;
+    assert_eq!(subscribed["topics"], json!(["doc:7"]));
+    server.publish("doc:7", "UPDATED", "7", &json!({"n":1})).unwrap();
+    assert_eq!(client.recv().await["topic"], "doc:7");
+}
+
+#[tokio::test]
+async fn tenant_events_never_reach_a_foreign_tenant() {
+    let server = jwt_server().await;
+    let acme = mint_token(SECRET, &Claims::new("a", 600).tenant("acme")).unwrap();
+    let globex = mint_token(SECRET, &Claims::new("g", 600).tenant("globex")).unwrap();
+    let mut a = Client::authed(&server, &acme).await;
+    let mut g = Client::authed(&server, &globex).await;
+    a.subscribe(&["doc:1"]).await;
+    g.subscribe(&["doc:*"]).await;
+    let mut event: herald_protocol::Event = serde_json::from_value(json!({
+        "topic":"doc:1","event":"UPDATED",
+        "data":{"entity_id":"1","payload":{"secret":true},"tenant_id":"acme","timestamp":"2026-01-01T00:00:00Z"}
+    }))
+    .unwrap();
+    server.publish_event(event.clone()).unwrap();
+    event.data.tenant_id = None;
+    server.publish_event(event).unwrap();
+    let first = a.recv().await;
+    assert_eq!((first["seq"].as_u64(), first["data"]["tenant_id"].as_str()), (Some(1), Some("acme")));
+    assert_eq!(a.recv().await["seq"], 2);
+    // The foreign tenant's first event is the untenanted seq 2: seq 1 never came.
+    let seen = g.recv().await;
+    assert_eq!(seen["seq"], 2, "{seen}");
+}
+
+#[tokio::test]
+async fn fan_out_delivers_each_event_once_in_seq_order_including_wildcards() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut exact = Client::dev(&server, "u1").await;
+    let mut wild = Client::dev(&server, "u2").await;
+    let mut both = Client::dev(&server, "u3").await;
+    exact.subscribe(&["doc:1"]).await;
+    wild.subscribe(&["doc:*"]).await;
+    both.send(r#"{"type":"subscribe","topics":["doc:1","doc:*"]}"#).await;
+    let subscribed = both.recv().await;
+    assert_eq!(subscribed["last_seq"], json!({"doc:1":0}), "{subscribed}");
+    for n in 0..3 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+    }
+    server.publish("doc:2", "ADDED", "x", &json!(null)).unwrap();
+    for client in [&mut exact, &mut wild, &mut both] {
+        for seq in 1..=3 {
+            let event = client.recv().await;
+            assert_eq!((event["topic"].as_str(), event["seq"].as_u64()), (Some("doc:1"), Some(seq)), "{event}");
+        }
+    }
+    // doc:2 goes to wildcard subscribers only, and once to the one with both.
+    assert_eq!(wild.recv().await["topic"], "doc:2");
+    assert_eq!(both.recv().await["topic"], "doc:2");
+    exact.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(exact.recv().await["type"], "pong");
+    both.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(both.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut client = Client::dev(&server, "u1").await;
+    client.subscribe(&["doc:1", "doc:2"]).await;
+    client.send(r#"{"type":"unsubscribe","topics":["doc:1"]}"#).await;
+    assert_eq!(client.recv().await, json!({"type":"unsubscribed","topics":["doc:1"]}));
+    server.publish("doc:1", "UPDATED", "1", &json!(null)).unwrap();
+    server.publish("doc:2", "UPDATED", "2", &json!(null)).unwrap();
+    assert_eq!(client.recv().await["topic"], "doc:2");
+    assert_eq!(server.metrics().subscriptions, 1);
+}
+
+async fn resubscribe(server: &ServerHandle, user: &str, body: serde_json::Value) -> Client {
+    let mut client = Client::dev(server, user).await;
+    client.send(&body.to_string()).await;
+    client
+}
+
+#[tokio::test]
+async fn subscribe_with_since_replays_the_gap_then_says_recovered() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    for n in 1..=5 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+    }
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u1", body).await;
+    assert_eq!(client.recv().await["seq"], 4);
+    assert_eq!(client.recv().await["seq"], 5);
+    let subscribed = client.recv().await;
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":5}}));
+    server.publish("doc:1", "UPDATED", "6", &json!(6)).unwrap();
+    assert_eq!(client.recv().await["seq"], 6);
+}
+
+#[tokio::test]
+async fn a_gap_longer_than_the_history_is_not_recovered() {
+    let server = Server::builder().dev(true).history(2, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
+    for n in 1..=5 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+    }
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u1", body).await;
+    let subscribed = client.recv().await;
+    assert_eq!((subscribed["type"].as_str(), subscribed["recovered"].as_bool()), (Some("subscribed"), Some(false)));
+    assert_eq!(subscribed["last_seq"]["doc:1"], 5);
+}
+
+#[tokio::test]
+async fn another_epoch_is_not_recovered_and_wildcards_never_are() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
+    let body = json!({"type":"subscribe","topics":["doc:1","user:*"],"since":{"doc:1":0},"epoch":"not-this-one"});
+    let mut client = resubscribe(&server, "u1", body).await;
+    let subscribed = client.recv().await;
+    assert_eq!(subscribed["recovered"], false, "{subscribed}");
+    assert_eq!(subscribed["topics"], json!(["doc:1", "user:*"]));
+
+    let body = json!({"type":"subscribe","topics":["doc:1","user:*"],"since":{"doc:1":1},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u2", body).await;
+    let recovered = client.recv().await;
+    assert_eq!((recovered["recovered"].as_bool(), &recovered["topics"]), (Some(true), &json!(["doc:1"])));
+    let lost = client.recv().await;
+    assert_eq!((lost["recovered"].as_bool(), &lost["topics"]), (Some(false), &json!(["user:*"])));
+}
+
+#[tokio::test]
+async fn restart_with_the_same_epoch_keeps_history_and_a_new_epoch_loses_it() {
+    let mut server = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr();
+    let epoch = server.epoch();
+    let mut client = Client::dev(&server, "u1").await;
+    client.subscribe(&["doc:1"]).await;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
+    assert_eq!(client.recv().await["seq"], 1);
+
+    let restarting = tokio::spawn(async move {
+        server.restart(Epoch::Same).await.unwrap();
+        server
+    });
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, close::GOING_AWAY);
+    assert!(close::retry_after_ms(&reason).is_some_and(|ms| ms < 5_000), "{reason}");
+    let server = within("the restart", restarting).await.unwrap();
+    assert_eq!((server.local_addr(), server.epoch()), (addr, epoch.clone()));
+    server.publish("doc:1", "UPDATED", "2", &json!(2)).unwrap();
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":epoch});
+    let mut client = resubscribe(&server, "u1", body.clone()).await;
+    assert_eq!(client.recv().await["seq"], 2);
+    assert_eq!(client.recv().await["recovered"], true);
+
+    let mut server = server;
+    let restarting = tokio::spawn(async move {
+        server.restart(Epoch::New).await.unwrap();
+        server
+    });
+    assert_eq!(client.closed().await.0, close::GOING_AWAY);
+    let server = within("the restart", restarting).await.unwrap();
+    assert_ne!(server.epoch(), epoch);
+    let mut client = Client::dev(&server, "u1").await;
+    client.send(&body.to_string()).await;
+    assert_eq!(client.recv().await["recovered"], false);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_1001_with_spread_reconnect_hints() {
+    let server = Server::builder().dev(true).shutdown_spread(Duration::from_secs(3)).bind("127.0.0.1:0").await.unwrap();
+    let mut clients = Vec::new();
+    for n in 0..5 {
+        clients.push(Client::dev(&server, &format!("u{n}")).await);
+    }
+    let shutdown = tokio::spawn(server.shutdown());
+    for client in &mut clients {
+        let (code, reason) = client.closed().await;
+        assert_eq!(code, close::GOING_AWAY);
+        assert!(close::retry_after_ms(&reason).is_some_and(|ms| ms < 3_000), "{reason}");
+    }
+    within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test]
+async fn client_publish_is_acked_and_a_retransmission_is_not_rebroadcast() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut watcher = Client::dev(&server, "watcher").await;
+    watcher.subscribe(&["doc:1"]).await;
+    let mut publisher = Client::dev(&server, "writer").await;
+    let publish = |id: &str| {
+        json!({"type":"publish","id":id,"topic":"doc:1","event":"UPDATED",
+               "data":{"entity_id":"1","payload":{"a":1},"user_id":"forged","timestamp":"2026-01-01T00:00:00Z"}})
+        .to_string()
+    };
+    publisher.send(&publish("p-1")).await;
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    publisher.send(&publish("p-1")).await;
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    publisher.send(&publish("p-2")).await;
+    assert_eq!(publisher.recv().await["seq"], 2);
+    let first = watcher.recv().await;
+    assert_eq!((first["seq"].as_u64(), first["data"]["user_id"].as_str()), (Some(1), Some("writer")));
+    assert_eq!(watcher.recv().await["seq"], 2, "the duplicate was not broadcast");
+}
+
+#[tokio::test]
+async fn publish_without_permission_gets_error_4003_naming_the_id() {
+    let server = jwt_server().await;
+    let mut client = Client::authed(&server, &token("reader")).await;
+    client
+        .send(r#"{"type":"publish","id":"p-9","topic":"doc:1","event":"ADDED","data":{"entity_id":"1","payload":null,"timestamp":"2026-01-01T00:00:00Z"}}"#)
+        .await;
+    let error = client.recv().await;
+    assert_eq!((error["code"].as_u64(), error["id"].as_str()), (Some(4003), Some("p-9")), "{error}");
+}
+
+#[tokio::test]
+async fn presence_sends_a_snapshot_then_joins_and_leaves() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut alice = Client::dev(&server, "alice").await;
+    alice.send(r#"{"type":"subscribe","topics":["doc:7"],"presence":true}"#).await;
+    assert_eq!(alice.recv().await["type"], "subscribed");
+    assert_eq!(alice.recv().await, json!({"type":"presence","topic":"doc:7","members":["alice"]}));
+    let mut bob = Client::dev(&server, "bob").await;
+    bob.send(r#"{"type":"subscribe","topics":["doc:7"],"presence":true}"#).await;
+    assert_eq!(bob.recv().await["type"], "subscribed");
+    assert_eq!(bob.recv().await["members"], json!(["alice", "bob"]));
+    assert_eq!(alice.recv().await, json!({"type":"presence_diff","topic":"doc:7","joined":["bob"],"left":[]}));
+    drop(bob);
+    assert_eq!(alice.recv().await, json!({"type":"presence_diff","topic":"doc:7","joined":[],"left":["bob"]}));
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_the_server_pings_on_its_interval() {
+    let server = Server::builder()
+        .dev(true)
+        .heartbeat(Duration::from_millis(100), Duration::from_secs(30))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut client = Client::dev(&server, "u1").await;
+    client.send(r#"{"type":"ping"}"#).await;
+    let mut saw_pong = false;
+    let mut saw_ping = false;
+    while !(saw_pong && saw_ping) {
+        match client.recv_any().await["type"].as_str() {
+            Some("pong") => saw_pong = true,
+            Some("ping") => saw_ping = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_are_closed_4003_after_the_upgrade() {
+    let server = Server::builder().dev(true).allowed_origin("https://app.example").bind("127.0.0.1:0").await.unwrap();
+    let url = format!("{}?token=u1", server.ws_url());
+    let mut evil = Client::connect_with_origin(&url, "https://evil.example").await;
+    assert_eq!(evil.closed().await.0, close::FORBIDDEN);
+    let mut good = Client::connect_with_origin(&url, "https://app.example").await;
+    assert_eq!(good.recv().await["type"], "connected");
+}
+
+#[tokio::test]
+async fn disconnect_all_imitates_drops_for_client_tests() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut client = Client::dev(&server, "u1").await;
+    server.disconnect_all(close::TOO_SLOW);
+    assert_eq!(client.closed().await.0, close::TOO_SLOW);
+    eventually("the connection to be freed", || server.metrics().connections == 0).await;
+}
