@@ -377,7 +377,7 @@ impl Conn {
                 };
                 let topic = match &error {
                     ProtocolError::Topic(e) => Some(e.topic.clone()),
-                    _ => None,
+                    _ => bad_topic(text.as_str()),
                 };
                 self.send_error(code, error.to_string(), publish_id(text.as_str()), topic).await
             }
@@ -534,6 +534,25 @@ fn publish_id(text: &str) -> Option<String> {
     }
     let probe: Probe = serde_json::from_str(text).ok()?;
     if probe.kind.as_deref() == Some("publish") { probe.id } else { None }
+}
+
+/// The first invalid topic of a message that failed to decode, so the error
+/// can name it (serde reports it only inside its message).
+fn bad_topic(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        topics: Vec<serde_json::Value>,
+        #[serde(default)]
+        topic: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_str(text).ok()?;
+    probe
+        .topics
+        .iter()
+        .chain(probe.topic.as_ref())
+        .filter_map(serde_json::Value::as_str)
+        .find_map(|t| Topic::new(t).err().map(|e| e.topic))
 }
 
 /// The close a read error calls for.

@@ -1,6 +1,6 @@
 //! Test helpers: a small WebSocket client over tokio-tungstenite and a
 //! minimal HTTP/1.1 client, both with timeouts so every test ends by itself.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::{future::Future, time::Duration};
 
