@@ -1,0 +1,165 @@
+//! The HTTP endpoints: publish, SSE, long poll, health, metrics, static files.
+
+mod support;
+
+use herald_protocol::close;
+use serde_json::{Value, json};
+use support::*;
+
+async fn jwt_server() -> ServerHandle {
+    Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")
+}
+
+fn backend_token() -> String {
+    mint_token(SECRET, &Claims::new("backend", 600).publish(["doc:*"])).unwrap()
+}
+
+const BODY: &str = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":{"title":"new"}}}"#;
+
+#[tokio::test]
+async fn http_publish_answers_the_seq_and_reaches_subscribers() {
+    let server = jwt_server().await;
+    let mut client = Client::authed(&server, &token("u1")).await;
+    client.subscribe(&["doc:1"]).await;
+    let bearer = format!("Bearer {}", backend_token());
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let (status, body) = http(&server, "POST", "/api/publish", &headers, BODY).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!({"seq":1})));
+    let event = client.recv().await;
+    assert_eq!((event["seq"].as_u64(), &event["data"]["payload"]), (Some(1), &json!({"title":"new"})));
+    assert!(event["data"]["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+}
+
+#[tokio::test]
+async fn http_publish_refuses_bad_tokens_forbidden_topics_and_bad_bodies() {
+    let server = jwt_server().await;
+    let (status, _) = http(&server, "POST", "/api/publish", &[("Authorization", "Bearer nope")], BODY).await;
+    assert_eq!(status, 401);
+    let reader = format!("Bearer {}", token("reader"));
+    let (status, _) = http(&server, "POST", "/api/publish", &[("Authorization", &reader)], BODY).await;
+    assert_eq!(status, 403);
+    let bearer = format!("Bearer {}", backend_token());
+    let (status, body) =
+        http(&server, "POST", "/api/publish", &[("Authorization", &bearer)], r#"{"topic":"doc:1"}"#).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("event"), "{body}");
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let _client = Client::dev(&server, "u1").await;
+    assert_eq!(http(&server, "GET", "/healthz", &[], "").await, (200, "ok".to_owned()));
+    let (status, body) = http(&server, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    for name in [
+        "herald_connections 1",
+        "herald_subscriptions",
+        "herald_messages_in_total",
+        "herald_messages_out_total",
+        "herald_drops_total",
+        "herald_auth_failures_total",
+    ] {
+        assert!(body.contains(name), "{name} missing from {body}");
+    }
+}
+
+#[tokio::test]
+async fn sse_streams_named_events_with_seq_ids_and_resumes_from_last_event_id() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let (status, mut sse) = Sse::open(&server, "/sse?topics=doc:1&token=u1", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(field(&sse.next().await, "event"), Some("herald.connected"));
+    assert_eq!(field(&sse.next().await, "event"), Some("herald.subscribed"));
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
+    server.publish("doc:1", "DELETED", "1", &json!(2)).unwrap();
+    let first = sse.next().await;
+    assert_eq!((field(&first, "event"), field(&first, "id")), (Some("UPDATED"), Some("1")));
+    let data: Value = serde_json::from_str(field(&first, "data").unwrap()).unwrap();
+    assert_eq!(data["topic"], "doc:1");
+    drop(sse);
+
+    let (_, mut resumed) = Sse::open(&server, "/sse?topics=doc:1&token=u1", &[("Last-Event-ID", "1")]).await;
+    assert_eq!(field(&resumed.next().await, "event"), Some("herald.connected"));
+    let replayed = resumed.next().await;
+    assert_eq!((field(&replayed, "event"), field(&replayed, "id")), (Some("DELETED"), Some("2")));
+    let subscribed: Value = serde_json::from_str(field(&resumed.next().await, "data").unwrap()).unwrap();
+    assert_eq!(subscribed["recovered"], true);
+}
+
+#[tokio::test]
+async fn sse_without_a_token_is_refused() {
+    let server = jwt_server().await;
+    let (status, _) = Sse::open(&server, "/sse?topics=doc:1", &[]).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn sse_streams_end_on_shutdown_with_a_retry_hint() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let (_, mut sse) = Sse::open(&server, "/sse?topics=doc:1&token=u1", &[]).await;
+    sse.next().await;
+    sse.next().await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let last = sse.next().await;
+    assert!(field(&last, "retry").is_some(), "{last:?}");
+    within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test]
+async fn poll_returns_missed_events_at_once_and_waits_for_new_ones() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let epoch = server.epoch();
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
+    server.publish("doc:1", "UPDATED", "2", &json!(2)).unwrap();
+    let (status, body) =
+        http(&server, "GET", &format!("/api/poll?topics=doc:1&since=1&epoch={epoch}&token=u1"), &[], "").await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer["recovered"].as_bool(), answer["events"][0]["seq"].as_u64()), (Some(true), Some(2)), "{answer}");
+    assert_eq!(answer["last_seq"]["doc:1"], 2);
+
+    let path = format!("/api/poll?topics=doc:1&since=2&epoch={epoch}&token=u1");
+    let waiting = {
+        let addr = server.local_addr();
+        tokio::spawn(async move {
+            // Re-implements `http` without a handle, which cannot move into the task.
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        })
+    };
+    eventually("the poll to wait", || server.metrics().subscriptions == 1).await;
+    server.publish("doc:1", "ADDED", "3", &json!(3)).unwrap();
+    let response = within("the poll", waiting).await.unwrap();
+    assert!(response.contains(r#""seq":3"#), "{response}");
+
+    let other_epoch = http(&server, "GET", "/api/poll?topics=doc:1&since=1&epoch=old&token=u1", &[], "").await.1;
+    assert_eq!(serde_json::from_str::<Value>(&other_epoch).unwrap()["recovered"], false);
+}
+
+#[tokio::test]
+async fn static_files_are_served_without_escaping_the_directory() {
+    let dir = std::env::temp_dir().join(format!("herald-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>demo</h1>").unwrap();
+    std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+    let mut builder = Server::builder().dev(true);
+    builder.config_mut().static_dir = Some(dir.clone());
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(http(&server, "GET", "/", &[], "").await, (200, "<h1>demo</h1>".to_owned()));
+    assert_eq!(http(&server, "GET", "/app.js", &[], "").await.1, "console.log(1)");
+    assert_eq!(http(&server, "GET", "/some/route", &[], "").await.1, "<h1>demo</h1>");
+    assert_eq!(http(&server, "GET", "/../Cargo.toml", &[], "").await.0, 404);
+    assert_eq!(http(&server, "GET", "/healthz", &[], "").await.1, "ok");
+    let mut client = Client::dev(&server, "u1").await;
+    client.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(client.recv().await["type"], "pong");
+    drop(client);
+    server.disconnect_all(close::NORMAL);
+    let _ = std::fs::remove_dir_all(dir);
+}
