@@ -37,12 +37,21 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+/// A refused request: its status and what to do about it.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal(status, message.into())
 }
 
 /// The identity of an HTTP request: `Authorization: Bearer ..` or `?token=`.
-fn identify(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, Response> {
+fn identify(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, Refusal> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -101,11 +110,11 @@ pub(crate) async fn publish(
 ) -> Response {
     let identity = match identify(&app, &headers, query.as_deref()) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if body.len() > MAX_FRAME_BYTES {
         let message = format!("body is {} bytes, over the {MAX_FRAME_BYTES}-byte limit", body.len());
-        return problem(StatusCode::PAYLOAD_TOO_LARGE, message);
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
     let body: PublishBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
@@ -113,12 +122,13 @@ pub(crate) async fn publish(
             return problem(
                 StatusCode::BAD_REQUEST,
                 format!("body must be {{topic, event, data{{entity_id, payload}}}}: {e}"),
-            );
+            )
+            .into_response();
         }
     };
     if !identity.may_publish(body.topic.as_str()) {
         let message = format!("the token does not allow publishing to {}", body.topic);
-        return problem(StatusCode::FORBIDDEN, message);
+        return problem(StatusCode::FORBIDDEN, message).into_response();
     }
     Metrics::inc(&app.hub.metrics.messages_in);
     let data = body.data;
@@ -133,7 +143,7 @@ pub(crate) async fn publish(
     };
     let event = Event { topic: body.topic, event: body.event, data, trace_id: body.trace_id, seq: None };
     if let Err(e) = event.validate() {
-        return problem(StatusCode::BAD_REQUEST, e.to_string());
+        return problem(StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
     if let Some(id) = &body.id
         && let Some(seq) = app.hub.seen(&identity.user, id)
@@ -148,7 +158,7 @@ pub(crate) async fn publish(
 }
 
 /// Topics from `?topics=a:1,b:*`, each allowed by the token.
-fn topics(identity: &Identity, query: Option<&str>) -> Result<Vec<Topic>, Response> {
+fn topics(identity: &Identity, query: Option<&str>) -> Result<Vec<Topic>, Refusal> {
     let list = query.and_then(|q| query_param(q, "topics")).unwrap_or_default();
     let mut topics = Vec::new();
     for text in list.split(',').filter(|t| !t.is_empty()) {
@@ -221,7 +231,7 @@ fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Opt
 /// `since` if it belongs to this server's history: a different `epoch` makes
 /// every position unrecoverable, signalled by `Some(u64::MAX)`, which is
 /// always past the end.
-fn position(app: &App, query: Option<&str>, since: Option<String>) -> Result<Option<u64>, Response> {
+fn position(app: &App, query: Option<&str>, since: Option<String>) -> Result<Option<u64>, Refusal> {
     let Some(since) = since else { return Ok(None) };
     let since: u64 = since
         .trim()
@@ -241,11 +251,11 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
     let query = query.as_deref();
     let identity = match identify(&app, &headers, query) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let topics = match topics(&identity, query) {
         Ok(topics) => topics,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let last_id = headers
         .get("last-event-id")
@@ -256,7 +266,7 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
     let last_id = last_id.filter(|_| topics.len() == 1 && !topics[0].is_wildcard());
     let since = match position(&app, query, last_id) {
         Ok(since) => since,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let subscribed = subscribe(&app, &identity, topics.clone(), since);
     let connected = Connected {
@@ -340,15 +350,15 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
     let query = query.as_deref();
     let identity = match identify(&app, &headers, query) {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let topics = match topics(&identity, query) {
         Ok(topics) => topics,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let since = match position(&app, query, query.and_then(|q| query_param(q, "since"))) {
         Ok(since) => since,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let wait = query
         .and_then(|q| query_param(q, "timeout"))
