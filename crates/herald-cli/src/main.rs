@@ -25,9 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server (WebSocket /ws, POST /api/publish, /sse, /api/poll, /healthz, /metrics).
     Serve(serve::ServeArgs),
-    /// Mint an HS256 token (JWT) for a server started with the same --secret.
     Token(token::TokenArgs),
 }
 

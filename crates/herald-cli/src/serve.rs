@@ -17,6 +17,10 @@ use crate::duration;
 /// `herald token --secret .. --user ..`. Development: `herald serve --dev` accepts any
 /// token as the user id. Every flag can also be set by the environment variable shown.
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+///
+/// Endpoints: GET /ws (WebSocket), POST /api/publish, GET /sse?topics=.. (Server-Sent Events),
+/// GET /api/poll?topics=..&since=.. (long poll), GET /healthz, GET /metrics (Prometheus).
+/// SIGINT/SIGTERM: connections are closed with 1001 and a spread reconnect hint, then exit 0.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ServeArgs {
