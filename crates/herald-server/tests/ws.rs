@@ -79,7 +79,8 @@ async fn a_token_expiring_without_refresh_closes_4001() {
 #[tokio::test]
 async fn refresh_extends_the_session() {
     let server = jwt_server().await;
-    let short = mint_token(SECRET, &Claims::new("u-1", 1)).unwrap();
+    // Two seconds: `exp` is whole seconds, so at least one second is left for the refresh.
+    let short = mint_token(SECRET, &Claims::new("u-1", 2)).unwrap();
     let mut client = Client::authed(&server, &short).await;
     client.send(&json!({"type":"refresh","token":token("u-1")}).to_string()).await;
     let connected = client.recv().await;
@@ -87,7 +88,7 @@ async fn refresh_extends_the_session() {
     assert!(connected["expires_in"].as_u64().unwrap() > 1000, "{connected}");
     // Past the first token's expiry the connection still answers. (Waiting
     // for an absence of a close has no event to await.)
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     client.send(r#"{"type":"ping"}"#).await;
     assert_eq!(client.recv().await["type"], "pong");
 }
