@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module with a clap `Args` struct and a
 //! `run` function; add a subcommand by adding a module and a variant below.
 
+mod bench;
 mod duration;
 mod serve;
 mod token;
@@ -26,6 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Bench(bench::BenchArgs),
     Token(token::TokenArgs),
 }
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Token(args) => token::run(args),
     };
     match result {

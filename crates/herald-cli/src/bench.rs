@@ -1,0 +1,109 @@
+//! `herald bench`: load a server the way real traffic would, and measure it.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use herald_bench::{fanout, idle};
+
+/// Measure a server that speaks Herald's protocol (or its common subset).
+///
+/// Examples:
+///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
+///   herald bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// N subscribers, one publisher at a fixed rate: deliveries per second,
+    /// publish-to-deliver latency (p50/p90/p99/max), losses, duplicates.
+    Fanout(FanoutArgs),
+    /// N idle subscribed connections: handshakes per second and the server's
+    /// memory per connection.
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    /// The server's WebSocket URL. Each connection adds `token=bench-<n>`.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Subscribing connections (spread over 127.0.0.x source addresses when many).
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Topics `bench:0..N`; subscriber i takes topic i mod N.
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Events published per second, over all topics.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds to publish for.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// The server's WebSocket URL. Each connection adds `token=bench-<n>`.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Connections to open, subscribe and hold.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Topics `bench:0..N` the connections subscribe to.
+    #[arg(long, default_value_t = 100)]
+    topics: usize,
+    /// Seconds to hold the connections before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// The server's process id, to read its resident memory (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} {value}: give a positive number of seconds"))
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    match args.mode {
+        Mode::Fanout(a) => {
+            let mut options = fanout::FanoutOptions::new(a.url);
+            options.subscribers = a.subscribers;
+            options.topics = a.topics;
+            options.rate = a.rate;
+            options.duration = seconds(a.duration, "duration")?;
+            let report = runtime.block_on(fanout::run(&options)).map_err(|e| e.to_string())?;
+            print(a.json, &report, report.table())
+        }
+        Mode::Idle(a) => {
+            let mut options = idle::IdleOptions::new(a.url);
+            options.connections = a.connections;
+            options.topics = a.topics;
+            options.hold = seconds(a.hold, "hold")?;
+            options.server_pid = a.server_pid;
+            let report = runtime.block_on(idle::run(&options)).map_err(|e| e.to_string())?;
+            print(a.json, &report, report.table())
+        }
+    }
+}
+
+fn print(json: bool, report: &impl serde::Serialize, table: String) -> Result<(), String> {
+    if json {
+        println!("{}", serde_json::to_string(report).map_err(|e| e.to_string())?);
+    } else {
+        println!("{table}");
+    }
+    Ok(())
+}
