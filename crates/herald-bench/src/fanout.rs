@@ -115,12 +115,18 @@ impl FanoutReport {
     }
 }
 
-/// Latencies recorded by many tasks: a few locked histograms, each fed in batches.
+/// Latencies recorded by many tasks: a few locked histograms, each fed in
+/// batches, and delivery counters updated at once (the drain waits on them).
 struct Shared {
     base: Instant,
     shards: Vec<Mutex<Histogram<u64>>>,
-    delivered: AtomicU64,
+    delivered: Vec<Counter>,
 }
+
+/// One counter per cache line, so receiving threads do not contend.
+#[repr(align(64))]
+#[derive(Default)]
+struct Counter(AtomicU64);
 
 const BATCH: usize = 512;
 
@@ -134,8 +140,15 @@ impl Shared {
         for &us in batch.iter() {
             histogram.saturating_record(us.max(1));
         }
-        self.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
+    }
+
+    fn count(&self, shard: usize) {
+        self.delivered[shard % self.delivered.len()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn delivered(&self) -> u64 {
+        self.delivered.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
 
     fn now_ns(&self) -> u64 {
@@ -173,6 +186,7 @@ async fn receive(mut ws: Ws, index: usize, shared: Arc<Shared>, mut stop: watch:
                 last_seq = seq;
                 let now = shared.now_ns();
                 out.last_ns = now;
+                shared.count(index);
                 batch.push(now.saturating_sub(sent) / 1_000);
                 if batch.len() == BATCH {
                     shared.record(index, &mut batch);
@@ -196,7 +210,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let shared = Arc::new(Shared {
         base: Instant::now(),
         shards: (0..16).map(|_| Mutex::new(histogram())).collect(),
-        delivered: AtomicU64::new(0),
+        delivered: (0..16).map(|_| Counter::default()).collect(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -229,6 +243,8 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         acked
     });
 
+    // Ids unique across runs: servers drop a user's repeated publish ids as retransmissions.
+    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let first_publish_ns = shared.now_ns();
     let started = Instant::now();
     let mut published_per_topic = vec![0u64; topics];
@@ -242,7 +258,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         while published < due {
             let topic = (published % topics as u64) as usize;
             let frame = format!(
-                r#"{{"type":"publish","id":"b{published}","topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}}}"#,
+                r#"{{"type":"publish","id":"b{run_id:x}-{published}","topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}}}"#,
                 shared.now_ns()
             );
             if sink.feed(Message::text(frame)).await.is_err() {
@@ -259,10 +275,9 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         |t: usize| (options.subscribers / topics + usize::from(t < options.subscribers % topics)) as u64;
     let expected: u64 = published_per_topic.iter().enumerate().map(|(t, n)| n * subscribers_per_topic(t)).sum();
     let drain_until = Instant::now() + options.drain;
-    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+    while shared.delivered() < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Receivers flush in batches: the count can lag the truth until they stop.
     let _ = stop_tx.send(true);
     let mut duplicates = 0;
     let mut errors = u64::from(publish_failed);
@@ -276,7 +291,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let _ = sink.close().await;
     let acked = tokio::time::timeout(Duration::from_secs(2), ack_count).await.ok().and_then(Result::ok).unwrap_or(0);
 
-    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let delivered = shared.delivered();
     let mut merged = histogram();
     for shard in &shared.shards {
         merged.add(&*shard.lock().expect("no recorder panics")).expect("histograms share bounds");

@@ -1,0 +1,51 @@
+//! Each bench mode, with tiny numbers, against the real server on loopback:
+//! the benchmarks measure what they claim, and nothing is lost on the way.
+
+use std::time::Duration;
+
+use herald_bench::{fanout, idle};
+use herald_server::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_event_to_every_subscriber_once() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut options = fanout::FanoutOptions::new(server.ws_url());
+    options.subscribers = 20;
+    options.topics = 3;
+    options.rate = 200;
+    options.duration = Duration::from_millis(500);
+    for _ in 0..2 {
+        // Twice against one server: a second run must not collide with the first's publish ids.
+        let report = tokio::time::timeout(Duration::from_secs(60), fanout::run(&options)).await.unwrap().unwrap();
+        assert!(report.published > 50, "{report:?}");
+        assert_eq!(report.acked, report.published, "{report:?}");
+        assert_eq!(report.delivered, report.expected, "{report:?}");
+        assert_eq!((report.lost, report.duplicates, report.errors), (0, 0, 0), "{report:?}");
+        assert!(report.latency.p50_us > 0 && report.latency.max_us >= report.latency.p99_us, "{report:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_holds_connections_and_reads_the_servers_memory() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut options = idle::IdleOptions::new(server.ws_url());
+    options.connections = 50;
+    options.hold = Duration::from_millis(100);
+    // The server runs in this process, so this process's memory is its memory.
+    options.server_pid = Some(std::process::id());
+    let report = tokio::time::timeout(Duration::from_secs(60), idle::run(&options)).await.unwrap().unwrap();
+    assert_eq!(report.connections, 50);
+    assert!(report.connects_per_sec > 0.0);
+    assert!(report.server_rss_after_kib.is_some() && report.server_bytes_per_connection.is_some(), "{report:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_a_clear_error() {
+    let options = idle::IdleOptions::new("ws://127.0.0.1:1/ws");
+    let error = idle::run(&options).await.unwrap_err().to_string();
+    assert!(error.contains("is the server up"), "{error}");
+    let error = idle::run(&idle::IdleOptions::new("http://x")).await.unwrap_err().to_string();
+    assert!(error.contains("only ws:// is supported"), "{error}");
+}
