@@ -27,12 +27,20 @@ const FANOUT: &[Load] = &[
     Load { name: "1 → 1, 100 events/s", args: &["--subscribers", "1", "--rate", "100", "--duration", "5"] },
     Load { name: "500 subscribers, 400 events/s", args: &["--subscribers", "500", "--rate", "400", "--duration", "5"] },
     Load {
-        name: "10,000 subscribers, 10 events/s",
+        name: "500 subscribers, 2,000 events/s (1 M/s offered)",
+        args: &["--subscribers", "500", "--rate", "2000", "--duration", "5"],
+    },
+    Load {
+        name: "10,000 subscribers, 10 events/s (100 k/s offered)",
         args: &["--subscribers", "10000", "--rate", "10", "--duration", "5"],
     },
     Load {
-        name: "10,000 subscribers, 100 events/s",
+        name: "10,000 subscribers, 100 events/s (1 M/s offered)",
         args: &["--subscribers", "10000", "--rate", "100", "--duration", "5"],
+    },
+    Load {
+        name: "10,000 subscribers, 200 events/s (2 M/s offered)",
+        args: &["--subscribers", "10000", "--rate", "200", "--duration", "5"],
     },
 ];
 
