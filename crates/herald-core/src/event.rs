@@ -79,6 +79,10 @@ pub enum ResyncReason {
     NoRecovery,
     /// A wildcard subscription reconnected: wildcards are not recovered.
     Wildcard,
+    /// The application read too slowly: the driver dropped events of this
+    /// topic rather than buffer without bound (never emitted by the session
+    /// itself).
+    Lagged,
     /// An event's `seq` skipped numbers: events were lost on the way.
     Gap {
         /// The `seq` expected next.

@@ -1,0 +1,444 @@
+//! The background task: owns the session and the socket, and carries out
+//! the session's outputs. All connection rules live in `herald-core`; this
+//! file only moves bytes, time and calls between it and tokio.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::{SinkExt, StreamExt};
+use herald_core::{ConnectionId, Instant, Output, PublishId, Session, SessionEvent, Status, TokenReason};
+use herald_protocol::{Event, EventData, EventKind, Topic, limits::MAX_FRAME_BYTES};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, oneshot, watch},
+};
+use tokio_tungstenite::{
+    Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config,
+    tungstenite::{
+        Message,
+        protocol::{CloseFrame, WebSocketConfig},
+    },
+};
+use tracing::{debug, warn};
+
+use crate::{Ack, Error, Result, Update, outlet::Outlet};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Connecting = Pin<Box<dyn Future<Output = (ConnectionId, Result<Box<Ws>, String>)> + Send>>;
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub(crate) type TokenProvider = Arc<dyn Fn(TokenReason) -> TokenFuture + Send + Sync>;
+pub(crate) type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
+
+/// A handle's request to the driver.
+pub(crate) enum Command {
+    Subscribe {
+        topic: Topic,
+        presence: bool,
+        id: u64,
+        tx: mpsc::Sender<Update>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Unsubscribe {
+        topic: Topic,
+        id: u64,
+    },
+    Publish {
+        topic: Topic,
+        event: EventKind,
+        data: EventData,
+        trace_id: Option<String>,
+        reply: oneshot::Sender<Result<Ack>>,
+    },
+    Events {
+        tx: mpsc::Sender<SessionEvent>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Subscribe { topic, .. } => write!(f, "Subscribe({topic})"),
+            Self::Unsubscribe { topic, id } => write!(f, "Unsubscribe({topic}, {id})"),
+            Self::Publish { topic, .. } => write!(f, "Publish({topic})"),
+            Self::Events { .. } => f.write_str("Events"),
+            Self::Close { .. } => f.write_str("Close"),
+        }
+    }
+}
+
+/// The application's callbacks, called on the driver task: they must not block.
+#[derive(Default, Clone)]
+pub(crate) struct Callbacks {
+    pub(crate) on_event: Option<Callback<Event>>,
+    pub(crate) on_status: Option<Callback<Status>>,
+    pub(crate) on_raw: Option<Callback<str>>,
+}
+
+pub(crate) struct Driver {
+    pub(crate) session: Session,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) token: Option<TokenProvider>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) callbacks: Callbacks,
+    socket: Option<(ConnectionId, Box<Ws>)>,
+    connecting: Option<Connecting>,
+    token_request: Option<TokenFuture>,
+    subscribers: BTreeMap<Topic, Vec<(u64, Outlet<Update>)>>,
+    wildcards: usize,
+    events: Vec<Outlet<SessionEvent>>,
+    publishes: HashMap<PublishId, oneshot::Sender<Result<Ack>>>,
+    closing: Vec<oneshot::Sender<()>>,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Token(Result<String, String>),
+    Opened(ConnectionId, Result<Box<Ws>, String>),
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Timer,
+    Flush,
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        session: Session,
+        commands: mpsc::UnboundedReceiver<Command>,
+        token: Option<TokenProvider>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        status: watch::Sender<Status>,
+        callbacks: Callbacks,
+    ) -> Self {
+        Self {
+            session,
+            commands,
+            token,
+            tls,
+            status,
+            callbacks,
+            socket: None,
+            connecting: None,
+            token_request: None,
+            subscribers: BTreeMap::new(),
+            wildcards: 0,
+            events: Vec::new(),
+            publishes: HashMap::new(),
+            closing: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.session.handle_timeout(now());
+        loop {
+            self.drain().await;
+            if self.session.is_stopped() {
+                break;
+            }
+            let deadline = self.session.poll_timeout();
+            let lagging = self.subscribers.values().flatten().any(|(_, o)| o.is_lagging())
+                || self.events.iter().any(Outlet::is_lagging);
+            let wake = tokio::select! {
+                command = self.commands.recv() => Wake::Command(command),
+                token = async { self.token_request.as_mut().expect("guarded by the branch condition").await },
+                    if self.token_request.is_some() => Wake::Token(token),
+                (id, result) = async { self.connecting.as_mut().expect("guarded by the branch condition").await },
+                    if self.connecting.is_some() => Wake::Opened(id, result),
+                frame = async { self.socket.as_mut().expect("guarded by the branch condition").1.next().await },
+                    if self.socket.is_some() => Wake::Frame(frame),
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Timer,
+                () = tokio::time::sleep(Duration::from_millis(20)), if lagging => Wake::Flush,
+            };
+            match wake {
+                Wake::Command(Some(command)) => self.command(command),
+                // Every handle and subscription is gone: nobody can read or close anymore.
+                Wake::Command(None) => self.session.close(now()),
+                Wake::Token(token) => {
+                    self.token_request = None;
+                    self.session.handle_token(now(), token);
+                }
+                Wake::Opened(id, Ok(ws)) => {
+                    self.connecting = None;
+                    self.socket = Some((id, ws));
+                    self.session.handle_open(now(), id);
+                }
+                Wake::Opened(id, Err(error)) => {
+                    self.connecting = None;
+                    debug!(%error, "connect failed");
+                    self.session.handle_close(now(), id, None, &error);
+                }
+                Wake::Frame(frame) => self.incoming(frame),
+                Wake::Timer => self.session.handle_timeout(now()),
+                Wake::Flush => self.flush_outlets(),
+            }
+        }
+        if let Some((_, ws)) = self.socket.take() {
+            close_gracefully(ws, 1000, String::new());
+        }
+        for reply in self.closing.drain(..) {
+            let _ = reply.send(());
+        }
+        // Dropping the outlets ends every subscription stream.
+    }
+
+    fn incoming(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+        let Some((id, _)) = &self.socket else { return };
+        let id = *id;
+        match frame {
+            Some(Ok(Message::Text(text))) => self.session.handle_frame(now(), id, text.as_str()),
+            Some(Ok(Message::Close(frame))) => {
+                self.socket = None;
+                let (code, reason) =
+                    frame.map_or((None, String::new()), |f| (Some(u16::from(f.code)), f.reason.to_string()));
+                debug!(?code, %reason, "server closed the connection");
+                self.session.handle_close(now(), id, code, &reason);
+            }
+            // Pings are answered by tungstenite; binary frames are not part of the protocol.
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                self.socket = None;
+                debug!(%error, "connection lost");
+                self.session.handle_close(now(), id, None, &error.to_string());
+            }
+            None => {
+                self.socket = None;
+                self.session.handle_close(now(), id, None, "connection closed");
+            }
+        }
+    }
+
+    /// Carries out every output, then flushes the socket once.
+    async fn drain(&mut self) {
+        loop {
+            let mut wrote = false;
+            let mut write_failed = None;
+            while let Some(output) = self.session.poll_output() {
+                match output {
+                    Output::NeedToken(reason) => {
+                        self.token_request = Some(match &self.token {
+                            Some(provider) => provider(reason),
+                            None => Box::pin(std::future::ready(Ok(String::new()))),
+                        });
+                    }
+                    Output::Connect { id, url } => {
+                        self.connecting = Some(Box::pin(open(id, url, self.tls.clone())));
+                    }
+                    Output::Send(text) => {
+                        if let Some((_, ws)) = &mut self.socket
+                            && write_failed.is_none()
+                        {
+                            match ws.feed(Message::text(text)).await {
+                                Ok(()) => wrote = true,
+                                Err(error) => write_failed = Some(error.to_string()),
+                            }
+                        }
+                    }
+                    Output::Close { id, code, reason } => {
+                        if self.socket.as_ref().is_some_and(|(current, _)| *current == id) {
+                            let (_, ws) = self.socket.take().expect("checked above");
+                            close_gracefully(ws, code, reason);
+                        }
+                        self.connecting = None;
+                    }
+                    Output::Event(event) => self.dispatch(event),
+                    _ => {}
+                }
+            }
+            if wrote
+                && write_failed.is_none()
+                && let Some((_, ws)) = &mut self.socket
+                && let Err(error) = ws.flush().await
+            {
+                write_failed = Some(error.to_string());
+            }
+            match (write_failed, self.socket.take()) {
+                (Some(error), Some((id, _))) => {
+                    debug!(%error, "write failed");
+                    self.session.handle_close(now(), id, None, &error);
+                }
+                (_, socket) => {
+                    self.socket = socket;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Subscribe { topic, presence, id, tx, reply } => {
+                let result = self.session.subscribe(now(), topic.clone(), presence).map_err(|e| match e {
+                    herald_core::SubscribeError::Stopped(reason) => Error::Stopped(reason),
+                    _ => Error::Closed,
+                });
+                if result.is_ok() {
+                    if topic.is_wildcard() && !self.subscribers.contains_key(&topic) {
+                        self.wildcards += 1;
+                    }
+                    self.subscribers.entry(topic).or_default().push((id, Outlet::new(tx)));
+                }
+                let _ = reply.send(result);
+            }
+            Command::Unsubscribe { topic, id } => self.remove_subscriber(&topic, id),
+            Command::Publish { topic, event, data, trace_id, reply } => {
+                match self.session.publish(now(), topic, event, data, trace_id) {
+                    Ok(publish) => {
+                        self.publishes.insert(publish, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.into()));
+                    }
+                }
+            }
+            Command::Events { tx } => self.events.push(Outlet::new(tx)),
+            Command::Close { reply } => {
+                self.closing.push(reply);
+                self.session.close(now());
+            }
+        }
+    }
+
+    fn remove_subscriber(&mut self, topic: &Topic, id: u64) {
+        let Some(entries) = self.subscribers.get_mut(topic) else { return };
+        entries.retain(|(entry, _)| *entry != id);
+        if entries.is_empty() {
+            self.subscribers.remove(topic);
+            if topic.is_wildcard() {
+                self.wildcards -= 1;
+            }
+            self.session.unsubscribe(now(), topic.as_str());
+        }
+    }
+
+    fn dispatch(&mut self, event: SessionEvent) {
+        if !self.events.is_empty() {
+            self.events.retain_mut(|outlet| outlet.deliver(event.clone()));
+        }
+        match event {
+            SessionEvent::Status(status) => {
+                if let Some(callback) = &self.callbacks.on_status {
+                    callback(&status);
+                }
+                self.status.send_replace(status);
+            }
+            SessionEvent::Event(event) => {
+                if let Some(callback) = &self.callbacks.on_event {
+                    callback(&event);
+                }
+                let topic = event.topic.clone();
+                let _span =
+                    tracing::debug_span!("event", topic = %topic, trace_id = event.trace_id.as_deref()).entered();
+                self.route(&topic, Update::Event(event));
+            }
+            SessionEvent::Resync { topic, reason } => {
+                debug!(%topic, ?reason, "resync");
+                if topic.is_wildcard() {
+                    // Every subscription of the resource may have missed events.
+                    let matching: Vec<Topic> =
+                        self.subscribers.keys().filter(|t| t.resource() == topic.resource()).cloned().collect();
+                    for t in matching {
+                        self.deliver_to(&t, &Update::Resync { topic: topic.clone(), reason });
+                    }
+                } else {
+                    self.route(&topic.clone(), Update::Resync { topic, reason });
+                }
+            }
+            SessionEvent::Presence(presence) => self.route(&presence.topic.clone(), Update::Presence(presence)),
+            SessionEvent::PresenceDiff(diff) => self.route(&diff.topic.clone(), Update::PresenceDiff(diff)),
+            SessionEvent::SubscribeFailed { topic, error } => {
+                warn!(%topic, code = %error.code, message = %error.message, "subscription refused");
+                if let Some((topic, mut entries)) = self.subscribers.remove_entry(topic.as_str()) {
+                    if topic.is_wildcard() {
+                        self.wildcards -= 1;
+                    }
+                    for (_, outlet) in &mut entries {
+                        outlet.deliver(Update::Rejected(error.clone()));
+                    }
+                }
+            }
+            SessionEvent::PublishAcked { id, seq, duplicate } => {
+                if let Some(reply) = self.publishes.remove(&id) {
+                    let _ = reply.send(Ok(Ack { id, seq, duplicate }));
+                }
+            }
+            SessionEvent::PublishFailed { id, error } => {
+                if let Some(reply) = self.publishes.remove(&id) {
+                    let _ = reply.send(Err(error.into()));
+                }
+            }
+            SessionEvent::Raw(text) => {
+                if let Some(callback) = &self.callbacks.on_raw {
+                    callback(&text);
+                }
+            }
+            SessionEvent::Malformed(error) => warn!(%error, "malformed frame from the server"),
+            SessionEvent::ServerError(error) => warn!(code = %error.code, message = %error.message, "server error"),
+            SessionEvent::TokenFailed { message } => warn!(%message, "token provider failed"),
+            _ => {}
+        }
+    }
+
+    /// Delivers to the subscribers of a concrete topic and of its wildcard.
+    fn route(&mut self, topic: &Topic, update: Update) {
+        if self.wildcards > 0 {
+            let wildcard = format!("{}:*", topic.resource());
+            if let Ok(wildcard) = Topic::new(wildcard) {
+                self.deliver_to(&wildcard, &update);
+            }
+        }
+        self.deliver_to(topic, &update);
+    }
+
+    fn deliver_to(&mut self, topic: &Topic, update: &Update) {
+        let Some(entries) = self.subscribers.get_mut(topic) else { return };
+        // A reader that is gone unsubscribes when its Subscription drops; skip it until then.
+        for (_, outlet) in entries.iter_mut() {
+            outlet.deliver(update.clone());
+        }
+    }
+
+    fn flush_outlets(&mut self) {
+        for (_, outlet) in self.subscribers.values_mut().flatten() {
+            outlet.flush();
+        }
+        self.events.retain_mut(Outlet::flush);
+    }
+}
+
+async fn open(
+    id: ConnectionId,
+    url: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> (ConnectionId, Result<Box<Ws>, String>) {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(16 * 1024);
+    let connector = tls.map(Connector::Rustls);
+    let result = connect_async_tls_with_config(url.as_str(), Some(config), true, connector).await;
+    (id, result.map(|(ws, _)| Box::new(ws)).map_err(|e| e.to_string()))
+}
+
+/// Sends the close frame without holding up the driver.
+fn close_gracefully(mut ws: Box<Ws>, code: u16, reason: String) {
+    tokio::spawn(async move {
+        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let _ = tokio::time::timeout(Duration::from_secs(2), WebSocketStream::close(&mut *ws, Some(frame))).await;
+    });
+}

@@ -1,0 +1,85 @@
+//! The client's one error type.
+
+use std::time::Duration;
+
+use herald_core::{DisconnectReason, PublishFailure};
+use herald_protocol::{ErrorMessage, ProtocolError, TopicError};
+
+/// What went wrong, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL is not a `ws://` or `wss://` URL.
+    #[error("bad URL {url:?}: {problem}; use e.g. ws://127.0.0.1:8080/ws")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A topic is not valid; the message says where.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// A publish is not valid protocol v1; the message says what to fix.
+    #[error("invalid publish: {0}")]
+    Invalid(#[from] ProtocolError),
+    /// The payload could not be serialized to JSON.
+    #[error("the payload is not serializable to JSON: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// Too many publishes wait for acks already.
+    #[error("{capacity} publishes already wait for an ack; await some, or raise the queue size on the builder")]
+    QueueFull {
+        /// The configured limit.
+        capacity: usize,
+    },
+    /// The server refused the publish.
+    #[error("the server rejected the publish: {0}")]
+    Rejected(PublishFailure),
+    /// No ack arrived in time.
+    #[error("no ack within {} ms; the server may be down, or may not ack publishes", after.as_millis())]
+    Timeout {
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The server refused a subscription.
+    #[error("subscription to {topic} refused ({}): {}", error.code, error.message)]
+    SubscribeRejected {
+        /// The topic.
+        topic: String,
+        /// The server's error.
+        error: ErrorMessage,
+    },
+    /// The client stopped: closed, unauthorized, forbidden or out of retries.
+    #[error("the client stopped: {0}")]
+    Stopped(DisconnectReason),
+    /// [`ClientBuilder::connect`](crate::ClientBuilder::connect) was called outside a tokio runtime.
+    #[error("no tokio runtime; call connect() from within a tokio runtime (e.g. #[tokio::main])")]
+    NoRuntime,
+    /// The client was closed (or its task ended) before the call completed.
+    #[error("the client is closed; build a new one to reconnect")]
+    Closed,
+}
+
+impl From<PublishFailure> for Error {
+    fn from(failure: PublishFailure) -> Self {
+        match failure {
+            PublishFailure::Timeout { after } => Self::Timeout { after },
+            PublishFailure::Stopped(reason) => Self::Stopped(reason),
+            other => Self::Rejected(other),
+        }
+    }
+}
+
+impl From<herald_core::PublishError> for Error {
+    fn from(error: herald_core::PublishError) -> Self {
+        match error {
+            herald_core::PublishError::Invalid(e) => Self::Invalid(e),
+            herald_core::PublishError::QueueFull { capacity } => Self::QueueFull { capacity },
+            herald_core::PublishError::Stopped(reason) => Self::Stopped(reason),
+            _ => Self::Closed,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

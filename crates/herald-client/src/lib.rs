@@ -1,0 +1,47 @@
+//! Herald's native client: real-time pub/sub over WebSockets for tokio
+//! services and CLIs, that never loses an event silently.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), herald_client::Error> {
+//! use futures::StreamExt;
+//! use herald_client::{Client, Update};
+//!
+//! let client = Client::builder("ws://127.0.0.1:8080/ws").token("dev-user").connect()?;
+//! let mut gifts = client.subscribe("gift-list:family-123").await?;
+//! while let Some(update) = gifts.next().await {
+//!     match update {
+//!         Update::Event(event) => println!("{} {}", event.event, event.data.entity_id),
+//!         // Events may have been missed: invalidate everything cached for the topic.
+//!         Update::Resync { topic, .. } => println!("resync {topic}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! Every connection rule — reconnect with backoff and jitter, heartbeats,
+//! resubscription, recovery by `seq`, acks, the offline queue — lives in the
+//! sans-IO [`herald_core::Session`]; this crate is one tokio task that feeds
+//! it socket frames, timers and your calls, and carries out what it asks.
+//! Streams are bounded: a reader that falls behind gets
+//! [`Update::Resync`] (reason `Lagged`) for what it missed, never unbounded
+//! memory and never silence.
+#![deny(missing_docs)]
+
+mod builder;
+mod client;
+mod driver;
+mod error;
+mod outlet;
+mod subscription;
+
+pub use builder::ClientBuilder;
+pub use client::{Ack, Client};
+pub use error::{Error, Result};
+pub use herald_core::{
+    AuthMode, BackoffConfig, DisconnectReason, PublishId, ResyncReason, SessionEvent, Status, TokenReason,
+};
+pub use herald_protocol::{Event, EventKind, Topic};
+pub use subscription::{Events, Subscription, Update};
