@@ -1,7 +1,7 @@
-//! `cargo xtask demo`: Herald working end to end.
+//! `cargo xtask demo`: Herald end to end, in one terminal.
 
 use crate::shell::{Result, cargo, exec};
 
 pub(crate) fn run(args: &[String]) -> Result {
-    exec(cargo().args(["run", "--quiet", "-p", "herald-core", "--example", "simulate", "--"]).args(args))
+    exec(cargo().args(["run", "--quiet", "--release", "-p", "herald-cli", "--", "demo"]).args(args))
 }

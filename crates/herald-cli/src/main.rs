@@ -1,10 +1,14 @@
-//! `herald`: run Herald's reference server and mint tokens for it.
+//! `herald`: run Herald's reference server, mint tokens, listen, publish, benchmark.
 //!
 //! Each subcommand lives in its own module with a clap `Args` struct and a
 //! `run` function; add a subcommand by adding a module and a variant below.
 
 mod bench;
+mod connect;
+mod demo;
 mod duration;
+mod listen;
+mod publish;
 mod serve;
 mod token;
 
@@ -17,6 +21,9 @@ use clap::{Parser, Subcommand};
 /// Quick start:
 ///   herald serve --dev                        # insecure local server on 127.0.0.1:8080
 ///   herald token --secret S --user u-1        # mint a token for a server run with --secret S
+///   herald listen --token me --topic gift-list:family-123
+///   herald publish --token me --topic gift-list:family-123 --entity-id gift-7 --payload '{"bought":true}'
+///   herald demo                               # everything in one terminal
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
@@ -27,6 +34,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Listen(listen::ListenArgs),
+    Publish(publish::PublishArgs),
+    Demo(demo::DemoArgs),
     Bench(bench::BenchArgs),
     Token(token::TokenArgs),
 }
@@ -35,6 +45,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Listen(args) => listen::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Token(args) => token::run(args),
     };

@@ -1,0 +1,147 @@
+//! `herald listen`, `herald publish` and `herald demo` as a user runs them.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Kills a child process if a test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn herald() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command.env("RUST_LOG", "warn").env_remove("HERALD_TOKEN").env_remove("HERALD_URL");
+    command
+}
+
+/// `herald serve` on a free port; returns it and its WebSocket URL.
+fn serve(args: &[&str]) -> (Running, String) {
+    let mut child =
+        herald().arg("serve").args(args).args(["--addr", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("herald prints its address").unwrap();
+        if let Some(rest) = line.split("(WebSocket ").nth(1) {
+            break rest.trim_end_matches(')').to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (Running(child), url)
+}
+
+/// Lines of a child's stdout, as they come.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+#[test]
+fn listen_prints_each_published_event_as_one_json_line() {
+    let (_server, url) = serve(&["--dev"]);
+    let mut listen = Running(
+        herald()
+            .args(["listen", "--url", &url, "--token", "alice", "--topic", "gift-list:1", "--count", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = stderr_lines(&mut listen.0);
+    let out = stdout_lines(&mut listen.0);
+    assert!(status.recv_timeout(WAIT).unwrap().contains("connecting"));
+    assert!(status.recv_timeout(WAIT).unwrap().contains("connected"));
+    // The listener's subscribe may still be in flight: publish until it hears one.
+    let mut published = Vec::new();
+    let first = loop {
+        let output = herald()
+            .args(["publish", "--url", &url, "--token", "bob", "--topic", "gift-list:1", "--event", "ADDED"])
+            .args(["--entity-id", "7", "--payload", r#"{"bought":true}"#])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let ack: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        published.push(ack["seq"].as_u64().unwrap());
+        if let Ok(line) = out.recv_timeout(Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(published.len() < 50, "the listener never heard a publish");
+    };
+    let event: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(event["topic"], "gift-list:1");
+    assert_eq!(event["event"], "ADDED");
+    assert_eq!(event["data"]["entity_id"], "7");
+    assert_eq!(event["data"]["payload"]["bought"], true);
+    assert_eq!(event["data"]["user_id"], "bob");
+    assert!(published.contains(&event["seq"].as_u64().unwrap()));
+    let output = herald()
+        .args(["publish", "--url", &url, "--token", "bob", "--topic", "gift-list:1", "--entity-id", "8"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let second: serde_json::Value = serde_json::from_str(&out.recv_timeout(WAIT).unwrap()).unwrap();
+    assert_eq!(second["data"]["entity_id"], "8");
+    // --count 2 reached: it exits by itself, successfully.
+    assert!(listen.0.wait().unwrap().success());
+}
+
+#[test]
+fn listen_exits_non_zero_with_a_clear_message_on_4001() {
+    let (_server, url) = serve(&["--secret", "s3cret"]);
+    let output =
+        herald().args(["listen", "--url", &url, "--token", "not-a-jwt", "--topic", "gift-list:1"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unauthorized") && stderr.contains("check the token"), "{stderr}");
+}
+
+#[test]
+fn publish_fails_clearly_when_nothing_listens() {
+    let output = herald()
+        .args(["publish", "--url", "ws://127.0.0.1:1/ws", "--topic", "a:1", "--entity-id", "1", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is the server at ws://127.0.0.1:1/ws up?"));
+    let output =
+        herald().args(["publish", "--topic", "a:1", "--entity-id", "1", "--payload", "{oops"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--payload is not JSON"));
+}
+
+#[test]
+fn demo_shows_events_a_replay_and_a_resync_then_stops_by_itself() {
+    let output = herald().args(["demo", "--duration", "4s", "--rate", "10"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("while the listener is away"), "{text}");
+    assert!(text.contains("ADDED gift-new-3"), "the replayed event reaches the listener: {text}");
+    assert!(text.contains("RESYNC gift-list:family-123"), "{text}");
+    assert!(text.contains("stopped: closed by the application"), "{text}");
+}
