@@ -12,6 +12,8 @@ pub(crate) fn run() -> Result {
     rust_target("wasm32-unknown-unknown")?;
     rust_components(&["rustfmt", "clippy"])?;
     cargo_tool("cargo-fuzz", CARGO_FUZZ_VERSION)?;
+    // The seed-style server the CLI's interop tests run against.
+    npm_ci("tests/seed-server")?;
     Ok(())
 }
 

@@ -25,17 +25,19 @@ pub(crate) struct ListenArgs {
     /// Exit after this many events.
     #[arg(long)]
     count: Option<u64>,
+    /// Also print JSON messages that are not Herald messages (from plain broadcast servers).
+    #[arg(long)]
+    raw: bool,
 }
 
 pub(crate) fn run(args: ListenArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let client = args
-            .connect
-            .builder()
-            .on_status(|status| eprintln!("herald: {status}"))
-            .connect()
-            .map_err(|e| e.to_string())?;
+        let mut builder = args.connect.builder().on_status(|status| eprintln!("herald: {status}"));
+        if args.raw {
+            builder = builder.on_raw(|json| println!("{json}"));
+        }
+        let client = builder.connect().map_err(|e| e.to_string())?;
         let mut streams = Vec::new();
         for topic in &args.topics {
             streams.push(client.subscribe(topic).await.map_err(|e| e.to_string())?);
