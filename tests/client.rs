@@ -1,0 +1,109 @@
+//! The client's streams against the real server: bounded, never silent.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use herald::{ResyncReason, SessionEvent, Update};
+use serde_json::json;
+use support::{server, subscribed, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_memory() {
+    let server = server().await;
+    let client = herald::Client::builder(server.ws_url()).token("slow").channel_capacity(8).connect().unwrap();
+    let mut sub = client.subscribe("feed:1").await.unwrap();
+    subscribed(&server, &mut sub, "feed:1").await;
+    for n in 0..100 {
+        server.publish("feed:1", "ADDED", &n.to_string(), &json!(n)).unwrap();
+    }
+    // Let everything arrive while nobody reads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut events = 0;
+    let lagged = within(Duration::from_secs(10), "a lagged resync", async {
+        loop {
+            match sub.next().await.unwrap() {
+                Update::Event(_) => events += 1,
+                Update::Resync { topic, reason } => break (topic, reason),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(events <= 8, "{events} events buffered for a capacity of 8");
+    assert_eq!(lagged.0.as_str(), "feed:1");
+    assert_eq!(lagged.1, ResyncReason::Lagged);
+    // Reading again, the subscriber gets new events.
+    let seq = server.publish("feed:1", "ADDED", "late", &json!(null)).unwrap();
+    let next = within(Duration::from_secs(10), "a live event", async {
+        loop {
+            if let Update::Event(event) = sub.next().await.unwrap()
+                && event.seq == Some(seq)
+            {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert_eq!(next.data.entity_id, "late");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
+    let server = server().await;
+    let client = support::client(&server.ws_url(), "u1");
+    let mut everything = client.events();
+    let mut sub = client.subscribe("doc:1").await.unwrap();
+    let probe = subscribed(&server, &mut sub, "doc:1").await;
+    let seen = within(Duration::from_secs(10), "the probe on events()", async {
+        loop {
+            if let SessionEvent::Event(event) = everything.next().await.unwrap()
+                && event.seq == Some(probe)
+            {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert_eq!(seen.topic.as_str(), "doc:1");
+
+    // A second subscription of the same topic keeps it alive when the first drops.
+    let mut second = client.subscribe("doc:1").await.unwrap();
+    drop(sub);
+    let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).unwrap();
+    let (seqs, _) = support::events(&mut second, 1).await;
+    assert_eq!(seqs, vec![seq]);
+    drop(second);
+    within(Duration::from_secs(10), "the server to see the unsubscribe", async {
+        while server.metrics().subscriptions > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    client.close().await;
+    // After close, the streams end.
+    within(Duration::from_secs(10), "events() to end", async { while everything.next().await.is_some() {} }).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_before_anything_is_sent() {
+    let error = herald::Client::builder("http://127.0.0.1:1/ws").connect().unwrap_err();
+    assert!(error.to_string().contains("ws:// or wss://"), "{error}");
+    let server = server().await;
+    let client = support::client(&server.ws_url(), "u1");
+    let error = client.subscribe("gift list:1").await.unwrap_err();
+    assert_eq!(error.to_string(), r#"topic "gift list:1": space not allowed at byte 4"#);
+    let error = client.publish("a:1", "NOT OK", "1", &json!(null)).await.unwrap_err();
+    assert!(error.to_string().contains(r#"event name "NOT OK" has ' ' at byte 3"#), "{error}");
+    let error = client.publish("a:*", "ADDED", "1", &json!(null)).await.unwrap_err();
+    assert!(error.to_string().contains("wildcard"), "{error}");
+    client.close().await;
+}
+
+#[test]
+fn connect_outside_a_runtime_says_what_to_do() {
+    let error = herald::Client::builder("ws://127.0.0.1:1/ws").connect().unwrap_err();
+    assert!(error.to_string().contains("no tokio runtime"), "{error}");
+}
