@@ -37,6 +37,15 @@ impl Heartbeat {
         }
     }
 
+    /// Pings now instead of waiting for the quiet interval; `false` if a
+    /// ping is already out.
+    pub(crate) fn probe(&mut self, now: Instant) -> bool {
+        self.ping_sent.is_none() && {
+            self.ping_sent = Some(now);
+            true
+        }
+    }
+
     pub(crate) fn poll(&mut self, now: Instant) -> Beat {
         if now < self.deadline() {
             Beat::Idle

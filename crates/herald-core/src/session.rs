@@ -87,6 +87,8 @@ enum State {
         deadline: Instant,
     },
     Open(Open),
+    /// No transport, no attempt, until [`Session::wake`].
+    Suspended,
     Stopped(DisconnectReason),
 }
 
@@ -246,6 +248,7 @@ impl Session {
                 let beat = open.heartbeat.deadline();
                 open.refresh_at.map_or(beat, |refresh| refresh.min(beat))
             }
+            State::Suspended => return self.outbox.next_deadline(),
             State::Stopped(_) => return None,
         };
         Some(self.outbox.next_deadline().map_or(state, |publish| publish.min(state)))
@@ -491,6 +494,43 @@ impl Session {
             self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: "client closed".into() });
         }
         self.stop(DisconnectReason::Closed);
+    }
+
+    /// The environment says the connection may have changed: the network came
+    /// back online, the machine woke from sleep, a hidden browser tab became
+    /// visible, or a suspended page was restored. A session waiting to
+    /// reconnect (or suspended) tries at once; an open one pings now and
+    /// declares the connection dead if nothing answers within the heartbeat
+    /// timeout, instead of waiting for the quiet interval.
+    pub fn wake(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Waiting { .. } | State::Suspended => self.begin_attempt(now),
+            State::Open(open) => {
+                let probed = open.heartbeat.probe(now);
+                if probed {
+                    self.send(&ClientMessage::Ping);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the transport without stopping the session, and makes no new
+    /// attempt until [`wake`](Self::wake): for a page entering the browser's
+    /// back/forward cache, which keeps no open WebSocket. Subscriptions and
+    /// queued publishes stay; the next connection recovers what was missed.
+    pub fn suspend(&mut self, _now: Instant) {
+        let id = match &self.state {
+            State::Stopped(_) | State::Suspended => return,
+            State::Connecting { id, .. } => Some(*id),
+            State::Open(open) => Some(open.id),
+            _ => None,
+        };
+        if let Some(id) = id {
+            self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: "suspended".into() });
+        }
+        self.state = State::Suspended;
+        self.set_status(Status::Reconnecting { attempt: 0, next_in: Duration::ZERO });
     }
 
     fn begin_attempt(&mut self, now: Instant) {

@@ -716,3 +716,57 @@ fn the_token_is_refreshed_on_the_live_connection_before_it_expires() {
     assert!(h.take_sent().contains(&json!({"type": "refresh", "token": "tok-2"})));
     assert_eq!(h.connects.len(), 1, "no reconnect needed");
 }
+
+// --- environment signals ---
+
+#[test]
+fn wake_skips_the_backoff_wait() {
+    let mut h = Harness::new(no_jitter());
+    for _ in 0..4 {
+        h.server_close(None, "offline");
+        h.fire_next_timer();
+    }
+    h.server_close(None, "offline");
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 5, next_in: SECOND * 16 });
+    let before = h.connects.len();
+    h.session.wake(h.now);
+    h.drain();
+    assert_eq!(h.connects.len(), before + 1, "the browser said online: try now, not in 16 s");
+}
+
+#[test]
+fn wake_probes_an_open_connection_and_a_silent_one_is_dead_within_the_timeout() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.take_sent();
+    h.advance(SECOND * 5);
+    h.session.wake(h.now);
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "ping"})], "ping at once, not after 30 s of quiet");
+    h.session.wake(h.now);
+    h.drain();
+    assert!(h.take_sent().is_empty(), "one probe at a time");
+    h.advance(SECOND * 10);
+    assert_eq!(h.closes.last().map(|c| c.2.as_str()), Some("heartbeat timeout"));
+}
+
+#[test]
+fn suspend_closes_without_stopping_and_wake_reconnects_and_recovers() {
+    let mut h = Harness::new(no_jitter());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(event("a:1", 3));
+    h.take_sent();
+    h.session.suspend(h.now);
+    h.drain();
+    assert_eq!(h.closes.last().map(|c| c.1), Some(1000));
+    assert!(!h.session.is_stopped());
+    h.advance(SECOND * 3600);
+    assert_eq!(h.connects.len(), 1, "no attempt while suspended");
+    h.session.wake(h.now);
+    h.drain();
+    h.open();
+    let subscribe = h.take_sent().into_iter().find(|m| m["type"] == "subscribe").unwrap();
+    assert_eq!(subscribe["since"], json!({"a:1": 3}));
+}
