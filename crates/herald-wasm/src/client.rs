@@ -1,0 +1,479 @@
+//! `HeraldClient`: the session, a browser WebSocket, one timer, and the
+//! page's lifecycle events.
+//!
+//! The session lives in an `Rc<RefCell<_>>`. Every browser callback borrows
+//! it only to feed an input and collect outputs; JavaScript callbacks are
+//! called after the borrow ends, so they may call back into the client.
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    rc::{Rc, Weak},
+};
+
+use gloo_timers::callback::Timeout;
+use herald_core::{ConnectionId, Instant, Output, Session, SessionEvent, TokenReason};
+use herald_protocol::{EventData, EventKind, Payload, Topic};
+use js_sys::{Function, Promise};
+use wasm_bindgen::{JsCast, prelude::*};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::{
+    js,
+    options::{self, TokenSource},
+};
+
+/// A Herald connection in the browser. It reconnects with backoff and
+/// jitter, resubscribes, recovers missed events by `seq`, retransmits
+/// unacked publishes, pings a connection as soon as a hidden tab becomes
+/// visible, reconnects at once when the browser comes back online, and
+/// leaves the back/forward cache cleanly.
+#[wasm_bindgen]
+pub struct HeraldClient {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl std::fmt::Debug for HeraldClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeraldClient").field("status", self.inner.borrow().session.status()).finish_non_exhaustive()
+    }
+}
+
+struct Socket {
+    id: ConnectionId,
+    ws: WebSocket,
+    // Kept alive as long as the socket; detached before it is dropped.
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+struct Listener {
+    target: web_sys::EventTarget,
+    kind: &'static str,
+    callback: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+struct Subscriber {
+    id: u32,
+    topic: Topic,
+    callback: Function,
+}
+
+struct Inner {
+    session: Session,
+    token: TokenSource,
+    socket: Option<Socket>,
+    timer: Option<Timeout>,
+    subscribers: Vec<Subscriber>,
+    on_status: Vec<(u32, Function)>,
+    on_raw: Vec<(u32, Function)>,
+    publishes: HashMap<String, (Function, Function)>,
+    listeners: Vec<Listener>,
+    next_id: u32,
+}
+
+/// A JavaScript call to make once the session is no longer borrowed.
+type Call = (Function, JsValue);
+
+#[wasm_bindgen]
+impl HeraldClient {
+    /// `new HeraldClient({ url, token | getToken, auth, heartbeatMs, heartbeatTimeoutMs,
+    /// connectTimeoutMs, publishTimeoutMs, backoff: { initialMs, maxMs, factor, jitter, maxAttempts } })`.
+    /// Throws an `Error` naming the option that is wrong.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<Self, JsValue> {
+        let (config, token) = options::parse(&options)?;
+        let now = Instant::now();
+        let inner = Rc::new(RefCell::new(Inner {
+            session: Session::new(config, now),
+            token,
+            socket: None,
+            timer: None,
+            subscribers: Vec::new(),
+            on_status: Vec::new(),
+            on_raw: Vec::new(),
+            publishes: HashMap::new(),
+            listeners: Vec::new(),
+            next_id: 0,
+        }));
+        listen_to_the_page(&inner);
+        inner.borrow_mut().session.handle_timeout(now);
+        pump(&inner);
+        Ok(Self { inner })
+    }
+
+    /// Calls `callback` with every event of `topic` (or `resource:*`) in the
+    /// seed's shape, and with `{type: 'resync', topic, reason}` when events may
+    /// have been missed, or `{type: 'presence' | 'presence_diff', ...}`.
+    /// Returns a function that unsubscribes.
+    pub fn subscribe(&self, topic: &str, callback: Function) -> Result<Function, JsValue> {
+        let topic = Topic::new(topic).map_err(|e| js::error(&e.to_string()))?;
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            inner.session.subscribe(Instant::now(), topic.clone(), false).map_err(|e| js::error(&e.to_string()))?;
+            let id = inner.next_id();
+            inner.subscribers.push(Subscriber { id, topic: topic.clone(), callback });
+            id
+        };
+        pump(&self.inner);
+        let weak = Rc::downgrade(&self.inner);
+        let unsubscribe = Closure::once_into_js(move || {
+            let Some(inner) = weak.upgrade() else { return };
+            {
+                let mut state = inner.borrow_mut();
+                state.subscribers.retain(|s| s.id != id);
+                if !state.subscribers.iter().any(|s| s.topic == topic) {
+                    state.session.unsubscribe(Instant::now(), topic.as_str());
+                }
+            }
+            pump(&inner);
+        });
+        Ok(unsubscribe.unchecked_into())
+    }
+
+    /// Publishes an event; resolves with `{id, seq, duplicate}` on the ack,
+    /// rejects with an `Error` on refusal or timeout. While offline it waits
+    /// in a bounded queue.
+    pub fn publish(&self, topic: &str, event: &str, entity_id: &str, payload: JsValue) -> Promise {
+        let mut settle = None;
+        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        let (resolve, reject) = settle.expect("the Promise executor runs at once");
+        let result = (|| {
+            let topic = Topic::new(topic).map_err(|e| e.to_string())?;
+            let json = js_sys::JSON::stringify(&payload)
+                .ok()
+                .and_then(|s| s.as_string())
+                .ok_or("the payload is not JSON-serializable")?;
+            let data = EventData {
+                entity_id: entity_id.to_owned(),
+                payload: Payload::from_json(json).map_err(|e| e.to_string())?,
+                user_id: None,
+                tenant_id: None,
+                timestamp: String::from(js_sys::Date::new_0().to_iso_string()),
+            };
+            let mut inner = self.inner.borrow_mut();
+            let id = inner
+                .session
+                .publish(Instant::now(), topic, EventKind::from(event), data, None)
+                .map_err(|e| e.to_string())?;
+            inner.publishes.insert(id.0, (resolve, reject.clone()));
+            Ok::<_, String>(())
+        })();
+        if let Err(message) = result {
+            let _ = reject.call1(&JsValue::NULL, &js::error(&message));
+        }
+        pump(&self.inner);
+        promise
+    }
+
+    /// Calls `callback` with every status change; returns a function that
+    /// stops it. The first call happens at once with the current status.
+    #[wasm_bindgen(js_name = onStatus)]
+    pub fn on_status(&self, callback: Function) -> Function {
+        let status = js::status(self.inner.borrow().session.status());
+        let _ = callback.call1(&JsValue::NULL, &status);
+        self.listen(callback, |inner| &mut inner.on_status)
+    }
+
+    /// Calls `callback` with the text of every JSON message that is not a
+    /// Herald message (from plain broadcast servers); returns a function that stops it.
+    #[wasm_bindgen(js_name = onRaw)]
+    pub fn on_raw(&self, callback: Function) -> Function {
+        self.listen(callback, |inner| &mut inner.on_raw)
+    }
+
+    /// The current status, as `onStatus` reports it.
+    pub fn status(&self) -> JsValue {
+        js::status(self.inner.borrow().session.status())
+    }
+
+    /// Closes the connection (1000) for good and stops listening to the page.
+    pub fn close(&self) {
+        self.inner.borrow_mut().session.close(Instant::now());
+        pump(&self.inner);
+        let mut inner = self.inner.borrow_mut();
+        for listener in inner.listeners.drain(..) {
+            let _ = listener
+                .target
+                .remove_event_listener_with_callback(listener.kind, listener.callback.as_ref().unchecked_ref());
+        }
+        inner.timer = None;
+    }
+
+    fn listen(&self, callback: Function, list: fn(&mut Inner) -> &mut Vec<(u32, Function)>) -> Function {
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            let id = inner.next_id();
+            list(&mut inner).push((id, callback));
+            id
+        };
+        let weak = Rc::downgrade(&self.inner);
+        Closure::once_into_js(move || {
+            if let Some(inner) = weak.upgrade() {
+                list(&mut inner.borrow_mut()).retain(|(entry, _)| *entry != id);
+            }
+        })
+        .unchecked_into()
+    }
+}
+
+impl Inner {
+    fn next_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// Carries out every output of the session, then arms the timer.
+fn pump(inner: &Rc<RefCell<Inner>>) {
+    loop {
+        let outputs: Vec<Output> = {
+            let mut state = inner.borrow_mut();
+            std::iter::from_fn(|| state.session.poll_output()).collect()
+        };
+        if outputs.is_empty() {
+            break;
+        }
+        let mut calls: Vec<Call> = Vec::new();
+        for output in outputs {
+            perform(inner, output, &mut calls);
+        }
+        for (function, argument) in calls {
+            // An exception in application code must not break the client.
+            let _ = function.call1(&JsValue::NULL, &argument);
+        }
+    }
+    arm_timer(inner);
+}
+
+fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
+    let now = Instant::now();
+    match output {
+        Output::NeedToken(reason) => request_token(inner, reason),
+        Output::Connect { id, url } => open(inner, id, &url),
+        Output::Send(text) => {
+            let mut state = inner.borrow_mut();
+            let failed = match &state.socket {
+                Some(socket) => socket.ws.send_with_str(&text).is_err().then_some(socket.id),
+                None => None,
+            };
+            if let Some(id) = failed {
+                state.session.handle_close(now, id, None, "send failed");
+            }
+        }
+        Output::Close { id, code, reason } => {
+            let socket = {
+                let mut state = inner.borrow_mut();
+                if state.socket.as_ref().is_some_and(|s| s.id == id) { state.socket.take() } else { None }
+            };
+            if let Some(socket) = socket {
+                socket.ws.set_onopen(None);
+                socket.ws.set_onmessage(None);
+                socket.ws.set_onclose(None);
+                let _ = socket.ws.close_with_code_and_reason(code, &reason);
+            }
+        }
+        Output::Event(event) => dispatch(&mut inner.borrow_mut(), event, calls),
+        _ => {}
+    }
+}
+
+fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
+    let provider = match &inner.borrow().token {
+        TokenSource::Provider(provider) => provider.clone(),
+        TokenSource::Static(token) => {
+            let token = token.clone();
+            return inner.borrow_mut().session.handle_token(Instant::now(), Ok(token));
+        }
+        TokenSource::None => return inner.borrow_mut().session.handle_token(Instant::now(), Ok(String::new())),
+    };
+    let reason = match reason {
+        TokenReason::Unauthorized => "unauthorized",
+        TokenReason::Refresh => "refresh",
+        _ => "connect",
+    };
+    let weak = Rc::downgrade(inner);
+    wasm_bindgen_futures::spawn_local(async move {
+        let answer = match provider.call1(&JsValue::NULL, &JsValue::from_str(reason)) {
+            Ok(value) => wasm_bindgen_futures::JsFuture::from(Promise::resolve(&value)).await,
+            Err(error) => Err(error),
+        };
+        let token = match answer {
+            Ok(token) => token.as_string().ok_or_else(|| "getToken must return a string".to_owned()),
+            Err(error) => Err(error.as_string().unwrap_or_else(|| format!("{error:?}"))),
+        };
+        if let Some(inner) = weak.upgrade() {
+            inner.borrow_mut().session.handle_token(Instant::now(), token);
+            pump(&inner);
+        }
+    });
+}
+
+fn open(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str) {
+    let ws = match WebSocket::new(url) {
+        Ok(ws) => ws,
+        Err(error) => {
+            let message = format!("cannot open {url}: {error:?}");
+            return inner.borrow_mut().session.handle_close(Instant::now(), id, None, &message);
+        }
+    };
+    let feed = |inner: &Weak<RefCell<Inner>>, input: &dyn Fn(&mut Session)| {
+        if let Some(inner) = inner.upgrade() {
+            input(&mut inner.borrow_mut().session);
+            pump(&inner);
+        }
+    };
+    let weak = Rc::downgrade(inner);
+    let on_open = Closure::<dyn FnMut()>::new({
+        let weak = weak.clone();
+        move || feed(&weak, &|session| session.handle_open(Instant::now(), id))
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        let weak = weak.clone();
+        move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                feed(&weak, &|session| session.handle_frame(Instant::now(), id, &text));
+            }
+        }
+    });
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+        // 1006 is the browser saying "no close frame", never a server's code.
+        let code = Some(event.code()).filter(|code| *code != 1006);
+        let reason = event.reason();
+        feed(&weak, &|session| session.handle_close(Instant::now(), id, code, &reason));
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    inner.borrow_mut().socket =
+        Some(Socket { id, ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
+}
+
+fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {
+    match event {
+        SessionEvent::Status(status) => {
+            let value = js::status(&status);
+            calls.extend(inner.on_status.iter().map(|(_, f)| (f.clone(), value.clone())));
+        }
+        SessionEvent::Event(event) => {
+            let value = js::event(&event);
+            calls.extend(
+                inner
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.topic.matches(&event.topic))
+                    .map(|s| (s.callback.clone(), value.clone())),
+            );
+        }
+        SessionEvent::Resync { topic, reason } => {
+            let value = js::resync(&topic, reason);
+            calls.extend(
+                inner
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.topic.matches(&topic) || topic.matches(&s.topic))
+                    .map(|s| (s.callback.clone(), value.clone())),
+            );
+        }
+        SessionEvent::Presence(presence) => {
+            let value = js_sys::JSON::parse(&herald_protocol::ServerMessage::Presence(presence.clone()).encode())
+                .unwrap_or(JsValue::NULL);
+            calls.extend(
+                inner
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.topic.matches(&presence.topic))
+                    .map(|s| (s.callback.clone(), value.clone())),
+            );
+        }
+        SessionEvent::PresenceDiff(diff) => {
+            let value = js_sys::JSON::parse(&herald_protocol::ServerMessage::PresenceDiff(diff.clone()).encode())
+                .unwrap_or(JsValue::NULL);
+            calls.extend(
+                inner
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.topic.matches(&diff.topic))
+                    .map(|s| (s.callback.clone(), value.clone())),
+            );
+        }
+        SessionEvent::PublishAcked { id, seq, duplicate } => {
+            if let Some((resolve, _)) = inner.publishes.remove(&id.0) {
+                let ack = serde_json::json!({"id": id.0, "seq": seq, "duplicate": duplicate}).to_string();
+                calls.push((resolve, js_sys::JSON::parse(&ack).unwrap_or(JsValue::NULL)));
+            }
+        }
+        SessionEvent::PublishFailed { id, error } => {
+            if let Some((_, reject)) = inner.publishes.remove(&id.0) {
+                calls.push((reject, js::error(&error.to_string())));
+            }
+        }
+        SessionEvent::SubscribeFailed { topic, error } => {
+            let value = js::error(&format!("subscription to {topic} refused: {}", error.message));
+            let (refused, kept): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut inner.subscribers).into_iter().partition(|s| s.topic.as_str() == topic);
+            inner.subscribers = kept;
+            calls.extend(refused.into_iter().map(|s| (s.callback, value.clone())));
+        }
+        SessionEvent::Raw(text) => {
+            let value = JsValue::from_str(&text);
+            calls.extend(inner.on_raw.iter().map(|(_, f)| (f.clone(), value.clone())));
+        }
+        _ => {}
+    }
+}
+
+fn arm_timer(inner: &Rc<RefCell<Inner>>) {
+    let mut state = inner.borrow_mut();
+    // Dropping the old Timeout cancels it (wasm-bindgen defers freeing one that is running).
+    state.timer = None;
+    let Some(at) = state.session.poll_timeout() else { return };
+    let millis = at.saturating_duration_since(Instant::now()).as_millis().min(u32::MAX as u128) as u32;
+    let weak = Rc::downgrade(inner);
+    state.timer = Some(Timeout::new(millis, move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.borrow_mut().session.handle_timeout(Instant::now());
+            pump(&inner);
+        }
+    }));
+}
+
+/// Reconnect at once when the browser is back online; check the connection
+/// when a hidden tab becomes visible (its timers were throttled); close for
+/// the back/forward cache and come back when the page is restored.
+fn listen_to_the_page(inner: &Rc<RefCell<Inner>>) {
+    let Some(window) = web_sys::window() else { return };
+    let document = window.document();
+    let signal = |kind: &'static str, target: web_sys::EventTarget, act: fn(&mut Session, &web_sys::Event)| {
+        let weak = Rc::downgrade(inner);
+        let callback = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            if let Some(inner) = weak.upgrade() {
+                act(&mut inner.borrow_mut().session, &event);
+                pump(&inner);
+            }
+        });
+        let _ = target.add_event_listener_with_callback(kind, callback.as_ref().unchecked_ref());
+        Listener { target, kind, callback }
+    };
+    let mut listeners = vec![
+        signal("online", window.clone().into(), |session, _| session.wake(Instant::now())),
+        signal("pageshow", window.clone().into(), |session, event| {
+            if event.dyn_ref::<web_sys::PageTransitionEvent>().is_some_and(|e| e.persisted()) {
+                session.wake(Instant::now());
+            }
+        }),
+        signal("pagehide", window.clone().into(), |session, _| session.suspend(Instant::now())),
+    ];
+    if let Some(document) = document {
+        listeners.push(signal("visibilitychange", document.clone().into(), |session, _| {
+            let visible = web_sys::window()
+                .and_then(|w| w.document())
+                .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
+            if visible {
+                session.wake(Instant::now());
+            }
+        }));
+    }
+    inner.borrow_mut().listeners = listeners;
+}

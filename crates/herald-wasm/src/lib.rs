@@ -1,0 +1,25 @@
+//! Herald's browser client: the same sans-IO session as the native client
+//! (`herald-core`), driven by the browser's `WebSocket`, timers and page
+//! lifecycle events, exported to JavaScript with wasm-bindgen. It ships as
+//! the npm package `@herald/realtime` (see `pkg/`).
+//!
+//! ```js
+//! import { createClient } from '@herald/realtime';
+//!
+//! const client = await createClient({ url: 'wss://example.com/ws', getToken: () => fetchToken() });
+//! const stop = client.subscribe('gift-list:family-123', (message) => {
+//!   if (message.type === 'resync') refetchEverything();  // events may have been missed
+//!   else invalidate(message.data.entity_id);             // an event, in the seed's shape
+//! });
+//! ```
+//!
+//! Everything here is for `wasm32-unknown-unknown`; on other targets the
+//! crate is empty.
+#![deny(missing_docs)]
+#![cfg(target_arch = "wasm32")]
+
+mod client;
+mod js;
+mod options;
+
+pub use client::HeraldClient;

@@ -1,0 +1,93 @@
+//! Reading the options object given to `new HeraldClient(options)`.
+
+use std::time::Duration;
+
+use herald_core::{AuthMode, SessionConfig};
+use js_sys::{Function, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Where tokens come from.
+pub(crate) enum TokenSource {
+    None,
+    Static(String),
+    /// `getToken(reason)` returning a token or a Promise of one.
+    Provider(Function),
+}
+
+fn field(options: &JsValue, name: &str) -> Option<JsValue> {
+    Reflect::get(options, &JsValue::from_str(name)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
+    match field(options, name) {
+        None => Ok(None),
+        Some(value) => match value.as_f64() {
+            Some(ms) if ms >= 0.0 && ms.is_finite() => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+            _ => Err(crate::js::error(&format!("{name} must be a number of milliseconds"))),
+        },
+    }
+}
+
+fn number(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
+    field(options, name)
+        .map(|v| v.as_f64().ok_or_else(|| crate::js::error(&format!("{name} must be a number"))))
+        .transpose()
+}
+
+/// The session settings and the token source, or an `Error` that says which
+/// option is wrong.
+pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), JsValue> {
+    let url = field(options, "url")
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| crate::js::error("options.url is required, e.g. 'wss://example.com/ws'"))?;
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(crate::js::error(&format!("options.url {url:?} must start with ws:// or wss://")));
+    }
+    let mut config = SessionConfig::new(url);
+    let token = match (field(options, "token"), field(options, "getToken")) {
+        (_, Some(provider)) => TokenSource::Provider(
+            provider.dyn_into().map_err(|_| crate::js::error("options.getToken must be a function"))?,
+        ),
+        (Some(token), None) => {
+            TokenSource::Static(token.as_string().ok_or_else(|| crate::js::error("options.token must be a string"))?)
+        }
+        (None, None) => TokenSource::None,
+    };
+    config.auth = match (&token, field(options, "auth").and_then(|v| v.as_string()).as_deref()) {
+        (TokenSource::None, _) => AuthMode::None,
+        (_, None | Some("query")) => AuthMode::Query,
+        (_, Some("message")) => AuthMode::FirstMessage,
+        (_, Some(other)) => {
+            return Err(crate::js::error(&format!("options.auth {other:?} must be 'query' or 'message'")));
+        }
+    };
+    if let Some(interval) = millis(options, "heartbeatMs")? {
+        config.heartbeat.interval = interval;
+    }
+    if let Some(timeout) = millis(options, "heartbeatTimeoutMs")? {
+        config.heartbeat.timeout = timeout;
+    }
+    if let Some(timeout) = millis(options, "connectTimeoutMs")? {
+        config.connect_timeout = timeout;
+    }
+    if let Some(timeout) = millis(options, "publishTimeoutMs")? {
+        config.publish_timeout = timeout;
+    }
+    if let Some(backoff) = field(options, "backoff") {
+        if let Some(initial) = millis(&backoff, "initialMs")? {
+            config.backoff.initial = initial;
+        }
+        if let Some(max) = millis(&backoff, "maxMs")? {
+            config.backoff.max = max;
+        }
+        if let Some(factor) = number(&backoff, "factor")? {
+            config.backoff.factor = factor;
+        }
+        if let Some(jitter) = number(&backoff, "jitter")? {
+            config.backoff.jitter = jitter;
+        }
+        config.backoff.max_attempts = number(&backoff, "maxAttempts")?.map(|n| n as u32);
+    }
+    config.seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    Ok((config, token))
+}
