@@ -23,7 +23,20 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
+    exec(cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "herald-wasm",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     exec(cargo().args(["test", "--workspace", "--locked"]))?;
+    crate::browser::test()?;
     fuzz()?;
     Ok(())
 }

@@ -11,10 +11,32 @@ pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.1";
 pub(crate) fn run() -> Result {
     rust_target("wasm32-unknown-unknown")?;
     rust_components(&["rustfmt", "clippy"])?;
-    cargo_tool("cargo-fuzz", CARGO_FUZZ_VERSION)?;
+    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
     // The seed-style server the CLI's interop tests run against.
     npm_ci("tests/seed-server")?;
+    wasm_tools()?;
+    // The browser tests: Debian's Chromium and its driver (no browser downloads).
+    apt(&["chromium", "chromium-driver"])?;
     Ok(())
+}
+
+/// What `cargo xtask wasm` needs: the target, wasm-bindgen-cli at the
+/// version of the wasm-bindgen crate in Cargo.lock (they must match), and the
+/// package's npm tools (wasm-opt from binaryen).
+pub(crate) fn wasm_tools() -> Result {
+    rust_target("wasm32-unknown-unknown")?;
+    let version = locked_version("wasm-bindgen")?;
+    cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &version)?;
+    npm_ci("pkg")
+}
+
+/// The version of `package` that Cargo.lock pins.
+pub(crate) fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(crate::shell::root().join("Cargo.lock")).map_err(|e| e.to_string())?;
+    let entry = format!("name = \"{package}\"\nversion = \"");
+    let start = lock.find(&entry).ok_or_else(|| format!("Cargo.lock has no {package}"))? + entry.len();
+    let len = lock[start..].find('"').ok_or("Cargo.lock is malformed")?;
+    Ok(lock[start..start + len].to_owned())
 }
 
 fn rust_target(target: &str) -> Result {
@@ -36,7 +58,6 @@ fn rust_components(components: &[&str]) -> Result {
 }
 
 /// Installs Debian packages that are missing (needs root, as on CI).
-#[allow(dead_code, reason = "used as the browser and interop tests land")]
 pub(crate) fn apt(packages: &[&str]) -> Result {
     let missing: Vec<&str> = packages
         .iter()
@@ -58,13 +79,12 @@ pub(crate) fn apt(packages: &[&str]) -> Result {
     )
 }
 
-/// Installs a cargo tool at exactly `version` unless it is there already.
-pub(crate) fn cargo_tool(name: &str, version: &str) -> Result {
-    let subcommand = name.strip_prefix("cargo-").unwrap_or(name);
-    let reported = if name.starts_with("cargo-") {
-        output(cargo().args([subcommand, "--version"]))
-    } else {
-        output(Command::new(name).arg("--version"))
+/// Installs crate `name` at exactly `version` unless `binary --version`
+/// reports it already (`cargo-x` tools answer as `cargo x --version`).
+pub(crate) fn cargo_tool(name: &str, binary: &str, version: &str) -> Result {
+    let reported = match binary.strip_prefix("cargo-") {
+        Some(subcommand) => output(cargo().args([subcommand, "--version"])),
+        None => output(Command::new(binary).arg("--version")),
     };
     if reported.is_some_and(|v| v.split_whitespace().any(|word| word == version)) {
         return Ok(());

@@ -5,12 +5,16 @@
 //! - `demo`: the main job, for someone who just cloned the repo.
 //! - `install`: only the install step of `ci`.
 //! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
+//! - `wasm`: the browser client, built into the npm package in `pkg/`.
+//! - `browser`: only the browser tests (headless Chromium against `herald-testbed`).
 
 mod bench;
+mod browser;
 mod ci;
 mod demo;
 mod install;
 mod shell;
+mod wasm;
 
 use std::process::ExitCode;
 
@@ -23,12 +27,16 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "install" => install::run(),
         "bench" => bench::run(rest),
+        "wasm" => wasm::run(rest),
+        "browser" => install::run().and_then(|()| browser::test()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo | install | bench>");
+            eprintln!("usage: cargo xtask <ci | demo | install | bench | wasm | browser>");
             eprintln!("  ci       install test dependencies, then fmt, clippy and every test");
             eprintln!("  demo     show Herald working end to end");
             eprintln!("  install  only install what the tests need");
             eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
+            eprintln!("  wasm     build the browser client into the npm package in pkg/");
+            eprintln!("  browser  only the browser tests, in headless Chromium");
             return if task == "help" || task == "--help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };

@@ -410,9 +410,26 @@ impl ServerHandle {
     }
 
     /// Shuts down gracefully and starts again on the same address, keeping or
-    /// dropping the history.
+    /// dropping the history: [`pause`](Self::pause) then [`resume`](Self::resume).
     pub async fn restart(&mut self, epoch: Epoch) -> Result<(), ServerError> {
+        self.pause().await;
+        self.resume(epoch).await
+    }
+
+    /// Takes the server down as a graceful shutdown would (clients get 1001
+    /// and a reconnect hint, the port stops listening) but keeps its state,
+    /// so a test can publish during the outage and then [`resume`](Self::resume).
+    /// Does nothing if already paused.
+    pub async fn pause(&mut self) {
         self.stop().await;
+    }
+
+    /// Listens again on the same address after [`pause`](Self::pause),
+    /// keeping or dropping the history. Does nothing if running.
+    pub async fn resume(&mut self, epoch: Epoch) -> Result<(), ServerError> {
+        if self.running.is_some() {
+            return Ok(());
+        }
         if epoch == Epoch::New {
             let mut config = self.app.config.clone();
             // Even a configured epoch must change: the history is gone.

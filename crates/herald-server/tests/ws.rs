@@ -278,6 +278,35 @@ async fn restart_with_the_same_epoch_keeps_history_and_a_new_epoch_loses_it() {
 }
 
 #[tokio::test]
+async fn events_published_while_paused_are_replayed_after_resume() {
+    let mut server = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr();
+    let epoch = server.epoch();
+    let mut client = Client::dev(&server, "u1").await;
+    client.subscribe(&["doc:1"]).await;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
+    assert_eq!(client.recv().await["seq"], 1);
+
+    let pausing = tokio::spawn(async move {
+        server.pause().await;
+        server
+    });
+    assert_eq!(client.closed().await.0, close::GOING_AWAY);
+    let mut server = within("the pause", pausing).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "a paused server does not listen");
+    let during: Vec<u64> = (2..=4).map(|n| server.publish("doc:1", "UPDATED", "1", &json!(n)).unwrap()).collect();
+    assert_eq!(during, [2, 3, 4]);
+
+    server.resume(Epoch::Same).await.unwrap();
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":epoch});
+    let mut client = resubscribe(&server, "u1", body).await;
+    for seq in during {
+        assert_eq!(client.recv().await["seq"], seq);
+    }
+    assert_eq!(client.recv().await["recovered"], true);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_closes_1001_with_spread_reconnect_hints() {
     let server = Server::builder().dev(true).shutdown_spread(Duration::from_secs(3)).bind("127.0.0.1:0").await.unwrap();
     let mut clients = Vec::new();

@@ -280,13 +280,15 @@ fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
 }
 
 fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
-    let provider = match &inner.borrow().token {
-        TokenSource::Provider(provider) => provider.clone(),
-        TokenSource::Static(token) => {
-            let token = token.clone();
-            return inner.borrow_mut().session.handle_token(Instant::now(), Ok(token));
-        }
-        TokenSource::None => return inner.borrow_mut().session.handle_token(Instant::now(), Ok(String::new())),
+    // Decided under a short borrow: answering needs a mutable one.
+    let source = match &inner.borrow().token {
+        TokenSource::Provider(provider) => Ok(provider.clone()),
+        TokenSource::Static(token) => Err(token.clone()),
+        TokenSource::None => Err(String::new()),
+    };
+    let provider = match source {
+        Ok(provider) => provider,
+        Err(token) => return inner.borrow_mut().session.handle_token(Instant::now(), Ok(token)),
     };
     let reason = match reason {
         TokenReason::Unauthorized => "unauthorized",

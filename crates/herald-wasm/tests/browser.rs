@@ -1,0 +1,235 @@
+//! The browser client in headless Chromium against the real reference
+//! server (`herald-testbed`, started by `cargo xtask ci`): connect,
+//! subscribe, receive, restarts with and without history, publish acks,
+//! offline publishes, 4001, and the page's `online` signal.
+
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use herald_wasm::HeraldClient;
+use support::*;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn dev_client(user: &str) -> HeraldClient {
+    let options = object(&[("url", testbed().ws.into()), ("token", user.into()), ("backoff", fast_backoff())]);
+    HeraldClient::new(options).expect("valid options")
+}
+
+#[wasm_bindgen_test]
+async fn events_arrive_as_plain_objects_in_the_seed_shape() {
+    let client = dev_client("alice");
+    let status = Recorder::new();
+    let _stop_status = client.on_status(status.function());
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-shape:1", events.function()).unwrap();
+    let probe = subscribed(&events, "wasm-shape:1").await;
+
+    control("publish?topic=wasm-shape:1&event=ADDED&entity_id=gift-7&trace_id=t-1", r#"{"bought":true}"#).await;
+    eventually("the event", 5_000, || events.seqs().contains(&(probe + 1))).await;
+    let event = events.all().last().cloned().unwrap();
+    assert_eq!(text(&event, "topic"), "wasm-shape:1");
+    assert_eq!(text(&event, "event"), "ADDED");
+    assert_eq!(text(&event, "data.entity_id"), "gift-7");
+    assert_eq!(get(&event, "data.payload.bought"), JsValue::TRUE);
+    assert_eq!(text(&event, "trace_id"), "t-1");
+    assert!(text(&event, "data.timestamp").ends_with('Z'));
+    assert_eq!(&status.states()[..2], ["connecting", "connected"]);
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_restart_with_history_recovers_every_missed_event_exactly_once() {
+    let client = dev_client("bob");
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-recover:1", events.function()).unwrap();
+    let first = subscribed(&events, "wasm-recover:1").await;
+
+    control("pause", "").await;
+    let mut missed = Vec::new();
+    for n in 0..5 {
+        missed.push(publish("wasm-recover:1", &n.to_string()).await);
+    }
+    control("resume?epoch=same", "").await;
+    eventually("the missed events", 10_000, || events.seqs().ends_with(&missed)).await;
+    let live = publish("wasm-recover:1", "live").await;
+    eventually("a live event after recovery", 5_000, || events.seqs().contains(&live)).await;
+
+    let seqs: Vec<u64> = events.seqs().into_iter().filter(|seq| *seq >= first).collect();
+    let expected: Vec<u64> = (first..=live).collect();
+    assert_eq!(seqs, expected, "every event once, in order");
+    assert!(events.of_type("resync").is_empty(), "nothing was lost, so no resync");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_restart_that_lost_the_history_tells_subscribers_to_resync() {
+    let client = dev_client("carol");
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-resync:1", events.function()).unwrap();
+    subscribed(&events, "wasm-resync:1").await;
+
+    control("restart?epoch=new", "").await;
+    eventually("a resync", 10_000, || !events.of_type("resync").is_empty()).await;
+    let resync = events.of_type("resync").remove(0);
+    assert_eq!(text(&resync, "topic"), "wasm-resync:1");
+    // The subscription itself survived the restart.
+    subscribed(&events, "wasm-resync:1").await;
+    assert_eq!(events.of_type("resync").len(), 1, "one resync for one restart");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
+    let client = dev_client("dave");
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-publish:1", events.function()).unwrap();
+    subscribed(&events, "wasm-publish:1").await;
+
+    let payload = object(&[("title", "socks".into())]);
+    let ack = JsFuture::from(client.publish("wasm-publish:1", "ADDED", "gift-1", payload)).await.unwrap();
+    let seq = get(&ack, "seq").as_f64().unwrap() as u64;
+    eventually("our own event", 5_000, || events.seqs().contains(&seq)).await;
+    let echoed = events.all().into_iter().find(|e| get(e, "seq").as_f64() == Some(seq as f64)).unwrap();
+    assert_eq!(text(&echoed, "data.payload.title"), "socks");
+    assert_eq!(text(&echoed, "data.user_id"), "dave");
+
+    control("pause", "").await;
+    eventually("the client to notice", 5_000, || text(&client.status(), "state") == "reconnecting").await;
+    let offline = client.publish("wasm-publish:1", "UPDATED", "gift-1", JsValue::NULL);
+    control("resume?epoch=same", "").await;
+    let ack = JsFuture::from(offline).await.expect("the offline publish is acked after the reconnect");
+    let offline_seq = get(&ack, "seq").as_f64().unwrap() as u64;
+    eventually("the offline publish", 10_000, || events.seqs().contains(&offline_seq)).await;
+    let copies = events.seqs().iter().filter(|s| **s == offline_seq).count();
+    assert_eq!(copies, 1, "delivered exactly once");
+
+    let refused = JsFuture::from(client.publish("not a topic", "UPDATED", "1", JsValue::NULL)).await;
+    let message = js_sys::Error::from(refused.unwrap_err()).message();
+    assert!(String::from(message).contains("not a topic"), "the error names the bad topic");
+    client.close();
+}
+
+/// `getToken` that fetches a real token from the testbed after `bad` wrong answers.
+fn token_provider(reasons: &Recorder, bad: usize) -> JsValue {
+    let control = testbed().control;
+    let calls = reasons.calls.clone();
+    let provider =
+        wasm_bindgen::closure::Closure::<dyn FnMut(JsValue) -> js_sys::Promise>::new(move |reason: JsValue| {
+            calls.borrow_mut().push(reason);
+            let n = calls.borrow().len();
+            let control = control.clone();
+            wasm_bindgen_futures::future_to_promise(async move {
+                if n <= bad {
+                    return Ok(JsValue::from_str("not-a-valid-token"));
+                }
+                let window = web_sys::window().unwrap();
+                let init = web_sys::RequestInit::new();
+                init.set_method("POST");
+                let response: web_sys::Response =
+                    JsFuture::from(window.fetch_with_str_and_init(&format!("{control}/token?user=erin"), &init))
+                        .await?
+                        .unchecked_into();
+                let json = JsFuture::from(response.json()?).await?;
+                Ok(get(&json, "token"))
+            })
+        });
+    provider.into_js_value()
+}
+
+#[wasm_bindgen_test]
+async fn a_rejected_token_is_refreshed_once_through_get_token() {
+    let reasons = Recorder::new();
+    let options = object(&[
+        ("url", testbed().secure_ws.into()),
+        ("getToken", token_provider(&reasons, 1)),
+        ("auth", "message".into()),
+        ("backoff", fast_backoff()),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-auth:1", events.function()).unwrap();
+    eventually("a connection with the fresh token", 10_000, || {
+        text(&client.status(), "state") == "connected" && reasons.len() == 2
+    })
+    .await;
+    let reasons: Vec<String> = reasons.all().iter().map(|r| r.as_string().unwrap()).collect();
+    assert_eq!(reasons, ["connect", "unauthorized"]);
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_second_rejection_in_a_row_stops_with_unauthorized() {
+    let reasons = Recorder::new();
+    let options = object(&[
+        ("url", testbed().secure_ws.into()),
+        ("getToken", token_provider(&reasons, usize::MAX)),
+        ("backoff", fast_backoff()),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    eventually("the client to stop", 10_000, || text(&client.status(), "state") == "disconnected").await;
+    assert_eq!(text(&client.status(), "reason"), "unauthorized");
+    assert_eq!(reasons.len(), 2, "one fresh token, no loop");
+    sleep(500).await;
+    assert_eq!(reasons.len(), 2, "still no loop");
+}
+
+#[wasm_bindgen_test]
+async fn coming_back_online_reconnects_without_waiting_for_the_backoff() {
+    let options = object(&[
+        ("url", testbed().ws.into()),
+        ("token", "frank".into()),
+        // A minute between attempts: only the `online` signal can bring it back quickly.
+        ("backoff", object(&[("initialMs", 60_000.into()), ("maxMs", 60_000.into()), ("jitter", 0.into())])),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-online:1", events.function()).unwrap();
+    subscribed(&events, "wasm-online:1").await;
+
+    control("disconnect?code=1006", "").await;
+    eventually("the client to notice", 5_000, || text(&client.status(), "state") == "reconnecting").await;
+    let next_in = get(&client.status(), "nextInMs").as_f64().unwrap();
+    assert!(next_in >= 60_000.0, "waiting a minute ({next_in} ms)");
+    web_sys::window().unwrap().dispatch_event(&web_sys::Event::new("online").unwrap()).unwrap();
+    eventually("the reconnect", 5_000, || text(&client.status(), "state") == "connected").await;
+    subscribed(&events, "wasm-online:1").await;
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn unsubscribe_stops_delivery_and_close_is_final() {
+    let client = dev_client("grace");
+    let events = Recorder::new();
+    let unsubscribe = client.subscribe("wasm-close:1", events.function()).unwrap();
+    subscribed(&events, "wasm-close:1").await;
+    unsubscribe.call0(&JsValue::NULL).unwrap();
+    sleep(100).await;
+    let before = events.len();
+    publish("wasm-close:1", "after").await;
+    sleep(300).await;
+    assert_eq!(events.len(), before, "nothing after unsubscribe");
+
+    client.close();
+    assert_eq!(text(&client.status(), "state"), "disconnected");
+    assert_eq!(text(&client.status(), "reason"), "closed");
+    let refused = client.subscribe("wasm-close:2", events.function());
+    let message = refused.err().map(|e| String::from(js_sys::Error::from(e).message())).unwrap_or_default();
+    assert!(message.contains("closed"), "{message}");
+}
+
+#[wasm_bindgen_test]
+fn bad_options_throw_errors_that_name_the_option() {
+    let message = |options: JsValue| {
+        let error = HeraldClient::new(options).expect_err("refused");
+        String::from(error.unchecked_into::<js_sys::Error>().message())
+    };
+    assert!(message(object(&[])).contains("options.url is required"));
+    assert!(message(object(&[("url", "http://x".into())])).contains("ws://"));
+    let bad_heartbeat = object(&[("url", "ws://x".into()), ("heartbeatMs", "soon".into())]);
+    assert!(message(bad_heartbeat).contains("heartbeatMs"));
+}

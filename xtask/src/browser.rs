@@ -1,0 +1,55 @@
+//! The browser tests: `herald-testbed` (the reference server with a control
+//! API) in the background, then the wasm client's tests in headless
+//! Chromium (wasm-bindgen-test) against it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use crate::shell::{Result, cargo, exec, root};
+
+/// A running testbed; it exits when this is dropped (its stdin closes).
+pub(crate) struct Testbed {
+    child: Child,
+    /// Its addresses, the JSON line it printed.
+    pub(crate) addresses: String,
+}
+
+impl Testbed {
+    pub(crate) fn start() -> Result<Self> {
+        exec(cargo().args(["build", "--locked", "-p", "herald-testbed"]))?;
+        let mut child = Command::new(root().join("target/debug/herald-testbed"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not start herald-testbed: {e}"))?;
+        let stdout = child.stdout.take().ok_or("herald-testbed has no stdout")?;
+        let mut addresses = String::new();
+        BufReader::new(stdout).read_line(&mut addresses).map_err(|e| e.to_string())?;
+        if addresses.trim().is_empty() {
+            let _ = child.kill();
+            return Err("herald-testbed exited without printing its addresses".into());
+        }
+        eprintln!("  herald-testbed: {}", addresses.trim());
+        Ok(Self { child, addresses: addresses.trim().to_owned() })
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn test() -> Result {
+    let testbed = Testbed::start()?;
+    exec(
+        cargo()
+            .args(["test", "--locked", "-p", "herald-wasm", "--target", "wasm32-unknown-unknown"])
+            .env("HERALD_TESTBED", &testbed.addresses)
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
+    )
+}
