@@ -132,7 +132,9 @@ async fn disconnect(State(testbed): Shared, Query(params): Params) -> Response {
 async fn token(State(testbed): Shared, Query(params): Params) -> Response {
     let Some(user) = params.get("user") else { return bad("user is required") };
     let ttl = params.get("ttl").and_then(|t| t.parse().ok()).unwrap_or(3600);
-    match mint_token(testbed.secret, &Claims::new(user.clone(), ttl)) {
+    let mut claims = Claims::new(user.clone(), ttl);
+    claims.topics = params.get("topics").map(|t| t.split(',').map(str::to_owned).collect());
+    match mint_token(testbed.secret, &claims) {
         Ok(token) => ok(json!({ "token": token })),
         Err(error) => bad(error.to_string()),
     }
@@ -154,5 +156,6 @@ async fn state(State(testbed): Shared, Query(params): Params) -> Response {
         "events_published": m.events_published,
         "auth_failures": m.auth_failures,
         "epoch": server.epoch(),
+        "gate_accepted": testbed.gate.accepted(),
     }))
 }

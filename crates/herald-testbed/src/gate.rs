@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -23,6 +23,7 @@ const MAX_HEAD: usize = 16 * 1024;
 pub(crate) struct Gate {
     addr: SocketAddr,
     blocking: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl Gate {
@@ -30,17 +31,24 @@ impl Gate {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let blocking = Arc::new(AtomicBool::new(false));
-        let flag = blocking.clone();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (blocking.clone(), accepted.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(pass(client, upstream, flag.clone()));
             }
         });
-        Ok(Self { addr, blocking })
+        Ok(Self { addr, blocking, accepted })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// TCP connections accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub(crate) fn block(&self, on: bool) {

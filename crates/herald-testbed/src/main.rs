@@ -16,9 +16,9 @@
 //! | `POST /publish?topic=..&event=..&entity_id=..[&server=secure]`, body: payload JSON | publishes; answers `{"seq":N}` |
 //! | `POST /pause`, `POST /resume?epoch=same\|new`, `POST /restart?epoch=same\|new` | takes the server down gracefully (1001 + hint), brings it back |
 //! | `POST /disconnect?code=1006` | closes every connection with that code |
-//! | `POST /token?user=..&ttl=60` | a valid token for the secure server |
+//! | `POST /token?user=..&ttl=60[&topics=a:*,b:1]` | a valid token for the secure server (every topic, or only those) |
 //! | `POST /block?on=true\|false` | the gate refuses WebSocket upgrades (HTTP still passes) |
-//! | `GET /state` | the server's counters (`connections`, `subscriptions`, ...) |
+//! | `GET /state` | the server's counters (`connections`, `subscriptions`, ...) and `gate_accepted`, the TCP connections the gate accepted |
 
 mod control;
 mod gate;

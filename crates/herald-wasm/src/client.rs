@@ -98,20 +98,26 @@ impl HeraldClient {
             next_id: 0,
         }));
         listen_to_the_page(&inner);
-        inner.borrow_mut().session.handle_timeout(now);
+        // The first attempt is due now but starts from the timer, after the
+        // current task: a client closed right away (React StrictMode mounts,
+        // unmounts and mounts again in one go) never opens a socket.
         pump(&inner);
         Ok(Self { inner })
     }
 
     /// Calls `callback` with every event of `topic` (or `resource:*`) in the
-    /// seed's shape, and with `{type: 'resync', topic, reason}` when events may
-    /// have been missed, or `{type: 'presence' | 'presence_diff', ...}`.
-    /// Returns a function that unsubscribes.
-    pub fn subscribe(&self, topic: &str, callback: Function) -> Result<Function, JsValue> {
+    /// seed's shape; with `{type: 'resync', topic, reason}` when events may
+    /// have been missed (drop what you cached for the topic); with
+    /// `{type: 'presence' | 'presence_diff', ...}` when `options.presence` is
+    /// true; and with `{type: 'refused', topic, code, message}` if the server
+    /// does not allow the topic. Returns a function that unsubscribes.
+    /// Throws an `Error` for an invalid topic.
+    pub fn subscribe(&self, topic: &str, callback: Function, options: JsValue) -> Result<Function, JsValue> {
         let topic = Topic::new(topic).map_err(|e| js::error(&e.to_string()))?;
+        let presence = options::flag(&options, "presence");
         let id = {
             let mut inner = self.inner.borrow_mut();
-            inner.session.subscribe(Instant::now(), topic.clone(), false).map_err(|e| js::error(&e.to_string()))?;
+            inner.session.subscribe(Instant::now(), topic.clone(), presence).map_err(|e| js::error(&e.to_string()))?;
             let id = inner.next_id();
             inner.subscribers.push(Subscriber { id, topic: topic.clone(), callback });
             id
@@ -176,8 +182,8 @@ impl HeraldClient {
         self.listen(callback, |inner| &mut inner.on_status)
     }
 
-    /// Calls `callback` with the text of every JSON message that is not a
-    /// Herald message (from plain broadcast servers); returns a function that stops it.
+    /// Calls `callback` with every JSON message that is not a Herald message
+    /// (from plain broadcast servers), parsed; returns a function that stops it.
     #[wasm_bindgen(js_name = onRaw)]
     pub fn on_raw(&self, callback: Function) -> Function {
         self.listen(callback, |inner| &mut inner.on_raw)
@@ -412,14 +418,14 @@ fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {
             }
         }
         SessionEvent::SubscribeFailed { topic, error } => {
-            let value = js::error(&format!("subscription to {topic} refused: {}", error.message));
+            let value = js::refused(&topic, &error);
             let (refused, kept): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut inner.subscribers).into_iter().partition(|s| s.topic.as_str() == topic);
             inner.subscribers = kept;
             calls.extend(refused.into_iter().map(|s| (s.callback, value.clone())));
         }
         SessionEvent::Raw(text) => {
-            let value = JsValue::from_str(&text);
+            let value = js_sys::JSON::parse(&text).unwrap_or(JsValue::NULL);
             calls.extend(inner.on_raw.iter().map(|(_, f)| (f.clone(), value.clone())));
         }
         _ => {}

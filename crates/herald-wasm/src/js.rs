@@ -50,6 +50,14 @@ pub(crate) fn status(status: &Status) -> JsValue {
     parse(&value.to_string())
 }
 
+/// `{type: 'refused', topic, code, message}`: the server does not allow the topic.
+pub(crate) fn refused(topic: &str, error: &herald_protocol::ErrorMessage) -> JsValue {
+    parse(
+        &serde_json::json!({"type": "refused", "topic": topic, "code": error.code, "message": error.message})
+            .to_string(),
+    )
+}
+
 pub(crate) fn error(message: &str) -> JsValue {
     js_sys::Error::new(message).into()
 }

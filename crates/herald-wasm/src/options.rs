@@ -28,6 +28,11 @@ fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
     }
 }
 
+/// `options[name] === true`; `false` for anything else or no options at all.
+pub(crate) fn flag(options: &JsValue, name: &str) -> bool {
+    field(options, name).is_some_and(|v| v.as_bool() == Some(true))
+}
+
 fn number(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
     field(options, name)
         .map(|v| v.as_f64().ok_or_else(|| crate::js::error(&format!("{name} must be a number"))))

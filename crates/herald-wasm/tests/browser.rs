@@ -26,7 +26,7 @@ async fn events_arrive_as_plain_objects_in_the_seed_shape() {
     let status = Recorder::new();
     let _stop_status = client.on_status(status.function());
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-shape:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-shape:1", events.function(), JsValue::UNDEFINED).unwrap();
     let probe = subscribed(&events, "wasm-shape:1").await;
 
     control("publish?topic=wasm-shape:1&event=ADDED&entity_id=gift-7&trace_id=t-1", r#"{"bought":true}"#).await;
@@ -46,7 +46,7 @@ async fn events_arrive_as_plain_objects_in_the_seed_shape() {
 async fn a_restart_with_history_recovers_every_missed_event_exactly_once() {
     let client = dev_client("bob");
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-recover:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-recover:1", events.function(), JsValue::UNDEFINED).unwrap();
     let first = subscribed(&events, "wasm-recover:1").await;
 
     control("pause", "").await;
@@ -70,7 +70,7 @@ async fn a_restart_with_history_recovers_every_missed_event_exactly_once() {
 async fn a_restart_that_lost_the_history_tells_subscribers_to_resync() {
     let client = dev_client("carol");
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-resync:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-resync:1", events.function(), JsValue::UNDEFINED).unwrap();
     subscribed(&events, "wasm-resync:1").await;
 
     control("restart?epoch=new", "").await;
@@ -87,7 +87,7 @@ async fn a_restart_that_lost_the_history_tells_subscribers_to_resync() {
 async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
     let client = dev_client("dave");
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-publish:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-publish:1", events.function(), JsValue::UNDEFINED).unwrap();
     subscribed(&events, "wasm-publish:1").await;
 
     let payload = object(&[("title", "socks".into())]);
@@ -115,7 +115,7 @@ async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
 }
 
 /// `getToken` that fetches a real token from the testbed after `bad` wrong answers.
-fn token_provider(reasons: &Recorder, bad: usize) -> JsValue {
+fn token_provider(reasons: &Recorder, bad: usize, query: &'static str) -> JsValue {
     let control = testbed().control;
     let calls = reasons.calls.clone();
     let provider =
@@ -131,7 +131,7 @@ fn token_provider(reasons: &Recorder, bad: usize) -> JsValue {
                 let init = web_sys::RequestInit::new();
                 init.set_method("POST");
                 let response: web_sys::Response =
-                    JsFuture::from(window.fetch_with_str_and_init(&format!("{control}/token?user=erin"), &init))
+                    JsFuture::from(window.fetch_with_str_and_init(&format!("{control}/token?user=erin{query}"), &init))
                         .await?
                         .unchecked_into();
                 let json = JsFuture::from(response.json()?).await?;
@@ -146,13 +146,13 @@ async fn a_rejected_token_is_refreshed_once_through_get_token() {
     let reasons = Recorder::new();
     let options = object(&[
         ("url", testbed().secure_ws.into()),
-        ("getToken", token_provider(&reasons, 1)),
+        ("getToken", token_provider(&reasons, 1, "")),
         ("auth", "message".into()),
         ("backoff", fast_backoff()),
     ]);
     let client = HeraldClient::new(options).unwrap();
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-auth:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-auth:1", events.function(), JsValue::UNDEFINED).unwrap();
     eventually("a connection with the fresh token", 10_000, || {
         text(&client.status(), "state") == "connected" && reasons.len() == 2
     })
@@ -167,7 +167,7 @@ async fn a_second_rejection_in_a_row_stops_with_unauthorized() {
     let reasons = Recorder::new();
     let options = object(&[
         ("url", testbed().secure_ws.into()),
-        ("getToken", token_provider(&reasons, usize::MAX)),
+        ("getToken", token_provider(&reasons, usize::MAX, "")),
         ("backoff", fast_backoff()),
     ]);
     let client = HeraldClient::new(options).unwrap();
@@ -188,7 +188,7 @@ async fn coming_back_online_reconnects_without_waiting_for_the_backoff() {
     ]);
     let client = HeraldClient::new(options).unwrap();
     let events = Recorder::new();
-    let _unsubscribe = client.subscribe("wasm-online:1", events.function()).unwrap();
+    let _unsubscribe = client.subscribe("wasm-online:1", events.function(), JsValue::UNDEFINED).unwrap();
     subscribed(&events, "wasm-online:1").await;
 
     control("disconnect?code=1006", "").await;
@@ -205,7 +205,7 @@ async fn coming_back_online_reconnects_without_waiting_for_the_backoff() {
 async fn unsubscribe_stops_delivery_and_close_is_final() {
     let client = dev_client("grace");
     let events = Recorder::new();
-    let unsubscribe = client.subscribe("wasm-close:1", events.function()).unwrap();
+    let unsubscribe = client.subscribe("wasm-close:1", events.function(), JsValue::UNDEFINED).unwrap();
     subscribed(&events, "wasm-close:1").await;
     unsubscribe.call0(&JsValue::NULL).unwrap();
     sleep(100).await;
@@ -217,7 +217,7 @@ async fn unsubscribe_stops_delivery_and_close_is_final() {
     client.close();
     assert_eq!(text(&client.status(), "state"), "disconnected");
     assert_eq!(text(&client.status(), "reason"), "closed");
-    let refused = client.subscribe("wasm-close:2", events.function());
+    let refused = client.subscribe("wasm-close:2", events.function(), JsValue::UNDEFINED);
     let message = refused.err().map(|e| String::from(js_sys::Error::from(e).message())).unwrap_or_default();
     assert!(message.contains("closed"), "{message}");
 }
@@ -232,4 +232,76 @@ fn bad_options_throw_errors_that_name_the_option() {
     assert!(message(object(&[("url", "http://x".into())])).contains("ws://"));
     let bad_heartbeat = object(&[("url", "ws://x".into()), ("heartbeatMs", "soon".into())]);
     assert!(message(bad_heartbeat).contains("heartbeatMs"));
+}
+
+#[wasm_bindgen_test]
+async fn a_forbidden_topic_is_refused_and_the_others_keep_flowing() {
+    let reasons = Recorder::new();
+    let options = object(&[
+        ("url", testbed().secure_ws.into()),
+        ("getToken", token_provider(&reasons, 0, "&topics=wasm-allowed:*")),
+        ("backoff", fast_backoff()),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let allowed = Recorder::new();
+    let forbidden = Recorder::new();
+    let _a = client.subscribe("wasm-allowed:1", allowed.function(), JsValue::UNDEFINED).unwrap();
+    let _f = client.subscribe("wasm-secret:1", forbidden.function(), JsValue::UNDEFINED).unwrap();
+    eventually("the refusal", 10_000, || !forbidden.of_type("refused").is_empty()).await;
+    let refusal = forbidden.of_type("refused").remove(0);
+    assert_eq!(text(&refusal, "topic"), "wasm-secret:1");
+    assert_eq!(get(&refusal, "code").as_f64(), Some(4003.0));
+    assert!(!text(&refusal, "message").is_empty());
+
+    let seq = control("publish?server=secure&topic=wasm-allowed:1", "1").await;
+    let seq = get(&seq, "seq").as_f64().unwrap() as u64;
+    eventually("the allowed topic's event", 5_000, || allowed.seqs().contains(&seq)).await;
+    assert_eq!(text(&client.status(), "state"), "connected");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn presence_lists_members_and_reports_joins_and_leaves() {
+    let presence = object(&[("presence", true.into())]);
+    let hana = dev_client("hana");
+    let seen = Recorder::new();
+    let _h = hana.subscribe("wasm-presence:1", seen.function(), presence.clone()).unwrap();
+    eventually("the member list", 5_000, || !seen.of_type("presence").is_empty()).await;
+    let members = js_sys::Array::from(&get(&seen.of_type("presence")[0], "members"));
+    assert_eq!(members.to_vec(), [JsValue::from_str("hana")]);
+
+    let ivan = dev_client("ivan");
+    let _i = ivan.subscribe("wasm-presence:1", Recorder::new().function(), presence).unwrap();
+    let joined = |seen: &Recorder, key: &str| {
+        seen.of_type("presence_diff").iter().any(|d| js_sys::Array::from(&get(d, key)).includes(&"ivan".into(), 0))
+    };
+    eventually("ivan's join", 5_000, || joined(&seen, "joined")).await;
+    ivan.close();
+    eventually("ivan's leave", 5_000, || joined(&seen, "left")).await;
+    hana.close();
+}
+
+async fn gate_accepted() -> f64 {
+    get(&control("state", "").await, "gate_accepted").as_f64().unwrap()
+}
+
+fn gated_client(user: &str) -> HeraldClient {
+    let options = object(&[("url", testbed().gated_ws.into()), ("token", user.into()), ("backoff", fast_backoff())]);
+    HeraldClient::new(options).expect("valid options")
+}
+
+#[wasm_bindgen_test]
+async fn a_client_closed_in_the_same_task_never_opens_a_socket() {
+    let before = gate_accepted().await;
+    // What React StrictMode does to a client made in an effect: create, clean up, create again.
+    let discarded = gated_client("strict");
+    discarded.close();
+    sleep(300).await;
+    assert_eq!(gate_accepted().await, before, "the discarded client never connected");
+    let kept = gated_client("strict");
+    let events = Recorder::new();
+    let _unsubscribe = kept.subscribe("wasm-strict:1", events.function(), JsValue::UNDEFINED).unwrap();
+    subscribed(&events, "wasm-strict:1").await;
+    assert_eq!(gate_accepted().await, before + 1.0, "one socket for the kept client");
+    kept.close();
 }
