@@ -48,6 +48,7 @@
 
 mod auth;
 mod config;
+mod conn;
 mod http;
 mod hub;
 mod metrics;

@@ -1,0 +1,544 @@
+//! One client connection speaking protocol v1, whatever carries it: a
+//! WebSocket (`ws.rs`), or a Server-Sent Events stream plus HTTP posts
+//! (`stream.rs`, for networks that block WebSocket).
+//!
+//! The connection task owns its link and does everything for the
+//! connection: it reads and answers client messages, writes the frames the
+//! hub queued for it, and keeps the heartbeat, idle, token-expiry and
+//! shutdown deadlines with a single timer. The hub never waits for a
+//! connection: it `try_send`s into the bounded queue and asks the task to
+//! close (4009) when the queue is full.
+
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
+
+use herald_protocol::{
+    Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
+    Subscribe, Topic, Unsubscribed, close, error_code,
+};
+use tokio::{
+    sync::mpsc,
+    time::{Instant, sleep_until, timeout},
+};
+use tracing::{debug, info};
+
+use crate::{
+    App,
+    auth::{Identity, unix_now},
+    hub::{Frame, Peer, subscribed_frame},
+    metrics::Metrics,
+};
+
+/// Frames written per flush: enough to amortise the syscall under load,
+/// few enough that inbound messages are read between batches.
+const BATCH: usize = 64;
+
+/// A message from the client, as far as the connection cares.
+pub(crate) enum Inbound {
+    Text(Frame),
+    Binary,
+    /// Transport-level traffic (WebSocket ping, pong, close): liveness only.
+    Other,
+}
+
+/// The link is gone: the client went away or a write failed.
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+/// What carries a connection's messages.
+pub(crate) trait Link: Send {
+    /// The next message from the client; `None` when it is gone.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<Inbound, Ending>>> + Send;
+    /// Queues a frame for the client without flushing.
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), Gone>> + Send;
+    /// Writes what was fed.
+    fn flush(&mut self) -> impl Future<Output = Result<(), Gone>> + Send;
+    /// Ends the link with `ending`'s code and reason (or none).
+    fn close(&mut self, ending: Ending) -> impl Future<Output = ()> + Send;
+}
+
+/// Why and how a connection ends.
+pub(crate) struct Ending {
+    /// `None` drops the link without a close frame.
+    pub(crate) code: Option<u16>,
+    pub(crate) reason: String,
+}
+
+impl Ending {
+    pub(crate) fn close(code: u16, reason: impl Into<String>) -> Self {
+        Self { code: Some(code), reason: reason.into() }
+    }
+
+    pub(crate) fn silent() -> Self {
+        Self { code: None, reason: String::new() }
+    }
+}
+
+/// Runs a connection to its end: checks the origin and the token, then
+/// serves until the client leaves or the connection must close.
+pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<String>, origin_ok: bool) {
+    if !origin_ok {
+        Metrics::inc(&app.hub.metrics.auth_failures);
+        info!("connection refused: origin not allowed");
+        link.close(Ending::close(close::FORBIDDEN, "origin not allowed")).await;
+        return;
+    }
+    let identity = match authenticate(&mut link, &app, token).await {
+        Ok(identity) => identity,
+        Err(ending) => {
+            Metrics::inc(&app.hub.metrics.auth_failures);
+            debug!(reason = %ending.reason, "connection refused");
+            link.close(ending).await;
+            return;
+        }
+    };
+    let (peer, rx) = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    debug!(connection = peer.id, user = %identity.user, "connected");
+    let now = Instant::now();
+    let mut conn = Conn {
+        expires_at: expiry(&identity),
+        identity,
+        link,
+        app: app.clone(),
+        peer,
+        topics: HashSet::new(),
+        bucket: Bucket::new(&app.config, now),
+        last_inbound: now,
+        next_ping: now + app.config.ping_interval,
+    };
+    let ending = match conn.send_connected().await {
+        Ok(()) => conn.serve(rx).await,
+        Err(ending) => ending,
+    };
+    app.hub.disconnect(&conn.peer, &conn.topics);
+    debug!(connection = conn.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
+    conn.link.close(ending).await;
+}
+
+/// The identity from `?token=`, or from a first `auth` message within the deadline.
+async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -> Result<Identity, Ending> {
+    if let Some(token) = token {
+        return app.auth.check(&token).map_err(|reason| Ending::close(close::UNAUTHORIZED, reason));
+    }
+    let deadline = Instant::now() + app.config.auth_timeout;
+    loop {
+        let message = match timeout(deadline - Instant::now(), link.recv()).await {
+            Err(_) => {
+                return Err(Ending::close(
+                    close::UNAUTHORIZED,
+                    "no auth message in time; send {\"type\":\"auth\",\"token\":..} first or use ?token=",
+                ));
+            }
+            Ok(None) => return Err(Ending::silent()),
+            Ok(Some(Err(ending))) => return Err(ending),
+            Ok(Some(Ok(message))) => message,
+        };
+        let Inbound::Text(text) = message else { continue };
+        match ClientMessage::decode(text.as_str()) {
+            Ok(ClientMessage::Auth { token }) => {
+                return app.auth.check(&token.0).map_err(|reason| Ending::close(close::UNAUTHORIZED, reason));
+            }
+            // Liveness checks may come before authentication.
+            Ok(ClientMessage::Ping) => {
+                link.feed(ServerMessage::Pong.encode().into()).await.map_err(|_| Ending::silent())?;
+                link.flush().await.map_err(|_| Ending::silent())?;
+            }
+            _ => {
+                return Err(Ending::close(
+                    close::UNAUTHORIZED,
+                    "not authenticated; send {\"type\":\"auth\",\"token\":..} first or use ?token=",
+                ));
+            }
+        }
+    }
+}
+
+fn expiry(identity: &Identity) -> Option<Instant> {
+    identity.exp.map(|exp| Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())))
+}
+
+/// Close reasons are at most 123 bytes.
+pub(crate) fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut cut = 123;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+/// Token bucket for inbound messages.
+struct Bucket {
+    tokens: f32,
+    last: Instant,
+    strikes: u32,
+}
+
+impl Bucket {
+    fn new(config: &crate::ServerConfig, now: Instant) -> Self {
+        Self { tokens: config.rate_limit_burst as f32, last: now, strikes: 0 }
+    }
+
+    fn take(&mut self, config: &crate::ServerConfig, now: Instant) -> bool {
+        if config.rate_limit_per_sec == 0 {
+            return true;
+        }
+        let refill = now.duration_since(self.last).as_secs_f32() * config.rate_limit_per_sec as f32;
+        self.tokens = (self.tokens + refill).min(config.rate_limit_burst as f32);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.strikes = 0;
+            true
+        } else {
+            self.strikes += 1;
+            false
+        }
+    }
+}
+
+struct Conn<L> {
+    link: L,
+    app: Arc<App>,
+    identity: Identity,
+    peer: Arc<Peer>,
+    topics: HashSet<Topic>,
+    bucket: Bucket,
+    last_inbound: Instant,
+    next_ping: Instant,
+    expires_at: Option<Instant>,
+}
+
+type Step = Result<(), Ending>;
+
+impl<L: Link> Conn<L> {
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Frame>) -> Ending {
+        let timer = sleep_until(self.next_deadline());
+        tokio::pin!(timer);
+        loop {
+            let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            let step = tokio::select! {
+                () = self.peer.wait_killed() => Err(self.kill_ending()),
+                inbound = self.link.recv() => match inbound {
+                    None => Err(Ending::silent()),
+                    Some(Err(ending)) => Err(ending),
+                    Some(Ok(message)) => self.on_message(message).await,
+                },
+                frame = rx.recv() => match frame {
+                    Some(frame) => self.write_batch(frame, &mut rx).await,
+                    // The peer holds the sender, so this cannot happen while it lives.
+                    None => Err(Ending::silent()),
+                },
+                () = &mut timer => self.on_timer().await,
+            };
+            if let Err(ending) = step {
+                return ending;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let idle = self.last_inbound + self.app.config.idle_timeout;
+        let next = self.next_ping.min(idle);
+        self.expires_at.map_or(next, |at| next.min(at))
+    }
+
+    fn kill_ending(&self) -> Ending {
+        match self.peer.killed() {
+            close::GOING_AWAY => {
+                let spread = self.app.config.shutdown_spread.as_millis() as u64;
+                let delay = if spread == 0 { 0 } else { fastrand::u64(..spread) };
+                Ending::close(close::GOING_AWAY, close::with_retry_after("server restart", delay))
+            }
+            close::TOO_SLOW => {
+                Ending::close(close::TOO_SLOW, "too slow: the outbound queue is full; reconnect and recover")
+            }
+            close::ABNORMAL => Ending::silent(),
+            code => Ending::close(code, "closed by the server"),
+        }
+    }
+
+    async fn on_timer(&mut self) -> Step {
+        let now = Instant::now();
+        if now >= self.last_inbound + self.app.config.idle_timeout {
+            let secs = self.app.config.idle_timeout.as_secs();
+            return Err(Ending::close(close::GOING_AWAY, format!("no message for {secs} s; answer pings")));
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Err(Ending::close(close::UNAUTHORIZED, "token expired; send refresh before expires_in"));
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.app.config.ping_interval;
+            self.send(ServerMessage::Ping.encode().into()).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `first` and whatever else is queued, up to [`BATCH`], with one flush.
+    async fn write_batch(&mut self, first: Frame, rx: &mut mpsc::Receiver<Frame>) -> Step {
+        let write_timeout = self.app.config.write_timeout;
+        let link = &mut self.link;
+        let result = timeout(write_timeout, async {
+            link.feed(first).await?;
+            for _ in 1..BATCH {
+                match rx.try_recv() {
+                    Ok(frame) => link.feed(frame).await?,
+                    Err(_) => break,
+                }
+            }
+            link.flush().await
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::silent()),
+            Err(_) => {
+                Metrics::inc(&self.app.hub.metrics.drops);
+                Err(Ending::close(close::TOO_SLOW, "too slow: a write did not complete in time; reconnect and recover"))
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Frame) -> Step {
+        Metrics::inc(&self.app.hub.metrics.messages_out);
+        let link = &mut self.link;
+        let write = async {
+            link.feed(frame).await?;
+            link.flush().await
+        };
+        match timeout(self.app.config.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::silent()),
+            Err(_) => Err(Ending::close(close::TOO_SLOW, "too slow: a write did not complete in time")),
+        }
+    }
+
+    async fn send_message(&mut self, message: ServerMessage) -> Step {
+        self.send(message.encode().into()).await
+    }
+
+    async fn send_error(&mut self, code: u32, message: String, id: Option<String>, topic: Option<String>) -> Step {
+        let error = ErrorMessage { code: ErrorCode::Number(code), message, id, topic };
+        self.send_message(ServerMessage::Error(error)).await
+    }
+
+    async fn send_connected(&mut self) -> Step {
+        let connected = Connected {
+            user_id: Some(self.identity.user.to_string()),
+            tenant_id: self.identity.tenant.as_deref().map(str::to_owned),
+            expires_in: self.identity.expires_in(),
+            epoch: Some(self.app.hub.epoch.to_string()),
+        };
+        self.send_message(ServerMessage::Connected(connected)).await
+    }
+
+    async fn on_message(&mut self, message: Inbound) -> Step {
+        let now = Instant::now();
+        self.last_inbound = now;
+        let text = match message {
+            Inbound::Text(text) => text,
+            Inbound::Binary => {
+                if !self.check_rate(now).await? {
+                    return Ok(());
+                }
+                let problem = "binary frames are not supported; send JSON text frames".to_owned();
+                return self.send_error(error_code::BAD_REQUEST, problem, None, None).await;
+            }
+            // WebSocket pings are answered by the library; a close is answered
+            // by it too, after which `recv` ends the loop.
+            Inbound::Other => return Ok(()),
+        };
+        if !self.check_rate(now).await? {
+            return Ok(());
+        }
+        Metrics::inc(&self.app.hub.metrics.messages_in);
+        match ClientMessage::decode(text.as_str()) {
+            Ok(message) => self.on_client_message(message).await,
+            Err(error) => {
+                let code = match error {
+                    ProtocolError::TooLarge { .. } => error_code::TOO_LARGE,
+                    _ => error_code::BAD_REQUEST,
+                };
+                let topic = match &error {
+                    ProtocolError::Topic(e) => Some(e.topic.clone()),
+                    _ => bad_topic(text.as_str()),
+                };
+                self.send_error(code, error.to_string(), publish_id(text.as_str()), topic).await
+            }
+        }
+    }
+
+    /// Spends a token; a client out of tokens gets error 429, and after
+    /// `rate_limit_strikes` of those in a row is closed with 4008.
+    /// `Ok(false)`: drop this message.
+    async fn check_rate(&mut self, now: Instant) -> Result<bool, Ending> {
+        if self.bucket.take(&self.app.config, now) {
+            return Ok(true);
+        }
+        if self.bucket.strikes > self.app.config.rate_limit_strikes {
+            return Err(Ending::close(close::RATE_LIMITED, "rate limited: too many messages; back off"));
+        }
+        let message = format!("rate limited: over {} messages/s; slow down", self.app.config.rate_limit_per_sec);
+        self.send_error(error_code::RATE_LIMITED, message, None, None).await?;
+        Ok(false)
+    }
+
+    async fn on_client_message(&mut self, message: ClientMessage) -> Step {
+        match message {
+            ClientMessage::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            ClientMessage::Unsubscribe { topics } => {
+                for topic in &topics {
+                    if self.topics.remove(topic) {
+                        self.app.hub.unsubscribe(&self.peer, topic);
+                    }
+                }
+                self.send_message(ServerMessage::Unsubscribed(Unsubscribed { topics })).await
+            }
+            ClientMessage::Ping => self.send_message(ServerMessage::Pong).await,
+            ClientMessage::Pong => Ok(()),
+            ClientMessage::Auth { token } | ClientMessage::Refresh { token } => self.on_refresh(&token.0).await,
+            ClientMessage::Publish(publish) => self.on_publish(publish).await,
+            other => {
+                let problem = format!("message {other:?} is not handled by this server");
+                self.send_error(error_code::BAD_REQUEST, problem, None, None).await
+            }
+        }
+    }
+
+    async fn on_refresh(&mut self, token: &str) -> Step {
+        let identity = self.app.auth.check(token).map_err(|reason| {
+            Metrics::inc(&self.app.hub.metrics.auth_failures);
+            Ending::close(close::UNAUTHORIZED, format!("refresh refused: {reason}"))
+        })?;
+        if identity.user != self.identity.user || identity.tenant != self.identity.tenant {
+            Metrics::inc(&self.app.hub.metrics.auth_failures);
+            return Err(Ending::close(close::UNAUTHORIZED, "refresh token is for another user or tenant"));
+        }
+        self.expires_at = expiry(&identity);
+        self.identity = identity;
+        // A new `connected` tells the client the new `expires_in`.
+        self.send_connected().await
+    }
+
+    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Step {
+        let Subscribe { topics, since, epoch, presence } = subscribe;
+        let epoch_ok = epoch.as_deref() == Some(&*self.app.hub.epoch);
+        let wants_recovery = !since.is_empty() || epoch.is_some();
+        let (mut plain, mut recovered, mut lost) = (Group::default(), Group::default(), Group::default());
+        let mut replay = Vec::new();
+        let mut snapshots = Vec::new();
+        let mut forbidden = Vec::new();
+        for topic in topics {
+            if !self.identity.may_subscribe(topic.as_str()) {
+                forbidden.push(topic);
+                continue;
+            }
+            if topic.is_wildcard() {
+                self.app.hub.subscribe_wildcard(&self.peer, &topic);
+                self.topics.insert(topic.clone());
+                // Wildcards have no position to resume from.
+                if wants_recovery {
+                    lost.topics.push(topic)
+                } else {
+                    plain.topics.push(topic)
+                }
+                continue;
+            }
+            let position = since.get(&topic).copied();
+            let joined = self.app.hub.subscribe(&self.peer, &topic, presence, position.filter(|_| epoch_ok));
+            self.topics.insert(topic.clone());
+            if let Some(members) = joined.members {
+                snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members }));
+            }
+            let group = match (position, joined.recovered) {
+                (None, _) => &mut plain,
+                (Some(_), Some(true)) => {
+                    replay.extend(joined.replay);
+                    &mut recovered
+                }
+                (Some(_), _) => &mut lost,
+            };
+            group.last_seq.push((topic.clone(), joined.last_seq));
+            group.topics.push(topic);
+        }
+        for topic in forbidden {
+            let message = format!("the token does not allow subscribing to {topic}");
+            self.send_error(error_code::FORBIDDEN, message, None, Some(topic.into_string())).await?;
+        }
+        for frame in replay {
+            self.send(frame).await?;
+        }
+        for (group, flag) in [(recovered, Some(true)), (lost, Some(false)), (plain, None)] {
+            if !group.topics.is_empty() {
+                self.send(subscribed_frame(group.topics, flag, group.last_seq)).await?;
+            }
+        }
+        for snapshot in snapshots {
+            self.send_message(snapshot).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_publish(&mut self, publish: Publish) -> Step {
+        let Publish { id, topic, event, mut data, trace_id } = publish;
+        if !self.identity.may_publish(topic.as_str()) {
+            let message = format!("the token does not allow publishing to {topic}");
+            return self.send_error(error_code::FORBIDDEN, message, Some(id), Some(topic.into_string())).await;
+        }
+        if let Some(seq) = self.app.hub.seen(&self.identity.user, &id) {
+            return self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate: true })).await;
+        }
+        // The token, not the client, says who and which tenant.
+        data.user_id = Some(self.identity.user.to_string());
+        data.tenant_id = self.identity.tenant.as_deref().map(str::to_owned);
+        let event = Event { topic, event, data, trace_id, seq: None };
+        if let Err(error) = event.validate() {
+            let topic = Some(event.topic.into_string());
+            return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
+        }
+        let seq = self.app.hub.publish(event);
+        self.app.hub.remember(&self.identity.user, &id, seq);
+        self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate: false })).await
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    topics: Vec<Topic>,
+    last_seq: Vec<(Topic, u64)>,
+}
+
+/// The `id` of a publish that failed to decode, so the error can name it.
+fn publish_id(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        id: Option<String>,
+    }
+    let probe: Probe = serde_json::from_str(text).ok()?;
+    if probe.kind.as_deref() == Some("publish") { probe.id } else { None }
+}
+
+/// The first invalid topic of a message that failed to decode, so the error
+/// can name it (serde reports it only inside its message).
+fn bad_topic(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        topics: Vec<serde_json::Value>,
+        #[serde(default)]
+        topic: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_str(text).ok()?;
+    probe
+        .topics
+        .iter()
+        .chain(probe.topic.as_ref())
+        .filter_map(serde_json::Value::as_str)
+        .find_map(|t| Topic::new(t).err().map(|e| e.topic))
+}
