@@ -41,7 +41,7 @@ pub(crate) async fn upgrade(
 
 impl Link for WebSocket {
     async fn recv(&mut self) -> Option<Result<Inbound, Ending>> {
-        Some(match WebSocket::recv(self).await? {
+        Some(match Self::recv(self).await? {
             Ok(Message::Text(text)) => Ok(Inbound::Text(text)),
             Ok(Message::Binary(_)) => Ok(Inbound::Binary),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => Ok(Inbound::Other),
@@ -68,7 +68,7 @@ impl Link for WebSocket {
             return;
         }
         let _ = timeout(CLOSE_LINGER, async {
-            while let Some(Ok(message)) = WebSocket::recv(self).await {
+            while let Some(Ok(message)) = Self::recv(self).await {
                 if matches!(message, Message::Close(_)) {
                     break;
                 }
