@@ -6,7 +6,7 @@ use std::{borrow::Cow, collections::VecDeque, convert::Infallible, path::Compone
 use axum::{
     body::Bytes,
     extract::{RawQuery, State},
-    http::{HeaderMap, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header},
     response::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
@@ -20,6 +20,7 @@ use herald_protocol::{
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 use tokio::sync::mpsc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     App,
@@ -243,12 +244,39 @@ fn position(app: &App, query: Option<&str>, since: Option<String>) -> Result<Opt
     }
 }
 
+/// `POST /sse/send?session=..`: frames for a `mode=frames` stream.
+pub(crate) async fn sse_send(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+    let session = query.as_deref().and_then(|q| query_param(q, "session"));
+    crate::stream::send(&app, session.as_deref(), &body)
+}
+
+/// The request's `Origin`, if it has a readable one.
+pub(crate) fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+/// CORS for browsers on other origins (the allow-list, or any origin when
+/// it is empty): they read the event streams and post frames and publishes.
+/// WebSocket needs none; its origin is checked on upgrade.
+pub(crate) fn cors(allowed: &[String]) -> CorsLayer {
+    let allowed = allowed.to_vec();
+    let origin = AllowOrigin::predicate(move |origin, _| origin.to_str().is_ok_and(|o| crate::origin_in(&allowed, o)));
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+        .max_age(Duration::from_secs(600))
+}
+
 /// `GET /sse?topics=..`: Server-Sent Events. Each event is named by its kind
 /// (`UPDATED`, ...), has `id:` = its `seq` and the event JSON as data. Control
 /// messages are named `herald.connected` and `herald.subscribed`. A reconnect
 /// with `Last-Event-ID` (or `?since=`) resumes a stream of one concrete topic.
 pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let query = query.as_deref();
+    if query.and_then(|q| query_param(q, "mode")).as_deref() == Some("frames") {
+        return crate::stream::open(app, &headers, query.and_then(|q| query_param(q, "token")));
+    }
     let identity = match identify(&app, &headers, query) {
         Ok(identity) => identity,
         Err(refusal) => return refusal.into_response(),

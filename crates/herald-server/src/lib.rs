@@ -30,6 +30,7 @@
 //! | `GET /ws` | WebSocket, protocol v1 (`docs/protocol.md`); token by `?token=` or a first `auth` message |
 //! | `POST /api/publish` | `Authorization: Bearer ..`, body `{topic,event,data}`; answers `{"seq":N}` |
 //! | `GET /sse?topics=a:1,b:*` | Server-Sent Events; `id:` is the `seq`, `Last-Event-ID` resumes a single topic |
+//! | `GET /sse?mode=frames`, `POST /sse/send?session=..` | a whole protocol v1 connection over Server-Sent Events plus posts, for networks that block WebSocket |
 //! | `GET /api/poll?topics=..&since=N&epoch=..` | long poll; answers `{epoch,recovered,last_seq,events}` |
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | Prometheus text |
@@ -52,6 +53,7 @@ mod conn;
 mod http;
 mod hub;
 mod metrics;
+mod stream;
 mod ws;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
@@ -240,7 +242,8 @@ impl ServerBuilder {
             return Err(ServerError::Config("ping interval and idle timeout must be above zero".into()));
         }
         let hub = Arc::new(Hub::new(&config));
-        let app = Arc::new(App { auth: Authenticator::new(secret.as_deref()), config, hub });
+        let app =
+            Arc::new(App { auth: Authenticator::new(secret.as_deref()), config, hub, sessions: Default::default() });
         let listener = listen(addr).await?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: "?".into(), source })?;
         info!(%addr, epoch = %app.hub.epoch, "herald listening");
@@ -255,6 +258,7 @@ pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) auth: Authenticator,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) sessions: stream::Sessions,
 }
 
 impl App {
@@ -262,12 +266,14 @@ impl App {
         match origin {
             // Native clients send no Origin; cross-site hijacking needs a browser, which always does.
             None => true,
-            Some(origin) => {
-                self.config.allowed_origins.is_empty()
-                    || self.config.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/') == origin)
-            }
+            Some(origin) => origin_in(&self.config.allowed_origins, origin),
         }
     }
+}
+
+/// Whether `origin` is on the allow-list; an empty list allows every origin.
+pub(crate) fn origin_in(allowed: &[String], origin: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|allowed| allowed.trim_end_matches('/') == origin)
 }
 
 async fn listen(addr: impl ToSocketAddrs) -> Result<TcpListener, ServerError> {
@@ -297,11 +303,13 @@ fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/publish", post(http::publish))
         .route("/sse", get(http::sse))
+        .route("/sse/send", post(http::sse_send))
         .route("/api/poll", get(http::poll))
         .route("/healthz", get(http::healthz))
         .route("/metrics", get(http::metrics));
     let router = if app.config.static_dir.is_some() { router.fallback(http::static_file) } else { router };
-    router.with_state(app)
+    let cors = http::cors(&app.config.allowed_origins);
+    router.layer(cors).with_state(app)
 }
 
 #[derive(Debug)]
@@ -436,7 +444,8 @@ impl ServerHandle {
             // Even a configured epoch must change: the history is gone.
             config.epoch = None;
             let hub = Arc::new(Hub::new(&config));
-            self.app = Arc::new(App { config: self.app.config.clone(), auth: self.app.auth.clone(), hub });
+            let (config, auth) = (self.app.config.clone(), self.app.auth.clone());
+            self.app = Arc::new(App { config, auth, hub, sessions: Default::default() });
         }
         // The old listener is closed; retry briefly in case the OS is slow to release the port.
         let mut attempt = 0;

@@ -134,6 +134,18 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = http_with_head(server, method, path, headers, body).await;
+    (status, body)
+}
+
+/// [`http`], also returning the response's header block, lowercased.
+pub async fn http_with_head(
+    server: &ServerHandle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     within("an HTTP response", async {
         let mut stream = TcpStream::connect(server.local_addr()).await.expect("connect");
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
@@ -147,12 +159,9 @@ pub async fn http(
         let response = String::from_utf8(response).expect("UTF-8 response");
         let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        (status, body)
+        let head = head.to_ascii_lowercase();
+        let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+        (status, head, body)
     })
     .await
 }

@@ -1,0 +1,166 @@
+//! `GET /sse?mode=frames` and `POST /sse/send?session=..`: a whole protocol
+//! v1 connection for networks that block WebSocket. The stream carries, as
+//! unnamed Server-Sent Events, exactly the frames a WebSocket would; the
+//! client posts its frames (one per line) to `/sse/send`. Everything else —
+//! authentication, subscriptions, recovery, heartbeats, publish acks, rate
+//! limits — is the same connection code as WebSocket's (`conn.rs`).
+//!
+//! The first frame is `{"type":"session","id":".."}`: the address for the
+//! client's posts (the id is the capability; it is random and never logged).
+//! The last one, when the server ends the connection, is
+//! `{"type":"close","code":4001,"reason":".."}`, the close frame a WebSocket
+//! would have sent.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+};
+use futures_util::stream;
+use herald_protocol::limits::MAX_FRAME_BYTES;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::{
+    App,
+    conn::{Ending, Gone, Inbound, Link, truncate_reason},
+    hub::Frame,
+};
+
+/// Client frames waiting for the connection task; posts beyond it get 429.
+const INBOUND_QUEUE: usize = 64;
+/// The most frames one post may carry.
+const MAX_FRAMES_PER_POST: usize = 64;
+
+/// The open streams, by session id, for routing posts.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    inbound: Mutex<HashMap<String, mpsc::Sender<String>>>,
+}
+
+impl Sessions {
+    fn insert(&self, id: String, tx: mpsc::Sender<String>) {
+        self.inbound.lock().expect("no panics while the lock is held").insert(id, tx);
+    }
+
+    fn remove(&self, id: &str) {
+        self.inbound.lock().expect("no panics while the lock is held").remove(id);
+    }
+
+    fn get(&self, id: &str) -> Option<mpsc::Sender<String>> {
+        self.inbound.lock().expect("no panics while the lock is held").get(id).cloned()
+    }
+}
+
+/// Unregisters the session when its connection task ends, however it ends.
+struct Registered {
+    app: Arc<App>,
+    id: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.app.sessions.remove(&self.id);
+    }
+}
+
+struct StreamLink {
+    inbound: mpsc::Receiver<String>,
+    /// `None` once closed: dropping the sender ends the event stream.
+    outbound: Option<mpsc::Sender<Frame>>,
+}
+
+impl Link for StreamLink {
+    async fn recv(&mut self) -> Option<Result<Inbound, Ending>> {
+        self.inbound.recv().await.map(|text| Ok(Inbound::Text(text.into())))
+    }
+
+    async fn feed(&mut self, frame: Frame) -> Result<(), Gone> {
+        // Waits while the stream is full; the connection's write timeout
+        // then closes a consumer that fell behind (4009).
+        self.outbound.as_ref().ok_or(Gone)?.send(frame).await.map_err(|_| Gone)
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        Ok(())
+    }
+
+    async fn close(&mut self, ending: Ending) {
+        let Some(outbound) = self.outbound.take() else { return };
+        if let Some(code) = ending.code {
+            let frame = json!({"type": "close", "code": code, "reason": truncate_reason(ending.reason)});
+            let _ = outbound.try_send(frame.to_string().into());
+        }
+    }
+}
+
+/// `GET /sse?mode=frames[&token=..]`: opens the stream and starts its connection.
+pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>) -> Response {
+    let origin_ok = app.origin_allowed(crate::http::origin(headers));
+    let id = session_id();
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Frame>(app.config.outbound_queue.max(1));
+    let hello = json!({"type": "session", "id": id}).to_string();
+    out_tx.try_send(hello.into()).expect("a new channel has room");
+    app.sessions.insert(id.clone(), in_tx);
+    let registered = Registered { app: app.clone(), id };
+    let link = StreamLink { inbound: in_rx, outbound: Some(out_tx) };
+    tokio::spawn(async move {
+        let _registered = registered;
+        crate::conn::run(link, app, token, origin_ok).await;
+    });
+    let events = stream::unfold(out_rx, |mut rx| async move {
+        let frame = rx.recv().await?;
+        Some((Ok::<_, Infallible>(SseEvent::default().data(frame.as_str())), rx))
+    });
+    // Comments keep idle proxies from cutting the stream between the
+    // connection's own pings.
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// `POST /sse/send?session=..`: the client's frames, one per line, in order.
+pub(crate) fn send(app: &App, session: Option<&str>, body: &Bytes) -> Response {
+    let refuse = |status: StatusCode, message: &str| (status, axum::Json(json!({ "error": message }))).into_response();
+    let Some(tx) = session.and_then(|id| app.sessions.get(id)) else {
+        return refuse(StatusCode::NOT_FOUND, "no such session: the stream closed; open a new one");
+    };
+    if body.len() > MAX_FRAME_BYTES * 4 {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "post at most 256 KiB at a time");
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the body is not UTF-8; post JSON frames, one per line");
+    };
+    let frames: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    if frames.len() > MAX_FRAMES_PER_POST {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "post at most 64 frames at a time");
+    }
+    for frame in frames {
+        match tx.try_send(frame.to_owned()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return refuse(StatusCode::TOO_MANY_REQUESTS, "too many frames in flight; wait for the answers");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return refuse(StatusCode::NOT_FOUND, "no such session: the stream closed; open a new one");
+            }
+        }
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// 128 random bits from the operating system, as hex: guessing one means
+/// speaking for someone else's connection.
+fn session_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
