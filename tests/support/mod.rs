@@ -45,7 +45,7 @@ pub(crate) fn reconnecting(status: &Status) -> bool {
 }
 
 pub(crate) fn connected(status: &Status) -> bool {
-    matches!(status, Status::Connected)
+    matches!(status, Status::Connected { .. })
 }
 
 /// Reads updates until `count` events arrived; returns them and every resync seen.

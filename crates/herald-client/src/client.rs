@@ -139,7 +139,7 @@ impl Client {
     pub async fn connected(&self) -> Result<()> {
         let mut status = self.status.clone();
         let status = status
-            .wait_for(|s| matches!(s, Status::Connected | Status::Disconnected { .. }))
+            .wait_for(|s| matches!(s, Status::Connected { .. } | Status::Disconnected { .. }))
             .await
             .map_err(|_| Error::Closed)?;
         match &*status {

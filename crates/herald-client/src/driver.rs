@@ -236,11 +236,14 @@ impl Driver {
                             None => Box::pin(std::future::ready(Ok(String::new()))),
                         });
                     }
-                    Output::Connect { id, url } => {
+                    // The native client leaves `SessionConfig::fallback` off, so
+                    // every transport asked for is a WebSocket.
+                    Output::Connect { id, url, .. } => {
                         self.connecting = Some(Box::pin(open(id, url, self.tls.clone())));
                     }
-                    Output::Send(text) => {
-                        if let Some((_, ws)) = &mut self.socket
+                    Output::Send { id, text } => {
+                        if let Some((current, ws)) = &mut self.socket
+                            && *current == id
                             && write_failed.is_none()
                         {
                             match ws.feed(Message::text(text)).await {

@@ -32,7 +32,7 @@ impl Sim {
                     self.log(format!("token provider asked ({reason:?})"));
                     self.session.handle_token(self.now, Ok("demo-token".into()));
                 }
-                Output::Connect { id, url } => {
+                Output::Connect { id, url, .. } => {
                     self.connections += 1;
                     self.log(format!("driver: open {id} to {url}"));
                     if self.connections == 2 {
@@ -43,7 +43,7 @@ impl Sim {
                         self.session.handle_open(self.now, id);
                     }
                 }
-                Output::Send(frame) => self.log(format!("driver: send {frame}")),
+                Output::Send { text, .. } => self.log(format!("driver: send {text}")),
                 Output::Close { id, code, reason } => self.log(format!("driver: close {id} ({code} {reason})")),
                 Output::Event(SessionEvent::Event(e)) => {
                     self.log(format!("app: {} {} seq {}", e.event, e.data.entity_id, e.seq.unwrap_or(0)))

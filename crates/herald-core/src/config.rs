@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::FallbackConfig;
+
 /// How the session presents its token to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -109,6 +111,10 @@ pub struct SessionConfig {
     /// Seeds the jitter and publish ids. Drivers pass a random seed; tests pass
     /// a fixed one to replay exactly.
     pub seed: u64,
+    /// Server-Sent Events when WebSocket cannot connect. Default `None`: the
+    /// driver must be able to open an event stream (the browser client does,
+    /// and turns this on).
+    pub fallback: Option<FallbackConfig>,
 }
 
 impl SessionConfig {
@@ -123,6 +129,7 @@ impl SessionConfig {
             publish_timeout: Duration::from_secs(30),
             max_pending_publishes: 1024,
             seed: 0,
+            fallback: None,
         }
     }
 }

@@ -4,6 +4,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, ProtocolError, Topic};
 
+use crate::Transport;
+
 /// The connection's state, as an application shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -11,7 +13,11 @@ pub enum Status {
     /// The first connection is being made.
     Connecting,
     /// The transport is open and subscriptions are (re)sent.
-    Connected,
+    Connected {
+        /// What carries the session: a WebSocket, or Server-Sent Events where
+        /// WebSocket is blocked ([`SessionConfig::fallback`](crate::SessionConfig::fallback)).
+        transport: Transport,
+    },
     /// The connection was lost; attempt `attempt` starts in `next_in`.
     Reconnecting {
         /// Failed attempts in a row so far (1 after the first failure).
@@ -30,7 +36,8 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connecting => f.write_str("connecting"),
-            Self::Connected => f.write_str("connected"),
+            Self::Connected { transport: Transport::WebSocket } => f.write_str("connected"),
+            Self::Connected { transport } => write!(f, "connected over {transport}"),
             Self::Reconnecting { attempt, next_in } => {
                 write!(f, "reconnecting (attempt {attempt}, next in {} ms)", next_in.as_millis())
             }

@@ -10,7 +10,7 @@
 //! ```text
 //!            inputs (with `now`)                         outputs
 //!  token ──▶ handle_token        ┌─────────┐  NeedToken ──▶ token provider
-//!  socket ─▶ handle_open/frame/  │ Session │  Connect ────▶ open a WebSocket
+//!  socket ─▶ handle_open/frame/  │ Session │  Connect ────▶ open a WebSocket (or an event stream)
 //!            close               │         │  Send ───────▶ write a text frame
 //!  timer ──▶ handle_timeout      │         │  Close ──────▶ close the socket
 //!  app ────▶ subscribe/publish/  └─────────┘  Event ──────▶ the application
@@ -32,6 +32,7 @@ mod heartbeat;
 mod outbox;
 mod session;
 mod subscriptions;
+mod transport;
 
 pub use config::{AuthMode, BackoffConfig, HeartbeatConfig, SessionConfig};
 pub use event::{
@@ -39,4 +40,5 @@ pub use event::{
 };
 pub use herald_protocol as protocol;
 pub use session::{ConnectionId, Output, Session, TokenReason};
+pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

@@ -11,7 +11,7 @@ use web_time::Instant;
 
 use crate::{
     AuthMode, DisconnectReason, PublishError, PublishFailure, PublishId, SessionConfig, SessionEvent, Status,
-    SubscribeError,
+    SubscribeError, Transport,
     backoff::Backoff,
     heartbeat::{Beat, Heartbeat},
     outbox::Outbox,
@@ -49,16 +49,26 @@ pub enum TokenReason {
 pub enum Output {
     /// Call the token provider, then [`Session::handle_token`].
     NeedToken(TokenReason),
-    /// Open a WebSocket to `url`; report it with [`Session::handle_open`],
-    /// or its failure with [`Session::handle_close`].
+    /// Open a transport to `url`; report it with [`Session::handle_open`],
+    /// or its failure with [`Session::handle_close`]. While on Server-Sent
+    /// Events the session also tries a WebSocket now and then, so two
+    /// transports may be open at once for a moment; inputs name which.
     Connect {
         /// Pass it back with every input about this transport.
         id: ConnectionId,
         /// The URL, with the token when [`AuthMode::Query`].
         url: String,
+        /// What to open: a WebSocket, or an event stream when WebSocket is
+        /// blocked (only with [`SessionConfig::fallback`]).
+        transport: Transport,
     },
-    /// Send this text frame on the open transport.
-    Send(String),
+    /// Send this text frame on transport `id`.
+    Send {
+        /// The open transport.
+        id: ConnectionId,
+        /// The frame.
+        text: String,
+    },
     /// Close (or abort, if still connecting) transport `id`. Nothing more
     /// needs reporting about it.
     Close {
@@ -84,6 +94,7 @@ enum State {
     },
     Connecting {
         id: ConnectionId,
+        transport: Transport,
         deadline: Instant,
     },
     Open(Open),
@@ -98,6 +109,10 @@ struct Open {
     opened_at: Instant,
     heartbeat: Heartbeat,
     refresh_at: Option<Instant>,
+    /// On Server-Sent Events: when to try a WebSocket again.
+    upgrade_at: Option<Instant>,
+    /// On Server-Sent Events: the WebSocket being tried, and when to give up on it.
+    probe: Option<(ConnectionId, Instant)>,
 }
 
 /// Close code the session uses when it drops a transport itself (heartbeat
@@ -142,7 +157,7 @@ const TOKEN_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remo
 /// session.handle_timeout(start);
 /// let mut connect = None;
 /// while let Some(output) = session.poll_output() {
-///     if let Output::Connect { id, url } = output {
+///     if let Output::Connect { id, url, .. } = output {
 ///         assert_eq!(url, "ws://127.0.0.1:8080/ws");
 ///         connect = Some(id);
 ///     }
@@ -150,7 +165,7 @@ const TOKEN_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remo
 /// // The driver opened the socket:
 /// session.handle_open(start, connect.unwrap());
 /// let sent: Vec<_> = std::iter::from_fn(|| session.poll_output())
-///     .filter_map(|o| match o { Output::Send(text) => Some(text), _ => None })
+///     .filter_map(|o| match o { Output::Send { text, .. } => Some(text), _ => None })
 ///     .collect();
 /// assert_eq!(sent, [r#"{"type":"subscribe","topics":["gift-list:1"]}"#]);
 /// // Nothing arrives for 30 s: the session pings.
@@ -179,6 +194,9 @@ pub struct Session {
     ever_opened: bool,
     id_prefix: String,
     next_publish: u64,
+    /// WebSocket attempts in a row that never opened: enough of them switch
+    /// to Server-Sent Events ([`SessionConfig::fallback`]).
+    websocket_failures: u32,
 }
 
 impl Session {
@@ -203,6 +221,7 @@ impl Session {
             ever_opened: false,
             id_prefix,
             next_publish: 0,
+            websocket_failures: 0,
         };
         session.emit(SessionEvent::Status(Status::Connecting));
         session
@@ -244,10 +263,10 @@ impl Session {
         let state = match &self.state {
             State::Waiting { at } => *at,
             State::AwaitingToken { deadline } | State::Connecting { deadline, .. } => *deadline,
-            State::Open(open) => {
-                let beat = open.heartbeat.deadline();
-                open.refresh_at.map_or(beat, |refresh| refresh.min(beat))
-            }
+            State::Open(open) => [open.refresh_at, open.upgrade_at, open.probe.map(|(_, deadline)| deadline)]
+                .into_iter()
+                .flatten()
+                .fold(open.heartbeat.deadline(), Instant::min),
             State::Suspended => return self.outbox.next_deadline(),
             State::Stopped(_) => return None,
         };
@@ -267,7 +286,7 @@ impl Session {
                 self.emit(SessionEvent::TokenFailed { message: "the token provider did not answer in time".into() });
                 self.transport_lost(now, None, "");
             }
-            State::Connecting { id, deadline } if now >= *deadline => {
+            State::Connecting { id, deadline, .. } if now >= *deadline => {
                 let id = *id;
                 self.outputs.push_back(Output::Close { id, code: CLIENT_GAVE_UP, reason: "connect timeout".into() });
                 self.transport_lost(now, None, "");
@@ -278,6 +297,7 @@ impl Session {
                     open.refresh_at = None;
                     self.outputs.push_back(Output::NeedToken(TokenReason::Refresh));
                 }
+                self.upgrade_timers(now);
                 let State::Open(open) = &mut self.state else { unreachable!("matched above") };
                 match open.heartbeat.poll(now) {
                     Beat::Idle => {}
@@ -317,16 +337,29 @@ impl Session {
 
     /// Transport `id` is open.
     pub fn handle_open(&mut self, now: Instant, id: ConnectionId) {
-        if !matches!(self.state, State::Connecting { id: current, .. } if current == id) {
-            return;
+        let transport = match &self.state {
+            State::Connecting { id: current, transport, .. } if *current == id => *transport,
+            State::Open(open) if open.probe.is_some_and(|(probe, _)| probe == id) => {
+                // The WebSocket tried while on Server-Sent Events works: move to it.
+                let reason = "upgraded to WebSocket".to_owned();
+                self.outputs.push_back(Output::Close { id: open.id, code: close::NORMAL, reason });
+                Transport::WebSocket
+            }
+            _ => return,
+        };
+        if transport == Transport::WebSocket {
+            self.websocket_failures = 0;
         }
         let heartbeat = Heartbeat::new(self.config.heartbeat.clone(), now);
-        self.state = State::Open(Open { id, opened_at: now, heartbeat, refresh_at: None });
+        // On the event stream, try a WebSocket at once: the failures that led
+        // here may have been a server restart rather than a blocking proxy.
+        let upgrade_at = (transport == Transport::ServerSentEvents).then_some(now);
+        self.state = State::Open(Open { id, opened_at: now, heartbeat, refresh_at: None, upgrade_at, probe: None });
         if self.config.auth == AuthMode::FirstMessage {
             let token = Token(self.token.clone().unwrap_or_default());
             self.send(&ClientMessage::Auth { token });
         }
-        self.set_status(Status::Connected);
+        self.set_status(Status::Connected { transport });
         if std::mem::replace(&mut self.ever_opened, true) {
             for (topic, reason) in self.subscriptions.on_reconnect(self.epoch.is_some()) {
                 self.emit(SessionEvent::Resync { topic, reason });
@@ -336,7 +369,7 @@ impl Session {
             self.send(&message);
         }
         let frames: Vec<String> = self.outbox.frames().map(str::to_owned).collect();
-        self.outputs.extend(frames.into_iter().map(Output::Send));
+        self.outputs.extend(frames.into_iter().map(|text| Output::Send { id, text }));
     }
 
     /// A text frame arrived on transport `id`.
@@ -403,8 +436,14 @@ impl Session {
     /// Transport `id` closed, or failed to open. `code` is `None` when there
     /// was no close frame (1006, a refused connection, a reset).
     pub fn handle_close(&mut self, now: Instant, id: ConnectionId, code: Option<u16>, reason: &str) {
-        let current = match &self.state {
+        let current = match &mut self.state {
             State::Connecting { id, .. } => *id,
+            State::Open(open) if open.probe.is_some_and(|(probe, _)| probe == id) => {
+                // WebSocket is still blocked: stay on the event stream, try later.
+                open.probe = None;
+                open.upgrade_at = self.config.fallback.as_ref().map(|f| now + f.upgrade_after);
+                return;
+            }
             State::Open(open) => open.id,
             _ => return,
         };
@@ -474,8 +513,8 @@ impl Session {
             );
         }
         self.next_publish += 1;
-        if matches!(self.state, State::Open(_)) {
-            self.outputs.push_back(Output::Send(frame.clone()));
+        if let State::Open(open) = &self.state {
+            self.outputs.push_back(Output::Send { id: open.id, text: frame.clone() });
         }
         self.outbox.push(PublishId(id.clone()), frame, now + self.config.publish_timeout);
         Ok(PublishId(id))
@@ -484,15 +523,10 @@ impl Session {
     /// Closes the session for good: close code 1000, no reconnect, pending
     /// publishes fail with [`PublishFailure::Stopped`].
     pub fn close(&mut self, _now: Instant) {
-        let id = match &self.state {
-            State::Stopped(_) => return,
-            State::Connecting { id, .. } => Some(*id),
-            State::Open(open) => Some(open.id),
-            _ => None,
-        };
-        if let Some(id) = id {
-            self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: "client closed".into() });
+        if matches!(self.state, State::Stopped(_)) {
+            return;
         }
+        self.close_transports("client closed");
         self.stop(DisconnectReason::Closed);
     }
 
@@ -520,15 +554,10 @@ impl Session {
     /// back/forward cache, which keeps no open WebSocket. Subscriptions and
     /// queued publishes stay; the next connection recovers what was missed.
     pub fn suspend(&mut self, _now: Instant) {
-        let id = match &self.state {
-            State::Stopped(_) | State::Suspended => return,
-            State::Connecting { id, .. } => Some(*id),
-            State::Open(open) => Some(open.id),
-            _ => None,
-        };
-        if let Some(id) = id {
-            self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: "suspended".into() });
+        if matches!(self.state, State::Stopped(_) | State::Suspended) {
+            return;
         }
+        self.close_transports("suspended");
         self.state = State::Suspended;
         self.set_status(Status::Reconnecting { attempt: 0, next_in: Duration::ZERO });
     }
@@ -543,26 +572,87 @@ impl Session {
     }
 
     fn open_transport(&mut self, now: Instant) {
+        let fallback = self.config.fallback.as_ref().filter(|f| self.websocket_failures >= f.after_failures);
+        let (transport, id) = match fallback.and_then(|f| f.sse_url(&self.config.url)) {
+            Some(sse) => (Transport::ServerSentEvents, self.connect(Transport::ServerSentEvents, &sse)),
+            None => (Transport::WebSocket, self.connect(Transport::WebSocket, &self.config.url.clone())),
+        };
+        self.state = State::Connecting { id, transport, deadline: now + self.config.connect_timeout };
+    }
+
+    /// Asks the driver to open a transport to `base` (with the token, for
+    /// [`AuthMode::Query`]); returns its id.
+    fn connect(&mut self, transport: Transport, base: &str) -> ConnectionId {
         let id = ConnectionId(self.next_connection);
         self.next_connection += 1;
-        let url = match (&self.token, self.config.auth) {
-            (Some(token), AuthMode::Query) => {
-                let separator = if self.config.url.contains('?') { '&' } else { '?' };
-                format!("{}{separator}token={}", self.config.url, utf8_percent_encode(token, TOKEN_ESCAPE))
-            }
-            _ => self.config.url.clone(),
+        let mut url = base.to_owned();
+        let mut add = |name: &str, value: &str| {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(name);
+            url.push('=');
+            url.push_str(value);
         };
-        self.state = State::Connecting { id, deadline: now + self.config.connect_timeout };
-        self.outputs.push_back(Output::Connect { id, url });
+        if transport == Transport::ServerSentEvents {
+            add("mode", "frames");
+        }
+        if let (Some(token), AuthMode::Query) = (&self.token, self.config.auth) {
+            add("token", &utf8_percent_encode(token, TOKEN_ESCAPE).to_string());
+        }
+        self.outputs.push_back(Output::Connect { id, url, transport });
+        id
+    }
+
+    /// On Server-Sent Events: starts a WebSocket attempt when one is due, and
+    /// gives up on one that did not open in time.
+    fn upgrade_timers(&mut self, now: Instant) {
+        let State::Open(open) = &mut self.state else { return };
+        if let Some((probe, deadline)) = open.probe
+            && now >= deadline
+        {
+            open.probe = None;
+            open.upgrade_at = self.config.fallback.as_ref().map(|f| now + f.upgrade_after);
+            self.outputs.push_back(Output::Close { id: probe, code: CLIENT_GAVE_UP, reason: "connect timeout".into() });
+        }
+        let State::Open(open) = &mut self.state else { return };
+        if open.upgrade_at.is_some_and(|at| now >= at) {
+            open.upgrade_at = None;
+            let url = self.config.url.clone();
+            let probe = self.connect(Transport::WebSocket, &url);
+            let deadline = now + self.config.connect_timeout;
+            if let State::Open(open) = &mut self.state {
+                open.probe = Some((probe, deadline));
+            }
+        }
+    }
+
+    /// Asks the driver to close every transport, the one being tried too.
+    fn close_transports(&mut self, reason: &str) {
+        let ids = match &self.state {
+            State::Connecting { id, .. } => vec![*id],
+            State::Open(open) => std::iter::once(open.id).chain(open.probe.map(|(probe, _)| probe)).collect(),
+            _ => Vec::new(),
+        };
+        for id in ids {
+            self.outputs.push_back(Output::Close { id, code: close::NORMAL, reason: reason.to_owned() });
+        }
     }
 
     /// The transport is gone (closed, failed, timed out or declared dead):
     /// decide between reconnecting and stopping.
     fn transport_lost(&mut self, now: Instant, code: Option<u16>, reason: &str) {
-        if let State::Open(open) = &self.state
-            && now.saturating_duration_since(open.opened_at) >= self.config.backoff.healthy_after
-        {
-            self.backoff.reset();
+        match &self.state {
+            State::Open(open) => {
+                if now.saturating_duration_since(open.opened_at) >= self.config.backoff.healthy_after {
+                    self.backoff.reset();
+                }
+                if let Some((probe, _)) = open.probe {
+                    self.outputs.push_back(Output::Close { id: probe, code: close::NORMAL, reason: "lost".into() });
+                }
+            }
+            State::Connecting { transport: Transport::WebSocket, .. } => {
+                self.websocket_failures = self.websocket_failures.saturating_add(1);
+            }
+            _ => {}
         }
         let advised = close::retry_after_ms(reason).map(Duration::from_millis);
         let delay = match code {
@@ -601,7 +691,9 @@ impl Session {
     }
 
     fn send(&mut self, message: &ClientMessage) {
-        self.outputs.push_back(Output::Send(message.encode()));
+        if let State::Open(open) = &self.state {
+            self.outputs.push_back(Output::Send { id: open.id, text: message.encode() });
+        }
     }
 
     fn emit(&mut self, event: SessionEvent) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use harness::{Harness, event};
 use herald_core::{
-    SessionEvent,
+    FallbackConfig, SessionEvent,
     protocol::{EventData, EventKind, Payload},
 };
 use proptest::prelude::*;
@@ -26,6 +26,8 @@ enum Step {
     Unsubscribe(u8),
     Publish,
     Token(bool),
+    OpenProbe,
+    FailProbe,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -46,6 +48,8 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..4).prop_map(Step::Unsubscribe),
         Just(Step::Publish),
         any::<bool>().prop_map(Step::Token),
+        Just(Step::OpenProbe),
+        Just(Step::FailProbe),
     ]
 }
 
@@ -56,10 +60,16 @@ fn topic(n: u8) -> String {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
-    fn any_input_sequence_keeps_the_invariants(steps in prop::collection::vec(step(), 1..80)) {
+    fn any_input_sequence_keeps_the_invariants(steps in prop::collection::vec(step(), 1..80), fallback: bool) {
         let mut config = Harness::config("ws://127.0.0.1:9/ws");
         config.max_pending_publishes = 5;
         config.backoff.max_attempts = Some(30);
+        if fallback {
+            let mut fallback = FallbackConfig::default();
+            fallback.after_failures = 1;
+            fallback.upgrade_after = Duration::from_secs(5);
+            config.fallback = Some(fallback);
+        }
         let mut h = Harness::new(config);
         h.token = None;
         let mut published = Vec::new();
@@ -91,6 +101,8 @@ proptest! {
                     h.drain();
                 }
                 Step::Token(ok) => { h.session.handle_token(h.now, if ok { Ok("t".into()) } else { Err("no".into()) }); h.drain(); }
+                Step::OpenProbe => if h.probe.is_some() { h.open_probe() },
+                Step::FailProbe => if h.probe.is_some() { h.fail_probe() },
             }
             prop_assert!(h.session.pending_publishes() <= 5);
             prop_assert!(h.session.is_stopped() || h.session.poll_timeout().is_some(), "a live session always has a timer");

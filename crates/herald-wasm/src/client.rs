@@ -5,22 +5,18 @@
 //! it only to feed an input and collect outputs; JavaScript callbacks are
 //! called after the borrow ends, so they may call back into the client.
 
-use std::{
-    cell::RefCell,
-    collections::HashMap,
-    rc::{Rc, Weak},
-};
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use gloo_timers::callback::Timeout;
-use herald_core::{ConnectionId, Instant, Output, Session, SessionEvent, TokenReason};
+use herald_core::{Instant, Output, Session, SessionEvent, TokenReason};
 use herald_protocol::{EventData, EventKind, Payload, Topic};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::{
     js,
     options::{self, TokenSource},
+    transport::{self, Carrier},
 };
 
 /// A Herald connection in the browser. It reconnects with backoff and
@@ -39,15 +35,6 @@ impl std::fmt::Debug for HeraldClient {
     }
 }
 
-struct Socket {
-    id: ConnectionId,
-    ws: WebSocket,
-    // Kept alive as long as the socket; detached before it is dropped.
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
 struct Listener {
     target: web_sys::EventTarget,
     kind: &'static str,
@@ -60,10 +47,10 @@ struct Subscriber {
     callback: Function,
 }
 
-struct Inner {
-    session: Session,
+pub(crate) struct Inner {
+    pub(crate) session: Session,
     token: TokenSource,
-    socket: Option<Socket>,
+    pub(crate) transports: Vec<Carrier>,
     timer: Option<Timeout>,
     subscribers: Vec<Subscriber>,
     on_status: Vec<(u32, Function)>,
@@ -79,7 +66,8 @@ type Call = (Function, JsValue);
 #[wasm_bindgen]
 impl HeraldClient {
     /// `new HeraldClient({ url, token | getToken, auth, heartbeatMs, heartbeatTimeoutMs,
-    /// connectTimeoutMs, publishTimeoutMs, backoff: { initialMs, maxMs, factor, jitter, maxAttempts } })`.
+    /// connectTimeoutMs, publishTimeoutMs, backoff: { initialMs, maxMs, factor, jitter, maxAttempts },
+    /// fallback: false | { sseAfter, upgradeAfterMs, url } })`.
     /// Throws an `Error` naming the option that is wrong.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<Self, JsValue> {
@@ -88,7 +76,7 @@ impl HeraldClient {
         let inner = Rc::new(RefCell::new(Inner {
             session: Session::new(config, now),
             token,
-            socket: None,
+            transports: Vec::new(),
             timer: None,
             subscribers: Vec::new(),
             on_status: Vec::new(),
@@ -232,7 +220,7 @@ impl Inner {
 }
 
 /// Carries out every output of the session, then arms the timer.
-fn pump(inner: &Rc<RefCell<Inner>>) {
+pub(crate) fn pump(inner: &Rc<RefCell<Inner>>) {
     loop {
         let outputs: Vec<Output> = {
             let mut state = inner.borrow_mut();
@@ -254,32 +242,11 @@ fn pump(inner: &Rc<RefCell<Inner>>) {
 }
 
 fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
-    let now = Instant::now();
     match output {
         Output::NeedToken(reason) => request_token(inner, reason),
-        Output::Connect { id, url } => open(inner, id, &url),
-        Output::Send(text) => {
-            let mut state = inner.borrow_mut();
-            let failed = match &state.socket {
-                Some(socket) => socket.ws.send_with_str(&text).is_err().then_some(socket.id),
-                None => None,
-            };
-            if let Some(id) = failed {
-                state.session.handle_close(now, id, None, "send failed");
-            }
-        }
-        Output::Close { id, code, reason } => {
-            let socket = {
-                let mut state = inner.borrow_mut();
-                if state.socket.as_ref().is_some_and(|s| s.id == id) { state.socket.take() } else { None }
-            };
-            if let Some(socket) = socket {
-                socket.ws.set_onopen(None);
-                socket.ws.set_onmessage(None);
-                socket.ws.set_onclose(None);
-                let _ = socket.ws.close_with_code_and_reason(code, &reason);
-            }
-        }
+        Output::Connect { id, url, transport } => transport::open(inner, id, &url, transport),
+        Output::Send { id, text } => transport::send(inner, id, text),
+        Output::Close { id, code, reason } => transport::close(&mut inner.borrow_mut(), id, code, &reason),
         Output::Event(event) => dispatch(&mut inner.borrow_mut(), event, calls),
         _ => {}
     }
@@ -316,46 +283,6 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
             pump(&inner);
         }
     });
-}
-
-fn open(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str) {
-    let ws = match WebSocket::new(url) {
-        Ok(ws) => ws,
-        Err(error) => {
-            let message = format!("cannot open {url}: {error:?}");
-            return inner.borrow_mut().session.handle_close(Instant::now(), id, None, &message);
-        }
-    };
-    let feed = |inner: &Weak<RefCell<Inner>>, input: &dyn Fn(&mut Session)| {
-        if let Some(inner) = inner.upgrade() {
-            input(&mut inner.borrow_mut().session);
-            pump(&inner);
-        }
-    };
-    let weak = Rc::downgrade(inner);
-    let on_open = Closure::<dyn FnMut()>::new({
-        let weak = weak.clone();
-        move || feed(&weak, &|session| session.handle_open(Instant::now(), id))
-    });
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
-        let weak = weak.clone();
-        move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                feed(&weak, &|session| session.handle_frame(Instant::now(), id, &text));
-            }
-        }
-    });
-    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-        // 1006 is the browser saying "no close frame", never a server's code.
-        let code = Some(event.code()).filter(|code| *code != 1006);
-        let reason = event.reason();
-        feed(&weak, &|session| session.handle_close(Instant::now(), id, code, &reason));
-    });
-    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    inner.borrow_mut().socket =
-        Some(Socket { id, ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
 }
 
 fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {

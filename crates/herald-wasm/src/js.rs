@@ -1,7 +1,7 @@
 //! Turning session values into plain JavaScript objects with the browser's
 //! own JSON parser, so the wasm carries no JS-object serialization code.
 
-use herald_core::{DisconnectReason, ResyncReason, Status};
+use herald_core::{DisconnectReason, ResyncReason, Status, Transport};
 use herald_protocol::{Event, Topic};
 use js_sys::JSON;
 use wasm_bindgen::JsValue;
@@ -31,7 +31,10 @@ pub(crate) fn resync(topic: &Topic, reason: ResyncReason) -> JsValue {
 pub(crate) fn status(status: &Status) -> JsValue {
     let value = match status {
         Status::Connecting => serde_json::json!({"state": "connecting"}),
-        Status::Connected => serde_json::json!({"state": "connected"}),
+        Status::Connected { transport } => {
+            let transport = if *transport == Transport::ServerSentEvents { "sse" } else { "websocket" };
+            serde_json::json!({"state": "connected", "transport": transport})
+        }
         Status::Reconnecting { attempt, next_in } => {
             serde_json::json!({"state": "reconnecting", "attempt": attempt, "nextInMs": next_in.as_millis() as u64})
         }

@@ -21,5 +21,6 @@
 mod client;
 mod js;
 mod options;
+mod transport;
 
 pub use client::HeraldClient;

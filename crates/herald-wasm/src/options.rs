@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use herald_core::{AuthMode, SessionConfig};
+use herald_core::{AuthMode, FallbackConfig, SessionConfig};
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -93,6 +93,21 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), J
         }
         config.backoff.max_attempts = number(&backoff, "maxAttempts")?.map(|n| n as u32);
     }
+    config.fallback = match field(options, "fallback") {
+        None => Some(FallbackConfig::default()),
+        Some(off) if off.as_bool() == Some(false) => None,
+        Some(fallback) => {
+            let mut config = FallbackConfig::default();
+            if let Some(after) = number(&fallback, "sseAfter")? {
+                config.after_failures = after as u32;
+            }
+            if let Some(every) = millis(&fallback, "upgradeAfterMs")? {
+                config.upgrade_after = every;
+            }
+            config.url = field(&fallback, "url").and_then(|u| u.as_string());
+            Some(config)
+        }
+    };
     config.seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
     Ok((config, token))
 }

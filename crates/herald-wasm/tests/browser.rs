@@ -305,3 +305,61 @@ async fn a_client_closed_in_the_same_task_never_opens_a_socket() {
     assert_eq!(gate_accepted().await, before + 1.0, "one socket for the kept client");
     kept.close();
 }
+
+fn transport(client: &HeraldClient) -> String {
+    let status = client.status();
+    if text(&status, "state") == "connected" { text(&status, "transport") } else { String::new() }
+}
+
+#[wasm_bindgen_test]
+async fn where_websocket_is_blocked_events_flow_over_the_stream_and_the_client_upgrades_when_it_can() {
+    control("block?on=true", "").await;
+    let options = object(&[
+        ("url", testbed().gated_ws.into()),
+        ("token", "judy".into()),
+        ("backoff", fast_backoff()),
+        ("fallback", object(&[("sseAfter", 2.into()), ("upgradeAfterMs", 300.into())])),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-fallback:1", events.function(), JsValue::UNDEFINED).unwrap();
+    eventually("the event stream", 10_000, || transport(&client) == "sse").await;
+    let first = subscribed(&events, "wasm-fallback:1").await;
+    let ack = JsFuture::from(client.publish("wasm-fallback:1", "ADDED", "1", JsValue::NULL)).await;
+    let ack = ack.expect("publishing works over the stream (posted frames, acked on the stream)");
+    assert!(get(&ack, "seq").as_f64().is_some());
+    sleep(700).await;
+    assert_eq!(transport(&client), "sse", "still blocked: the upgrade attempts fail and the stream stays");
+
+    control("block?on=false", "").await;
+    let mut published = Vec::new();
+    while transport(&client) != "websocket" {
+        assert!(published.len() < 200, "no upgrade to WebSocket after the proxy stopped blocking");
+        published.push(publish("wasm-fallback:1", "during").await);
+        sleep(20).await;
+    }
+    let last = publish("wasm-fallback:1", "after").await;
+    eventually("every event", 10_000, || events.seqs().contains(&last)).await;
+    let seqs: Vec<u64> = events.seqs().into_iter().filter(|seq| *seq >= first).collect();
+    assert_eq!(seqs, (first..=last).collect::<Vec<_>>(), "nothing lost or doubled across the switch");
+    assert!(events.of_type("resync").is_empty());
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn with_the_fallback_off_a_blocked_websocket_is_only_retried() {
+    control("block?on=true", "").await;
+    let options = object(&[
+        ("url", testbed().gated_ws.into()),
+        ("token", "kim".into()),
+        ("backoff", fast_backoff()),
+        ("fallback", false.into()),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let statuses = Recorder::new();
+    let _stop = client.on_status(statuses.function());
+    eventually("a few failed attempts", 10_000, || get(&client.status(), "attempt").as_f64() >= Some(4.0)).await;
+    assert!(!statuses.states().contains(&"connected".to_owned()));
+    client.close();
+    control("block?on=false", "").await;
+}

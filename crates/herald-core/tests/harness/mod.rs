@@ -3,16 +3,23 @@
 
 use std::time::Duration;
 
-use herald_core::{ConnectionId, Instant, Output, Session, SessionConfig, SessionEvent, Status, TokenReason};
+use herald_core::{
+    ConnectionId, Instant, Output, Session, SessionConfig, SessionEvent, Status, TokenReason, Transport,
+};
 use serde_json::Value;
 
 pub(crate) struct Harness {
     pub(crate) session: Session,
     pub(crate) start: Instant,
     pub(crate) now: Instant,
-    /// The transport the driver currently holds (after Connect, until Close).
+    /// The transport frames go to and come from (after Connect, until Close).
     pub(crate) current: Option<ConnectionId>,
+    /// A WebSocket being tried while `current` is an event stream.
+    pub(crate) probe: Option<ConnectionId>,
     pub(crate) connects: Vec<(Instant, String)>,
+    /// The kind of every transport asked for, in order.
+    pub(crate) transports: Vec<Transport>,
+    kinds: Vec<(ConnectionId, Transport)>,
     pub(crate) closes: Vec<(ConnectionId, u16, String)>,
     pub(crate) sent: Vec<Value>,
     pub(crate) events: Vec<SessionEvent>,
@@ -32,7 +39,10 @@ impl Harness {
             start,
             now: start,
             current: None,
+            probe: None,
             connects: Vec::new(),
+            transports: Vec::new(),
+            kinds: Vec::new(),
             closes: Vec::new(),
             sent: Vec::new(),
             events: Vec::new(),
@@ -57,18 +67,34 @@ impl Harness {
                         self.session.handle_token(self.now, answer);
                     }
                 }
-                Output::Connect { id, url } => {
-                    assert!(self.current.is_none(), "Connect while transport {:?} is still held", self.current);
-                    self.current = Some(id);
+                Output::Connect { id, url, transport } => {
+                    if let Some(current) = self.current {
+                        let on_stream = self.kinds.contains(&(current, Transport::ServerSentEvents));
+                        assert!(
+                            self.probe.is_none() && transport == Transport::WebSocket && on_stream,
+                            "Connect while transport {:?} is held, and not a WebSocket tried from an event stream",
+                            self.current
+                        );
+                        self.probe = Some(id);
+                    } else {
+                        self.current = Some(id);
+                    }
                     self.connects.push((self.now, url));
+                    self.transports.push(transport);
+                    self.kinds.push((id, transport));
                 }
-                Output::Send(text) => {
-                    assert!(self.current.is_some(), "Send without a transport: {text}");
+                Output::Send { id, text } => {
+                    assert_eq!(Some(id), self.current, "Send to a transport that is not the current one: {text}");
                     self.sent.push(serde_json::from_str(&text).expect("the session sends JSON"));
                 }
                 Output::Close { id, code, reason } => {
-                    assert_eq!(Some(id), self.current, "Close of a transport the driver does not hold");
-                    self.current = None;
+                    if self.probe == Some(id) {
+                        self.probe = None;
+                    } else if self.current == Some(id) {
+                        self.current = None;
+                    } else {
+                        assert!(self.closes.iter().all(|c| c.0 != id), "Close of {id} twice");
+                    }
                     self.closes.push((id, code, reason));
                 }
                 Output::Event(event) => self.events.push(event),
@@ -103,6 +129,22 @@ impl Harness {
     pub(crate) fn open(&mut self) {
         let id = self.current.expect("a Connect to open");
         self.session.handle_open(self.now, id);
+        self.drain();
+    }
+
+    /// The WebSocket tried from an event stream opens: it becomes current.
+    pub(crate) fn open_probe(&mut self) {
+        let id = self.probe.take().expect("a WebSocket being tried");
+        let stream = self.current.replace(id).expect("the event stream it was tried from");
+        self.session.handle_open(self.now, id);
+        self.drain();
+        assert!(self.closes.iter().any(|c| c.0 == stream), "the event stream {stream} is closed on the upgrade");
+    }
+
+    /// The WebSocket tried from an event stream fails.
+    pub(crate) fn fail_probe(&mut self) {
+        let id = self.probe.take().expect("a WebSocket being tried");
+        self.session.handle_close(self.now, id, None, "blocked");
         self.drain();
     }
 
