@@ -125,18 +125,20 @@ impl ClientMessage {
 
     /// Encodes as compact JSON.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("client messages hold only strings, numbers and maps with string keys")
+        crate::json::client_message(self)
     }
 
     /// Decodes and validates one text frame. Every failure says what is wrong.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
         check_frame_size(text)?;
+        crate::error::check_object(text)?;
         let probe: TypeProbe<'_> = serde_json::from_str(text)
-            .map_err(|e| if e.is_data() { ProtocolError::NotAnObject } else { ProtocolError::Json(e) })?;
+            .map_err(|e| if e.is_data() { ProtocolError::NotAnObject } else { ProtocolError::Json(e.into()) })?;
         // Each type is parsed as its own struct: serde's tagged-enum buffering
         // cannot carry the raw JSON of a publish payload.
         fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
-            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
+            serde_json::from_str(text)
+                .map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source: source.into() })
         }
         let message = match probe.kind.as_deref().unwrap_or_default() {
             kind @ "subscribe" => Self::Subscribe(parse(kind, text)?),

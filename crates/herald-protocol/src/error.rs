@@ -19,7 +19,7 @@ pub enum ProtocolError {
     },
     /// The frame is not JSON.
     #[error("frame is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] JsonError),
     /// The frame is a JSON value, but not an object.
     #[error("frame is JSON but not an object; messages are objects like {{\"type\":\"ping\"}}")]
     NotAnObject,
@@ -36,9 +36,9 @@ pub enum ProtocolError {
     Fields {
         /// The message type.
         kind: String,
-        /// What serde found wrong, with the field name.
+        /// What the parser found wrong, with the field name.
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
     /// A topic is not valid.
     #[error(transparent)]
@@ -53,6 +53,57 @@ pub enum ProtocolError {
     },
 }
 
+/// What a JSON parser found wrong: `serde_json`'s error, or in a browser
+/// what its `JSON.parse` or the field checks said.
+#[derive(Debug)]
+pub struct JsonError(Repr);
+
+#[derive(Debug)]
+enum Repr {
+    // In a browser serde_json's errors are kept as text, so its error
+    // formatting stays out of the build unless serde_json is really used.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    Serde(serde_json::Error),
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), allow(dead_code))]
+    Message(String),
+}
+
+impl JsonError {
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), allow(dead_code))]
+    pub(crate) fn message(message: String) -> Self {
+        Self(Repr::Message(message))
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(error: serde_json::Error) -> Self {
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return Self(Repr::Serde(error));
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return Self(Repr::Message(error.to_string()));
+    }
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            Repr::Serde(error) => error.fmt(f),
+            Repr::Message(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            Repr::Serde(error) => Some(error),
+            Repr::Message(_) => None,
+        }
+    }
+}
+
 impl ProtocolError {
     pub(crate) fn invalid(kind: &'static str, problem: impl Into<String>) -> Self {
         Self::Invalid { kind, problem: problem.into() }
@@ -64,5 +115,17 @@ pub(crate) fn check_frame_size(text: &str) -> Result<(), ProtocolError> {
     match text.len() {
         len if len > MAX_FRAME_BYTES => Err(ProtocolError::TooLarge { what: "frame", len, max: MAX_FRAME_BYTES }),
         _ => Ok(()),
+    }
+}
+
+/// Refuses text that is not a JSON object before serde sees it: serde would
+/// read a struct from an array too (`[]` is an empty struct to it).
+pub(crate) fn check_object(text: &str) -> Result<(), ProtocolError> {
+    if text.trim_start().starts_with('{') {
+        return Ok(());
+    }
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Err(ProtocolError::NotAnObject),
+        Err(error) => Err(ProtocolError::Json(error.into())),
     }
 }

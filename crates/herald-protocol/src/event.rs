@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwn
 use serde_json::value::RawValue;
 
 use crate::{
-    ProtocolError, Topic,
+    JsonError, ProtocolError, Topic,
     limits::{MAX_EVENT_NAME_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES},
 };
 
@@ -163,36 +163,84 @@ impl<'de> Deserialize<'de> for EventKind {
 /// assert_eq!(payload.parse::<serde_json::Value>()?["n"], 1);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Payload(Box<RawValue>);
+///
+/// In a browser (`wasm32-unknown-unknown`) the text is what `JSON.stringify`
+/// makes of the payload: the same value, compact.
+#[derive(Clone)]
+pub struct Payload(Text);
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+type Text = Box<RawValue>;
+// The browser checks JSON with its own parser; serde_json's stays out of the build.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+type Text = Box<str>;
 
 impl Payload {
     /// Encodes any serializable value as a payload.
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self)
+        serde_json::to_string(value).map(Self::checked)
     }
 
     /// Takes JSON text as it is, after checking that it is JSON.
-    pub fn from_json(json: impl Into<String>) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(json.into()).map(Self)
+    pub fn from_json(json: impl Into<String>) -> Result<Self, JsonError> {
+        let json = json.into();
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return RawValue::from_string(json).map(Self).map_err(JsonError::from);
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return crate::browser::check_json(&json).map(|()| Self(json.into()));
+    }
+
+    /// Text known to be JSON (written by a JSON serializer).
+    fn checked(json: String) -> Self {
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return Self(RawValue::from_string(json).expect("serde_json writes JSON"));
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return Self(json.into());
+    }
+
+    /// What the browser's `JSON.stringify` made of a parsed payload.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    pub(crate) fn from_browser(json: String) -> Self {
+        Self(json.into())
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return self.0.get();
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return &self.0;
     }
 
     /// Parses the payload into `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(self.get())
     }
 }
 
 impl Default for Payload {
     /// `null`
     fn default() -> Self {
-        Self(RawValue::NULL.to_owned())
+        Self::checked("null".to_owned())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return self.0.serialize(serializer);
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?.serialize(serializer);
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return Ok(Self(raw));
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return Ok(Self(raw.get().into()));
     }
 }
 
@@ -247,7 +295,7 @@ impl EventData {
         if size > MAX_PAYLOAD_BYTES {
             return Err(ProtocolError::TooLarge { what: "data.payload", len: size, max: MAX_PAYLOAD_BYTES });
         }
-        validate_timestamp(&self.timestamp)
+        crate::validate_timestamp(&self.timestamp)
     }
 }
 
@@ -258,16 +306,6 @@ fn check_id(field: &'static str, value: Option<&str>) -> Result<(), ProtocolErro
         }
         _ => Ok(()),
     }
-}
-
-/// Checks that `timestamp` is RFC 3339, e.g. `2026-11-25T10:00:00.123Z`.
-pub fn validate_timestamp(timestamp: &str) -> Result<(), ProtocolError> {
-    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).map(drop).map_err(|e| {
-        ProtocolError::invalid(
-            "event",
-            format!("data.timestamp {timestamp:?} is not RFC 3339 ({e}); write e.g. 2026-11-25T10:00:00Z"),
-        )
-    })
 }
 
 /// The current time as RFC 3339 in UTC, for stamping events.

@@ -31,23 +31,28 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod browser;
 mod client;
 pub mod close;
 mod error;
 mod event;
+mod json;
 pub mod limits;
 mod server;
+mod timestamp;
 mod topic;
 
 pub use client::{ClientMessage, Publish, Subscribe, Token};
-pub use error::ProtocolError;
+pub use error::{JsonError, ProtocolError};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use event::now_timestamp;
-pub use event::{Event, EventData, EventKind, Payload, validate_timestamp};
+pub use event::{Event, EventData, EventKind, Payload};
 pub use server::{
     Ack, Connected, ErrorCode, ErrorMessage, Presence, PresenceDiff, ServerMessage, Subscribed, Unsubscribed,
     error_code,
 };
+pub use timestamp::validate_timestamp;
 pub use topic::{Topic, TopicError, TopicErrorKind};
 
 /// The protocol version this crate speaks.

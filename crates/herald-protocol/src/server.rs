@@ -1,8 +1,8 @@
 //! Messages a server sends to clients, and decoding them leniently.
 
-use std::{borrow::Cow, collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt};
 
-use serde::{Deserialize, Serialize, de::IgnoredAny};
+use serde::{Deserialize, Serialize};
 
 use crate::{Event, ProtocolError, Topic, error::check_frame_size};
 
@@ -174,16 +174,17 @@ enum Tagged<'a> {
     PresenceDiff(&'a PresenceDiff),
 }
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 #[derive(Deserialize)]
 struct Probe<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    topic: Option<IgnoredAny>,
+    topic: Option<serde::de::IgnoredAny>,
     #[serde(default)]
-    event: Option<IgnoredAny>,
+    event: Option<serde::de::IgnoredAny>,
     #[serde(default)]
-    data: Option<IgnoredAny>,
+    data: Option<serde::de::IgnoredAny>,
 }
 
 impl ServerMessage {
@@ -210,8 +211,20 @@ impl ServerMessage {
     /// A message of a Herald type with wrong fields is an error (it says which
     /// field); any other JSON object is [`ServerMessage::Raw`]; text that is not
     /// a JSON object is an error.
+    ///
+    /// In a browser (`wasm32-unknown-unknown`) the browser's `JSON.parse`
+    /// does the parsing; see the `browser` module for the few differences.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
         check_frame_size(text)?;
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return crate::browser::decode_server(text);
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        Self::decode_with_serde(text)
+    }
+
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    fn decode_with_serde(text: &str) -> Result<Self, ProtocolError> {
+        crate::error::check_object(text)?;
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,
             // Valid JSON of another shape (e.g. a non-string "type") is someone else's message.
@@ -221,10 +234,11 @@ impl ServerMessage {
                     Err(_) => Err(ProtocolError::NotAnObject),
                 };
             }
-            Err(e) => return Err(ProtocolError::Json(e)),
+            Err(e) => return Err(ProtocolError::Json(e.into())),
         };
         fn parse<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, ProtocolError> {
-            serde_json::from_str(text).map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source })
+            serde_json::from_str(text)
+                .map_err(|source| ProtocolError::Fields { kind: kind.to_owned(), source: source.into() })
         }
         Ok(match probe.kind.as_deref() {
             Some("ping") => Self::Ping,
@@ -248,7 +262,7 @@ impl ServerMessage {
 impl Event {
     /// Encodes as compact JSON in the seed's key order, without a `type` field.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("events hold only strings, numbers and raw JSON")
+        crate::json::event(self)
     }
 }
 

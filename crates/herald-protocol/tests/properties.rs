@@ -1,4 +1,5 @@
 //! Property tests: round-trips, and no input ever panics a decoder.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::BTreeMap;
 
@@ -89,7 +90,35 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
     ]
 }
 
+/// Any string, control characters and quotes included.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,12}", "[\\x00-\\x1f\"\\\\/\\x7f é☃]{0,8}"]
+}
+
+/// Strings shaped like timestamps, right and subtly wrong.
+fn timestamp_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+        "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T(2[0-3]|[01][0-9]):[0-5][0-9]:(60|[0-5][0-9])(\\.[0-9]{1,3})?(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])",
+        "[0-9T:.Z+-]{0,30}",
+    ]
+}
+
 proptest! {
+    #[test]
+    fn timestamps_are_rfc_3339_exactly_when_the_time_crate_says_so(text in timestamp_like()) {
+        let by_time = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).is_ok();
+        prop_assert_eq!(herald_protocol::validate_timestamp(&text).is_ok(), by_time, "{}", text);
+    }
+
+    #[test]
+    fn hand_written_json_is_what_serde_json_writes(message in client_message(), event in event(), odd in text()) {
+        prop_assert_eq!(message.encode(), serde_json::to_string(&message).unwrap());
+        prop_assert_eq!(event.encode(), serde_json::to_string(&event).unwrap());
+        let token = ClientMessage::Auth { token: herald_protocol::Token(odd) };
+        prop_assert_eq!(token.encode(), serde_json::to_string(&token).unwrap());
+    }
+
     #[test]
     fn client_messages_round_trip(message in client_message()) {
         prop_assert_eq!(ClientMessage::decode(&message.encode()).unwrap(), message);

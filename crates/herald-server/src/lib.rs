@@ -385,7 +385,7 @@ impl ServerHandle {
         payload: &serde_json::Value,
     ) -> Result<u64, ServerError> {
         let topic = Topic::new(topic).map_err(ProtocolError::from)?;
-        let payload = Payload::from_value(payload).map_err(ProtocolError::Json)?;
+        let payload = Payload::from_value(payload).map_err(|e| ProtocolError::Json(e.into()))?;
         let data = EventData {
             entity_id: entity_id.to_owned(),
             payload,
