@@ -1,6 +1,7 @@
-//! The browser tests: `herald-testbed` (the reference server with a control
-//! API) in the background, then the wasm client's tests in headless
-//! Chromium (wasm-bindgen-test) against it.
+//! The browser tests: the protocol's browser decoder against its corpus (in
+//! Node), then `herald-testbed` (the reference server with a control API)
+//! in the background and the wasm client's tests in headless Chromium
+//! (wasm-bindgen-test) against it.
 
 use std::{
     io::{BufRead, BufReader},
@@ -44,6 +45,17 @@ impl Drop for Testbed {
 }
 
 pub(crate) fn test() -> Result {
+    // The browser's decoder against the corpus the native decoder is held to (in Node).
+    exec(cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "herald-protocol",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--test",
+        "corpus",
+    ]))?;
     let testbed = Testbed::start()?;
     exec(
         cargo()

@@ -44,7 +44,8 @@ pub(crate) fn build() -> Result<usize> {
     let wasm = out.join("herald_bg.wasm");
     exec(
         Command::new(root().join("pkg/node_modules/.bin/wasm-opt"))
-            .args(["-Oz", "--strip-debug", "--strip-producers", "--converge"])
+            // -Os: a little larger than -Oz, but smaller once gzipped, which is what is sent.
+            .args(["-Os", "--strip-debug", "--strip-producers"])
             .arg(&wasm)
             .arg("-o")
             .arg(&wasm),

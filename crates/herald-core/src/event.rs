@@ -39,7 +39,9 @@ impl fmt::Display for Status {
             Self::Connected { transport: Transport::WebSocket } => f.write_str("connected"),
             Self::Connected { transport } => write!(f, "connected over {transport}"),
             Self::Reconnecting { attempt, next_in } => {
-                write!(f, "reconnecting (attempt {attempt}, next in {} ms)", next_in.as_millis())
+                // In whole milliseconds as u64: u128 formatting is a lot of code for a browser.
+                let ms = u64::try_from(next_in.as_millis()).unwrap_or(u64::MAX);
+                write!(f, "reconnecting (attempt {attempt}, next in {ms} ms)")
             }
             Self::Disconnected { reason } => write!(f, "disconnected: {reason}"),
         }

@@ -1,7 +1,7 @@
 //! The application's subscriptions (its intent, kept across reconnects) and
 //! the last `seq` seen per concrete topic (for recovery and deduplication).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use herald_protocol::{ClientMessage, Event, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE};
 
@@ -11,8 +11,8 @@ use crate::ResyncReason;
 pub(crate) struct Subscriptions {
     intents: BTreeMap<Topic, Intent>,
     /// Resource types with a `resource:*` intent, to match events without
-    /// scanning every intent.
-    wildcards: BTreeSet<String>,
+    /// scanning every intent (applications have few wildcards).
+    wildcards: Vec<String>,
     positions: BTreeMap<Topic, u64>,
 }
 
@@ -23,6 +23,11 @@ struct Intent {
     /// must recover it or report a resync.
     sent: bool,
     awaiting_recovery: bool,
+}
+
+/// Whether an intent covers `topic`, directly or by a wildcard.
+fn wants(intents: &BTreeMap<Topic, Intent>, wildcards: &[String], topic: &Topic) -> bool {
+    intents.contains_key(topic) || wildcards.iter().any(|resource| resource == topic.resource())
 }
 
 /// What to do with an incoming event.
@@ -47,7 +52,7 @@ impl Subscriptions {
             return false;
         }
         if topic.is_wildcard() {
-            self.wildcards.insert(topic.resource().to_owned());
+            self.wildcards.push(topic.resource().to_owned());
         }
         self.intents.insert(topic, Intent { presence, sent, awaiting_recovery: false });
         true
@@ -59,10 +64,10 @@ impl Subscriptions {
             return false;
         };
         if topic.is_wildcard() {
-            self.wildcards.remove(topic.resource());
+            self.wildcards.retain(|resource| resource != topic.resource());
         }
-        let positions = std::mem::take(&mut self.positions);
-        self.positions = positions.into_iter().filter(|(t, _)| self.wants(t)).collect();
+        let (intents, wildcards) = (&self.intents, &self.wildcards);
+        self.positions.retain(|t, _| wants(intents, wildcards, t));
         true
     }
 
@@ -75,7 +80,7 @@ impl Subscriptions {
     }
 
     fn wants(&self, topic: &Topic) -> bool {
-        self.intents.contains_key(topic) || self.wildcards.contains(topic.resource())
+        wants(&self.intents, &self.wildcards, topic)
     }
 
     /// The last `seq` seen on a concrete topic.
@@ -121,8 +126,14 @@ impl Subscriptions {
             let topics: Vec<Topic> =
                 self.intents.iter().filter(|(_, i)| i.presence == presence).map(|(t, _)| t.clone()).collect();
             for chunk in topics.chunks(MAX_TOPICS_PER_MESSAGE) {
-                let since: BTreeMap<Topic, u64> =
-                    chunk.iter().filter_map(|t| Some((t.clone(), *self.positions.get(t)?))).collect();
+                // Inserted one by one: collecting into a map would sort, and
+                // the browser build would carry a sort for it.
+                let mut since = BTreeMap::new();
+                for topic in chunk {
+                    if let Some(seq) = self.positions.get(topic) {
+                        since.insert(topic.clone(), *seq);
+                    }
+                }
                 messages.push(ClientMessage::Subscribe(Subscribe {
                     topics: chunk.to_vec(),
                     epoch: epoch.filter(|_| !since.is_empty()).map(str::to_owned),

@@ -5,7 +5,7 @@
 //! it only to feed an input and collect outputs; JavaScript callbacks are
 //! called after the borrow ends, so they may call back into the client.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc};
+use std::{cell::RefCell, rc::Rc};
 
 use gloo_timers::callback::Timeout;
 use herald_core::{Instant, Output, Session, SessionEvent, TokenReason};
@@ -55,7 +55,8 @@ pub(crate) struct Inner {
     subscribers: Vec<Subscriber>,
     on_status: Vec<(u32, Function)>,
     on_raw: Vec<(u32, Function)>,
-    publishes: HashMap<String, (Function, Function)>,
+    /// Promises of publishes waiting for their ack: `(id, resolve, reject)`.
+    publishes: Vec<(String, Function, Function)>,
     listeners: Vec<Listener>,
     next_id: u32,
 }
@@ -81,7 +82,7 @@ impl HeraldClient {
             subscribers: Vec::new(),
             on_status: Vec::new(),
             on_raw: Vec::new(),
-            publishes: HashMap::new(),
+            publishes: Vec::new(),
             listeners: Vec::new(),
             next_id: 0,
         }));
@@ -151,7 +152,7 @@ impl HeraldClient {
                 .session
                 .publish(Instant::now(), topic, EventKind::from(event), data, None)
                 .map_err(|e| e.to_string())?;
-            inner.publishes.insert(id.0, (resolve, reject.clone()));
+            inner.publishes.push((id.0, resolve, reject.clone()));
             Ok::<_, String>(())
         })();
         if let Err(message) = result {
@@ -213,6 +214,11 @@ impl HeraldClient {
 }
 
 impl Inner {
+    fn take_publish(&mut self, id: &str) -> Option<(String, Function, Function)> {
+        let at = self.publishes.iter().position(|(p, _, _)| p == id)?;
+        Some(self.publishes.swap_remove(at))
+    }
+
     fn next_id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
@@ -285,6 +291,11 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
     });
 }
 
+/// Queues a call of every subscriber whose topic `wants`, with `value`.
+fn notify(subscribers: &[Subscriber], calls: &mut Vec<Call>, value: &JsValue, wants: impl Fn(&Topic) -> bool) {
+    calls.extend(subscribers.iter().filter(|s| wants(&s.topic)).map(|s| (s.callback.clone(), value.clone())));
+}
+
 fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {
     match event {
         SessionEvent::Status(status) => {
@@ -292,55 +303,25 @@ fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {
             calls.extend(inner.on_status.iter().map(|(_, f)| (f.clone(), value.clone())));
         }
         SessionEvent::Event(event) => {
-            let value = js::event(&event);
-            calls.extend(
-                inner
-                    .subscribers
-                    .iter()
-                    .filter(|s| s.topic.matches(&event.topic))
-                    .map(|s| (s.callback.clone(), value.clone())),
-            );
+            notify(&inner.subscribers, calls, &js::event(&event), |t| t.matches(&event.topic));
         }
         SessionEvent::Resync { topic, reason } => {
             let value = js::resync(&topic, reason);
-            calls.extend(
-                inner
-                    .subscribers
-                    .iter()
-                    .filter(|s| s.topic.matches(&topic) || topic.matches(&s.topic))
-                    .map(|s| (s.callback.clone(), value.clone())),
-            );
+            notify(&inner.subscribers, calls, &value, |t| t.matches(&topic) || topic.matches(t));
         }
         SessionEvent::Presence(presence) => {
-            let value = js_sys::JSON::parse(&herald_protocol::ServerMessage::Presence(presence.clone()).encode())
-                .unwrap_or(JsValue::NULL);
-            calls.extend(
-                inner
-                    .subscribers
-                    .iter()
-                    .filter(|s| s.topic.matches(&presence.topic))
-                    .map(|s| (s.callback.clone(), value.clone())),
-            );
+            notify(&inner.subscribers, calls, &js::presence(&presence), |t| t.matches(&presence.topic));
         }
         SessionEvent::PresenceDiff(diff) => {
-            let value = js_sys::JSON::parse(&herald_protocol::ServerMessage::PresenceDiff(diff.clone()).encode())
-                .unwrap_or(JsValue::NULL);
-            calls.extend(
-                inner
-                    .subscribers
-                    .iter()
-                    .filter(|s| s.topic.matches(&diff.topic))
-                    .map(|s| (s.callback.clone(), value.clone())),
-            );
+            notify(&inner.subscribers, calls, &js::presence_diff(&diff), |t| t.matches(&diff.topic));
         }
         SessionEvent::PublishAcked { id, seq, duplicate } => {
-            if let Some((resolve, _)) = inner.publishes.remove(&id.0) {
-                let ack = serde_json::json!({"id": id.0, "seq": seq, "duplicate": duplicate}).to_string();
-                calls.push((resolve, js_sys::JSON::parse(&ack).unwrap_or(JsValue::NULL)));
+            if let Some((_, resolve, _)) = inner.take_publish(&id.0) {
+                calls.push((resolve, js::ack(&id, seq, duplicate)));
             }
         }
         SessionEvent::PublishFailed { id, error } => {
-            if let Some((_, reject)) = inner.publishes.remove(&id.0) {
+            if let Some((_, _, reject)) = inner.take_publish(&id.0) {
                 calls.push((reject, js::error(&error.to_string())));
             }
         }

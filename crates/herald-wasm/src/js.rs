@@ -1,18 +1,37 @@
-//! Turning session values into plain JavaScript objects with the browser's
-//! own JSON parser, so the wasm carries no JS-object serialization code.
+//! Session values as plain JavaScript objects, built with the browser's own
+//! object and JSON functions, so the wasm carries no serialization code.
 
-use herald_core::{DisconnectReason, ResyncReason, Status, Transport};
-use herald_protocol::{Event, Topic};
-use js_sys::JSON;
+use herald_core::{DisconnectReason, PublishId, ResyncReason, Status, Transport};
+use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, Topic};
+use js_sys::{Array, JSON, Object, Reflect};
 use wasm_bindgen::JsValue;
 
-fn parse(json: &str) -> JsValue {
-    JSON::parse(json).expect("serde_json produced the JSON")
+/// A plain object, field by field.
+struct Fields(Object);
+
+impl Fields {
+    fn new() -> Self {
+        Self(Object::new())
+    }
+
+    fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        // Setting a property on a plain object cannot fail.
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
+        self
+    }
+
+    fn done(self) -> JsValue {
+        self.0.into()
+    }
+}
+
+fn strings(items: &[String]) -> Array {
+    items.iter().map(|s| JsValue::from_str(s)).collect()
 }
 
 /// An event in the seed's shape: `{topic, event, data, trace_id?, seq?}`.
 pub(crate) fn event(event: &Event) -> JsValue {
-    parse(&event.encode())
+    JSON::parse(&event.encode()).unwrap_or(JsValue::NULL)
 }
 
 pub(crate) fn resync(topic: &Topic, reason: ResyncReason) -> JsValue {
@@ -24,20 +43,38 @@ pub(crate) fn resync(topic: &Topic, reason: ResyncReason) -> JsValue {
         ResyncReason::Lagged => "lagged",
         _ => "unknown",
     };
-    parse(&serde_json::json!({"type": "resync", "topic": topic.as_str(), "reason": reason}).to_string())
+    Fields::new().set("type", "resync").set("topic", topic.as_str()).set("reason", reason).done()
+}
+
+pub(crate) fn presence(presence: &Presence) -> JsValue {
+    Fields::new()
+        .set("type", "presence")
+        .set("topic", presence.topic.as_str())
+        .set("members", strings(&presence.members))
+        .done()
+}
+
+pub(crate) fn presence_diff(diff: &PresenceDiff) -> JsValue {
+    Fields::new()
+        .set("type", "presence_diff")
+        .set("topic", diff.topic.as_str())
+        .set("joined", strings(&diff.joined))
+        .set("left", strings(&diff.left))
+        .done()
 }
 
 /// `{state: 'connecting' | 'connected' | 'reconnecting' | 'disconnected', ...}`.
 pub(crate) fn status(status: &Status) -> JsValue {
-    let value = match status {
-        Status::Connecting => serde_json::json!({"state": "connecting"}),
+    match status {
+        Status::Connecting => Fields::new().set("state", "connecting"),
         Status::Connected { transport } => {
             let transport = if *transport == Transport::ServerSentEvents { "sse" } else { "websocket" };
-            serde_json::json!({"state": "connected", "transport": transport})
+            Fields::new().set("state", "connected").set("transport", transport)
         }
-        Status::Reconnecting { attempt, next_in } => {
-            serde_json::json!({"state": "reconnecting", "attempt": attempt, "nextInMs": next_in.as_millis() as u64})
-        }
+        Status::Reconnecting { attempt, next_in } => Fields::new()
+            .set("state", "reconnecting")
+            .set("attempt", *attempt)
+            .set("nextInMs", next_in.as_millis() as f64),
         Status::Disconnected { reason } => {
             let kind = match reason {
                 DisconnectReason::Closed => "closed",
@@ -46,19 +83,26 @@ pub(crate) fn status(status: &Status) -> JsValue {
                 DisconnectReason::RetriesExhausted { .. } => "retries_exhausted",
                 _ => "unknown",
             };
-            serde_json::json!({"state": "disconnected", "reason": kind, "message": reason.to_string()})
+            Fields::new().set("state", "disconnected").set("reason", kind).set("message", reason.to_string())
         }
-        _ => serde_json::json!({"state": "unknown"}),
-    };
-    parse(&value.to_string())
+        _ => Fields::new().set("state", "unknown"),
+    }
+    .done()
 }
 
 /// `{type: 'refused', topic, code, message}`: the server does not allow the topic.
-pub(crate) fn refused(topic: &str, error: &herald_protocol::ErrorMessage) -> JsValue {
-    parse(
-        &serde_json::json!({"type": "refused", "topic": topic, "code": error.code, "message": error.message})
-            .to_string(),
-    )
+pub(crate) fn refused(topic: &str, error: &ErrorMessage) -> JsValue {
+    let code = match &error.code {
+        ErrorCode::Number(n) => JsValue::from(*n),
+        ErrorCode::Name(name) => JsValue::from_str(name),
+    };
+    Fields::new().set("type", "refused").set("topic", topic).set("code", code).set("message", &error.message).done()
+}
+
+/// `{id, seq, duplicate}`: what a publish's Promise resolves with.
+pub(crate) fn ack(id: &PublishId, seq: Option<u64>, duplicate: bool) -> JsValue {
+    let seq = seq.map_or(JsValue::UNDEFINED, |seq| JsValue::from(seq as f64));
+    Fields::new().set("id", &id.0).set("seq", seq).set("duplicate", duplicate).done()
 }
 
 pub(crate) fn error(message: &str) -> JsValue {
