@@ -46,6 +46,10 @@ const FANOUT: &[Load] = &[
 
 const IDLE: &[&str] = &["--connections", "10000"];
 
+/// Clients in the reconnect storm, and the server's advised spread.
+const STORM_CLIENTS: usize = 10_000;
+const STORM_SPREAD_SECS: u64 = 5;
+
 struct Server {
     name: &'static str,
     child: Child,
@@ -128,11 +132,15 @@ pub(crate) fn run(args: &[String]) -> Result {
         .ok();
     }
 
+    let clients = if quick { 1000 } else { STORM_CLIENTS };
+    let storm_rows = storm(&herald, &peers, clients)?;
+
     let mut section = String::new();
     writeln!(section, "{}\n", machine()).ok();
     writeln!(section, "Reproduce with `cargo xtask bench{}`.\n", if quick { " --quick" } else { "" }).ok();
     writeln!(section, "### Fan-out (one publisher over WebSocket, publish-to-deliver latency)\n\n{fanout}").ok();
     writeln!(section, "### Idle subscribed connections\n\n{idle_rows}").ok();
+    writeln!(section, "### Reconnect storm (herald only: the peers give no reconnect hints)\n\n{storm_rows}").ok();
     write_benchmarks(&section)
 }
 
@@ -160,7 +168,10 @@ impl Kind {
         match self {
             Self::Herald => {
                 let mut command = Command::new(herald);
-                command.args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")]).env("RUST_LOG", "warn");
+                command
+                    .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
+                    .args(["--shutdown-spread", &format!("{STORM_SPREAD_SECS}s")])
+                    .env("RUST_LOG", "warn");
                 command
             }
             Self::Node => {
@@ -178,8 +189,11 @@ impl Kind {
 }
 
 fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
+    start_on(kind, free_port()?, herald, peers)
+}
+
+fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path) -> Result<Server> {
     let name = kind.name();
-    let port = free_port()?;
     let child = kind
         .command(port, herald, peers)
         .stdout(Stdio::null())
@@ -258,4 +272,65 @@ fn write_benchmarks(section: &str) -> Result {
     std::fs::write(&path, updated).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// `herald bench storm` against `herald serve`, restarted (SIGTERM, then a
+/// new process on the same port) when the bench says it is ready.
+fn storm(herald: &Path, peers: &Path, clients: usize) -> Result<String> {
+    let port = free_port()?;
+    let server = start_on(Kind::Herald, port, herald, peers)?;
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut command = Command::new(herald);
+    command.args(["bench", "storm", "--url", &url, "--clients", &clients.to_string(), "--json"]);
+    eprintln!("$ {}", crate::shell::describe(&command));
+    let mut bench = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start the storm: {e}"))?;
+    let stderr = bench.stderr.take().ok_or("the storm has no stderr")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let ready = lines.by_ref().map_while(std::result::Result::ok).any(|line| {
+        eprintln!("  {line}");
+        line.contains("ready")
+    });
+    if !ready {
+        let _ = bench.kill();
+        return Err("the storm ended before its clients were ready".into());
+    }
+    drop(server);
+    let restarted = start_on(Kind::Herald, port, herald, peers)?;
+    std::thread::spawn(move || lines.map_while(std::result::Result::ok).for_each(|line| eprintln!("  {line}")));
+    let output = bench.wait_with_output().map_err(|e| e.to_string())?;
+    drop(restarted);
+    if !output.status.success() {
+        return Err(format!("the storm failed ({})", output.status));
+    }
+    let json = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("  {}", json.trim());
+    let r: Value = serde_json::from_str(&json).map_err(|e| format!("storm output is not JSON: {e}"))?;
+    let mut rows = format!(
+        "Clients honour the server's reconnect hints (spread over {STORM_SPREAD_SECS} s); the restarted process \
+         has a new history, so every client is told to resync. Times in ms after the first client lost its connection.\n\n\
+         | clients | reconnected | receiving | resynced | failed attempts | first back | p50 | p99 | last back | \
+         busiest 100 ms | all receiving |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    let ms = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+    writeln!(
+        rows,
+        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",
+        r["clients"],
+        r["reconnected"],
+        r["receiving"],
+        r["resynced"],
+        r["failed_attempts"],
+        ms("first_back_ms"),
+        ms("p50_back_ms"),
+        ms("p99_back_ms"),
+        ms("last_back_ms"),
+        r["busiest_100ms"],
+        ms("all_receiving_ms"),
+    )
+    .ok();
+    Ok(rows)
 }

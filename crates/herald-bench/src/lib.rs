@@ -2,10 +2,11 @@
 //! speaks the same protocol subset (the peers in `shared/peers/`), so that
 //! the same load runs against each, side by side.
 //!
-//! The clients here are deliberately raw — tokio-tungstenite plus a few byte
+//! The fan-out and idle clients are deliberately raw — tokio-tungstenite plus a few byte
 //! searches per frame, no full JSON parse — so that on a shared 2-core
 //! machine the load generator costs as little CPU as possible and the server
-//! is what gets measured.
+//! is what gets measured. The storm uses real clients: it measures how
+//! client and server recover together.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), herald_bench::BenchError> {
@@ -27,6 +28,7 @@ pub mod fanout;
 mod frame;
 pub mod idle;
 mod latency;
+pub mod storm;
 
 use std::time::Duration;
 
@@ -63,6 +65,12 @@ pub enum BenchError {
         index: usize,
         /// How long it waited.
         timeout: Duration,
+    },
+    /// A reconnect storm did not go as a storm should.
+    #[error("storm: {message}")]
+    Storm {
+        /// What happened.
+        message: String,
     },
     /// Reading process memory failed.
     #[error("cannot read the memory of process {pid}: {message}")]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use herald_bench::{fanout, idle};
-use herald_server::Server;
+use herald_bench::{fanout, idle, storm};
+use herald_server::{Epoch, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_every_event_to_every_subscriber_once() {
@@ -48,4 +48,27 @@ async fn a_server_that_is_not_there_is_a_clear_error() {
     assert!(error.contains("is the server up"), "{error}");
     let error = idle::run(&idle::IdleOptions::new("http://x")).await.unwrap_err().to_string();
     assert!(error.contains("only ws:// is supported"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_sees_every_client_come_back_and_receive_after_a_restart() {
+    let mut server =
+        Server::builder().dev(true).shutdown_spread(Duration::from_millis(500)).bind("127.0.0.1:0").await.unwrap();
+    let mut options = storm::StormOptions::new(server.ws_url());
+    options.clients = 30;
+    options.topics = 4;
+    options.timeout = Duration::from_secs(30);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let restarter = tokio::spawn(async move {
+        ready_rx.await.unwrap();
+        // A new epoch, as a restarted process has: every client must resync.
+        server.restart(Epoch::New).await.unwrap();
+        server
+    });
+    let run = storm::run(&options, move || ready_tx.send(()).unwrap());
+    let report = tokio::time::timeout(Duration::from_secs(90), run).await.unwrap().unwrap();
+    assert_eq!((report.reconnected, report.receiving, report.resynced), (30, 30, 30), "{report:?}");
+    assert!(report.first_back_ms <= report.last_back_ms && report.last_back_ms <= report.all_receiving_ms);
+    assert!(report.busiest_100ms >= 1 && report.busiest_100ms <= 30, "{report:?}");
+    restarter.await.unwrap().shutdown().await;
 }

@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use herald_bench::{fanout, idle};
+use herald_bench::{fanout, idle, storm};
 
 /// Measure a server that speaks Herald's protocol (or its common subset).
 ///
 /// Examples:
 ///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
 ///   herald bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
+///   herald bench storm --url ws://127.0.0.1:8080/ws --clients 10000   # then restart the server
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct BenchArgs {
@@ -25,6 +26,29 @@ enum Mode {
     /// N idle subscribed connections: handshakes per second and the server's
     /// memory per connection.
     Idle(IdleArgs),
+    /// N real clients connected and subscribed; restart the server when it
+    /// says "ready": how the clients came back (spread, time until every
+    /// one receives again, resyncs, failed attempts).
+    Storm(StormArgs),
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// The server's WebSocket URL. Client n uses token `bench-<n>`.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Clients to connect.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Topics `bench:0..N`; client i takes topic i mod N.
+    #[arg(long, default_value_t = 100)]
+    topics: usize,
+    /// Seconds each phase may take (connecting, waiting for the restart, coming back).
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +118,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
             options.hold = seconds(a.hold, "hold")?;
             options.server_pid = a.server_pid;
             let report = runtime.block_on(idle::run(&options)).map_err(|e| e.to_string())?;
+            print(a.json, &report, report.table())
+        }
+        Mode::Storm(a) => {
+            let mut options = storm::StormOptions::new(a.url);
+            options.clients = a.clients;
+            options.topics = a.topics;
+            options.timeout = seconds(a.timeout, "timeout")?;
+            let clients = options.clients;
+            let ready = move || eprintln!("storm: ready: {clients} clients connected; restart the server now");
+            let report = runtime.block_on(storm::run(&options, ready)).map_err(|e| e.to_string())?;
             print(a.json, &report, report.table())
         }
     }
