@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use herald_core::{ConnectionId, Instant, Output, PublishId, Session, SessionEvent, Status, TokenReason};
 use herald_protocol::{Event, EventData, EventKind, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
@@ -97,6 +97,8 @@ pub(crate) struct Driver {
     events: Vec<Outlet<SessionEvent>>,
     publishes: HashMap<PublishId, oneshot::Sender<Result<Ack>>>,
     closing: Vec<oneshot::Sender<()>>,
+    /// Some reader fell behind and waits for its resyncs (retried every 20 ms).
+    lagging: bool,
 }
 
 enum Wake {
@@ -107,6 +109,9 @@ enum Wake {
     Timer,
     Flush,
 }
+
+/// Frames handled in one go when the socket has them ready.
+const FRAME_BATCH: usize = 64;
 
 fn now() -> Instant {
     Instant::now()
@@ -136,19 +141,29 @@ impl Driver {
             events: Vec::new(),
             publishes: HashMap::new(),
             closing: Vec::new(),
+            lagging: false,
         }
     }
 
     pub(crate) async fn run(mut self) {
         self.session.handle_timeout(now());
+        // One timer, moved when the session's deadline moves (not one per turn of the loop).
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             self.drain().await;
             if self.session.is_stopped() {
                 break;
             }
             let deadline = self.session.poll_timeout();
-            let lagging = self.subscribers.values().flatten().any(|(_, o)| o.is_lagging())
-                || self.events.iter().any(Outlet::is_lagging);
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at.into());
+                }
+                armed = deadline;
+            }
+            let lagging = self.lagging;
             let wake = tokio::select! {
                 command = self.commands.recv() => Wake::Command(command),
                 token = async { self.token_request.as_mut().expect("guarded by the branch condition").await },
@@ -157,12 +172,7 @@ impl Driver {
                     if self.connecting.is_some() => Wake::Opened(id, result),
                 frame = async { self.socket.as_mut().expect("guarded by the branch condition").1.next().await },
                     if self.socket.is_some() => Wake::Frame(frame),
-                () = async {
-                    match deadline {
-                        Some(at) => tokio::time::sleep_until(at.into()).await,
-                        None => std::future::pending().await,
-                    }
-                } => Wake::Timer,
+                () = &mut timer, if armed.is_some() => Wake::Timer,
                 () = tokio::time::sleep(Duration::from_millis(20)), if lagging => Wake::Flush,
             };
             match wake {
@@ -183,8 +193,20 @@ impl Driver {
                     debug!(%error, "connect failed");
                     self.session.handle_close(now(), id, None, &error);
                 }
-                Wake::Frame(frame) => self.incoming(frame),
-                Wake::Timer => self.session.handle_timeout(now()),
+                Wake::Frame(frame) => {
+                    self.incoming(frame);
+                    // Frames already read are handled before anything else is polled:
+                    // readers are woken once per batch, not once per event.
+                    for _ in 1..FRAME_BATCH {
+                        let Some((_, ws)) = &mut self.socket else { break };
+                        let Some(frame) = ws.next().now_or_never() else { break };
+                        self.incoming(frame);
+                    }
+                }
+                Wake::Timer => {
+                    armed = None;
+                    self.session.handle_timeout(now());
+                }
                 Wake::Flush => self.flush_outlets(),
             }
         }
@@ -332,6 +354,7 @@ impl Driver {
     fn dispatch(&mut self, event: SessionEvent) {
         if !self.events.is_empty() {
             self.events.retain_mut(|outlet| outlet.deliver(event.clone()));
+            self.lagging |= self.events.iter().any(Outlet::is_lagging);
         }
         match event {
             SessionEvent::Status(status) => {
@@ -356,7 +379,7 @@ impl Driver {
                     let matching: Vec<Topic> =
                         self.subscribers.keys().filter(|t| t.resource() == topic.resource()).cloned().collect();
                     for t in matching {
-                        self.deliver_to(&t, &Update::Resync { topic: topic.clone(), reason });
+                        self.route_exact(&t, Update::Resync { topic: topic.clone(), reason });
                     }
                 } else {
                     self.route(&topic.clone(), Update::Resync { topic, reason });
@@ -399,20 +422,37 @@ impl Driver {
 
     /// Delivers to the subscribers of a concrete topic and of its wildcard.
     fn route(&mut self, topic: &Topic, update: Update) {
-        if self.wildcards > 0 {
-            let wildcard = format!("{}:*", topic.resource());
-            if let Ok(wildcard) = Topic::new(wildcard) {
-                self.deliver_to(&wildcard, &update);
-            }
+        let wildcard = if self.wildcards > 0 { Topic::new(format!("{}:*", topic.resource())).ok() } else { None };
+        let readers = |subscribers: &BTreeMap<Topic, Vec<(u64, Outlet<Update>)>>, topic: &Topic| {
+            subscribers.get(topic).map_or(0, Vec::len)
+        };
+        let mut remaining =
+            readers(&self.subscribers, topic) + wildcard.as_ref().map_or(0, |w| readers(&self.subscribers, w));
+        let mut update = Some(update);
+        if let Some(wildcard) = &wildcard {
+            self.deliver_to(wildcard, &mut update, &mut remaining);
         }
-        self.deliver_to(topic, &update);
+        self.deliver_to(topic, &mut update, &mut remaining);
     }
 
-    fn deliver_to(&mut self, topic: &Topic, update: &Update) {
+    /// Delivers to the subscribers of exactly `topic`.
+    fn route_exact(&mut self, topic: &Topic, update: Update) {
+        let mut remaining = self.subscribers.get(topic).map_or(0, Vec::len);
+        self.deliver_to(topic, &mut Some(update), &mut remaining);
+    }
+
+    /// Gives each reader of `topic` a copy; the last of the `remaining`
+    /// readers gets the update itself, so one reader costs no copy.
+    fn deliver_to(&mut self, topic: &Topic, update: &mut Option<Update>, remaining: &mut usize) {
         let Some(entries) = self.subscribers.get_mut(topic) else { return };
         // A reader that is gone unsubscribes when its Subscription drops; skip it until then.
         for (_, outlet) in entries.iter_mut() {
-            outlet.deliver(update.clone());
+            *remaining -= 1;
+            let item = if *remaining == 0 { update.take() } else { update.clone() };
+            if let Some(item) = item {
+                outlet.deliver(item);
+                self.lagging |= outlet.is_lagging();
+            }
         }
     }
 
@@ -421,6 +461,8 @@ impl Driver {
             outlet.flush();
         }
         self.events.retain_mut(Outlet::flush);
+        self.lagging = self.subscribers.values().flatten().any(|(_, o)| o.is_lagging())
+            || self.events.iter().any(Outlet::is_lagging);
     }
 }
 

@@ -174,6 +174,21 @@ enum Tagged<'a> {
     PresenceDiff(&'a PresenceDiff),
 }
 
+/// An [`Event`] with the `type` it may carry, for reading events in one pass.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[derive(Deserialize)]
+struct EventFrame<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    topic: Topic,
+    event: crate::EventKind,
+    data: crate::EventData,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 #[derive(Deserialize)]
 struct Probe<'a> {
@@ -225,6 +240,14 @@ impl ServerMessage {
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     fn decode_with_serde(text: &str) -> Result<Self, ProtocolError> {
         crate::error::check_object(text)?;
+        // Nearly every frame a client reads is an event: read those in one
+        // pass; anything else (or a broken event) takes the general path.
+        if let Ok(frame) = serde_json::from_str::<EventFrame<'_>>(text)
+            && frame.kind.as_deref().is_none_or(|kind| kind == "event")
+        {
+            let EventFrame { topic, event, data, trace_id, seq, .. } = frame;
+            return Ok(Self::Event(Event { topic, event, data, trace_id, seq }));
+        }
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,
             // Valid JSON of another shape (e.g. a non-string "type") is someone else's message.
