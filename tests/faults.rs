@@ -254,3 +254,39 @@ async fn backoff_delays_with_jitter_stay_within_their_bounds() {
         base = (base * 2.0).min(400.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_delivers_everything_in_order_and_one_slower_than_the_heartbeat_is_replaced() {
+    let server = server().await;
+    let proxy = FaultProxy::start(server.local_addr()).await;
+    let client = herald::Client::builder(proxy.ws_url())
+        .token("u1")
+        .heartbeat(Duration::from_millis(400), Duration::from_millis(400))
+        .connect()
+        .unwrap();
+    let mut sub = client.subscribe("doc:2").await.unwrap();
+    let first = subscribed(&server, &mut sub, "doc:2").await;
+    let accepted = proxy.accepted().len();
+
+    // Slow but alive: 100 ms per chunk, well inside the heartbeat.
+    proxy.delay(Duration::from_millis(100));
+    for n in 0..5 {
+        publish(&server, "doc:2", n);
+    }
+    let (seqs, resyncs) = events(&mut sub, 5).await;
+    assert_eq!(seqs, (first + 1..=first + 5).collect::<Vec<_>>());
+    assert!(resyncs.is_empty());
+    assert_eq!(proxy.accepted().len(), accepted, "a slow link is not a dead one");
+
+    // Slower than interval + timeout: the client gives up on it and reconnects.
+    proxy.delay(Duration::from_millis(1500));
+    status(&client, "the stalled link to be replaced", reconnecting).await;
+    for n in 5..8 {
+        publish(&server, "doc:2", n);
+    }
+    proxy.delay(Duration::ZERO);
+    let (seqs, resyncs) = events(&mut sub, 3).await;
+    assert_eq!(seqs, (first + 6..=first + 8).collect::<Vec<_>>(), "recovered, nothing lost or doubled");
+    assert!(resyncs.is_empty(), "{resyncs:?}");
+    client.close().await;
+}
