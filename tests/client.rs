@@ -54,7 +54,7 @@ async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_m
 async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     let server = server().await;
     let client = support::client(&server.ws_url(), "u1");
-    let mut everything = client.events();
+    let mut everything = client.events().await;
     let mut sub = client.subscribe("doc:1").await.unwrap();
     let probe = subscribed(&server, &mut sub, "doc:1").await;
     let seen = within(Duration::from_secs(10), "the probe on events()", async {
@@ -85,6 +85,24 @@ async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     client.close().await;
     // After close, the streams end.
     within(Duration::from_secs(10), "events() to end", async { while everything.next().await.is_some() {} }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_outlives_the_client_handle_and_its_drop_ends_the_connection() {
+    let server = server().await;
+    let client = support::client(&server.ws_url(), "u1");
+    let mut sub = client.subscribe("doc:9").await.unwrap();
+    subscribed(&server, &mut sub, "doc:9").await;
+    drop(client);
+    let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).unwrap();
+    assert_eq!(support::events(&mut sub, 1).await.0, vec![seq], "still delivering without a handle");
+    drop(sub);
+    within(Duration::from_secs(10), "the connection to close once nothing can read it", async {
+        while server.metrics().connections > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -16,6 +16,10 @@ use crate::{
     driver::{Callbacks, Driver, TokenProvider},
 };
 
+/// Requests from handles waiting for the background task; a sender waits
+/// while it is full instead of the queue growing.
+const COMMAND_QUEUE: usize = 256;
+
 /// Options for a [`Client`]; every one has a default.
 ///
 /// ```no_run
@@ -189,7 +193,7 @@ impl ClientBuilder {
             self.config.seed = fastrand::u64(..);
         }
         let session = Session::new(self.config, herald_core::Instant::now());
-        let (commands, receiver) = mpsc::unbounded_channel();
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (status_tx, status) = watch::channel(Status::Connecting);
         let driver = Driver::new(session, receiver, self.token, self.tls, status_tx, self.callbacks);
         runtime.spawn(driver.run());

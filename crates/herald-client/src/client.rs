@@ -36,7 +36,7 @@ use crate::{ClientBuilder, Error, Events, Result, Subscription, driver::Command}
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) status: watch::Receiver<Status>,
     pub(crate) next_id: Arc<AtomicU64>,
     pub(crate) capacity: usize,
@@ -82,9 +82,9 @@ impl Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.capacity);
         let (reply, done) = oneshot::channel();
-        self.send(Command::Subscribe { topic: topic.clone(), presence, id, tx, reply })?;
+        self.send(Command::Subscribe { topic: topic.clone(), presence, id, tx, reply }).await?;
         done.await.map_err(|_| self.stopped())??;
-        Ok(Subscription { topic, id, rx, commands: self.commands.clone() })
+        Ok(Subscription { topic, rx, _client: self.commands.clone() })
     }
 
     /// Publishes an event and waits for the server's ack. While offline the
@@ -118,15 +118,16 @@ impl Client {
             timestamp: herald_protocol::now_timestamp(),
         };
         let (reply, done) = oneshot::channel();
-        self.send(Command::Publish { topic, event: event.into(), data, trace_id, reply })?;
+        self.send(Command::Publish { topic, event: event.into(), data, trace_id, reply }).await?;
         done.await.map_err(|_| self.stopped())?
     }
 
     /// A stream of everything: events of every subscription, resyncs,
     /// status changes, raw frames, server errors.
-    pub fn events(&self) -> Events {
+    pub async fn events(&self) -> Events {
         let (tx, rx) = mpsc::channel(self.capacity);
-        let _ = self.send(Command::Events { tx });
+        // A stopped client gives a stream that ends at once.
+        let _ = self.send(Command::Events { tx }).await;
         Events { rx }
     }
 
@@ -152,13 +153,13 @@ impl Client {
     /// publishes fail; subscription streams end.
     pub async fn close(&self) {
         let (reply, done) = oneshot::channel();
-        if self.send(Command::Close { reply }).is_ok() {
+        if self.send(Command::Close { reply }).await.is_ok() {
             let _ = done.await;
         }
     }
 
-    fn send(&self, command: Command) -> Result<()> {
-        self.commands.send(command).map_err(|_| self.stopped())
+    async fn send(&self, command: Command) -> Result<()> {
+        self.commands.send(command).await.map_err(|_| self.stopped())
     }
 
     fn stopped(&self) -> Error {

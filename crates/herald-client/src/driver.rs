@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt, stream::FuturesUnordered};
 use herald_core::{ConnectionId, Instant, Output, PublishId, Session, SessionEvent, Status, TokenReason};
 use herald_protocol::{Event, EventData, EventKind, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
@@ -43,10 +43,6 @@ pub(crate) enum Command {
         tx: mpsc::Sender<Update>,
         reply: oneshot::Sender<Result<()>>,
     },
-    Unsubscribe {
-        topic: Topic,
-        id: u64,
-    },
     Publish {
         topic: Topic,
         event: EventKind,
@@ -66,7 +62,6 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Subscribe { topic, .. } => write!(f, "Subscribe({topic})"),
-            Self::Unsubscribe { topic, id } => write!(f, "Unsubscribe({topic}, {id})"),
             Self::Publish { topic, .. } => write!(f, "Publish({topic})"),
             Self::Events { .. } => f.write_str("Events"),
             Self::Close { .. } => f.write_str("Close"),
@@ -84,7 +79,7 @@ pub(crate) struct Callbacks {
 
 pub(crate) struct Driver {
     pub(crate) session: Session,
-    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) token: Option<TokenProvider>,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) status: watch::Sender<Status>,
@@ -97,12 +92,15 @@ pub(crate) struct Driver {
     events: Vec<Outlet<SessionEvent>>,
     publishes: HashMap<PublishId, oneshot::Sender<Result<Ack>>>,
     closing: Vec<oneshot::Sender<()>>,
+    /// Resolves with a subscriber's topic and id when its `Subscription` is dropped.
+    dropped: FuturesUnordered<Pin<Box<dyn Future<Output = (Topic, u64)> + Send>>>,
     /// Some reader fell behind and waits for its resyncs (retried every 20 ms).
     lagging: bool,
 }
 
 enum Wake {
     Command(Option<Command>),
+    Dropped(Topic, u64),
     Token(Result<String, String>),
     Opened(ConnectionId, Result<Box<Ws>, String>),
     Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
@@ -120,7 +118,7 @@ fn now() -> Instant {
 impl Driver {
     pub(crate) fn new(
         session: Session,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::Receiver<Command>,
         token: Option<TokenProvider>,
         tls: Option<Arc<rustls::ClientConfig>>,
         status: watch::Sender<Status>,
@@ -141,6 +139,7 @@ impl Driver {
             events: Vec::new(),
             publishes: HashMap::new(),
             closing: Vec::new(),
+            dropped: FuturesUnordered::new(),
             lagging: false,
         }
     }
@@ -166,6 +165,7 @@ impl Driver {
             let lagging = self.lagging;
             let wake = tokio::select! {
                 command = self.commands.recv() => Wake::Command(command),
+                Some((topic, id)) = self.dropped.next(), if !self.dropped.is_empty() => Wake::Dropped(topic, id),
                 token = async { self.token_request.as_mut().expect("guarded by the branch condition").await },
                     if self.token_request.is_some() => Wake::Token(token),
                 (id, result) = async { self.connecting.as_mut().expect("guarded by the branch condition").await },
@@ -177,6 +177,7 @@ impl Driver {
             };
             match wake {
                 Wake::Command(Some(command)) => self.command(command),
+                Wake::Dropped(topic, id) => self.remove_subscriber(&topic, id),
                 // Every handle and subscription is gone: nobody can read or close anymore.
                 Wake::Command(None) => self.session.close(now()),
                 Wake::Token(token) => {
@@ -316,11 +317,16 @@ impl Driver {
                     if topic.is_wildcard() && !self.subscribers.contains_key(&topic) {
                         self.wildcards += 1;
                     }
+                    let reader = tx.clone();
+                    let watched = topic.clone();
+                    self.dropped.push(Box::pin(async move {
+                        reader.closed().await;
+                        (watched, id)
+                    }));
                     self.subscribers.entry(topic).or_default().push((id, Outlet::new(tx)));
                 }
                 let _ = reply.send(result);
             }
-            Command::Unsubscribe { topic, id } => self.remove_subscriber(&topic, id),
             Command::Publish { topic, event, data, trace_id, reply } => {
                 match self.session.publish(now(), topic, event, data, trace_id) {
                     Ok(publish) => {
@@ -445,7 +451,7 @@ impl Driver {
     /// readers gets the update itself, so one reader costs no copy.
     fn deliver_to(&mut self, topic: &Topic, update: &mut Option<Update>, remaining: &mut usize) {
         let Some(entries) = self.subscribers.get_mut(topic) else { return };
-        // A reader that is gone unsubscribes when its Subscription drops; skip it until then.
+        // A reader that is gone is removed as soon as `dropped` notices; skip it until then.
         for (_, outlet) in entries.iter_mut() {
             *remaining -= 1;
             let item = if *remaining == 0 { update.take() } else { update.clone() };

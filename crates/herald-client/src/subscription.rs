@@ -56,9 +56,11 @@ pub enum Update {
 #[derive(Debug)]
 pub struct Subscription {
     pub(crate) topic: Topic,
-    pub(crate) id: u64,
     pub(crate) rx: mpsc::Receiver<Update>,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Keeps the background task alive while the subscription is read, even
+    /// after every `Client` handle is dropped. Dropping the subscription
+    /// closes `rx`, which the task notices and unsubscribes.
+    pub(crate) _client: mpsc::Sender<Command>,
 }
 
 impl Subscription {
@@ -73,14 +75,6 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Update>> {
         self.rx.poll_recv(cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        // A send, not a spawn: works outside a runtime, and fails only when
-        // the client is already gone.
-        let _ = self.commands.send(Command::Unsubscribe { topic: self.topic.clone(), id: self.id });
     }
 }
 
