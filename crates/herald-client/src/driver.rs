@@ -30,6 +30,8 @@ use crate::{Ack, Error, Result, Update, outlet::Outlet};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = (ConnectionId, Result<Box<Ws>, String>)> + Send>>;
+/// A subscriber's topic and id, once its `Subscription` is dropped.
+type Dropped = Pin<Box<dyn Future<Output = (Topic, u64)> + Send>>;
 pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 pub(crate) type TokenProvider = Arc<dyn Fn(TokenReason) -> TokenFuture + Send + Sync>;
 pub(crate) type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
@@ -93,7 +95,7 @@ pub(crate) struct Driver {
     publishes: HashMap<PublishId, oneshot::Sender<Result<Ack>>>,
     closing: Vec<oneshot::Sender<()>>,
     /// Resolves with a subscriber's topic and id when its `Subscription` is dropped.
-    dropped: FuturesUnordered<Pin<Box<dyn Future<Output = (Topic, u64)> + Send>>>,
+    dropped: FuturesUnordered<Dropped>,
     /// Some reader fell behind and waits for its resyncs (retried every 20 ms).
     lagging: bool,
 }
