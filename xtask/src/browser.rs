@@ -63,5 +63,10 @@ pub(crate) fn test() -> Result {
             .env("HERALD_TESTBED", &testbed.addresses)
             .env("CHROMEDRIVER", "/usr/bin/chromedriver")
             .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
-    )
+    )?;
+    // The npm package as users get it: the release build, its types, the
+    // React hooks in Chromium (after the wasm tests: both count the
+    // testbed's connections).
+    crate::wasm::build()?;
+    exec(Command::new("npm").arg("test").current_dir(root().join("pkg")).env("HERALD_TESTBED", &testbed.addresses))
 }

@@ -50,6 +50,10 @@ pub(crate) fn build() -> Result<usize> {
             .arg("-o")
             .arg(&wasm),
     )?;
+    // npm ships license files found beside package.json.
+    for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        std::fs::copy(root().join(license), root().join("pkg").join(license)).map_err(|e| format!("{license}: {e}"))?;
+    }
     let glue = out.join("herald.js");
     let (wasm_gz, glue_gz) = (gzipped(&wasm)?, gzipped(&glue)?);
     eprintln!(

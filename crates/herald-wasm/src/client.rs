@@ -29,6 +29,14 @@ pub struct HeraldClient {
     inner: Rc<RefCell<Inner>>,
 }
 
+/// A client freed without `close()` (garbage collected, or `free()`d)
+/// closes its connection rather than leave a socket without handlers.
+impl Drop for HeraldClient {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl std::fmt::Debug for HeraldClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeraldClient").field("status", self.inner.borrow().session.status()).finish_non_exhaustive()
@@ -225,6 +233,13 @@ impl Inner {
     }
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis.reportError`: the console, `window.onerror`, error trackers.
+    #[wasm_bindgen(js_name = reportError)]
+    fn report_error(error: &JsValue);
+}
+
 /// Carries out every output of the session, then arms the timer.
 pub(crate) fn pump(inner: &Rc<RefCell<Inner>>) {
     loop {
@@ -240,8 +255,11 @@ pub(crate) fn pump(inner: &Rc<RefCell<Inner>>) {
             perform(inner, output, &mut calls);
         }
         for (function, argument) in calls {
-            // An exception in application code must not break the client.
-            let _ = function.call1(&JsValue::NULL, &argument);
+            // An exception in application code must not break the client, nor
+            // go unseen: it is reported as an uncaught one would be.
+            if let Err(error) = function.call1(&JsValue::NULL, &argument) {
+                report_error(&error);
+            }
         }
     }
     arm_timer(inner);

@@ -363,3 +363,32 @@ async fn with_the_fallback_off_a_blocked_websocket_is_only_retried() {
     client.close();
     control("block?on=false", "").await;
 }
+
+async fn open_connections() -> f64 {
+    get(&control("state", "").await, "connections").as_f64().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_client_freed_without_close_closes_its_connection() {
+    // Earlier tests' connections may still be closing.
+    for _ in 0..250 {
+        if open_connections().await == 0.0 {
+            break;
+        }
+        sleep(20).await;
+    }
+    let before = open_connections().await;
+    let client = dev_client("lena");
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-free:1", events.function(), JsValue::UNDEFINED).unwrap();
+    subscribed(&events, "wasm-free:1").await;
+    assert_eq!(open_connections().await, before + 1.0);
+    drop(client);
+    for _ in 0..250 {
+        if open_connections().await == before {
+            return;
+        }
+        sleep(20).await;
+    }
+    panic!("the freed client's connection is still open");
+}

@@ -1,0 +1,248 @@
+/**
+ * `@herald/realtime`: real-time pub/sub over WebSockets in the browser.
+ *
+ * ```ts
+ * import { HeraldClient } from '@herald/realtime';
+ * const client = new HeraldClient({ url: 'wss://example.com/ws', token });
+ * const stop = client.subscribe('gift-list:family-123', (message) => { ... });
+ * ```
+ *
+ * The wire protocol is specified in Herald's docs/protocol.md.
+ */
+
+/**
+ * `resource-type:identifier`, e.g. `gift-list:family-123`, or
+ * `resource-type:*` for every identifier of a type (subscriptions only).
+ * The type is one or more of `a-z A-Z 0-9 - _ .`; the identifier also
+ * allows `@ + = : ~`. At most 256 bytes. An invalid topic throws.
+ */
+export type Topic = string;
+
+/** Why `getToken` is called. */
+export type TokenReason =
+  /** Before a connection attempt. */
+  | 'connect'
+  /** The server closed with 4001: the token was rejected; return a fresh one. */
+  | 'unauthorized'
+  /** The token is about to expire; the fresh one is sent on the live connection. */
+  | 'refresh';
+
+/** Reconnect delays: `initialMs * factor ** attempt`, capped at `maxMs`, ± `jitter`. */
+export interface BackoffOptions {
+  /** The first delay. Default 1000. */
+  initialMs?: number;
+  /** The longest delay. Default 30000. */
+  maxMs?: number;
+  /** How much each delay grows. Default 2. */
+  factor?: number;
+  /** The random spread as a fraction of the delay: 0.5 means ±50 %. Default 0.5. */
+  jitter?: number;
+  /** Attempts in a row before giving up with `retries_exhausted`. Default: retry forever. */
+  maxAttempts?: number;
+}
+
+/** Falling back to Server-Sent Events where WebSockets do not get through (proxies). */
+export interface FallbackOptions {
+  /** Switch to SSE after this many failed WebSocket attempts in a row. Default 3. */
+  sseAfter?: number;
+  /** While on SSE, try a WebSocket again this often. Default 60000. */
+  upgradeAfterMs?: number;
+}
+
+interface CommonOptions {
+  /** The server's WebSocket endpoint: `ws://` or `wss://`, e.g. `wss://example.com/ws`. Required. */
+  url: string;
+  /**
+   * How the token reaches the server: `'query'` (default) appends
+   * `?token=...` to the URL, as seed-style servers expect; `'message'` sends
+   * `{type: 'auth', token}` as the first frame, which keeps tokens out of
+   * access logs (recommended with Herald's server).
+   */
+  auth?: 'query' | 'message';
+  /** Send a ping after this long without traffic. Default 30000. */
+  heartbeatMs?: number;
+  /** Declare the connection dead when nothing arrives this long after a ping. Default 10000. */
+  heartbeatTimeoutMs?: number;
+  /** Give up on a connection attempt that has not opened after this long. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Reject a publish that has no ack after this long, online or offline. Default 30000. */
+  publishTimeoutMs?: number;
+  backoff?: BackoffOptions;
+  /** SSE fallback settings, or `false` to stay on WebSockets. */
+  fallback?: FallbackOptions | false;
+}
+
+/** A fixed token, or none (servers that do not authenticate). */
+interface StaticTokenOptions extends CommonOptions {
+  token?: string;
+  getToken?: never;
+}
+
+/** A token provider, called before every (re)connect and before the token expires. */
+interface TokenProviderOptions extends CommonOptions {
+  getToken: (reason: TokenReason) => string | Promise<string>;
+  token?: never;
+}
+
+/** What `new HeraldClient(options)` takes. A wrong option throws an `Error` that names it. */
+export type HeraldOptions = StaticTokenOptions | TokenProviderOptions;
+
+/** `ADDED`, `UPDATED`, `DELETED`, `STATUS_CHANGED`, or a custom name of `A-Z a-z 0-9 _ - .` (at most 64 bytes). */
+export type EventType = 'ADDED' | 'UPDATED' | 'DELETED' | 'STATUS_CHANGED' | (string & {});
+
+/** What changed, and who changed it. */
+export interface EventData<P = unknown> {
+  /** The id of the changed resource. */
+  entity_id: string;
+  /** Event-specific data (a DTO), any JSON. */
+  payload: P;
+  /** Who triggered the change (Herald's server sets it from the token). */
+  user_id?: string;
+  /** The tenant the event belongs to; it reaches only that tenant's connections. */
+  tenant_id?: string;
+  /** When, in RFC 3339. */
+  timestamp: string;
+}
+
+/**
+ * An event, in the shape web teams already use. It has no `type` field:
+ * `message.type === undefined` tells it apart from the other messages.
+ */
+export interface HeraldEvent<P = unknown> {
+  type?: undefined;
+  /** The concrete topic, never a wildcard. */
+  topic: Topic;
+  event: EventType;
+  data: EventData<P>;
+  /** For observability. */
+  trace_id?: string;
+  /** The per-topic position, from servers that support recovery. */
+  seq?: number;
+}
+
+/**
+ * Why events may have been missed:
+ * - `not_recovered`: after a reconnect the server could not replay them
+ *   (its history was lost, e.g. on a restart, or no longer reaches back);
+ * - `no_recovery`: the server does not support recovery;
+ * - `wildcard`: a wildcard subscription (re)started: its topics have no single position;
+ * - `gap`: an event arrived with a `seq` more than one past the last;
+ * - `lagged`: the client fell behind and dropped events.
+ */
+export type ResyncReason = 'not_recovered' | 'no_recovery' | 'wildcard' | 'gap' | 'lagged';
+
+/**
+ * Events of `topic` may have been missed: invalidate everything cached for
+ * it. Never keep such a cache as it is.
+ */
+export interface ResyncMessage {
+  type: 'resync';
+  topic: Topic;
+  reason: ResyncReason;
+}
+
+/** Who is subscribed to the topic (user ids); sent on subscribing with `presence: true`. */
+export interface PresenceMessage {
+  type: 'presence';
+  topic: Topic;
+  members: string[];
+}
+
+/** Who joined and who left since the last presence message. */
+export interface PresenceDiffMessage {
+  type: 'presence_diff';
+  topic: Topic;
+  joined: string[];
+  left: string[];
+}
+
+/** The server does not allow this topic (e.g. code 4003); the subscription has been dropped. */
+export interface RefusedMessage {
+  type: 'refused';
+  topic: Topic;
+  /** A number such as 4003, or a name such as `"forbidden"` from some servers. */
+  code: number | string;
+  message: string;
+}
+
+/** Everything a subscription callback receives. Switch on `message.type`. */
+export type TopicMessage<P = unknown> =
+  | HeraldEvent<P>
+  | ResyncMessage
+  | PresenceMessage
+  | PresenceDiffMessage
+  | RefusedMessage;
+
+export interface SubscribeOptions {
+  /** Also receive `presence` and `presence_diff` messages for the topic. */
+  presence?: boolean;
+}
+
+/** The server's answer to a publish. */
+export interface PublishAck {
+  /** The publish id the client chose. */
+  id: string;
+  /** The `seq` the event got; absent from a server that does not number events. */
+  seq?: number;
+  /** The server had accepted this publish before (a retransmission) and did not broadcast it again. */
+  duplicate: boolean;
+}
+
+/** Why the client stopped for good. */
+export type DisconnectReason =
+  /** `close()` was called. */
+  | 'closed'
+  /** The server rejected the token twice in a row (4001). */
+  | 'unauthorized'
+  /** The server allows nothing the connection asked for (4003). */
+  | 'forbidden'
+  /** `backoff.maxAttempts` attempts in a row failed. */
+  | 'retries_exhausted';
+
+/** How the client is connected. */
+export type Transport = 'websocket' | 'sse';
+
+/** The connection's state; `onStatus` reports every change. */
+export type ConnectionStatus =
+  | { state: 'connecting' }
+  | { state: 'connected'; transport: Transport }
+  /** Waiting `nextInMs` before attempt number `attempt`. */
+  | { state: 'reconnecting'; attempt: number; nextInMs: number }
+  /** Stopped for good; `message` says why, for people. */
+  | { state: 'disconnected'; reason: DisconnectReason; message: string };
+
+/**
+ * A Herald connection. It reconnects with backoff and jitter, resubscribes,
+ * recovers missed events by `seq` (or says `resync` when it cannot),
+ * retransmits unacked publishes, and detects half-open connections with
+ * heartbeats.
+ *
+ * The first connection attempt starts after the current task, so a client
+ * created and closed in the same tick never opens a socket.
+ * Browser-only: constructing one in Node throws.
+ */
+export class HeraldClient {
+  /** @throws Error naming the option that is wrong. */
+  constructor(options: HeraldOptions);
+  /**
+   * Calls `callback` with every event of `topic` (a wildcard matches every
+   * identifier), and with the other {@link TopicMessage}s. Returns a function
+   * that unsubscribes.
+   * @throws Error for an invalid topic.
+   */
+  subscribe<P = unknown>(topic: Topic, callback: (message: TopicMessage<P>) => void, options?: SubscribeOptions): () => void;
+  /**
+   * Publishes an event; resolves on the server's ack. Rejects with an
+   * `Error` for invalid input, a refusal, a timeout or a closed client.
+   * While offline the publish waits in a bounded queue.
+   */
+  publish(topic: Topic, event: EventType, entityId: string, payload: unknown): Promise<PublishAck>;
+  /** Calls `callback` at once with the current status, then on every change. Returns a function that stops it. */
+  onStatus(callback: (status: ConnectionStatus) => void): () => void;
+  /** Calls `callback` with every JSON message that is not a Herald message (from plain broadcast servers). Returns a function that stops it. */
+  onRaw(callback: (message: unknown) => void): () => void;
+  /** The current status. */
+  status(): ConnectionStatus;
+  /** Closes the connection (1000) for good; pending publishes reject. */
+  close(): void;
+}

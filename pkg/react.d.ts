@@ -1,0 +1,125 @@
+/**
+ * `@herald/realtime/react`: a provider and hooks. Every hook subscribes
+ * while its component is mounted, cleans up on unmount, and is safe under
+ * React StrictMode's double mount. Neither TanStack Query nor SWR is
+ * imported: the invalidation hooks take your query client or `mutate`.
+ */
+import type { ReactElement, ReactNode } from 'react';
+import type {
+  ConnectionStatus,
+  EventType,
+  HeraldClient,
+  HeraldEvent,
+  HeraldOptions,
+  PublishAck,
+  ResyncMessage,
+  SubscribeOptions,
+  Topic,
+  TopicMessage,
+} from './index.js';
+
+export type HeraldProviderProps = { children?: ReactNode } & (
+  | {
+      /** A client you made and close yourself: the provider never closes it. */
+      client: HeraldClient;
+      options?: never;
+    }
+  | {
+      /**
+       * The provider makes a client from these in an effect and closes it on
+       * unmount. A new object with the same content on every render keeps the
+       * client; a change of content replaces it. An inline `getToken` is fine:
+       * the latest one is called.
+       */
+      options: HeraldOptions;
+      client?: never;
+    }
+);
+
+/** Gives its children a client: the one you pass, or one it makes from `options`. */
+export function HeraldProvider(props: HeraldProviderProps): ReactElement;
+
+/**
+ * The provider's client; `null` while a provider with `options` is creating
+ * it (its first render, and every render on a server).
+ * @throws Error outside a `<HeraldProvider>`.
+ */
+export function useHerald(): HeraldClient | null;
+
+/** The connection's status, re-rendering on every change; `{state: 'connecting'}` while there is no client yet. */
+export function useConnectionStatus(): ConnectionStatus;
+
+/**
+ * Calls `handler` with every message of `topic` while mounted: events,
+ * `resync`, `refused`, and presence with `{presence: true}`. A new `handler`
+ * on each render does not resubscribe (the latest is called); a new `topic`
+ * does. `null` or `undefined` subscribes to nothing.
+ */
+export function useTopic<P = unknown>(
+  topic: Topic | null | undefined,
+  handler: (message: TopicMessage<P>) => void,
+  options?: SubscribeOptions,
+): void;
+
+/** The user ids subscribed to `topic` with presence, kept current; empty until the server reports them. */
+export function usePresence(topic: Topic | null | undefined): readonly string[];
+
+/** Publishes through the provider's client; see {@link HeraldClient.publish}. */
+export type Publish = (topic: Topic, event: EventType, entityId: string, payload: unknown) => Promise<PublishAck>;
+
+/** A function that publishes; it rejects while the provider's client is not created yet. */
+export function usePublish(): Publish;
+
+/** What makes a cache entry stale: an event, or a resync (events may have been missed). */
+export type InvalidationMessage<P = unknown> = HeraldEvent<P> | ResyncMessage;
+
+/** A TanStack Query key. */
+export type QueryKey = readonly unknown[];
+
+/** The part of TanStack Query's `QueryClient` the hook uses. */
+export interface InvalidatingQueryClient {
+  invalidateQueries(filters: { queryKey: QueryKey }): unknown;
+}
+
+/**
+ * Invalidates TanStack Query's `queryKey` on every event of `topic`, and
+ * on every resync of it (a reconnect that could not recover, a gap), so a
+ * cache never stays silently stale. `queryKey` may be a function of the
+ * message; on a resync it must name everything the topic may have changed:
+ *
+ * ```ts
+ * useInvalidateOnEvent(queryClient, 'gift:*', (m) => (m.type === 'resync' ? ['gifts'] : ['gifts', m.data.entity_id]));
+ * ```
+ */
+export function useInvalidateOnEvent<P = unknown>(
+  queryClient: InvalidatingQueryClient,
+  topic: Topic | null | undefined,
+  queryKey: QueryKey | ((message: InvalidationMessage<P>) => QueryKey),
+): void;
+
+/** An SWR key: a string, an array or an object (not a function: a function is read as a function of the message). */
+export type SWRKey = string | readonly unknown[] | { readonly [field: string]: unknown };
+
+/** SWR's filter form of a key: every cache key for which it returns true. */
+export type SWRKeyFilter = (key?: unknown) => boolean;
+
+/** SWR's global `mutate`, from `useSWRConfig()` or `import { mutate } from 'swr'`. */
+export interface SWRMutate {
+  (key: SWRKey): unknown;
+  (filter: SWRKeyFilter): unknown;
+}
+
+/**
+ * Revalidates SWR's `key` (calls `mutate(key)`) on every event of `topic`
+ * and on every resync of it. `key` may be a function of the message, which
+ * may return a filter to revalidate several keys on a resync:
+ *
+ * ```ts
+ * useRevalidateOnEvent(mutate, 'gift:*', (m) => (m.type === 'resync' ? (k) => String(k).startsWith('/api/gifts') : `/api/gifts/${m.data.entity_id}`));
+ * ```
+ */
+export function useRevalidateOnEvent<P = unknown>(
+  mutate: SWRMutate,
+  topic: Topic | null | undefined,
+  key: SWRKey | ((message: InvalidationMessage<P>) => SWRKey | SWRKeyFilter),
+): void;

@@ -1,0 +1,221 @@
+// The apps the browser tests mount, one export each. They show what the
+// hooks give them as JSON in `[data-testid]` elements, which the tests read.
+import {
+  HeraldProvider,
+  useConnectionStatus,
+  useHerald,
+  useInvalidateOnEvent,
+  usePresence,
+  usePublish,
+  useRevalidateOnEvent,
+  useTopic,
+} from '@herald/realtime/react';
+import { QueryClient, QueryClientProvider, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useEffect, useRef, useState } from 'react';
+import useSWR, { SWRConfig, useSWRConfig } from 'swr';
+
+export { App as readme } from './readme-example.jsx';
+
+// Quick reconnects, for the tests that take the server down.
+const FAST_BACKOFF = { initialMs: 50, maxMs: 300 };
+
+const fetchJson = (path) => fetch(path).then((response) => response.json());
+
+const Show = ({ id, value }) => <pre data-testid={id}>{JSON.stringify(value)}</pre>;
+
+/** The current status, and every distinct status so far. */
+function Status() {
+  const status = useConnectionStatus();
+  const [history, setHistory] = useState([]);
+  useEffect(() => {
+    const text = JSON.stringify(status);
+    setHistory((seen) => (JSON.stringify(seen.at(-1)) === text ? seen : [...seen, status]));
+  }, [status]);
+  return (
+    <>
+      <Show id="status" value={status} />
+      <Show id="status-history" value={history} />
+    </>
+  );
+}
+
+/** How many different clients the provider has handed out. */
+function ClientCount() {
+  const client = useHerald();
+  const seen = useRef(new Set());
+  if (client) seen.current.add(client);
+  return <Show id="clients" value={seen.current.size} />;
+}
+
+/**
+ * Every message of `topic`, each with the `label` of the render whose
+ * handler received it. `active` shows the props once the effects of their
+ * render have run, so the subscription has changed by then.
+ */
+function Messages({ topic, label }) {
+  const [messages, setMessages] = useState([]);
+  useTopic(topic, (message) => setMessages((list) => [...list, { label, message }]));
+  const [active, setActive] = useState(null);
+  useEffect(() => setActive({ topic, label }), [topic, label]);
+  return (
+    <>
+      <Show id="messages" value={messages} />
+      <Show id="active" value={active} />
+    </>
+  );
+}
+
+function Members({ topic, id }) {
+  const members = usePresence(topic);
+  return <Show id={id} value={[...members].sort()} />;
+}
+
+function Publisher({ topic }) {
+  const publish = usePublish();
+  const [ack, setAck] = useState(null);
+  const onClick = () =>
+    publish(topic, 'ADDED', 'gift-9', { name: 'Scarf' }).then(setAck, (error) => setAck({ error: error.message }));
+  return (
+    <>
+      <button data-testid="publish" onClick={onClick}>
+        publish
+      </button>
+      <Show id="ack" value={ack} />
+    </>
+  );
+}
+
+/** A new `renders` renders again, which passes new options objects with the same content. */
+export function status({ url, token, renders }) {
+  return (
+    <HeraldProvider options={{ url, token, backoff: { ...FAST_BACKOFF } }}>
+      <Status />
+      <ClientCount />
+      <Show id="renders" value={renders} />
+    </HeraldProvider>
+  );
+}
+
+/** A client the page made itself, as `window.sharedClient`. */
+export function shared() {
+  return (
+    <HeraldProvider client={window.sharedClient}>
+      <Status />
+    </HeraldProvider>
+  );
+}
+
+export function topic({ url, topic, label }) {
+  return (
+    <HeraldProvider options={{ url, token: 'reader' }}>
+      <Status />
+      <Messages topic={topic} label={label} />
+    </HeraldProvider>
+  );
+}
+
+export function publish({ url, topic }) {
+  return (
+    <HeraldProvider options={{ url, token: 'writer' }}>
+      <Status />
+      <Publisher topic={topic} />
+      <Messages topic={topic} />
+    </HeraldProvider>
+  );
+}
+
+/** Two providers, two clients, two users on one topic; `alice` comes from an inline getToken. */
+export function presence({ url, topic, alice, bob }) {
+  return (
+    <>
+      <HeraldProvider options={{ url, getToken: () => alice, backoff: FAST_BACKOFF }}>
+        <Members topic={topic} id="alice-sees" />
+      </HeraldProvider>
+      {bob && (
+        <HeraldProvider options={{ url, token: 'bob', backoff: FAST_BACKOFF }}>
+          <Members topic={topic} id="bob-sees" />
+        </HeraldProvider>
+      )}
+    </>
+  );
+}
+
+/** A query client per mount, so that no two tests share a cache. */
+function WithQueryClient({ children }) {
+  const [queryClient] = useState(() => new QueryClient());
+  return <QueryClientProvider client={queryClient}>{children}</QueryClientProvider>;
+}
+
+/** Two gifts cached apart; an event refetches its gift, a resync both. */
+function GiftQueries({ list }) {
+  const queryClient = useQueryClient();
+  const a = useQuery({ queryKey: ['gifts', list, 'a'], queryFn: () => fetchJson(`/api/${list}/a`) });
+  const b = useQuery({ queryKey: ['gifts', list, 'b'], queryFn: () => fetchJson(`/api/${list}/b`) });
+  const [log, setLog] = useState([]);
+  useInvalidateOnEvent(queryClient, `gift-list:${list}`, (message) => {
+    const key = message.type === 'resync' ? ['gifts', list] : ['gifts', list, message.data.entity_id];
+    setLog((entries) => [...entries, message.type === 'resync' ? `resync ${message.reason}` : `event ${message.data.entity_id}`]);
+    return key;
+  });
+  return <Show id="gifts" value={{ a: a.data?.fetch ?? null, b: b.data?.fetch ?? null, log }} />;
+}
+
+export function queryKeys({ url, list }) {
+  return (
+    <HeraldProvider options={{ url, token: 'reader', backoff: FAST_BACKOFF }}>
+      <WithQueryClient>
+        <GiftQueries list={list} />
+      </WithQueryClient>
+    </HeraldProvider>
+  );
+}
+
+/** The same with SWR: a string key on an event, a filter over both keys on a resync. */
+function SwrGifts({ list }) {
+  const { mutate } = useSWRConfig();
+  const a = useSWR(`/api/swr/${list}/a`, fetchJson);
+  const b = useSWR(`/api/swr/${list}/b`, fetchJson);
+  useRevalidateOnEvent(mutate, `gift-list:${list}`, (message) =>
+    message.type === 'resync'
+      ? (key) => typeof key === 'string' && key.startsWith(`/api/swr/${list}/`)
+      : `/api/swr/${list}/${message.data.entity_id}`,
+  );
+  return <Show id="gifts" value={{ a: a.data?.fetch ?? null, b: b.data?.fetch ?? null }} />;
+}
+
+// Focus and network revalidation off: every fetch after the first is one the hook asked for.
+const swrConfig = { provider: () => new Map(), revalidateOnFocus: false, revalidateOnReconnect: false };
+
+export function swr({ url, list }) {
+  return (
+    <SWRConfig value={swrConfig}>
+      <HeraldProvider options={{ url, token: 'reader', backoff: FAST_BACKOFF }}>
+        <SwrGifts list={list} />
+      </HeraldProvider>
+    </SWRConfig>
+  );
+}
+
+function GiftList({ topic }) {
+  const queryClient = useQueryClient();
+  const { data } = useQuery({ queryKey: ['list', topic], queryFn: () => fetchJson(`/api/list/${topic}`) });
+  useInvalidateOnEvent(queryClient, topic, ['list', topic]);
+  return <Show id="list" value={data?.fetch ?? null} />;
+}
+
+/** Every hook at once, on three topics; with `shared`, on `window.sharedClient`. */
+export function everything({ url, shared, topic, presenceTopic, listTopic }) {
+  const source = shared ? { client: window.sharedClient } : { options: { url, token: 'everyone' } };
+  return (
+    <HeraldProvider {...source}>
+      <Status />
+      <ClientCount />
+      <Messages topic={topic} />
+      <Members topic={presenceTopic} id="members" />
+      <WithQueryClient>
+        <GiftList topic={listTopic} />
+      </WithQueryClient>
+      <Publisher topic={topic} />
+    </HeraldProvider>
+  );
+}

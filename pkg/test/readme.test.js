@@ -1,0 +1,14 @@
+// The README's React example is test/app/readme-example.jsx, which the
+// browser tests render: this keeps the two from drifting apart.
+
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+
+const read = (path) => readFile(new URL(path, import.meta.url), 'utf8');
+
+test('the README shows test/app/readme-example.jsx verbatim, in ten lines', async () => {
+  const [readme, example] = await Promise.all([read('../README.md'), read('./app/readme-example.jsx')]);
+  assert.ok(readme.includes('```jsx\n' + example + '```\n'), 'README.md has a ```jsx block with exactly the example file');
+  assert.equal(example.trimEnd().split('\n').length, 10, 'the example is ten lines');
+});

@@ -1,0 +1,35 @@
+// Bundles the test app (test/app) with esbuild into a temporary folder, with
+// the package's wasm next to the bundle, where the wasm-bindgen glue fetches
+// it from (`new URL('herald_bg.wasm', import.meta.url)`).
+
+import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const entry = fileURLToPath(new URL('../app/main.jsx', import.meta.url));
+
+/** Resolves with `{dir, remove()}`: `dir` holds app.js and herald_bg.wasm. */
+export async function buildApp() {
+  // Through the package's own exports map, as an application would find it.
+  const wasm = fileURLToPath(import.meta.resolve('@herald/realtime/herald_bg.wasm'));
+  await stat(wasm).catch(() => {
+    throw new Error(`${wasm} is missing: build the wasm first with \`cargo xtask wasm\` at the repository root`);
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'herald-test-app-'));
+  await esbuild.build({
+    entryPoints: { app: entry },
+    outdir: dir,
+    bundle: true,
+    format: 'esm',
+    target: 'es2022',
+    jsx: 'automatic',
+    sourcemap: 'linked',
+    // React's development build: the one whose StrictMode mounts twice.
+    define: { 'process.env.NODE_ENV': '"development"' },
+    logLevel: 'silent',
+  });
+  await copyFile(wasm, join(dir, 'herald_bg.wasm'));
+  return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
