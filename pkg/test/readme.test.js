@@ -1,5 +1,6 @@
 // The README's React example is test/app/readme-example.jsx, which the
-// browser tests render: this keeps the two from drifting apart.
+// browser tests render, and so is the repository README's: this keeps them
+// from drifting apart.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -11,4 +12,9 @@ test('the README shows test/app/readme-example.jsx verbatim, in ten lines', asyn
   const [readme, example] = await Promise.all([read('../README.md'), read('./app/readme-example.jsx')]);
   assert.ok(readme.includes('```jsx\n' + example + '```\n'), 'README.md has a ```jsx block with exactly the example file');
   assert.equal(example.trimEnd().split('\n').length, 10, 'the example is ten lines');
+});
+
+test('the repository README shows the same example', async () => {
+  const [readme, example] = await Promise.all([read('../../README.md'), read('./app/readme-example.jsx')]);
+  assert.ok(readme.includes('```jsx\n' + example + '```\n'), 'README.md at the root has the example verbatim');
 });
