@@ -25,3 +25,8 @@
 pub use herald_client::*;
 pub use herald_core as core;
 pub use herald_protocol as protocol;
+
+/// The README's Rust examples, compiled (and the runnable ones run) as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;
