@@ -171,6 +171,9 @@ impl Kind {
                 command
                     .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
                     .args(["--shutdown-spread", &format!("{STORM_SPREAD_SECS}s")])
+                    // The peers have no rate limit, and the bench publishes up to
+                    // 2,000 events/s on one connection (Herald's default allows 1,000).
+                    .args(["--rate-limit", "0"])
                     .env("RUST_LOG", "warn");
                 command
             }
