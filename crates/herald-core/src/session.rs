@@ -455,7 +455,8 @@ impl Session {
     /// Subscribes to `topic` (or a `resource:*` wildcard). The subscription
     /// is the application's intent: it survives reconnects until
     /// [`unsubscribe`](Self::unsubscribe). `presence` asks for presence
-    /// messages too. Subscribing twice is a no-op.
+    /// messages too, and stays on for the topic until it is unsubscribed.
+    /// Subscribing again is a no-op, unless it adds presence.
     pub fn subscribe(&mut self, _now: Instant, topic: Topic, presence: bool) -> Result<(), SubscribeError> {
         if let State::Stopped(reason) = &self.state {
             return Err(SubscribeError::Stopped(reason.clone()));

@@ -46,10 +46,14 @@ pub(crate) enum Delivery {
 }
 
 impl Subscriptions {
-    /// Adds an intent; `false` if it was already there.
+    /// Adds an intent; `false` if it was already there as asked. Presence
+    /// is on while any subscriber of the topic asked for it, so asking for
+    /// it on a topic already subscribed without it counts as new.
     pub(crate) fn insert(&mut self, topic: Topic, presence: bool, sent: bool) -> bool {
-        if self.intents.contains_key(&topic) {
-            return false;
+        if let Some(intent) = self.intents.get_mut(&topic) {
+            let upgrade = presence && !intent.presence;
+            intent.presence |= presence;
+            return upgrade;
         }
         if topic.is_wildcard() {
             self.wildcards.push(topic.resource().to_owned());

@@ -384,6 +384,22 @@ fn subscribing_while_connected_sends_at_once_and_twice_is_a_no_op() {
 }
 
 #[test]
+fn asking_for_presence_on_a_topic_subscribed_without_it_subscribes_again_with_it() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), false).unwrap();
+    h.open();
+    assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"]})]);
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
+    // A later subscriber without presence does not turn it off for the first.
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), false).unwrap();
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]);
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]);
+}
+
+#[test]
 fn unsubscribe_online_tells_the_server_and_offline_only_drops_the_intent() {
     let mut h = Harness::new(config());
     h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
