@@ -68,5 +68,15 @@ pub(crate) fn test() -> Result {
     // React hooks in Chromium (after the wasm tests: both count the
     // testbed's connections).
     crate::wasm::build()?;
-    exec(Command::new("npm").arg("test").current_dir(root().join("pkg")).env("HERALD_TESTBED", &testbed.addresses))
+    exec(Command::new("npm").arg("test").current_dir(root().join("pkg")).env("HERALD_TESTBED", &testbed.addresses))?;
+    drop(testbed);
+    // The web demo as `cargo xtask demo --web` serves it, in Chromium.
+    crate::demo::build_web_demo()?;
+    exec(cargo().args(["build", "--locked", "-p", "herald-cli"]))?;
+    exec(
+        Command::new("npm")
+            .arg("test")
+            .current_dir(root().join("web-demo"))
+            .env("HERALD_BIN", root().join("target/debug/herald")),
+    )
 }

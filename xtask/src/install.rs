@@ -15,6 +15,7 @@ pub(crate) fn run() -> Result {
     // The seed-style server the CLI's interop tests run against.
     npm_ci("tests/seed-server")?;
     wasm_tools()?;
+    npm_ci("web-demo")?;
     // The browser tests: Debian's Chromium and its driver (no browser downloads).
     apt(&["chromium", "chromium-driver"])?;
     Ok(())

@@ -2,7 +2,7 @@
 //!
 //! - `ci`: install what the tests need (idempotently), then check formatting,
 //!   lints and every test. The README's test command; `.ci/run` calls it.
-//! - `demo`: the main job, for someone who just cloned the repo.
+//! - `demo`: the main job, for someone who just cloned the repo (`--web`: in a browser).
 //! - `install`: only the install step of `ci`.
 //! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
 //! - `wasm`: the browser client, built into the npm package in `pkg/`.
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: cargo xtask <ci | demo | install | bench | wasm | browser>");
             eprintln!("  ci       install test dependencies, then fmt, clippy and every test");
-            eprintln!("  demo     show Herald working end to end");
+            eprintln!("  demo     show Herald working end to end (--web: in a browser, on http://127.0.0.1:8080)");
             eprintln!("  install  only install what the tests need");
             eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
             eprintln!("  wasm     build the browser client into the npm package in pkg/");

@@ -1,6 +1,11 @@
-//! `herald demo`: Herald end to end in one terminal.
+//! `herald demo`: Herald end to end in one terminal, or in a browser with `--web`.
 
-use std::time::{Duration, Instant};
+mod web;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use clap::Args;
 use futures::StreamExt;
@@ -11,22 +16,45 @@ use herald_server::{Epoch, Server};
 /// flowing through faults: after a network blip the listener reconnects and
 /// replays what it missed by `seq`; after a restart that lost the history it
 /// is told to resync.
+///
+/// With `--web`, serve the React web demo (build it first: `cargo xtask demo
+/// --web` does both): a shared gift list whose open pages stay in sync
+/// through Herald, with buttons that take the Herald server down.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// How long to run.
-    #[arg(long, default_value = "12s", value_parser = crate::duration::parse)]
-    duration: Duration,
-    /// Events published per second.
+    /// How long to run [default: 12s in the terminal, until Ctrl-C with --web].
+    #[arg(long, value_parser = crate::duration::parse)]
+    duration: Option<Duration>,
+    /// Events published per second (terminal demo).
     #[arg(long, default_value_t = 4)]
     rate: u32,
+    /// Serve the web demo instead of the terminal one.
+    #[arg(long)]
+    web: bool,
+    /// Where the web demo's page and API listen (port 0 picks a free one); Herald gets a port of its own.
+    #[arg(long, default_value = "127.0.0.1:8080", requires = "web")]
+    addr: String,
+    /// The built web demo.
+    #[arg(long = "static", value_name = "DIR", default_value = "web-demo/dist", requires = "web")]
+    static_dir: PathBuf,
+    /// How often the simulated shopper changes the list; 0s turns it off.
+    #[arg(long, default_value = "4s", value_parser = crate::duration::parse, requires = "web")]
+    shopper_every: Duration,
+    /// How long the page's "outage" button takes Herald down.
+    #[arg(long, default_value = "6s", value_parser = crate::duration::parse, requires = "web")]
+    outage: Duration,
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(demo(args))
+    if args.web {
+        let DemoArgs { duration, addr, static_dir, shopper_every, outage, .. } = args;
+        return runtime.block_on(web::run(web::WebArgs { addr, static_dir, shopper_every, outage, duration }));
+    }
+    runtime.block_on(demo(args.duration.unwrap_or(Duration::from_secs(12)), args.rate))
 }
 
-async fn demo(args: DemoArgs) -> Result<(), String> {
+async fn demo(duration: Duration, rate: u32) -> Result<(), String> {
     let started = Instant::now();
     let log = move |who: &str, line: String| println!("{:6.2}s  {who:<9} {line}", started.elapsed().as_secs_f64());
     let mut server = Server::builder()
@@ -46,7 +74,7 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     listener.connected().await.map_err(|e| e.to_string())?;
 
     let publisher = Client::builder(server.ws_url()).token("backend").connect().map_err(|e| e.to_string())?;
-    let interval = Duration::from_secs(1) / args.rate.max(1);
+    let interval = Duration::from_secs(1) / rate.max(1);
     let publishing = tokio::spawn(async move {
         let mut n = 0u32;
         loop {
@@ -60,11 +88,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         }
     });
 
-    let end = tokio::time::sleep(args.duration);
+    let end = tokio::time::sleep(duration);
     tokio::pin!(end);
-    let restart_at = tokio::time::sleep(args.duration / 3);
+    let restart_at = tokio::time::sleep(duration / 3);
     tokio::pin!(restart_at);
-    let lose_history_at = tokio::time::sleep(args.duration * 2 / 3);
+    let lose_history_at = tokio::time::sleep(duration * 2 / 3);
     tokio::pin!(lose_history_at);
     let (mut restarted, mut lost) = (false, false);
     loop {

@@ -145,3 +145,17 @@ fn demo_shows_events_a_replay_and_a_resync_then_stops_by_itself() {
     assert!(text.contains("RESYNC gift-list:family-123"), "{text}");
     assert!(text.contains("stopped: closed by the application"), "{text}");
 }
+
+#[test]
+fn web_demo_without_a_built_app_says_how_to_build_it() {
+    let output =
+        herald().args(["demo", "--web", "--addr", "127.0.0.1:0", "--static", "/nonexistent/dist"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/dist/index.html is missing"), "{stderr}");
+    assert!(stderr.contains("cargo xtask demo --web"), "{stderr}");
+    // Web-only settings without --web are refused rather than ignored.
+    let output = herald().args(["demo", "--outage", "3s"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--web"));
+}
