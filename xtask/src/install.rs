@@ -94,11 +94,29 @@ pub(crate) fn cargo_tool(name: &str, binary: &str, version: &str) -> Result {
     exec(cargo().args(["install", name, "--version", version]))
 }
 
+/// The oldest Node.js the tests run on (`node --test --test-concurrency`, `import.meta.resolve`).
+const NODE_MAJOR: u32 = 20;
+
+/// Node.js and npm: Debian's packages when missing; an older Node is refused
+/// with what to do, rather than failing later in a test runner.
+fn node() -> Result {
+    if !has("node") || !has("npm") {
+        apt(&["nodejs", "npm"])?;
+    }
+    let version = output(Command::new("node").arg("--version")).unwrap_or_default();
+    let major = version.trim().trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+    match major {
+        Some(major) if major >= NODE_MAJOR => Ok(()),
+        _ => Err(format!(
+            "Node.js {NODE_MAJOR} or newer is needed (found {:?}); install it from nodejs.org or your distribution",
+            version.trim()
+        )),
+    }
+}
+
 /// `npm ci` in `dir` (relative to the root) unless `node_modules` is current.
 pub(crate) fn npm_ci(dir: &str) -> Result {
-    if !has("npm") {
-        return Err(format!("npm is needed for {dir}; install Node.js 20 or newer"));
-    }
+    node()?;
     let root = crate::shell::root().join(dir);
     let lock = root.join("package-lock.json");
     let stamp = root.join("node_modules/.package-lock.json");
