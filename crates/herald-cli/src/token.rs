@@ -18,7 +18,7 @@ pub(crate) struct TokenArgs {
     /// The user id (the `sub` claim).
     #[arg(long)]
     user: String,
-    /// The user's tenant: the user then sees only events of that tenant (or without one).
+    /// The user's tenant: the user then sees only events of that tenant (without it, only events without one).
     #[arg(long)]
     tenant: Option<String>,
     /// Topic patterns the user may subscribe to, e.g. `gift-list:*`, `user:42`, `*`.

@@ -25,7 +25,10 @@ use crate::ServerError;
 pub struct Claims {
     /// The user id.
     pub sub: String,
-    /// The user's tenant: events carrying another `tenant_id` never reach this user.
+    /// The user's tenant, a namespace of its own: the user sees only events
+    /// carrying this `tenant_id`, and publishes only into it. Absent: the
+    /// user sees only events without a `tenant_id`, and may publish into the
+    /// tenant an event names (a backend service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// Topic patterns this user may subscribe to: `gift-list:1`, `gift-list:*`

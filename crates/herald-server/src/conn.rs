@@ -489,20 +489,20 @@ impl<L: Link> Conn<L> {
             let message = format!("the token does not allow publishing to {topic}");
             return self.send_error(error_code::FORBIDDEN, message, Some(id), Some(topic.into_string())).await;
         }
-        if let Some(seq) = self.app.hub.seen(&self.identity.user, &id) {
-            return self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate: true })).await;
-        }
-        // The token, not the client, says who and which tenant.
+        // The token, not the client, says who. A tenant-bound token publishes
+        // into its tenant; a token without one (a service) into the tenant
+        // the event names, as over HTTP.
         data.user_id = Some(self.identity.user.to_string());
-        data.tenant_id = self.identity.tenant.as_deref().map(str::to_owned);
+        if let Some(tenant) = &self.identity.tenant {
+            data.tenant_id = Some(tenant.to_string());
+        }
         let event = Event { topic, event, data, trace_id, seq: None };
         if let Err(error) = event.validate() {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
         }
-        let seq = self.app.hub.publish(event);
-        self.app.hub.remember(&self.identity.user, &id, seq);
-        self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate: false })).await
+        let (seq, duplicate) = self.app.hub.publish_once(&self.identity.tenant, &self.identity.user, &id, event);
+        self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate })).await
     }
 }
 

@@ -146,16 +146,13 @@ pub(crate) async fn publish(
     if let Err(e) = event.validate() {
         return problem(StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
-    if let Some(id) = &body.id
-        && let Some(seq) = app.hub.seen(&identity.user, id)
-    {
-        return axum::Json(json!({ "seq": seq, "duplicate": true })).into_response();
+    match &body.id {
+        Some(id) => match app.hub.publish_once(&identity.tenant, &identity.user, id, event) {
+            (seq, true) => axum::Json(json!({ "seq": seq, "duplicate": true })).into_response(),
+            (seq, false) => axum::Json(json!({ "seq": seq })).into_response(),
+        },
+        None => axum::Json(json!({ "seq": app.hub.publish(event) })).into_response(),
     }
-    let seq = app.hub.publish(event);
-    if let Some(id) = &body.id {
-        app.hub.remember(&identity.user, id, seq);
-    }
-    axum::Json(json!({ "seq": seq })).into_response()
 }
 
 /// Topics from `?topics=a:1,b:*`, each allowed by the token.

@@ -1,9 +1,16 @@
 //! The hub: topics, their subscribers, sequence numbers, history, presence
 //! and publish deduplication. Shared by every connection.
 //!
+//! Tenants are namespaces: a topic's state is kept per (tenant, topic), a
+//! connection lives in its token's tenant (`None` without one), and an event
+//! goes to the namespace of its `tenant_id`. A client therefore sees a
+//! gap-free `seq` of its own tenant's events; filtering one shared sequence
+//! per tenant would show it gaps on every foreign event.
+//!
 //! Locking: topics live in shards, each behind a `std::sync::Mutex` held only
 //! for map updates and non-blocking `try_send`s, never across an `.await`.
-//! Lock order is shard, then the wildcard map; nothing takes them the other way.
+//! Lock order is dedup shard, then topic shard, then the wildcard map;
+//! nothing takes them the other way.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -39,7 +46,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Peer {
     pub(crate) id: u64,
     pub(crate) user: Arc<str>,
-    pub(crate) tenant: Option<Arc<str>>,
+    /// The namespace the connection lives in.
+    pub(crate) tenant: Tenant,
     tx: mpsc::Sender<Frame>,
     kill: Notify,
     /// The close code the connection must close with, 0 while it may live.
@@ -80,11 +88,16 @@ impl Peer {
     pub(crate) async fn wait_killed(&self) {
         self.kill.notified().await;
     }
-
-    fn sees(&self, tenant: Option<&str>) -> bool {
-        tenant.is_none_or(|t| self.tenant.as_deref() == Some(t))
-    }
 }
+
+/// A tenant's namespace: `None` holds tenant-less connections and events.
+type Tenant = Option<Arc<str>>;
+
+/// One shard's topics, by namespace and name.
+type Topics = HashMap<(Tenant, String), TopicState>;
+
+/// tenant -> resource type -> connections subscribed to `resource:*`.
+type Wildcards = HashMap<Tenant, HashMap<String, HashMap<u64, Arc<Peer>>>>;
 
 struct Sub {
     peer: Arc<Peer>,
@@ -94,7 +107,6 @@ struct Sub {
 struct Stored {
     seq: u64,
     at: Instant,
-    tenant: Option<Arc<str>>,
     frame: Frame,
 }
 
@@ -103,9 +115,9 @@ struct TopicState {
     seq: u64,
     history: VecDeque<Stored>,
     subs: HashMap<u64, Sub>,
-    /// Connections with presence per (tenant, user): a user with two tabs
-    /// joins once and leaves when the last one goes.
-    presence: HashMap<(Option<Arc<str>>, Arc<str>), u32>,
+    /// Connections with presence per user: a user with two tabs joins once
+    /// and leaves when the last one goes.
+    presence: HashMap<Arc<str>, u32>,
 }
 
 impl TopicState {
@@ -115,20 +127,19 @@ impl TopicState {
         }
     }
 
-    fn members(&self, tenant: Option<&Arc<str>>) -> Vec<String> {
-        let mut members: Vec<String> =
-            self.presence.keys().filter(|(t, _)| t.as_ref() == tenant).map(|(_, user)| user.to_string()).collect();
+    fn members(&self) -> Vec<String> {
+        let mut members: Vec<String> = self.presence.keys().map(|user| user.to_string()).collect();
         members.sort_unstable();
         members
     }
 
-    fn presence_diff(&self, topic: &str, tenant: Option<&Arc<str>>, joined: &str, left: bool, skip: u64, m: &Metrics) {
+    fn presence_diff(&self, topic: &str, joined: &str, left: bool, skip: u64, m: &Metrics) {
         let Ok(topic) = Topic::new(topic) else { return };
         let (joined, left) =
             if left { (Vec::new(), vec![joined.to_owned()]) } else { (vec![joined.to_owned()], Vec::new()) };
         let frame: Frame = ServerMessage::PresenceDiff(PresenceDiff { topic, joined, left }).encode().into();
         for sub in self.subs.values() {
-            if sub.presence && sub.peer.id != skip && sub.peer.tenant.as_ref() == tenant {
+            if sub.presence && sub.peer.id != skip {
                 sub.peer.deliver(&frame, m);
             }
         }
@@ -147,24 +158,28 @@ pub(crate) struct Joined {
     pub(crate) members: Option<Vec<String>>,
 }
 
+/// Who published with which id: the publisher's tenant and user (user ids
+/// are unique only within a tenant), and the id the client chose.
+type DedupKey = (Tenant, Arc<str>, String);
+
 /// Remembered client publish ids, so retransmissions are acked, not re-broadcast.
 #[derive(Default)]
 struct Dedup {
-    seen: HashMap<String, u64>,
-    order: VecDeque<(Instant, String)>,
+    seen: HashMap<DedupKey, u64>,
+    order: VecDeque<(Instant, DedupKey)>,
 }
 
 pub(crate) struct Hub {
     pub(crate) epoch: Arc<str>,
-    shards: Box<[Mutex<HashMap<String, TopicState>>]>,
+    shards: Box<[Mutex<Topics>]>,
     hasher: RandomState,
-    /// resource type -> connections subscribed to `resource:*`.
-    wildcards: RwLock<HashMap<String, HashMap<u64, Arc<Peer>>>>,
+    wildcards: RwLock<Wildcards>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     peers_gone: Notify,
     /// Set during shutdown: connections that slip in are closed at once.
     closing: AtomicBool,
-    dedup: Mutex<Dedup>,
+    /// Sharded by key, so publishes of different ids rarely wait for each other.
+    dedup: Box<[Mutex<Dedup>]>,
     next_id: AtomicU64,
     history_len: usize,
     history_max_age: Duration,
@@ -189,7 +204,7 @@ impl Hub {
             peers: Mutex::default(),
             peers_gone: Notify::new(),
             closing: AtomicBool::new(false),
-            dedup: Mutex::default(),
+            dedup: (0..SHARDS).map(|_| Mutex::default()).collect(),
             next_id: AtomicU64::new(1),
             history_len: config.history_len,
             history_max_age: config.history_max_age,
@@ -198,8 +213,8 @@ impl Hub {
         }
     }
 
-    fn shard(&self, topic: &str) -> MutexGuard<'_, HashMap<String, TopicState>> {
-        let index = (self.hasher.hash_one(topic) as usize) % SHARDS;
+    fn shard(&self, tenant: &Tenant, topic: &str) -> MutexGuard<'_, Topics> {
+        let index = (self.hasher.hash_one((tenant, topic)) as usize) % SHARDS;
         lock(&self.shards[index])
     }
 
@@ -265,14 +280,14 @@ impl Hub {
         }
     }
 
-    /// Assigns the next `seq` of the event's topic, keeps it in the history
-    /// and queues it to every subscriber allowed to see it. Returns the `seq`.
-    /// The caller has validated the event.
+    /// Assigns the next `seq` of the event's topic in the namespace of its
+    /// `tenant_id`, keeps it in the history and queues it to the namespace's
+    /// subscribers. Returns the `seq`. The caller has validated the event.
     pub(crate) fn publish(&self, mut event: Event) -> u64 {
         let now = Instant::now();
-        let tenant: Option<Arc<str>> = event.data.tenant_id.as_deref().map(Into::into);
-        let mut shard = self.shard(event.topic.as_str());
-        let state = shard.entry(event.topic.as_str().to_owned()).or_default();
+        let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
+        let mut shard = self.shard(&tenant, event.topic.as_str());
+        let state = shard.entry((tenant.clone(), event.topic.as_str().to_owned())).or_default();
         state.seq += 1;
         let seq = state.seq;
         event.seq = Some(seq);
@@ -281,20 +296,17 @@ impl Hub {
             if state.history.len() >= self.history_len {
                 state.history.pop_front();
             }
-            state.history.push_back(Stored { seq, at: now, tenant: tenant.clone(), frame: frame.clone() });
+            state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
             state.prune(now, self.history_max_age);
         }
-        let tenant = tenant.as_deref();
         for sub in state.subs.values() {
-            if sub.peer.sees(tenant) {
-                sub.peer.deliver(&frame, &self.metrics);
-            }
+            sub.peer.deliver(&frame, &self.metrics);
         }
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(peers) = wildcards.get(event.topic.resource()) {
+        if let Some(peers) = wildcards.get(&tenant).and_then(|resources| resources.get(event.topic.resource())) {
             for peer in peers.values() {
                 // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
-                if peer.sees(tenant) && !state.subs.contains_key(&peer.id) {
+                if !state.subs.contains_key(&peer.id) {
                     peer.deliver(&frame, &self.metrics);
                 }
             }
@@ -303,25 +315,21 @@ impl Hub {
         seq
     }
 
-    /// Subscribes `peer` to a concrete topic. With `since`, also collects the
-    /// events it missed, under the same lock as the registration so that none
-    /// is lost or reordered between the replay and live delivery.
+    /// Subscribes `peer` to a concrete topic of its tenant. With `since`,
+    /// also collects the events it missed, under the same lock as the
+    /// registration so that none is lost or reordered between the replay and
+    /// live delivery.
     pub(crate) fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
         let now = Instant::now();
-        let mut shard = self.shard(topic.as_str());
-        let state = shard.entry(topic.as_str().to_owned()).or_default();
+        let mut shard = self.shard(&peer.tenant, topic.as_str());
+        let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_default();
         state.prune(now, self.history_max_age);
         let mut joined = Joined { last_seq: state.seq, ..Joined::default() };
         if let Some(since) = since {
             let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
             let recovered = since <= state.seq && oldest <= since + 1;
             if recovered {
-                joined.replay = state
-                    .history
-                    .iter()
-                    .filter(|e| e.seq > since && peer.sees(e.tenant.as_deref()))
-                    .map(|e| e.frame.clone())
-                    .collect();
+                joined.replay = state.history.iter().filter(|e| e.seq > since).map(|e| e.frame.clone()).collect();
             }
             joined.recovered = Some(recovered);
         }
@@ -334,26 +342,26 @@ impl Hub {
             }
         };
         if presence && !had_presence {
-            let count = state.presence.entry((peer.tenant.clone(), peer.user.clone())).or_default();
+            let count = state.presence.entry(peer.user.clone()).or_default();
             *count += 1;
             if *count == 1 {
-                state.presence_diff(topic.as_str(), peer.tenant.as_ref(), &peer.user, false, peer.id, &self.metrics);
+                state.presence_diff(topic.as_str(), &peer.user, false, peer.id, &self.metrics);
             }
         } else if !presence && had_presence {
             self.leave_presence(state, topic.as_str(), peer);
         }
         if presence {
-            joined.members = Some(state.members(peer.tenant.as_ref()));
+            joined.members = Some(state.members());
         }
         joined
     }
 
     fn leave_presence(&self, state: &mut TopicState, topic: &str, peer: &Peer) {
-        if let Entry::Occupied(mut entry) = state.presence.entry((peer.tenant.clone(), peer.user.clone())) {
+        if let Entry::Occupied(mut entry) = state.presence.entry(peer.user.clone()) {
             *entry.get_mut() -= 1;
             if *entry.get() == 0 {
                 entry.remove();
-                state.presence_diff(topic, peer.tenant.as_ref(), &peer.user, true, peer.id, &self.metrics);
+                state.presence_diff(topic, &peer.user, true, peer.id, &self.metrics);
             }
         }
     }
@@ -362,18 +370,23 @@ impl Hub {
     pub(crate) fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
         if topic.is_wildcard() {
             let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(peers) = wildcards.get_mut(topic.resource()) {
+            let Some(resources) = wildcards.get_mut(&peer.tenant) else { return };
+            if let Some(peers) = resources.get_mut(topic.resource()) {
                 if peers.remove(&peer.id).is_some() {
                     Metrics::dec(&self.metrics.subscriptions);
                 }
                 if peers.is_empty() {
-                    wildcards.remove(topic.resource());
+                    resources.remove(topic.resource());
                 }
+            }
+            if resources.is_empty() {
+                wildcards.remove(&peer.tenant);
             }
             return;
         }
-        let mut shard = self.shard(topic.as_str());
-        let Some(state) = shard.get_mut(topic.as_str()) else { return };
+        let key = (peer.tenant.clone(), topic.as_str().to_owned());
+        let mut shard = self.shard(&peer.tenant, topic.as_str());
+        let Some(state) = shard.get_mut(&key) else { return };
         if let Some(sub) = state.subs.remove(&peer.id) {
             Metrics::dec(&self.metrics.subscriptions);
             if sub.presence {
@@ -382,56 +395,49 @@ impl Hub {
         }
         // A topic nobody listens to and with nothing to replay costs nothing.
         if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 {
-            shard.remove(topic.as_str());
+            shard.remove(&key);
         }
     }
 
-    /// Subscribes `peer` to every topic of `topic.resource()`.
+    /// Subscribes `peer` to every topic of `topic.resource()` in its tenant.
     pub(crate) fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic) {
         let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
-        if wildcards.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
+        let resources = wildcards.entry(peer.tenant.clone()).or_default();
+        if resources.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
             Metrics::inc(&self.metrics.subscriptions);
         }
     }
 
-    /// The `seq` an earlier publish of `user` with this `id` got, if it is
-    /// within the dedup window.
-    pub(crate) fn seen(&self, user: &str, id: &str) -> Option<u64> {
-        let mut dedup = lock(&self.dedup);
-        self.expire(&mut dedup);
-        dedup.seen.get(&dedup_key(user, id)).copied()
-    }
-
-    /// Remembers that `user`'s publish `id` got `seq`.
+    /// Publishes `event` unless `user` of `tenant` published `id` within the
+    /// dedup window. Returns the `seq` and whether it was a duplicate (then
+    /// the earlier publish's `seq`, and nothing is broadcast).
     ///
-    /// Checking and remembering are separate steps (the publish happens in
-    /// between, under a shard lock); two copies of one id racing on two
-    /// connections of the same user could both be broadcast, which the
-    /// clients' seq-based duplicate drop absorbs.
-    pub(crate) fn remember(&self, user: &str, id: &str, seq: u64) {
-        let mut dedup = lock(&self.dedup);
-        let key = dedup_key(user, id);
-        dedup.seen.insert(key.clone(), seq);
-        dedup.order.push_back((Instant::now(), key));
-    }
-
-    fn expire(&self, dedup: &mut Dedup) {
+    /// Checking, publishing and remembering happen under the key's dedup
+    /// lock: a copy racing on another connection of the same user waits
+    /// there, then finds the first copy's `seq`. Separate steps would let
+    /// both copies through, each broadcast with a `seq` of its own, which no
+    /// client can recognise as a duplicate.
+    pub(crate) fn publish_once(&self, tenant: &Tenant, user: &Arc<str>, id: &str, event: Event) -> (u64, bool) {
+        let key: DedupKey = (tenant.clone(), user.clone(), id.to_owned());
+        let index = (self.hasher.hash_one(&key) as usize) % SHARDS;
+        let mut dedup = lock(&self.dedup[index]);
         let now = Instant::now();
         while let Some((at, _)) = dedup.order.front() {
             if now.duration_since(*at) <= self.dedup_window {
                 break;
             }
-            if let Some((_, key)) = dedup.order.pop_front() {
-                dedup.seen.remove(&key);
+            if let Some((_, expired)) = dedup.order.pop_front() {
+                dedup.seen.remove(&expired);
             }
         }
+        if let Some(&seq) = dedup.seen.get(&key) {
+            return (seq, true);
+        }
+        let seq = self.publish(event);
+        dedup.seen.insert(key.clone(), seq);
+        dedup.order.push_back((now, key));
+        (seq, false)
     }
-}
-
-fn dedup_key(user: &str, id: &str) -> String {
-    // NUL cannot occur in a JSON-decoded id chosen by a well-behaved client,
-    // and if it does the worst case is a false duplicate for that user only.
-    format!("{user}\u{0}{id}")
 }
 
 /// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.

@@ -38,7 +38,7 @@
 //! # Design
 //!
 //! ```text
-//!  publish ──▶ Hub (32 shards: topic → seq, history, subscribers)
+//!  publish ──▶ Hub (32 shards: (tenant, topic) → seq, history, subscribers)
 //!                │ encode the event once, try_send the shared bytes
 //!                ▼
 //!  [bounded queue]  [bounded queue]  ...   one per connection; full → close 4009
@@ -368,15 +368,18 @@ impl ServerHandle {
         self.app.hub.metrics.snapshot()
     }
 
-    /// Publishes an event as a backend would (its `seq` is assigned here).
-    /// Returns the `seq`.
+    /// Publishes an event as a backend would (its `seq` is assigned here),
+    /// into the namespace of its `data.tenant_id`: it reaches only that
+    /// tenant's connections, or without one only connections without a
+    /// tenant. Returns the `seq`.
     pub fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
         event.validate()?;
         Ok(self.app.hub.publish(event))
     }
 
     /// Publishes `kind` on `topic` for `entity_id` with a JSON `payload`,
-    /// stamped now. Returns the `seq`.
+    /// stamped now, without a tenant (it reaches connections without one).
+    /// Returns the `seq`.
     pub fn publish(
         &self,
         topic: &str,

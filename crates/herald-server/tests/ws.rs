@@ -119,31 +119,6 @@ async fn a_forbidden_topic_gets_error_4003_and_other_subscriptions_work() {
 }
 
 #[tokio::test]
-async fn tenant_events_never_reach_a_foreign_tenant() {
-    let server = jwt_server().await;
-    let acme = mint_token(SECRET, &Claims::new("a", 600).tenant("acme")).unwrap();
-    let globex = mint_token(SECRET, &Claims::new("g", 600).tenant("globex")).unwrap();
-    let mut a = Client::authed(&server, &acme).await;
-    let mut g = Client::authed(&server, &globex).await;
-    a.subscribe(&["doc:1"]).await;
-    g.subscribe(&["doc:*"]).await;
-    let mut event: herald_protocol::Event = serde_json::from_value(json!({
-        "topic":"doc:1","event":"UPDATED",
-        "data":{"entity_id":"1","payload":{"secret":true},"tenant_id":"acme","timestamp":"2026-01-01T00:00:00Z"}
-    }))
-    .unwrap();
-    server.publish_event(event.clone()).unwrap();
-    event.data.tenant_id = None;
-    server.publish_event(event).unwrap();
-    let first = a.recv().await;
-    assert_eq!((first["seq"].as_u64(), first["data"]["tenant_id"].as_str()), (Some(1), Some("acme")));
-    assert_eq!(a.recv().await["seq"], 2);
-    // The foreign tenant's first event is the untenanted seq 2: seq 1 never came.
-    let seen = g.recv().await;
-    assert_eq!(seen["seq"], 2, "{seen}");
-}
-
-#[tokio::test]
 async fn fan_out_delivers_each_event_once_in_seq_order_including_wildcards() {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     let mut exact = Client::dev(&server, "u1").await;
@@ -342,6 +317,64 @@ async fn client_publish_is_acked_and_a_retransmission_is_not_rebroadcast() {
     let first = watcher.recv().await;
     assert_eq!((first["seq"].as_u64(), first["data"]["user_id"].as_str()), (Some(1), Some("writer")));
     assert_eq!(watcher.recv().await["seq"], 2, "the duplicate was not broadcast");
+}
+
+/// Two connections of one user send the same publish ids at the same time
+/// (a client retransmitting on a new connection while the old one still
+/// delivers): each id is broadcast once, and both copies are acked with its seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_publish_racing_on_two_connections_is_broadcast_once() {
+    const IDS: u64 = 1_000;
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut watcher = Client::dev(&server, "watcher").await;
+    watcher.subscribe(&["doc:1"]).await;
+    let mut copies = Vec::new();
+    for _ in 0..2 {
+        copies.push(Client::dev(&server, "writer").await);
+    }
+    let go = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let senders: Vec<_> = copies
+        .into_iter()
+        .map(|mut copy| {
+            let go = go.clone();
+            tokio::spawn(async move {
+                go.wait().await;
+                for n in 0..IDS {
+                    let publish = json!({"type":"publish","id":format!("p-{n}"),"topic":"doc:1","event":"UPDATED",
+                        "data":{"entity_id":n.to_string(),"payload":n,"timestamp":"2026-01-01T00:00:00Z"}});
+                    copy.send(&publish.to_string()).await;
+                }
+                let mut acks = std::collections::BTreeMap::new();
+                while acks.len() < IDS as usize {
+                    let ack = copy.recv().await;
+                    let id = ack["id"].as_str().expect("an ack").to_owned();
+                    acks.insert(id, (ack["seq"].as_u64().unwrap(), ack["duplicate"] == true));
+                }
+                acks
+            })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    for sender in senders {
+        acks.push(within("the acks", sender).await.unwrap());
+    }
+    for n in 0..IDS {
+        let id = format!("p-{n}");
+        let ((seq_a, dup_a), (seq_b, dup_b)) = (acks[0][&id], acks[1][&id]);
+        assert_eq!(seq_a, seq_b, "both copies of {id} are acked with one seq");
+        assert!(dup_a != dup_b, "exactly one copy of {id} was new: {dup_a} {dup_b}");
+    }
+    let last = server.publish("doc:1", "UPDATED", "last", &json!("last")).unwrap();
+    assert_eq!(last, IDS + 1, "one broadcast per id");
+    let mut seen = Vec::new();
+    loop {
+        let event = watcher.recv().await;
+        seen.push(event["seq"].as_u64().unwrap());
+        if event["data"]["entity_id"] == "last" {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=IDS + 1).collect::<Vec<_>>());
 }
 
 #[tokio::test]
