@@ -197,6 +197,29 @@ async fn a_gap_longer_than_the_history_is_not_recovered() {
 }
 
 #[tokio::test]
+async fn events_older_than_the_history_age_are_not_replayed() {
+    let max_age = Duration::from_secs(1);
+    let server = Server::builder().dev(true).history(100, max_age).bind("127.0.0.1:0").await.unwrap();
+    for n in 1..=3 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+    }
+    // Ages out 1..=3; the count limit (100) is far away.
+    tokio::time::sleep(max_age + Duration::from_millis(200)).await;
+    server.publish("doc:1", "UPDATED", "4", &json!(4)).unwrap();
+
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u1", body).await;
+    let subscribed = client.recv().await;
+    assert_eq!(subscribed["recovered"], false, "2 and 3 aged out: {subscribed}");
+    assert_eq!(subscribed["last_seq"]["doc:1"], 4);
+
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u2", body).await;
+    assert_eq!(client.recv().await["seq"], 4, "a young event is still replayed");
+    assert_eq!(client.recv().await["recovered"], true);
+}
+
+#[tokio::test]
 async fn another_epoch_is_not_recovered_and_wildcards_never_are() {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
@@ -317,6 +340,29 @@ async fn client_publish_is_acked_and_a_retransmission_is_not_rebroadcast() {
     let first = watcher.recv().await;
     assert_eq!((first["seq"].as_u64(), first["data"]["user_id"].as_str()), (Some(1), Some("writer")));
     assert_eq!(watcher.recv().await["seq"], 2, "the duplicate was not broadcast");
+}
+
+#[tokio::test]
+async fn a_publish_id_is_forgotten_after_the_dedup_window() {
+    let window = Duration::from_secs(1);
+    let mut builder = Server::builder().dev(true);
+    builder.config_mut().dedup_window = window;
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let mut watcher = Client::dev(&server, "watcher").await;
+    watcher.subscribe(&["doc:1"]).await;
+    let mut publisher = Client::dev(&server, "writer").await;
+    let publish = json!({"type":"publish","id":"p-1","topic":"doc:1","event":"UPDATED",
+        "data":{"entity_id":"1","payload":null,"timestamp":"2026-01-01T00:00:00Z"}})
+    .to_string();
+    publisher.send(&publish).await;
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    publisher.send(&publish).await;
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    tokio::time::sleep(window + Duration::from_millis(200)).await;
+    publisher.send(&publish).await;
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":2}), "a new publish after the window");
+    assert_eq!(watcher.recv().await["seq"], 1);
+    assert_eq!(watcher.recv().await["seq"], 2);
 }
 
 /// Two connections of one user send the same publish ids at the same time
