@@ -152,8 +152,11 @@ async fn floods_get_error_429_then_close_4008() {
     bystander_unharmed(&server, &mut bystander, 1).await;
 }
 
+/// The close frame a dropped slow consumer gets is written behind the events
+/// already on their way, so the sluggard reads it once it reads again: the
+/// server waits up to 2 s for its socket to take the frame.
 #[tokio::test]
-async fn never_reading_clients_are_dropped_4009_without_holding_others_back() {
+async fn never_reading_clients_are_closed_4009_without_holding_others_back() {
     let mut builder = Server::builder().dev(true).outbound(8, Duration::from_millis(500));
     builder.config_mut().read_buffer_size = 1024;
     let (server, mut bystander) = setup(builder.bind("127.0.0.1:0").await.unwrap()).await;
@@ -180,11 +183,30 @@ async fn never_reading_clients_are_dropped_4009_without_holding_others_back() {
         // Lets the connection tasks and the bystander run (single-threaded test runtime).
         tokio::task::yield_now().await;
     }
+    let sluggard = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        loop {
+            match within("the sluggard's next frame", futures_util::StreamExt::next(&mut sluggard.ws)).await {
+                Some(Ok(Message::Text(text))) => {
+                    let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    seqs.push(event["seq"].as_u64().expect("only events were sent"));
+                }
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (seqs, u16::from(frame.code), frame.reason.to_string());
+                }
+                other => panic!("expected events, then a close frame, got {other:?}"),
+            }
+        }
+    });
     eventually("the sluggard to be freed", || server.metrics().connections == 1).await;
     server.publish("doc:1", "UPDATED", "1", &json!("last")).unwrap();
     let received = within("the bystander", reader).await.unwrap();
     assert_eq!(received, published + 1, "the bystander got every event");
-    drop(sluggard);
+    let (seqs, code, reason) = within("the sluggard's close", sluggard).await.unwrap();
+    assert_eq!(code, close::TOO_SLOW, "{reason}");
+    assert!(reason.contains("too slow"), "{reason}");
+    assert!((seqs.len() as u64) < published, "dropped before the end: {} of {published}", seqs.len());
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "what it got came in order, without gaps");
 }
 
 #[tokio::test]
@@ -209,8 +231,10 @@ async fn half_open_sockets_are_dropped_after_the_idle_timeout() {
             }
         }
     });
-    let (code, _) = silent.closed().await;
-    assert_eq!(code, close::GOING_AWAY);
+    // A normal closure, not 1001 (a restart, reconnect at once) and without a reconnect hint.
+    let (code, reason) = silent.closed().await;
+    assert_eq!(code, close::NORMAL, "{reason}");
+    assert!(reason.starts_with("idle") && close::retry_after_ms(&reason).is_none(), "{reason}");
     eventually("the silent connection to be freed", || server.metrics().connections == 1).await;
     server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
     assert_eq!(within("the event", answering).await.unwrap()["seq"], 1);
