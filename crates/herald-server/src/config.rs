@@ -39,8 +39,9 @@ pub struct ServerConfig {
     pub dedup_window: Duration,
     /// Interval of the server's `{"type":"ping"}`. Default: 25 s.
     pub ping_interval: Duration,
-    /// A connection that sends nothing for this long is closed (a half-open
-    /// socket never tells). Default: 60 s.
+    /// A connection that sends nothing for this long is closed with 1000 (a
+    /// half-open socket never tells; a live client reconnects with backoff).
+    /// Default: 60 s.
     pub idle_timeout: Duration,
     /// Deadline for the first `{"type":"auth"}` message when the URL carries
     /// no `?token=`. Default: 10 s.

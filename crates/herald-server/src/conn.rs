@@ -265,8 +265,11 @@ impl<L: Link> Conn<L> {
     async fn on_timer(&mut self) -> Step {
         let now = Instant::now();
         if now >= self.last_inbound + self.app.config.idle_timeout {
-            let secs = self.app.config.idle_timeout.as_secs();
-            return Err(Ending::close(close::GOING_AWAY, format!("no message for {secs} s; answer pings")));
+            // Not 1001: that says "restart, reconnect at once", and connections
+            // that fell silent together (a stalled network) would all come back at once.
+            // 1000 sends a live client through its jittered backoff.
+            let idle = self.app.config.idle_timeout;
+            return Err(Ending::close(close::NORMAL, format!("idle: no message for {idle:?}; answer pings")));
         }
         if self.expires_at.is_some_and(|at| now >= at) {
             return Err(Ending::close(close::UNAUTHORIZED, "token expired; send refresh before expires_in"));
