@@ -62,10 +62,11 @@ pub enum DisconnectReason {
         /// The server's close reason.
         reason: String,
     },
-    /// The server closed with 4003: nothing this connection asked for is allowed.
+    /// Nothing this session asked for is allowed: the server closed with
+    /// 4003, or refused the last subscribed topic with error 4003.
     #[error("forbidden: {reason}; the token does not allow these topics")]
     Forbidden {
-        /// The server's close reason.
+        /// The server's close reason or error message.
         reason: String,
     },
     /// `max_attempts` reconnects failed in a row.

@@ -23,6 +23,15 @@
 //! never read, and randomness comes from [`SessionConfig::seed`]; the session
 //! needs neither `Send` nor a runtime, so it builds for
 //! `wasm32-unknown-unknown`.
+//!
+//! A driver need not notice that the machine slept (a closed laptop lid, a
+//! suspended VM): a [`Session::handle_timeout`] that comes
+//! [`SLEEP_THRESHOLD`] or more after the deadline it was armed for counts as
+//! waking up, as [`Session::wake`] does — a session waiting to reconnect
+//! tries at once, an open one pings at once. That needs a clock that keeps
+//! counting through a suspend; `std::time::Instant` does on Windows but
+//! stops on Linux and macOS, so a driver there also calls `wake` itself when
+//! the wall clock shows a sleep (the tokio client does).
 #![deny(missing_docs)]
 
 mod backoff;
@@ -39,6 +48,6 @@ pub use event::{
     DisconnectReason, PublishError, PublishFailure, PublishId, ResyncReason, SessionEvent, Status, SubscribeError,
 };
 pub use herald_protocol as protocol;
-pub use session::{ConnectionId, Output, Session, TokenReason};
+pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

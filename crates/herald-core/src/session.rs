@@ -3,8 +3,8 @@
 use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 
 use herald_protocol::{
-    ClientMessage, EventData, EventKind, ProtocolError, Publish, ServerMessage, Token, Topic, close,
-    limits::MAX_FRAME_BYTES,
+    ClientMessage, ErrorCode, EventData, EventKind, ProtocolError, Publish, ServerMessage, Token, Topic, close,
+    error_code, limits::MAX_FRAME_BYTES,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use web_time::Instant;
@@ -115,9 +115,23 @@ struct Open {
     probe: Option<(ConnectionId, Instant)>,
 }
 
+/// How late a timer must fire to count as the machine having slept: far
+/// beyond a busy event loop's delay, well below what a suspend lasts. See
+/// [`Session::handle_timeout`].
+pub const SLEEP_THRESHOLD: Duration = Duration::from_secs(5);
+
 /// Close code the session uses when it drops a transport itself (heartbeat
 /// timeout, connect timeout): a private-use code, never sent by servers.
 const CLIENT_GAVE_UP: u16 = 4000;
+
+/// Whether a server error says the token does not allow the request
+/// (`4003`, or the name some peers use).
+fn is_forbidden(code: &ErrorCode) -> bool {
+    match code {
+        ErrorCode::Number(code) => *code == error_code::FORBIDDEN,
+        ErrorCode::Name(name) => name == "forbidden",
+    }
+}
 
 /// Keep the query value intact through URL parsing: everything but unreserved
 /// characters is escaped.
@@ -187,8 +201,9 @@ pub struct Session {
     next_connection: u64,
     token: Option<String>,
     token_reason: TokenReason,
-    /// A 4001 was answered with a fresh token and no connection has been
-    /// accepted since: a second 4001 stops the session.
+    /// A 4001 was answered with a fresh token, and no connection has since
+    /// been accepted (`connected`) or stayed up for `backoff.healthy_after`:
+    /// a second 4001 stops the session.
     auth_retry_used: bool,
     epoch: Option<String>,
     ever_opened: bool,
@@ -275,7 +290,23 @@ impl Session {
 
     /// Time passed: start attempts, send pings, expire publishes and give up
     /// on dead or slow transports, as due at `now`.
+    ///
+    /// A call [`SLEEP_THRESHOLD`] or more after the deadline
+    /// [`poll_timeout`](Self::poll_timeout) asked for means the machine slept
+    /// (a closed laptop lid, a suspended VM) or the process was frozen: the
+    /// session then also does what [`wake`](Self::wake) does, so it reconnects
+    /// at once instead of after a backoff delay, and checks an open
+    /// connection now instead of trusting it until the next heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let slept = !matches!(self.state, State::Suspended)
+            && self.poll_timeout().is_some_and(|due| now.saturating_duration_since(due) >= SLEEP_THRESHOLD);
+        self.fire_timers(now);
+        if slept {
+            self.wake(now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
         for id in self.outbox.expire(now) {
             let error = PublishFailure::Timeout { after: self.config.publish_timeout };
             self.emit(SessionEvent::PublishFailed { id, error });
@@ -419,9 +450,21 @@ impl Session {
                 if let Some(id) = error.id.clone().filter(|id| self.outbox.remove(id)) {
                     let failure = PublishFailure::Rejected { code: error.code, message: error.message };
                     self.emit(SessionEvent::PublishFailed { id: PublishId(id), error: failure });
-                } else if let Some(topic) = error.topic.clone().filter(|t| self.subscriptions.contains(t)) {
+                } else if let Some(topic) = error.topic.clone().filter(|t| self.subscriptions.contains(t))
+                    // An error with an id answers a publish (one that already timed out), not a subscribe.
+                    && error.id.is_none()
+                {
                     self.subscriptions.remove(&topic);
+                    let forbidden = is_forbidden(&error.code).then(|| error.message.clone());
                     self.emit(SessionEvent::SubscribeFailed { topic, error });
+                    if let Some(reason) = forbidden
+                        && self.subscriptions.is_empty()
+                    {
+                        // Every topic asked for is refused: connected, the session would
+                        // receive nothing, and reconnecting would be refused the same way.
+                        self.close_transports("every topic forbidden");
+                        self.stop(DisconnectReason::Forbidden { reason });
+                    }
                 } else {
                     self.emit(SessionEvent::ServerError(error));
                 }
@@ -533,7 +576,9 @@ impl Session {
 
     /// The environment says the connection may have changed: the network came
     /// back online, the machine woke from sleep, a hidden browser tab became
-    /// visible, or a suspended page was restored. A session waiting to
+    /// visible, or a suspended page was restored. A timer that fires long
+    /// after its deadline counts as waking from sleep by itself
+    /// ([`handle_timeout`](Self::handle_timeout)). A session waiting to
     /// reconnect (or suspended) tries at once; an open one pings now and
     /// declares the connection dead if nothing answers within the heartbeat
     /// timeout, instead of waiting for the quiet interval.
@@ -645,6 +690,9 @@ impl Session {
             State::Open(open) => {
                 if now.saturating_duration_since(open.opened_at) >= self.config.backoff.healthy_after {
                     self.backoff.reset();
+                    // The token worked for a while, so a 4001 now is a new expiry (a
+                    // seed-style server never sends `connected` to say it accepted it).
+                    self.auth_retry_used = false;
                 }
                 if let Some((probe, _)) = open.probe {
                     self.outputs.push_back(Output::Close { id: probe, code: close::NORMAL, reason: "lost".into() });

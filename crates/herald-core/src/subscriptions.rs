@@ -79,6 +79,10 @@ impl Subscriptions {
         self.intents.keys()
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.intents.is_empty()
+    }
+
     pub(crate) fn contains(&self, topic: &str) -> bool {
         self.intents.contains_key(topic)
     }

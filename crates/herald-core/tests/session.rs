@@ -273,6 +273,27 @@ fn an_accepted_connection_renews_the_single_token_retry() {
 }
 
 #[test]
+fn a_token_that_worked_for_the_healthy_period_gets_a_fresh_retry_without_connected() {
+    // A seed-style server accepts without `connected`: staying up is the only sign the token worked.
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.server_close(Some(4001), "expired");
+    h.connect();
+    for _ in 0..4 {
+        h.advance(SECOND * 20);
+        h.recv_json(json!({"type": "ping"}));
+    }
+    h.server_close(Some(4001), "expired again, a while later");
+    assert!(matches!(h.last_status(), Status::Reconnecting { .. }), "{:?}", h.last_status());
+    h.fire_next_timer();
+    assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Unauthorized, TokenReason::Unauthorized]);
+    // The fresh token is refused at once: that is the second 4001 in a row.
+    h.open();
+    h.server_close(Some(4001), "bad signature");
+    assert!(matches!(h.last_status(), Status::Disconnected { reason: DisconnectReason::Unauthorized { .. } }));
+}
+
+#[test]
 fn forbidden_close_stops_without_retrying() {
     let mut h = Harness::new(config());
     h.open();
@@ -558,6 +579,64 @@ fn a_forbidden_topic_is_dropped_and_others_stay() {
     assert_eq!(h.last_status(), CONNECTED);
 }
 
+#[test]
+fn every_subscribed_topic_refused_with_4003_stops_with_forbidden() {
+    let mut h = Harness::new(config());
+    for topic in ["admin:1", "admin:*"] {
+        h.session.subscribe(h.now, topic.parse().unwrap(), false).unwrap();
+    }
+    h.open();
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "not allowed", "topic": "admin:1"}));
+    assert_eq!(h.last_status(), CONNECTED, "one topic is still asked for");
+    h.recv_json(json!({"type": "error", "code": "forbidden", "message": "no admin for you", "topic": "admin:*"}));
+    assert_eq!(
+        h.last_status(),
+        Status::Disconnected { reason: DisconnectReason::Forbidden { reason: "no admin for you".into() } }
+    );
+    assert_eq!(h.closes.last().map(|c| c.1), Some(1000), "the connection is closed cleanly");
+    assert_eq!(h.session.poll_timeout(), None, "and never retried");
+    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), false).is_err());
+}
+
+#[test]
+fn refusals_that_are_not_4003_or_leave_a_topic_keep_the_session_running() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "error", "code": 429, "message": "slow down", "topic": "a:1"}));
+    assert!(h.session.topics().next().is_none());
+    assert_eq!(h.last_status(), CONNECTED, "a rate limit is not a verdict on the token");
+}
+
+#[test]
+fn a_publish_only_session_is_not_stopped_by_4003_errors() {
+    let mut h = Harness::new(config());
+    h.open();
+    let id = publish(&mut h, 1);
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "publish not allowed", "id": id.0}));
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "not yours", "topic": "gift-list:1"}));
+    h.recv_json(json!({"type": "error", "code": 4003, "message": "nope"}));
+    assert_eq!(h.last_status(), CONNECTED);
+    publish(&mut h, 2);
+    assert_eq!(h.session.pending_publishes(), 1, "it still publishes");
+}
+
+#[test]
+fn a_late_publish_refusal_leaves_the_subscription_of_its_topic_alone() {
+    let mut config = config();
+    config.publish_timeout = SECOND;
+    let mut h = Harness::new(config);
+    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), false).unwrap();
+    h.open();
+    let id = publish(&mut h, 1);
+    h.advance(SECOND);
+    h.recv_json(
+        json!({"type": "error", "code": 4003, "message": "publish not allowed", "id": id.0, "topic": "gift-list:1"}),
+    );
+    assert_eq!(h.session.topics().map(|t| t.to_string()).collect::<Vec<_>>(), ["gift-list:1"]);
+    assert_eq!(h.last_status(), CONNECTED);
+}
+
 // --- publish ---
 
 #[test]
@@ -782,6 +861,60 @@ fn suspend_closes_without_stopping_and_wake_reconnects_and_recovers() {
     h.open();
     let subscribe = h.take_sent().into_iter().find(|m| m["type"] == "subscribe").unwrap();
     assert_eq!(subscribe["since"], json!({"a:1": 3}));
+}
+
+#[test]
+fn a_timer_that_fires_long_after_its_deadline_checks_the_open_connection_at_once() {
+    let mut config = no_jitter();
+    config.heartbeat.interval = SECOND * 600;
+    let mut h = Harness::new(config);
+    h.open();
+    publish(&mut h, 1);
+    h.take_sent();
+    // The publish timeout (30 s) is the next timer; the laptop lid closes for a minute before it.
+    h.oversleep(SECOND * 60);
+    assert_eq!(h.take_sent(), [json!({"type": "ping"})], "ping now, not 600 s after the last frame");
+    h.advance(SECOND * 10);
+    assert_eq!(h.closes.last().map(|c| c.2.as_str()), Some("heartbeat timeout"), "the socket died in the sleep");
+}
+
+#[test]
+fn after_sleeping_through_a_dead_connection_the_session_reconnects_without_a_backoff_wait() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.fire_next_timer();
+    assert_eq!(h.take_sent(), [json!({"type": "ping"})]);
+    // The pong's deadline passes while the machine sleeps.
+    h.oversleep(SECOND * 600);
+    assert_eq!(h.closes.last().map(|c| c.2.as_str()), Some("heartbeat timeout"));
+    assert_eq!(h.connects.len(), 2, "a new attempt at once, not after the 1 s backoff");
+    assert_eq!(h.connects[1].0, h.now);
+}
+
+#[test]
+fn a_timer_a_little_late_is_not_taken_for_sleep() {
+    let mut config = no_jitter();
+    config.heartbeat.interval = SECOND * 60;
+    let mut h = Harness::new(config);
+    h.open();
+    publish(&mut h, 1);
+    h.take_sent();
+    h.oversleep(herald_core::SLEEP_THRESHOLD - Duration::from_millis(1));
+    assert!(h.take_sent().is_empty(), "a busy event loop is not a sleeping machine");
+    h.server_close(None, "refused");
+    h.oversleep(herald_core::SLEEP_THRESHOLD / 2);
+    assert_eq!(h.connects.len(), 2);
+}
+
+#[test]
+fn a_suspended_session_stays_suspended_however_late_its_timers_fire() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    publish(&mut h, 1);
+    h.session.suspend(h.now);
+    h.drain();
+    h.oversleep(SECOND * 3600);
+    assert_eq!(h.connects.len(), 1, "only wake() ends a suspend");
 }
 
 /// A session that falls back to Server-Sent Events after 2 failed WebSocket attempts.

@@ -116,6 +116,15 @@ impl Harness {
         self.drain();
     }
 
+    /// The machine sleeps through the next timer: the clock jumps `late`
+    /// past it, then the timer fires.
+    pub(crate) fn oversleep(&mut self, late: Duration) {
+        let at = self.session.poll_timeout().expect("a timer is armed");
+        self.now = at + late;
+        self.session.handle_timeout(self.now);
+        self.drain();
+    }
+
     /// Jumps to the next timer and fires it.
     pub(crate) fn fire_next_timer(&mut self) -> Duration {
         let at = self.session.poll_timeout().expect("a timer is armed");
