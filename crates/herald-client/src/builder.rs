@@ -145,8 +145,9 @@ impl ClientBuilder {
         self
     }
 
-    /// TLS settings for `wss://` (custom roots, client certificates).
-    /// Default: the webpki roots.
+    /// TLS settings for `wss://`: a `rustls` 0.23 `ClientConfig`, e.g. with
+    /// your own root certificates (a private CA, a development certificate)
+    /// or a client certificate. Default: the Mozilla roots of `webpki-roots`.
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self

@@ -7,11 +7,13 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use futures::{FutureExt, SinkExt, StreamExt, stream::FuturesUnordered};
-use herald_core::{ConnectionId, Instant, Output, PublishId, Session, SessionEvent, Status, TokenReason};
+use herald_core::{
+    ConnectionId, Instant, Output, PublishId, SLEEP_THRESHOLD, Session, SessionEvent, Status, TokenReason,
+};
 use herald_protocol::{Event, EventData, EventKind, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
     net::TcpStream,
@@ -26,7 +28,7 @@ use tokio_tungstenite::{
 };
 use tracing::{debug, warn};
 
-use crate::{Ack, Error, Result, Update, outlet::Outlet};
+use crate::{Ack, Error, EventSpan, Result, Update, outlet::Outlet};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = (ConnectionId, Result<Box<Ws>, String>)> + Send>>;
@@ -108,10 +110,40 @@ enum Wake {
     Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Timer,
     Flush,
+    SleepCheck,
 }
 
 /// Frames handled in one go when the socket has them ready.
 const FRAME_BATCH: usize = 64;
+
+/// How often the driver looks for a sleep the session cannot see: `Instant`
+/// stops while Linux and macOS are suspended, so after a long sleep the
+/// session's timers do not fire late (they fire as if no time had passed).
+const SLEEP_CHECK: Duration = Duration::from_secs(2);
+
+/// Notices the machine slept by the wall clock running ahead of `Instant`.
+#[derive(Debug)]
+struct SleepWatch {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl SleepWatch {
+    fn new(instant: Instant, wall: SystemTime) -> Self {
+        Self { instant, wall }
+    }
+
+    /// Whether, since the last check, the wall clock moved at least
+    /// [`SLEEP_THRESHOLD`] further than `Instant`. A wall clock set back is
+    /// no sleep; one set forward by hand looks like one, which only costs a
+    /// ping.
+    fn slept(&mut self, instant: Instant, wall: SystemTime) -> bool {
+        let monotonic = instant.saturating_duration_since(self.instant);
+        let elapsed = wall.duration_since(self.wall).unwrap_or_default();
+        *self = Self::new(instant, wall);
+        elapsed.saturating_sub(monotonic) >= SLEEP_THRESHOLD
+    }
+}
 
 fn now() -> Instant {
     Instant::now()
@@ -152,6 +184,9 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        let mut sleep_check = tokio::time::interval(SLEEP_CHECK);
+        sleep_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sleep_watch = SleepWatch::new(now(), SystemTime::now());
         loop {
             self.drain().await;
             if self.session.is_stopped() {
@@ -176,6 +211,7 @@ impl Driver {
                     if self.socket.is_some() => Wake::Frame(frame),
                 () = &mut timer, if armed.is_some() => Wake::Timer,
                 () = tokio::time::sleep(Duration::from_millis(20)), if lagging => Wake::Flush,
+                _ = sleep_check.tick() => Wake::SleepCheck,
             };
             match wake {
                 Wake::Command(Some(command)) => self.command(command),
@@ -211,6 +247,12 @@ impl Driver {
                     self.session.handle_timeout(now());
                 }
                 Wake::Flush => self.flush_outlets(),
+                Wake::SleepCheck => {
+                    if sleep_watch.slept(now(), SystemTime::now()) {
+                        debug!("the machine slept: checking the connection now");
+                        self.session.wake(now());
+                    }
+                }
             }
         }
         if let Some((_, ws)) = self.socket.take() {
@@ -375,9 +417,11 @@ impl Driver {
                 if let Some(callback) = &self.callbacks.on_event {
                     callback(&event);
                 }
+                // The span is built only for a reader of debug logs: it costs an allocation per event.
+                if tracing::enabled!(target: "herald", tracing::Level::DEBUG) {
+                    event.span().in_scope(|| debug!(target: "herald", "event received"));
+                }
                 let topic = event.topic.clone();
-                let _span =
-                    tracing::debug_span!("event", topic = %topic, trace_id = event.trace_id.as_deref()).entered();
                 self.route(&topic, Update::Event(event));
             }
             SessionEvent::Resync { topic, reason } => {
@@ -494,4 +538,23 @@ fn close_gracefully(mut ws: Box<Ws>, code: u16, reason: String) {
         let frame = CloseFrame { code: code.into(), reason: reason.into() };
         let _ = tokio::time::timeout(Duration::from_secs(2), WebSocketStream::close(&mut *ws, Some(frame))).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wall_clock_running_ahead_of_instant_is_a_sleep() {
+        let (instant, wall) = (Instant::now(), SystemTime::now());
+        let mut watch = SleepWatch::new(instant, wall);
+        let tick = SLEEP_CHECK;
+        assert!(!watch.slept(instant + tick, wall + tick), "both clocks moved together");
+        let (instant, wall) = (instant + tick, wall + tick);
+        assert!(watch.slept(instant + tick, wall + tick + Duration::from_secs(3600)), "an hour with the lid closed");
+        let (instant, wall) = (instant + tick, wall + tick + Duration::from_secs(3600));
+        assert!(!watch.slept(instant + tick, wall + tick + SLEEP_THRESHOLD / 2), "a small clock adjustment");
+        let (instant, wall) = (instant + tick, wall + tick + SLEEP_THRESHOLD / 2);
+        assert!(!watch.slept(instant + tick, wall - Duration::from_secs(3600)), "a wall clock set back");
+    }
 }

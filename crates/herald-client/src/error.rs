@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use herald_core::{DisconnectReason, PublishFailure};
-use herald_protocol::{ErrorMessage, ProtocolError, TopicError};
+use herald_protocol::{ErrorCode, ProtocolError, TopicError};
 
 /// What went wrong, and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -32,22 +32,20 @@ pub enum Error {
         /// The configured limit.
         capacity: usize,
     },
-    /// The server refused the publish.
-    #[error("the server rejected the publish: {0}")]
-    Rejected(PublishFailure),
+    /// The server refused the publish (e.g. `4003`: the token may not
+    /// publish on this topic); retrying the same publish will not help.
+    #[error("the server rejected the publish ({code}): {message}")]
+    Rejected {
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
     /// No ack arrived in time.
     #[error("no ack within {} ms; the server may be down, or may not ack publishes", after.as_millis())]
     Timeout {
         /// The timeout that ran out.
         after: Duration,
-    },
-    /// The server refused a subscription.
-    #[error("subscription to {topic} refused ({}): {}", error.code, error.message)]
-    SubscribeRejected {
-        /// The topic.
-        topic: String,
-        /// The server's error.
-        error: ErrorMessage,
     },
     /// The client stopped: closed, unauthorized, forbidden or out of retries.
     #[error("the client stopped: {0}")]
@@ -65,7 +63,8 @@ impl From<PublishFailure> for Error {
         match failure {
             PublishFailure::Timeout { after } => Self::Timeout { after },
             PublishFailure::Stopped(reason) => Self::Stopped(reason),
-            other => Self::Rejected(other),
+            PublishFailure::Rejected { code, message } => Self::Rejected { code, message },
+            _ => Self::Closed,
         }
     }
 }

@@ -28,6 +28,15 @@
 //! Streams are bounded: a reader that falls behind gets
 //! [`Update::Resync`] (reason `Lagged`) for what it missed, never unbounded
 //! memory and never silence.
+//!
+//! Each event's receipt is logged at `DEBUG` inside its [`EventSpan::span`],
+//! the span to enter while handling it: its fields carry the topic, the
+//! entity, the `seq` and the publisher's `trace_id`.
+//!
+//! After the machine slept, the connection is checked at once rather than at
+//! the next heartbeat. `Instant` stops while Linux and macOS sleep, so the
+//! task also compares it with the wall clock every 2 s and wakes the session
+//! when they drift apart by [`herald_core::SLEEP_THRESHOLD`].
 #![deny(missing_docs)]
 
 mod builder;
@@ -35,6 +44,7 @@ mod client;
 mod driver;
 mod error;
 mod outlet;
+mod span;
 mod subscription;
 
 pub use builder::ClientBuilder;
@@ -44,4 +54,5 @@ pub use herald_core::{
     AuthMode, BackoffConfig, DisconnectReason, PublishId, ResyncReason, SessionEvent, Status, TokenReason,
 };
 pub use herald_protocol::{Event, EventKind, Topic};
+pub use span::EventSpan;
 pub use subscription::{Events, Subscription, Update};
