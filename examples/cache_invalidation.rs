@@ -13,36 +13,32 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use herald::{Client, Update};
-use moka::future::Cache;
+use herald::{Client, Subscription, Update};
+use moka::{PredicateError, future::Cache};
 
 /// What the service would load from its database.
 #[derive(Debug, Clone)]
-struct GiftList {
+pub(crate) struct GiftList {
     topic: String,
     loaded_at: std::time::SystemTime,
 }
 
-async fn load_from_database(topic: &str) -> GiftList {
+pub(crate) async fn load_from_database(topic: &str) -> GiftList {
     tokio::time::sleep(Duration::from_millis(20)).await;
     GiftList { topic: topic.to_owned(), loaded_at: std::time::SystemTime::now() }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("HERALD_URL").unwrap_or_else(|_| "ws://127.0.0.1:8080/ws".into());
-    let cache: Cache<String, Arc<GiftList>> = Cache::builder().max_capacity(10_000).build();
+/// Gift lists by topic.
+pub(crate) type GiftCache = Cache<String, Arc<GiftList>>;
 
-    let client =
-        Client::builder(url).token("gift-service").on_status(|status| eprintln!("herald: {status}")).connect()?;
-    // One wildcard subscription covers every gift list.
-    let mut updates = client.subscribe("gift-list:*").await?;
+pub(crate) fn new_cache() -> GiftCache {
+    // A resync drops entries by a predicate, which moka allows only when asked for up front.
+    Cache::builder().max_capacity(10_000).support_invalidation_closures().build()
+}
 
-    // Warm the cache the way request handlers would.
-    let topic = "gift-list:family-123".to_owned();
-    let list = cache.get_with(topic.clone(), async { Arc::new(load_from_database(&topic).await) }).await;
-    println!("cached {} (loaded at {:?})", list.topic, list.loaded_at);
-
+/// Invalidates what `updates` (a `gift-list:*` subscription) says changed,
+/// until the subscription ends.
+pub(crate) async fn keep_fresh(cache: &GiftCache, mut updates: Subscription) -> Result<(), PredicateError> {
     while let Some(update) = updates.next().await {
         match update {
             Update::Event(event) => {
@@ -51,12 +47,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Update::Resync { topic, reason } => {
                 // A wildcard or unrecoverable gap: every list of the resource may be stale.
-                let resource = topic.resource().to_owned();
-                cache.invalidate_entries_if(move |key, _| key.starts_with(&format!("{resource}:")))?;
+                let prefix = format!("{}:", topic.resource());
+                cache.invalidate_entries_if(move |key, _| key.starts_with(&prefix))?;
                 println!("resync {topic} ({reason:?}): every cached {} entry invalidated", topic.resource());
             }
             _ => {}
         }
     }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("HERALD_URL").unwrap_or_else(|_| "ws://127.0.0.1:8080/ws".into());
+    let cache = new_cache();
+
+    let client =
+        Client::builder(url).token("gift-service").on_status(|status| eprintln!("herald: {status}")).connect()?;
+    // One wildcard subscription covers every gift list.
+    let updates = client.subscribe("gift-list:*").await?;
+
+    // Warm the cache the way request handlers would.
+    let topic = "gift-list:family-123".to_owned();
+    let list = cache.get_with(topic.clone(), async { Arc::new(load_from_database(&topic).await) }).await;
+    println!("cached {} (loaded at {:?})", list.topic, list.loaded_at);
+
+    keep_fresh(&cache, updates).await?;
     Ok(())
 }

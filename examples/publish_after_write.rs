@@ -10,21 +10,23 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use herald::Client;
+use herald::{Ack, Client};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+const TOPIC: &str = "gift-list:family-123";
+
 #[derive(Debug, Clone, Serialize)]
-struct Gift {
-    id: String,
-    name: String,
-    bought: bool,
+pub(crate) struct Gift {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) bought: bool,
 }
 
 /// Stands in for the service's database.
 #[derive(Default)]
-struct Database {
-    gifts: Mutex<HashMap<String, Gift>>,
+pub(crate) struct Database {
+    pub(crate) gifts: Mutex<HashMap<String, Gift>>,
 }
 
 impl Database {
@@ -34,6 +36,19 @@ impl Database {
     }
 }
 
+/// Commits `gift`, then announces it with `trace_id`, which ties
+/// subscribers' logs to this request.
+pub(crate) async fn save_and_announce(
+    client: &Client,
+    database: &Database,
+    gift: Gift,
+    trace_id: &str,
+) -> (Gift, herald::Result<Ack>) {
+    let gift = database.save(gift).await;
+    let announced = client.publish_traced(TOPIC, "UPDATED", gift.id.as_str(), &gift, Some(trace_id.to_owned())).await;
+    (gift, announced)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("HERALD_URL").unwrap_or_else(|_| "ws://127.0.0.1:8080/ws".into());
@@ -41,14 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let database = Database::default();
 
     for (n, name) in ["Bicycle", "Kite", "Puzzle"].into_iter().enumerate() {
-        let gift = database.save(Gift { id: format!("gift-{n}"), name: name.into(), bought: n == 1 }).await;
-        // The trace id ties subscribers' logs to this request.
-        let trace_id = format!("req-{n}");
-        match client.publish_traced("gift-list:family-123", "UPDATED", gift.id.as_str(), &gift, Some(trace_id)).await {
-            Ok(ack) => println!("saved {} and announced it as seq {:?}", gift.name, ack.seq),
-            // The write is committed either way; a missed announcement is caught by
-            // subscribers' resync on reconnect, so log it and move on.
-            Err(error) => eprintln!("saved {} but could not announce it: {error}", gift.name),
+        let gift = Gift { id: format!("gift-{n}"), name: name.into(), bought: n == 1 };
+        match save_and_announce(&client, &database, gift, &format!("req-{n}")).await {
+            (gift, Ok(ack)) => println!("saved {} and announced it as seq {:?}", gift.name, ack.seq),
+            // The write is committed either way. Subscribers stayed connected, so no
+            // resync will tell them: they keep the old version until they refetch for
+            // another reason. Where that is not acceptable, write the announcement to an
+            // outbox table in the same transaction and publish from there until acked.
+            (gift, Err(error)) => eprintln!("saved {} but could not announce it: {error}", gift.name),
         }
     }
     client.close().await;

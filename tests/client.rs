@@ -4,10 +4,13 @@ mod support;
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use futures::StreamExt;
-use herald::{ResyncReason, SessionEvent, Update};
+use herald::{DisconnectReason, ResyncReason, SessionEvent, Status, Update};
+use herald_server::{Claims, Server, mint_token};
 use serde_json::json;
-use support::{server, subscribed, within};
+use support::{proxy::FaultProxy, server, subscribed, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_memory() {
@@ -118,6 +121,70 @@ async fn bad_input_gets_a_clear_error_before_anything_is_sent() {
     let error = client.publish("a:*", "ADDED", "1", &json!(null)).await.unwrap_err();
     assert!(error.to_string().contains("wildcard"), "{error}");
     client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_event_sees_every_event_the_subscription_gets_in_the_same_order() {
+    let server = server().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = herald::Client::builder(server.ws_url())
+        .token("u1")
+        .on_event({
+            let seen = seen.clone();
+            move |event| seen.lock().unwrap().push((event.topic.to_string(), event.seq))
+        })
+        .connect()
+        .unwrap();
+    let mut sub = client.subscribe("doc:3").await.unwrap();
+    let probe = subscribed(&server, &mut sub, "doc:3").await;
+    seen.lock().unwrap().retain(|(_, seq)| *seq >= Some(probe));
+    for n in 0..3 {
+        server.publish("doc:3", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+    }
+    let (seqs, _) = support::events(&mut sub, 3).await;
+    let expected: Vec<_> = std::iter::once(probe).chain(seqs).map(|seq| ("doc:3".to_owned(), Some(seq))).collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_sends_close_code_1000_on_the_wire_and_stops_for_good() {
+    let server = server().await;
+    let proxy = FaultProxy::start(server.local_addr()).await;
+    let client = support::client(&proxy.ws_url(), "u1");
+    client.connected().await.unwrap();
+    client.close().await;
+    within(Duration::from_secs(10), "the close frame to pass the proxy", async {
+        while proxy.client_closes().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(proxy.client_closes(), [1000]);
+    assert_eq!(*client.status().borrow(), Status::Disconnected { reason: DisconnectReason::Closed });
+    assert_eq!(proxy.accepted().len(), 1, "no reconnect after close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_says_so_once_and_every_topic_refused_stops_the_client() {
+    let server = Server::builder().secret("s3cret").bind("127.0.0.1:0").await.unwrap();
+    let token = mint_token("s3cret", &Claims::new("u1", 3600).topics(["user:u1"])).unwrap();
+    let client = herald::Client::builder(server.ws_url()).token(token).connect().unwrap();
+    let error = client.publish("user:u1", "UPDATED", "1", &json!(null)).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the server rejected the publish (4003): the token does not allow publishing to user:u1"
+    );
+    assert!(matches!(error, herald::Error::Rejected { .. }));
+
+    let mut admin = client.subscribe("admin:1").await.unwrap();
+    let refused = within(Duration::from_secs(10), "the refusal", admin.next()).await;
+    assert!(matches!(&refused, Some(Update::Rejected(error)) if error.message.contains("admin:1")), "{refused:?}");
+    // The only topic asked for is forbidden: connected, the client would wait for nothing.
+    support::status(&client, "the client to stop", |s| matches!(s, Status::Disconnected { .. })).await;
+    let Status::Disconnected { reason } = client.status().borrow().clone() else { unreachable!() };
+    assert!(matches!(reason, DisconnectReason::Forbidden { .. }), "{reason}");
+    assert!(reason.to_string().contains("the token does not allow"), "{reason}");
 }
 
 #[test]

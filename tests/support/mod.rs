@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 pub(crate) mod proxy;
+pub(crate) mod tls;
 
 use std::{future::Future, time::Duration};
 
@@ -48,20 +49,36 @@ pub(crate) fn connected(status: &Status) -> bool {
     matches!(status, Status::Connected { .. })
 }
 
-/// Reads updates until `count` events arrived; returns them and every resync seen.
+/// How long [`events`] waits for an event beyond those expected: a duplicate
+/// would arrive right behind the original.
+pub(crate) const QUIET: Duration = Duration::from_millis(300);
+
+/// Reads updates until `count` events arrived, then fails if another event
+/// arrives within [`QUIET`]; returns the events' seqs and every resync seen.
 pub(crate) async fn events(subscription: &mut Subscription, count: usize) -> (Vec<u64>, Vec<String>) {
     let mut seqs = Vec::new();
     let mut resyncs = Vec::new();
+    let mut read = |update: Option<Update>, seqs: &mut Vec<u64>| match update.expect("the subscription stays open") {
+        Update::Event(event) => seqs.push(event.seq.expect("Herald's server numbers events")),
+        Update::Resync { topic, .. } => resyncs.push(topic.to_string()),
+        _ => {}
+    };
     within(Duration::from_secs(10), &format!("{count} events"), async {
         while seqs.len() < count {
-            match subscription.next().await.expect("the subscription stays open") {
-                Update::Event(event) => seqs.push(event.seq.expect("Herald's server numbers events")),
-                Update::Resync { topic, .. } => resyncs.push(topic.to_string()),
-                _ => {}
-            }
+            read(subscription.next().await, &mut seqs);
         }
     })
     .await;
+    let quiet = tokio::time::sleep(QUIET);
+    tokio::pin!(quiet);
+    let mut extra = Vec::new();
+    loop {
+        tokio::select! {
+            update = subscription.next() => read(update, &mut extra),
+            () = &mut quiet => break,
+        }
+    }
+    assert!(extra.is_empty(), "events {extra:?} arrived after the {count} expected {seqs:?}: duplicates or strays");
     (seqs, resyncs)
 }
 

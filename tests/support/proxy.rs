@@ -1,6 +1,8 @@
 //! A TCP proxy that breaks the network on command: cut every connection,
 //! black-hole them (half-open: nothing flows, nothing closes), delay them,
 //! or refuse new ones. `tc netem` is not available, so faults are made here.
+//! It also reads the WebSocket close frames going through (what a client
+//! really sent on the wire), and can terminate TLS in front of the server.
 
 use std::{
     net::SocketAddr,
@@ -12,10 +14,11 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     task::JoinHandle,
 };
+use tokio_rustls::TlsAcceptor;
 
 struct Link {
     task: JoinHandle<()>,
@@ -26,12 +29,23 @@ struct Link {
 struct State {
     links: Vec<Link>,
     accepted: Vec<Instant>,
+    /// Close codes of the WebSocket close frames seen, per direction.
+    client_closes: Vec<u16>,
+    server_closes: Vec<u16>,
+    tls_failures: usize,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
+    state.lock().expect("no proxy task panics holding the lock")
 }
 
 /// The proxy; dropping it stops it and closes every connection.
 pub(crate) struct FaultProxy {
     addr: SocketAddr,
-    state: Arc<Mutex<State>>,
+    scheme: &'static str,
+    state: Shared,
     refuse: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
     accept: JoinHandle<()>,
@@ -40,9 +54,20 @@ pub(crate) struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `target`.
     pub(crate) async fn start(target: SocketAddr) -> Self {
+        Self::start_with(target, None).await
+    }
+
+    /// Like [`start`](Self::start), and clients speak TLS to the proxy,
+    /// which forwards plain TCP to `target`: a TLS-terminating load balancer.
+    pub(crate) async fn start_tls(target: SocketAddr, tls: TlsAcceptor) -> Self {
+        Self::start_with(target, Some(tls)).await
+    }
+
+    async fn start_with(target: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("a bound listener has an address");
-        let state = Arc::new(Mutex::new(State::default()));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let state = Shared::default();
         let refuse = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let accept = tokio::spawn({
@@ -54,26 +79,40 @@ impl FaultProxy {
                         drop(client);
                         continue;
                     }
+                    let _ = client.set_nodelay(true);
                     let blackholed = Arc::new(AtomicBool::new(false));
-                    let task = tokio::spawn(pump(client, target, blackholed.clone(), delay_ms.clone()));
-                    let mut state = state.lock().expect("no proxy task panics holding the lock");
+                    let link = (target, blackholed.clone(), delay_ms.clone(), state.clone());
+                    let task = match tls.clone() {
+                        None => tokio::spawn(pump(client, link)),
+                        Some(tls) => tokio::spawn(async move {
+                            match tls.accept(client).await {
+                                Ok(client) => pump(client, link).await,
+                                Err(_) => lock(&link.3).tls_failures += 1,
+                            }
+                        }),
+                    };
+                    let mut state = lock(&state);
                     state.accepted.push(Instant::now());
                     state.links.push(Link { task, blackholed });
                 }
             }
         });
-        Self { addr, state, refuse, delay_ms, accept }
+        Self { addr, scheme, state, refuse, delay_ms, accept }
     }
 
-    /// `ws://` URL of the proxy, for the server's `/ws` path.
+    /// `ws://` URL of the proxy, for the server's `/ws` path; with TLS,
+    /// `wss://localhost:<port>/ws`, the name on the certificate.
     pub(crate) fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        match self.scheme {
+            "wss" => format!("wss://localhost:{}/ws", self.addr.port()),
+            scheme => format!("{scheme}://{}/ws", self.addr),
+        }
     }
 
-    /// Closes every open connection (both sides see the TCP connection end).
+    /// Closes every open connection (both sides see the TCP connection end,
+    /// without a WebSocket close frame).
     pub(crate) fn cut(&self) {
-        let mut state = self.state.lock().expect("no proxy task panics holding the lock");
-        for link in state.links.drain(..) {
+        for link in lock(&self.state).links.drain(..) {
             link.task.abort();
         }
     }
@@ -82,8 +121,7 @@ impl FaultProxy {
     /// half-open connection, as after a NAT timeout or a pulled cable.
     /// Connections made afterwards flow normally.
     pub(crate) fn blackhole(&self) {
-        let state = self.state.lock().expect("no proxy task panics holding the lock");
-        for link in &state.links {
+        for link in &lock(&self.state).links {
             link.blackholed.store(true, Ordering::SeqCst);
         }
     }
@@ -100,7 +138,22 @@ impl FaultProxy {
 
     /// When each connection was accepted (refused ones excluded).
     pub(crate) fn accepted(&self) -> Vec<Instant> {
-        self.state.lock().expect("no proxy task panics holding the lock").accepted.clone()
+        lock(&self.state).accepted.clone()
+    }
+
+    /// The codes of the close frames clients sent, in order.
+    pub(crate) fn client_closes(&self) -> Vec<u16> {
+        lock(&self.state).client_closes.clone()
+    }
+
+    /// The codes of the close frames the server sent, in order.
+    pub(crate) fn server_closes(&self) -> Vec<u16> {
+        lock(&self.state).server_closes.clone()
+    }
+
+    /// TLS handshakes that failed (e.g. a client that does not trust the certificate).
+    pub(crate) fn tls_failures(&self) -> usize {
+        lock(&self.state).tls_failures
     }
 }
 
@@ -111,14 +164,18 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn pump(client: TcpStream, target: SocketAddr, blackholed: Arc<AtomicBool>, delay_ms: Arc<AtomicU64>) {
+async fn pump<S>(
+    client: S,
+    (target, blackholed, delay_ms, state): (SocketAddr, Arc<AtomicBool>, Arc<AtomicU64>, Shared),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let Ok(server) = TcpStream::connect(target).await else { return };
-    let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (client_read, client_write) = client.into_split();
+    let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = server.into_split();
-    let up = copy(client_read, server_write, blackholed.clone(), delay_ms.clone());
-    let down = copy(server_read, client_write, blackholed, delay_ms);
+    let up = copy(client_read, server_write, Tap::new(state.clone(), true), blackholed.clone(), delay_ms.clone());
+    let down = copy(server_read, client_write, Tap::new(state, false), blackholed, delay_ms);
     // Either direction ending ends the link, closing both sockets.
     tokio::select! {
         () = up => {}
@@ -127,8 +184,9 @@ async fn pump(client: TcpStream, target: SocketAddr, blackholed: Arc<AtomicBool>
 }
 
 async fn copy(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut tap: Tap,
     blackholed: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
 ) {
@@ -146,8 +204,60 @@ async fn copy(
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        if to.write_all(&buffer[..n]).await.is_err() {
+        tap.feed(&buffer[..n]);
+        if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
             return;
         }
+    }
+}
+
+/// Reads one direction of a WebSocket connection as it passes: skips the
+/// HTTP upgrade, then splits frames (RFC 6455 §5.2) and records close codes.
+struct Tap {
+    state: Shared,
+    from_client: bool,
+    upgraded: bool,
+    pending: Vec<u8>,
+}
+
+impl Tap {
+    fn new(state: Shared, from_client: bool) -> Self {
+        Self { state, from_client, upgraded: false, pending: Vec::new() }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        if !self.upgraded {
+            let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+            self.pending.drain(..end + 4);
+            self.upgraded = true;
+        }
+        while let Some(len) = self.frame() {
+            self.pending.drain(..len);
+        }
+    }
+
+    /// Records the first complete frame if it is a close; returns its length.
+    fn frame(&mut self) -> Option<usize> {
+        let bytes = &self.pending;
+        let (opcode, masked, len7) = (bytes.first()? & 0x0f, bytes.get(1)? & 0x80 != 0, bytes.get(1)? & 0x7f);
+        let (payload_len, mut at) = match len7 {
+            126 => (u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize, 4),
+            127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize, 10),
+            len => (len as usize, 2),
+        };
+        let mask = if masked {
+            at += 4;
+            bytes.get(at - 4..at)?.to_vec()
+        } else {
+            vec![0; 4]
+        };
+        let payload = bytes.get(at..at + payload_len)?;
+        if opcode == 0x8 && payload.len() >= 2 {
+            let code = u16::from_be_bytes([payload[0] ^ mask[0], payload[1] ^ mask[1]]);
+            let mut state = lock(&self.state);
+            if self.from_client { state.client_closes.push(code) } else { state.server_closes.push(code) }
+        }
+        Some(at + payload_len)
     }
 }
