@@ -1,9 +1,10 @@
 //! `herald listen`, `herald publish` and `herald demo` as a user runs them.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     time::Duration,
 };
 
@@ -110,6 +111,77 @@ fn listen_prints_each_published_event_as_one_json_line() {
     assert_eq!(second["data"]["entity_id"], "8");
     // --count 2 reached: it exits by itself, successfully.
     assert!(listen.0.wait().unwrap().success());
+}
+
+/// Forwards TCP connections to the server at `url` and records the first
+/// line of each HTTP request (`GET /ws?.. HTTP/1.1`): what ends up in logs.
+fn request_lines(url: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let target = url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relayed = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let recorded = lines.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(&target) else { return };
+            let mut head = Vec::new();
+            let mut reader = client.try_clone().unwrap();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") && reader.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            recorded.lock().unwrap().push(head.lines().next().unwrap_or_default().to_owned());
+            let (mut up, mut down) = (server.try_clone().unwrap(), server);
+            let mut client_write = client.try_clone().unwrap();
+            let _ = up.write_all(head.as_bytes());
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut up));
+            std::thread::spawn(move || std::io::copy(&mut down, &mut client_write));
+        }
+    });
+    (relayed, lines)
+}
+
+#[test]
+fn listen_with_auth_message_keeps_the_token_out_of_the_url_and_still_receives() {
+    let (_server, url) = serve(&["--dev"]);
+    let (relayed, requests) = request_lines(&url);
+    let mut listen = Running(
+        herald()
+            .args(["listen", "--url", &relayed, "--token", "alice", "--auth", "message", "--topic", "doc:1"])
+            .args(["--count", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = stdout_lines(&mut listen.0);
+    let mut published = 0;
+    let line = loop {
+        let output = herald()
+            .args(["publish", "--url", &url, "--token", "bob", "--topic", "doc:1", "--entity-id", "d1"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        published += 1;
+        if let Ok(line) = out.recv_timeout(Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(published < 50, "the listener never heard a publish");
+    };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap()["data"]["entity_id"], "d1");
+    assert!(listen.0.wait().unwrap().success());
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(requests, ["GET /ws HTTP/1.1"], "the token went in the first message, not the URL");
+
+    // The default puts it in the URL, as seed-style servers expect.
+    let (relayed, requests) = request_lines(&url);
+    let output = herald()
+        .args(["publish", "--url", &relayed, "--token", "bob", "--topic", "doc:1", "--entity-id", "d2"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(*requests.lock().unwrap(), ["GET /ws?token=bob HTTP/1.1"]);
 }
 
 #[test]
