@@ -1,18 +1,20 @@
-//! Reconnect delays: exponential growth to a cap, plus jitter from the
-//! session's seed, so tests replay exactly and can check the bounds.
+//! Reconnect delays: the `backoff` crate's exponential growth plus our own
+//! seeded jitter.
 //!
-//! Written out rather than taken from the `backoff` crate, whose global,
-//! unseedable RNG (rand, getrandom) was most of its weight in the browser
-//! build; the growth rule is the one it applies.
+//! `backoff` 0.4 randomizes with a global RNG that cannot be seeded, so its
+//! randomization is set to zero and the jitter is applied here, from the
+//! session's seed: tests replay exactly and can check the bounds. Its elapsed
+//! time limit is off; attempts are counted here instead.
 
 use std::time::Duration;
+
+use backoff::backoff::Backoff as _;
 
 use crate::BackoffConfig;
 
 #[derive(Debug)]
 pub(crate) struct Backoff {
-    /// The delay before jitter of the next attempt.
-    current: Duration,
+    growth: backoff::ExponentialBackoff,
     config: BackoffConfig,
     rng: fastrand::Rng,
     failures: u32,
@@ -20,7 +22,16 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(config: BackoffConfig, seed: u64) -> Self {
-        Self { current: config.initial, config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
+        let growth = backoff::ExponentialBackoff {
+            current_interval: config.initial,
+            initial_interval: config.initial,
+            randomization_factor: 0.0,
+            multiplier: config.factor.max(1.0),
+            max_interval: config.max,
+            max_elapsed_time: None,
+            ..Default::default()
+        };
+        Self { growth, config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
     }
 
     /// Failed attempts since the last healthy connection.
@@ -35,19 +46,10 @@ impl Backoff {
         if self.config.max_attempts.is_some_and(|max| self.failures > max) {
             return None;
         }
-        let base = self.current;
-        self.current = self.grown();
+        let base = self.growth.next_backoff().unwrap_or(self.config.max);
         let jitter = self.config.jitter.clamp(0.0, 1.0);
         let scale = 1.0 - jitter + 2.0 * jitter * self.rng.f64();
         Some(base.mul_f64(scale))
-    }
-
-    /// `current` times the factor, or the cap once that would pass it (also
-    /// when the factor is absurd: the comparison keeps it from overflowing).
-    fn grown(&self) -> Duration {
-        let factor = self.config.factor.max(1.0);
-        let (current, max) = (self.current.as_nanos() as f64, self.config.max.as_nanos() as f64);
-        if current >= max / factor { self.config.max } else { Duration::from_nanos((current * factor) as u64) }
     }
 
     /// Counts a failure that waits a delay chosen elsewhere (a server hint).
@@ -59,7 +61,7 @@ impl Backoff {
     /// A healthy connection: the next failure starts from `initial` again.
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
-        self.current = self.config.initial;
+        self.growth.current_interval = self.config.initial;
     }
 }
 
