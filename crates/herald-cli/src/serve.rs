@@ -4,7 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 use herald_server::{ServerBuilder, ServerConfig};
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::{EnvFilter, filter::filter_fn, prelude::*};
 
 use crate::duration;
 
@@ -110,16 +111,24 @@ impl ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // tungstenite logs every WebSocket message at TRACE, and `auth` and
+    // `refresh` messages carry tokens: even RUST_LOG=trace must not log them.
+    let no_messages = filter_fn(|meta| !(*meta.level() == Level::TRACE && meta.target().starts_with("tungstenite")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(no_messages)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     let addr = args.addr.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let server = ServerBuilder::new(args.config()).bind(addr).await.map_err(|e| e.to_string())?;
-        eprintln!("herald listening on {} (WebSocket {})", server.http_url(), server.ws_url());
-        server.shutdown_on_signal().await;
+        let ready = format!("herald listening on {} (WebSocket {})", server.http_url(), server.ws_url());
+        // Signals are caught from here on, so whoever waits for the line below may signal at once.
+        let stopped = server.shutdown_on_signal();
+        eprintln!("{ready}");
+        stopped.await;
         Ok(())
     })
 }

@@ -1,49 +1,97 @@
 //! `herald serve` and `herald token` as a user runs them.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
     time::Duration,
 };
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use herald_protocol::close;
 use tokio::time::timeout;
-use tokio_tungstenite::{connect_async, tungstenite::Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Kills the server if a test fails before it exits.
-struct Running(Child);
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// A running `herald serve`, killed if a test fails before it exits, with
+/// everything it writes to stderr.
+struct Running {
+    /// `None` once [`exit`](Self::exit) took it.
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+    drain: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// What the server wrote to stderr so far.
+    fn log(&self) -> String {
+        self.stderr.lock().expect("the drain thread does not panic").clone()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("still running").id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; returns its status and its whole stderr.
+    async fn exit(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("still running");
+        let drain = self.drain.take();
+        let status = timeout(WAIT, tokio::task::spawn_blocking(move || child.wait()))
+            .await
+            .expect("herald exits in time")
+            .expect("the wait task does not panic")
+            .expect("waiting works");
+        if let Some(drain) = drain {
+            drain.join().expect("the drain thread does not panic");
+        }
+        (status, self.log())
     }
 }
 
-/// Starts `herald serve ARGS --addr 127.0.0.1:0` and returns it with its WebSocket URL.
-fn serve(args: &[&str]) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .args(args)
-        .args(["--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the herald binary runs");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `herald serve ARGS --addr 127.0.0.1:0` with `RUST_LOG=log` (unset
+/// for `None`), and returns it with its WebSocket URL.
+fn serve(args: &[&str], log: Option<&str>) -> (Running, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]).stderr(Stdio::piped());
+    match log {
+        Some(log) => command.env("RUST_LOG", log),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command.spawn().expect("the herald binary runs");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let keep = |line: &str| stderr.lock().expect("not poisoned").push_str(&format!("{line}\n"));
     let url = loop {
         let line = lines.next().expect("herald prints its address").expect("stderr is UTF-8");
+        keep(&line);
         if let Some(rest) = line.split("(WebSocket ").nth(1) {
             break rest.trim_end_matches(')').to_owned();
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Running(child), url)
+    let collected = stderr.clone();
+    let drain = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            collected.lock().expect("not poisoned").push_str(&format!("{line}\n"));
+        }
+    });
+    (Running { child: Some(child), stderr, drain: Some(drain) }, url)
 }
 
 fn mint(args: &[&str]) -> String {
@@ -52,20 +100,58 @@ fn mint(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned()
 }
 
-async fn first_text(url: &str) -> String {
-    let (mut ws, _) = timeout(WAIT, connect_async(url)).await.expect("in time").expect("handshake");
+async fn open(url: &str) -> Ws {
+    timeout(WAIT, connect_async(url)).await.expect("in time").expect("handshake").0
+}
+
+async fn next_text(ws: &mut Ws) -> String {
     match timeout(WAIT, ws.next()).await.expect("in time") {
         Some(Ok(Message::Text(text))) => text.to_string(),
-        other => panic!("expected connected, got {other:?}"),
+        other => panic!("expected a text frame, got {other:?}"),
     }
+}
+
+async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("a close frame in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, text: String) {
+    timeout(WAIT, ws.send(Message::text(text))).await.expect("in time").expect("send");
+}
+
+/// `POST /api/publish` with `Authorization: Bearer <token>`; returns the status line.
+async fn http_publish(url: &str, token: &str) -> String {
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let body = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":null}}"#;
+    let request = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("a timeout");
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+    });
+    let response = timeout(WAIT, response).await.expect("in time").expect("the request task does not panic");
+    response.lines().next().unwrap_or_default().to_owned()
 }
 
 #[tokio::test]
 async fn a_minted_token_is_accepted_by_a_server_with_the_same_secret() {
-    let (_server, url) = serve(&["--secret", "cli-secret"]);
+    let (_server, url) = serve(&["--secret", "cli-secret"], Some("warn"));
     let token =
         mint(&["--secret", "cli-secret", "--user", "u-7", "--tenant", "acme", "--topics", "doc:*", "--ttl", "10m"]);
-    let connected = first_text(&format!("{url}?token={token}")).await;
+    let connected = next_text(&mut open(&format!("{url}?token={token}")).await).await;
     assert!(connected.contains(r#""user_id":"u-7""#) && connected.contains(r#""tenant_id":"acme""#), "{connected}");
 }
 
@@ -82,12 +168,21 @@ async fn serve_without_a_secret_or_dev_explains_what_to_pass() {
 }
 
 #[tokio::test]
-async fn sigterm_closes_connections_1001_with_a_hint_and_exits_0() {
-    let (mut server, url) = serve(&["--dev", "--shutdown-spread", "2s"]);
-    let (mut ws, _) = timeout(WAIT, connect_async(format!("{url}?token=u1"))).await.unwrap().unwrap();
-    let _connected = timeout(WAIT, ws.next()).await.unwrap();
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+async fn dev_mode_warns_that_it_is_insecure_and_a_secret_does_not() {
+    let (dev, _) = serve(&["--dev"], None);
+    let log = dev.log();
+    let warning = log.lines().find(|line| line.contains("DEVELOPMENT MODE")).unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains("WARN") && warning.contains("never use --dev in production"), "{warning}");
+    let (secure, _) = serve(&["--secret", "cli-secret"], None);
+    let log = secure.log();
+    assert!(log.contains("herald listening") && !log.contains("DEVELOPMENT"), "{log}");
+}
+
+async fn a_signal_closes_connections_1001_with_a_hint_and_exits_0(signal: &str) {
+    let (server, url) = serve(&["--dev", "--shutdown-spread", "2s"], Some("warn"));
+    let mut ws = open(&format!("{url}?token=u1")).await;
+    let _connected = next_text(&mut ws).await;
+    server.signal(signal);
     let frame = loop {
         match timeout(WAIT, ws.next()).await.expect("a close frame in time") {
             Some(Ok(Message::Close(Some(frame)))) => break frame,
@@ -98,6 +193,66 @@ async fn sigterm_closes_connections_1001_with_a_hint_and_exits_0() {
     assert_eq!(u16::from(frame.code), close::GOING_AWAY);
     assert!(close::retry_after_ms(&frame.reason).is_some_and(|ms| ms < 2_000), "{}", frame.reason);
     drop(ws);
-    let status = tokio::task::spawn_blocking(move || server.0.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "{status}");
+    let (status, log) = server.exit().await;
+    assert!(status.success(), "{status}: {log}");
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_1001_with_a_hint_and_exits_0() {
+    a_signal_closes_connections_1001_with_a_hint_and_exits_0("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_closes_connections_1001_with_a_hint_and_exits_0() {
+    a_signal_closes_connections_1001_with_a_hint_and_exits_0("INT").await;
+}
+
+/// Every way a token reaches the server, with everything logged: none of
+/// the tokens shows up in the log, whole, as its signature, or in hex (how
+/// WebSocket libraries print frames).
+#[tokio::test]
+async fn tokens_never_appear_in_the_log_even_at_trace_level() {
+    const SECRET: &str = "cli-log-secret-0123456789";
+    let (server, url) = serve(&["--secret", SECRET], Some("trace"));
+    let mint_for = |secret: &str, user: &str| mint(&["--secret", secret, "--user", user, "--publish", "doc:*"]);
+    let by_query = mint_for(SECRET, "by-query");
+    let by_auth = mint_for(SECRET, "by-auth");
+    // Another expiry, so that it differs from the first token of the same user.
+    let refreshed = mint(&["--secret", SECRET, "--user", "by-auth", "--ttl", "2h"]);
+    let backend = mint_for(SECRET, "backend");
+    let forged = mint_for("another-secret", "forger");
+    let garbage = "garbage-token-5f2b9e1c7d".to_owned();
+
+    let mut ws = open(&format!("{url}?token={by_query}")).await;
+    assert!(next_text(&mut ws).await.contains("by-query"));
+    let mut ws = open(&url).await;
+    send(&mut ws, format!(r#"{{"type":"auth","token":"{by_auth}"}}"#)).await;
+    assert!(next_text(&mut ws).await.contains("connected"));
+    send(&mut ws, format!(r#"{{"type":"refresh","token":"{refreshed}"}}"#)).await;
+    assert!(next_text(&mut ws).await.contains("connected"));
+    send(&mut ws, format!(r#"{{"type":"refresh","token":"{garbage}"}}"#)).await;
+    assert_eq!(close_code(&mut ws).await, close::UNAUTHORIZED);
+    assert_eq!(close_code(&mut open(&format!("{url}?token={forged}")).await).await, close::UNAUTHORIZED);
+    let mut ws = open(&url).await;
+    send(&mut ws, format!(r#"{{"type":"auth","token":"{forged}"}}"#)).await;
+    assert_eq!(close_code(&mut ws).await, close::UNAUTHORIZED);
+    assert!(http_publish(&url, &backend).await.contains(" 200 "));
+    assert!(http_publish(&url, &garbage).await.contains(" 401 "));
+
+    server.signal("TERM");
+    let (_, log) = server.exit().await;
+    // The log is a real trace-level log of all of the above.
+    assert!(log.contains("TRACE") && log.contains("by-query") && log.contains("refused"), "{log}");
+    let hex = |text: &str| text.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    for token in [&by_query, &by_auth, &refreshed, &backend, &forged, &garbage] {
+        let signature = token.rsplit('.').next().expect("a last segment");
+        for leak in [token.as_str(), signature, &hex(signature)] {
+            assert!(
+                !log.contains(leak),
+                "{leak} of token {token} is in the log: {}",
+                log.lines().filter(|l| l.contains(leak)).collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    assert!(!log.contains(SECRET), "the secret is in the log");
 }

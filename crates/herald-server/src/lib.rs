@@ -45,6 +45,13 @@
 //!        │                 │
 //!  connection task   connection task       reads, answers, writes in batches
 //! ```
+//!
+//! # Logs
+//!
+//! The server logs with `tracing` and never logs a token or an SSE session
+//! id. Its WebSocket library, tungstenite, logs every message at TRACE (via
+//! `log`), and `auth` and `refresh` messages carry tokens: keep the
+//! `tungstenite` target below TRACE in your subscriber, as `herald serve` does.
 #![deny(missing_docs)]
 
 mod auth;
@@ -414,11 +421,18 @@ impl ServerHandle {
         self.stop().await;
     }
 
-    /// Waits for SIGINT or SIGTERM (Ctrl-C on other systems), then shuts down gracefully.
-    pub async fn shutdown_on_signal(self) {
-        wait_for_signal().await;
-        info!("signal received, shutting down");
-        self.shutdown().await;
+    /// Waits for SIGINT or SIGTERM (Ctrl-C on other systems), then shuts down
+    /// gracefully. On Unix the signals are caught from this call on, before
+    /// the future first runs, so a program may announce that it is ready
+    /// right after calling it: a signal sent at once still shuts down
+    /// gracefully instead of killing the process. Call it on a tokio runtime.
+    pub fn shutdown_on_signal(self) -> impl Future<Output = ()> + Send {
+        let signal = signal_received();
+        async move {
+            signal.await;
+            info!("signal received, shutting down");
+            self.shutdown().await;
+        }
     }
 
     /// Shuts down gracefully and starts again on the same address, keeping or
@@ -487,24 +501,31 @@ impl Drop for ServerHandle {
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Registers for SIGINT and SIGTERM now; resolves when one arrives.
+#[cfg(unix)]
+fn signal_received() -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (interrupt, terminate) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
             }
-            Err(_) => {
+            // The handlers could not be installed; Ctrl-C is still worth waiting for.
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn signal_received() -> impl Future<Output = ()> + Send {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
