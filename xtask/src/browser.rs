@@ -8,7 +8,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use crate::shell::{Result, cargo, exec, root};
+use crate::shell::{Result, cargo, exec, root, target_dir};
 
 /// A running testbed; it exits when this is dropped (its stdin closes).
 pub(crate) struct Testbed {
@@ -20,7 +20,7 @@ pub(crate) struct Testbed {
 impl Testbed {
     pub(crate) fn start() -> Result<Self> {
         exec(cargo().args(["build", "--locked", "-p", "herald-testbed"]))?;
-        let mut child = Command::new(root().join("target/debug/herald-testbed"))
+        let mut child = Command::new(target_dir().join("debug/herald-testbed"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -77,6 +77,6 @@ pub(crate) fn test() -> Result {
         Command::new("npm")
             .arg("test")
             .current_dir(root().join("web-demo"))
-            .env("HERALD_BIN", root().join("target/debug/herald")),
+            .env("HERALD_BIN", target_dir().join("debug/herald")),
     )
 }

@@ -21,11 +21,13 @@ pub(crate) fn run() -> Result {
     Ok(())
 }
 
-/// What `cargo xtask wasm` needs: the target, wasm-bindgen-cli at the
-/// version of the wasm-bindgen crate in Cargo.lock (they must match), and the
-/// package's npm tools (wasm-opt from binaryen).
+/// What `cargo xtask wasm` needs: the target, the standard library's source
+/// (it is rebuilt for size), wasm-bindgen-cli at the version of the
+/// wasm-bindgen crate in Cargo.lock (they must match), and the package's npm
+/// tools (wasm-opt from binaryen, esbuild).
 pub(crate) fn wasm_tools() -> Result {
     rust_target("wasm32-unknown-unknown")?;
+    rust_components(&["rust-src"])?;
     let version = locked_version("wasm-bindgen")?;
     cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &version)?;
     npm_ci("pkg")

@@ -1,15 +1,22 @@
 //! `cargo xtask wasm`: builds the browser client into the npm package in
-//! `pkg/` (wasm-bindgen's ESM output plus wasm-opt), and reports its size.
+//! `pkg/` (wasm-bindgen's ESM output, wasm-opt, the glue minified), reports
+//! its size and fails when that exceeds [`BUDGET_GZIPPED`].
 
 use std::{io::Write as _, path::Path, process::Command};
 
 use crate::{
     install,
-    shell::{Result, cargo, exec, root},
+    shell::{Result, cargo, exec, root, target_dir},
 };
 
 /// Where the generated files go, inside the package.
 const OUT_DIR: &str = "pkg/dist";
+
+/// The most the `.wasm` and its JS glue may weigh together, gzipped: just
+/// above what they weigh now, so that growth is a decision rather than an
+/// accident. BENCHMARKS.md ("Browser package size") says what the bytes are
+/// and what was cut to get here.
+pub(crate) const BUDGET_GZIPPED: usize = 75 * 1024;
 
 pub(crate) fn run(args: &[String]) -> Result {
     if let Some(unknown) = args.first() {
@@ -23,18 +30,26 @@ pub(crate) fn run(args: &[String]) -> Result {
 /// Builds `pkg/dist/herald.js` + `herald_bg.wasm`; returns the gzipped size
 /// of the two together, in bytes.
 pub(crate) fn build() -> Result<usize> {
-    exec(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "herald-wasm",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm-release",
-    ]))?;
+    // The standard library is rebuilt for size, and with panics that abort
+    // without formatting a message (whose machinery would otherwise ship):
+    // unstable cargo flags, allowed on the stable toolchain by
+    // RUSTC_BOOTSTRAP, for this one build only; rust-src comes from
+    // `install::wasm_tools`. Symbols keep the stable toolchain's short
+    // mangling: wasm-bindgen names the glue's closure shims after them.
+    exec(
+        cargo()
+            .args(["build", "--locked", "-p", "herald-wasm", "--target", "wasm32-unknown-unknown"])
+            .args(["--profile", "wasm-release", "-Zbuild-std=std,panic_abort"])
+            .args(["-Zbuild-std-features=optimize_for_size", "-Zpanic-immediate-abort", "-Zprofile-rustflags"])
+            .args(["--config", "profile.wasm-release.panic='immediate-abort'"])
+            .args([
+                "--config",
+                "profile.wasm-release.rustflags=['-Zunstable-options', '-Csymbol-mangling-version=legacy']",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1"),
+    )?;
     let out = root().join(OUT_DIR);
-    let built = root().join("target/wasm32-unknown-unknown/wasm-release/herald_wasm.wasm");
+    let built = target_dir().join("wasm32-unknown-unknown/wasm-release/herald_wasm.wasm");
     exec(
         Command::new("wasm-bindgen")
             .args(["--target", "web", "--out-name", "herald", "--no-typescript", "--out-dir"])
@@ -50,21 +65,34 @@ pub(crate) fn build() -> Result<usize> {
             .arg("-o")
             .arg(&wasm),
     )?;
+    let glue = out.join("herald.js");
+    exec(
+        Command::new(root().join("pkg/node_modules/.bin/esbuild"))
+            .arg(&glue)
+            .args(["--minify", "--format=esm", "--log-level=warning", "--allow-overwrite"])
+            .arg(format!("--outfile={}", glue.display())),
+    )?;
     // npm ships license files found beside package.json.
     for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
         std::fs::copy(root().join(license), root().join("pkg").join(license)).map_err(|e| format!("{license}: {e}"))?;
     }
-    let glue = out.join("herald.js");
     let (wasm_gz, glue_gz) = (gzipped(&wasm)?, gzipped(&glue)?);
+    let total = wasm_gz + glue_gz;
     eprintln!(
-        "\nbrowser package: herald_bg.wasm {} B ({} B gzipped) + herald.js {} B ({} B gzipped) = {:.1} KiB gzipped",
+        "\nbrowser package: herald_bg.wasm {} B ({wasm_gz} B gzipped) + herald.js {} B ({glue_gz} B gzipped) = {total} B ({:.1} KiB) gzipped; budget {BUDGET_GZIPPED} B",
         size(&wasm)?,
-        wasm_gz,
         size(&glue)?,
-        glue_gz,
-        (wasm_gz + glue_gz) as f64 / 1024.0
+        total as f64 / 1024.0,
     );
-    Ok(wasm_gz + glue_gz)
+    if total > BUDGET_GZIPPED {
+        return Err(format!(
+            "the browser package is {total} B gzipped, over its budget of {BUDGET_GZIPPED} B (xtask/src/wasm.rs, \
+             BUDGET_GZIPPED) by {} B: find what grew (`twiggy top` on the wasm before wasm-opt, see BENCHMARKS.md, \
+             \"Browser package size\") and cut it, or raise the budget on purpose and say why there",
+            total - BUDGET_GZIPPED
+        ));
+    }
+    Ok(total)
 }
 
 fn size(path: &Path) -> Result<usize> {
