@@ -46,7 +46,7 @@ impl std::fmt::Debug for HeraldClient {
 struct Listener {
     target: web_sys::EventTarget,
     kind: &'static str,
-    callback: Closure<dyn FnMut(web_sys::Event)>,
+    callback: js::Handler,
 }
 
 struct Subscriber {
@@ -293,14 +293,11 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
         _ => "connect",
     };
     let weak = Rc::downgrade(inner);
-    wasm_bindgen_futures::spawn_local(async move {
-        let answer = match provider.call1(&JsValue::NULL, &JsValue::from_str(reason)) {
-            Ok(value) => wasm_bindgen_futures::JsFuture::from(Promise::resolve(&value)).await,
-            Err(error) => Err(error),
-        };
+    let answer = provider.call1(&JsValue::NULL, &JsValue::from_str(reason)).unwrap_or_else(|e| Promise::reject(&e).into());
+    js::settled(&answer, move |answer| {
         let token = match answer {
             Ok(token) => token.as_string().ok_or_else(|| "getToken must return a string".to_owned()),
-            Err(error) => Err(error.as_string().unwrap_or_else(|| format!("{error:?}"))),
+            Err(error) => Err(js::describe(&error)),
         };
         if let Some(inner) = weak.upgrade() {
             inner.borrow_mut().session.handle_token(Instant::now(), token);
@@ -381,7 +378,7 @@ fn listen_to_the_page(inner: &Rc<RefCell<Inner>>) {
     let document = window.document();
     let signal = |kind: &'static str, target: web_sys::EventTarget, act: fn(&mut Session, &web_sys::Event)| {
         let weak = Rc::downgrade(inner);
-        let callback = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let callback = js::Handler::new(move |event: web_sys::Event| {
             if let Some(inner) = weak.upgrade() {
                 act(&mut inner.borrow_mut().session, &event);
                 pump(&inner);

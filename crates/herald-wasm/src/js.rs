@@ -1,10 +1,15 @@
-//! Session values as plain JavaScript objects, built with the browser's own
-//! object and JSON functions, so the wasm carries no serialization code.
+//! JavaScript plumbing: session values as plain JavaScript objects, built
+//! with the browser's own object and JSON functions so that the wasm carries
+//! no serialization code; errors; and waiting for a Promise.
 
 use herald_core::{DisconnectReason, PublishId, ResyncReason, Status, Transport};
 use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, Topic};
-use js_sys::{Array, JSON, Object, Reflect};
-use wasm_bindgen::JsValue;
+use js_sys::{Array, JSON, Object, Promise, Reflect};
+use wasm_bindgen::{JsCast, prelude::*};
+
+/// Every browser event handler has this one type, so that the wasm and its
+/// glue carry one closure shim for all of them.
+pub(crate) type Handler = Closure<dyn FnMut(web_sys::Event)>;
 
 /// A plain object, field by field.
 struct Fields(Object);
@@ -107,4 +112,39 @@ pub(crate) fn ack(id: &PublishId, seq: Option<u64>, duplicate: bool) -> JsValue 
 
 pub(crate) fn error(message: &str) -> JsValue {
     js_sys::Error::new(message).into()
+}
+
+/// What a thrown or rejected value says: an `Error`'s message, or a string.
+pub(crate) fn describe(error: &JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A Promise, for `then` with a plain function (js-sys's takes a `Closure`
+    /// that must be kept alive and freed by hand).
+    type Thenable;
+    #[wasm_bindgen(method)]
+    fn then(this: &Thenable, on_fulfilled: &JsValue);
+}
+
+/// Calls `done` once `value` (a Promise, or a value as `await` takes it)
+/// settles: `Ok` with what it resolved to, `Err` with why it was rejected.
+/// Callbacks rather than a future: the wasm then carries no executor.
+pub(crate) fn settled(value: &JsValue, done: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
+    // `allSettled` always resolves, so the one callback always runs, and is freed then.
+    let callback = Closure::once_into_js(move |results: JsValue| {
+        let outcome = Reflect::get_u32(&results, 0).unwrap_or_default();
+        let field = |name: &str| Reflect::get(&outcome, &JsValue::from_str(name)).unwrap_or_default();
+        done(if field("status").as_string().as_deref() == Some("fulfilled") {
+            Ok(field("value"))
+        } else {
+            Err(field("reason"))
+        });
+    });
+    Promise::all_settled(&Array::of1(value)).unchecked_into::<Thenable>().then(&callback);
 }

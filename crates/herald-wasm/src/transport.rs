@@ -11,10 +11,12 @@ use std::{cell::RefCell, rc::Rc};
 use herald_core::{ConnectionId, Instant, Transport};
 use js_sys::Reflect;
 use wasm_bindgen::{JsCast, prelude::*};
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{CloseEvent, EventSource, MessageEvent, WebSocket};
 
-use crate::client::{Inner, pump};
+use crate::{
+    client::{Inner, pump},
+    js::{self, Handler},
+};
 
 /// One open (or opening) transport.
 pub(crate) struct Carrier {
@@ -26,9 +28,9 @@ enum Kind {
     Socket {
         ws: WebSocket,
         // Kept alive as long as the socket; detached before it is dropped.
-        _on_open: Closure<dyn FnMut()>,
-        _on_message: Closure<dyn FnMut(MessageEvent)>,
-        _on_close: Closure<dyn FnMut(CloseEvent)>,
+        _on_open: Handler,
+        _on_message: Handler,
+        _on_close: Handler,
     },
     Stream {
         source: EventSource,
@@ -37,8 +39,8 @@ enum Kind {
         /// Frames waiting for the post in flight.
         queue: Vec<String>,
         posting: bool,
-        _on_message: Closure<dyn FnMut(MessageEvent)>,
-        _on_error: Closure<dyn FnMut(web_sys::Event)>,
+        _on_message: Handler,
+        _on_error: Handler,
     },
 }
 
@@ -77,7 +79,7 @@ pub(crate) fn open(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str, tran
     match carrier {
         Ok(carrier) => state.transports.push(carrier),
         Err(error) => {
-            let message = format!("cannot open {url}: {}", describe(&error));
+            let message = format!("cannot open {url}: {}", js::describe(&error));
             state.session.handle_close(Instant::now(), id, None, &message);
         }
     }
@@ -86,19 +88,20 @@ pub(crate) fn open(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str, tran
 fn open_socket(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str) -> Result<Carrier, JsValue> {
     let ws = WebSocket::new(url)?;
     let weak = Rc::downgrade(inner);
-    let on_open = Closure::<dyn FnMut()>::new({
+    let on_open = Handler::new({
         let weak = weak.clone();
-        move || feed(&weak, |inner| inner.session.handle_open(Instant::now(), id))
+        move |_| feed(&weak, |inner| inner.session.handle_open(Instant::now(), id))
     });
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+    let on_message = Handler::new({
         let weak = weak.clone();
-        move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
+        move |event: web_sys::Event| {
+            if let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() {
                 feed(&weak, |inner| inner.session.handle_frame(Instant::now(), id, &text));
             }
         }
     });
-    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+    let on_close = Handler::new(move |event: web_sys::Event| {
+        let event: CloseEvent = event.unchecked_into();
         // 1006 is the browser saying "no close frame", never a server's code.
         let code = Some(event.code()).filter(|code| *code != 1006);
         let reason = event.reason();
@@ -118,14 +121,14 @@ fn open_stream(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str) -> Resul
     // `https://host/sse?mode=frames&..` posts to `https://host/sse/send?session=..`.
     let send_base = format!("{}/send?session=", url.split('?').next().unwrap_or(url));
     let weak = Rc::downgrade(inner);
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+    let on_message = Handler::new({
         let weak = weak.clone();
-        move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else { return };
+        move |event: web_sys::Event| {
+            let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() else { return };
             feed(&weak, |inner| on_stream_message(inner, id, &send_base, &text));
         }
     });
-    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+    let on_error = Handler::new(move |_| {
         // EventSource would reconnect by itself; the session decides instead.
         feed(&weak, |inner| {
             inner.close_carrier(id);
@@ -205,10 +208,22 @@ fn post_next(inner: &Rc<RefCell<Inner>>, id: ConnectionId) {
         *posting = true;
         (url.clone(), std::mem::take(queue).join("\n"))
     };
+    // A string body is sent as `text/plain`, so a cross-origin post needs no preflight.
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&body));
+    let request: JsValue = match web_sys::window() {
+        Some(window) => window.fetch_with_str_and_init(&url, &init).into(),
+        None => js_sys::Promise::reject(&js::error("no window to post from")).into(),
+    };
     let weak = Rc::downgrade(inner);
-    wasm_bindgen_futures::spawn_local(async move {
-        let outcome = post(&url, &body).await;
+    js::settled(&request, move |response| {
         let Some(inner) = weak.upgrade() else { return };
+        let outcome = match response.map(web_sys::Response::unchecked_from_js) {
+            Ok(response) if response.ok() => Ok(()),
+            Ok(response) => Err(format!("posting frames failed with HTTP {}", response.status())),
+            Err(error) => Err(format!("posting frames failed: {}", js::describe(&error))),
+        };
         {
             let mut state = inner.borrow_mut();
             match outcome {
@@ -226,19 +241,6 @@ fn post_next(inner: &Rc<RefCell<Inner>>, id: ConnectionId) {
         post_next(&inner, id);
         pump(&inner);
     });
-}
-
-/// One `POST` of frames, as `text/plain` so a cross-origin post needs no preflight.
-async fn post(url: &str, body: &str) -> Result<(), String> {
-    let window = web_sys::window().ok_or("no window to post from")?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(body));
-    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| format!("posting frames failed: {}", describe(&e)))?;
-    let response: web_sys::Response = response.unchecked_into();
-    if response.ok() { Ok(()) } else { Err(format!("posting frames failed with HTTP {}", response.status())) }
 }
 
 /// Closes transport `id` as the session asked; nothing more is reported about it.
@@ -274,12 +276,4 @@ impl Inner {
     fn close_carrier(&mut self, id: ConnectionId) {
         close(self, id, 1000, "");
     }
-}
-
-fn describe(error: &JsValue) -> String {
-    error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "unknown error".into())
 }
