@@ -293,7 +293,8 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
         _ => "connect",
     };
     let weak = Rc::downgrade(inner);
-    let answer = provider.call1(&JsValue::NULL, &JsValue::from_str(reason)).unwrap_or_else(|e| Promise::reject(&e).into());
+    let answer =
+        provider.call1(&JsValue::NULL, &JsValue::from_str(reason)).unwrap_or_else(|e| Promise::reject(&e).into());
     js::settled(&answer, move |answer| {
         let token = match answer {
             Ok(token) => token.as_string().ok_or_else(|| "getToken must return a string".to_owned()),
