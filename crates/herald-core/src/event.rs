@@ -108,7 +108,8 @@ pub enum ResyncReason {
 pub enum PublishFailure {
     /// No ack within `publish_timeout` (the server may not support acks, or
     /// the connection stayed down).
-    #[error("no ack within {} ms; the server may be down or may not ack publishes", after.as_millis())]
+    // Milliseconds as u64: u128 formatting is a lot of code for a browser.
+    #[error("no ack within {} ms; the server may be down or may not ack publishes", u64::try_from(after.as_millis()).unwrap_or(u64::MAX))]
     Timeout {
         /// The timeout that ran out.
         after: Duration,

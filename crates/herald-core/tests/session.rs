@@ -78,10 +78,10 @@ fn first_attempt_asks_for_a_token_and_puts_it_in_the_query() {
 #[test]
 fn query_tokens_are_percent_encoded_and_appended_to_existing_parameters() {
     let mut h = Harness::new(Harness::config("ws://h/ws?room=1"));
-    h.token = Some(Ok("a b&c=d".into()));
+    h.token = Some(Ok("a b&c=d/é~".into()));
     h.server_close(None, "refused");
     h.fire_next_timer();
-    assert_eq!(h.connects[1].1, "ws://h/ws?room=1&token=a%20b%26c%3Dd");
+    assert_eq!(h.connects[1].1, "ws://h/ws?room=1&token=a%20b%26c%3Dd%2F%C3%A9~");
 }
 
 #[test]
