@@ -19,7 +19,7 @@ async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_m
     let mut sub = client.subscribe("feed:1").await.unwrap();
     subscribed(&server, &mut sub, "feed:1").await;
     for n in 0..100 {
-        server.publish("feed:1", "ADDED", &n.to_string(), &json!(n)).unwrap();
+        server.publish("feed:1", "ADDED", &n.to_string(), &json!(n)).await.unwrap();
     }
     // Let everything arrive while nobody reads.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -38,7 +38,7 @@ async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_m
     assert_eq!(lagged.0.as_str(), "feed:1");
     assert_eq!(lagged.1, ResyncReason::Lagged);
     // Reading again, the subscriber gets new events.
-    let seq = server.publish("feed:1", "ADDED", "late", &json!(null)).unwrap();
+    let seq = server.publish("feed:1", "ADDED", "late", &json!(null)).await.unwrap();
     let next = within(Duration::from_secs(10), "a live event", async {
         loop {
             if let Update::Event(event) = sub.next().await.unwrap()
@@ -75,7 +75,7 @@ async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     // A second subscription of the same topic keeps it alive when the first drops.
     let mut second = client.subscribe("doc:1").await.unwrap();
     drop(sub);
-    let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).await.unwrap();
     let (seqs, _) = support::events(&mut second, 1).await;
     assert_eq!(seqs, vec![seq]);
     drop(second);
@@ -97,7 +97,7 @@ async fn a_subscription_outlives_the_client_handle_and_its_drop_ends_the_connect
     let mut sub = client.subscribe("doc:9").await.unwrap();
     subscribed(&server, &mut sub, "doc:9").await;
     drop(client);
-    let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).unwrap();
+    let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).await.unwrap();
     assert_eq!(support::events(&mut sub, 1).await.0, vec![seq], "still delivering without a handle");
     drop(sub);
     within(Duration::from_secs(10), "the connection to close once nothing can read it", async {
@@ -139,7 +139,7 @@ async fn on_event_sees_every_event_the_subscription_gets_in_the_same_order() {
     let probe = subscribed(&server, &mut sub, "doc:3").await;
     seen.lock().unwrap().retain(|(_, seq)| *seq >= Some(probe));
     for n in 0..3 {
-        server.publish("doc:3", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+        server.publish("doc:3", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     let (seqs, _) = support::events(&mut sub, 3).await;
     let expected: Vec<_> = std::iter::once(probe).chain(seqs).map(|seq| ("doc:3".to_owned(), Some(seq))).collect();

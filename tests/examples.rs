@@ -52,7 +52,7 @@ async fn the_cache_example_drops_an_entry_on_its_event_and_every_entry_on_a_resy
         }
     };
 
-    server.publish("gift-list:1", "UPDATED", "gift-7", &json!({"bought": true})).unwrap();
+    server.publish("gift-list:1", "UPDATED", "gift-7", &json!({"bought": true})).await.unwrap();
     within(WAIT, "the event to invalidate its entry", async {
         while cached(&cache).await.contains(&"gift-list:1") {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -105,8 +105,8 @@ async fn the_notifications_example_prints_each_notification_of_its_user() {
         notifications_tail::tail(notifications, Lines { tx, partial: String::new() }).await.map_err(|e| e.to_string())
     });
 
-    server.publish("notification:u-42", "COMMENT_POSTED", "c-1", &json!({"text": "Anna commented"})).unwrap();
-    server.publish("notification:u-7", "COMMENT_POSTED", "c-2", &json!({"text": "for someone else"})).unwrap();
+    server.publish("notification:u-42", "COMMENT_POSTED", "c-1", &json!({"text": "Anna commented"})).await.unwrap();
+    server.publish("notification:u-7", "COMMENT_POSTED", "c-2", &json!({"text": "for someone else"})).await.unwrap();
     let line = within(WAIT, "a notification line", lines.recv()).await.unwrap();
     assert!(line.ends_with(" COMMENT_POSTED {\"text\":\"Anna commented\"}"), "{line:?}");
     client.close().await;

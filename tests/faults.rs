@@ -13,8 +13,8 @@ use support::{client, connected, events, proxy::FaultProxy, reconnecting, server
 
 const SECONDS_10: Duration = Duration::from_secs(10);
 
-fn publish(server: &herald_server::ServerHandle, topic: &str, n: u32) -> u64 {
-    server.publish(topic, "UPDATED", &n.to_string(), &json!({ "n": n })).expect("a valid event")
+async fn publish(server: &herald_server::ServerHandle, topic: &str, n: u32) -> u64 {
+    server.publish(topic, "UPDATED", &n.to_string(), &json!({ "n": n })).await.expect("a valid event")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,8 +27,8 @@ async fn after_a_cut_every_subscription_is_restored_and_the_outage_is_replayed_e
     let a0 = subscribed(&server, &mut a, "gift-list:1").await;
     let b0 = subscribed(&server, &mut b, "gift-list:2").await;
     for n in 0..5 {
-        publish(&server, "gift-list:1", n);
-        publish(&server, "gift-list:2", n);
+        publish(&server, "gift-list:1", n).await;
+        publish(&server, "gift-list:2", n).await;
     }
     assert_eq!(events(&mut a, 5).await.0, (a0 + 1..=a0 + 5).collect::<Vec<_>>());
 
@@ -37,8 +37,8 @@ async fn after_a_cut_every_subscription_is_restored_and_the_outage_is_replayed_e
         status(&client, "the cut to be noticed", reconnecting).await;
         // Published while the client is away: only recovery can deliver these.
         for n in 0..4 {
-            publish(&server, "gift-list:1", 100 + round * 10 + n);
-            publish(&server, "gift-list:2", 100 + round * 10 + n);
+            publish(&server, "gift-list:1", 100 + round * 10 + n).await;
+            publish(&server, "gift-list:2", 100 + round * 10 + n).await;
         }
         status(&client, "the reconnect", connected).await;
     }
@@ -66,7 +66,7 @@ async fn a_half_open_connection_is_detected_within_the_heartbeat_timeout() {
     proxy.blackhole();
     let blackholed = Instant::now();
     for n in 0..3 {
-        publish(&server, "doc:1", n);
+        publish(&server, "doc:1", n).await;
     }
     status(&client, "the dead connection to be noticed", reconnecting).await;
     let noticed = blackholed.elapsed();
@@ -89,7 +89,7 @@ async fn beyond_the_history_a_resync_is_emitted_and_live_events_continue() {
     proxy.cut();
     status(&client, "the cut", reconnecting).await;
     for n in 0..10 {
-        publish(&server, "gift-list:1", n);
+        publish(&server, "gift-list:1", n).await;
     }
     proxy.refuse(false);
     let resync = within(SECONDS_10, "a resync", async {
@@ -102,7 +102,7 @@ async fn beyond_the_history_a_resync_is_emitted_and_live_events_continue() {
     .await;
     assert_eq!(resync.0.as_str(), "gift-list:1");
     assert_eq!(resync.1, ResyncReason::NotRecovered);
-    let live = publish(&server, "gift-list:1", 99);
+    let live = publish(&server, "gift-list:1", 99).await;
     let (seqs, _) = events(&mut sub, 1).await;
     assert_eq!(seqs, vec![live]);
     client.close().await;
@@ -183,7 +183,7 @@ async fn a_graceful_restart_reconnects_at_once_and_recovers_with_the_same_epoch(
         }
     });
     server.restart(Epoch::Same).await.unwrap();
-    publish(&server, "gift-list:1", 1);
+    publish(&server, "gift-list:1", 1).await;
     status(&client, "the reconnect", connected).await;
     let (seqs, resyncs) = events(&mut sub, 1).await;
     assert_eq!(seqs, vec![first + 1]);
@@ -212,7 +212,7 @@ async fn a_server_that_vanishes_without_a_close_frame_and_comes_back_loses_and_d
         subs.push(sub);
     }
     for topic in topics {
-        publish(&server, topic, 1);
+        publish(&server, topic, 1).await;
     }
 
     // The crash: every connection ends without a close frame and the port stops answering.
@@ -223,14 +223,14 @@ async fn a_server_that_vanishes_without_a_close_frame_and_comes_back_loses_and_d
     // What backends publish meanwhile reaches the restarted server's history (same epoch).
     for n in 2..=4 {
         for topic in topics {
-            publish(&server, topic, n);
+            publish(&server, topic, n).await;
         }
     }
     server.resume(Epoch::Same).await.unwrap();
     proxy.refuse(false);
     status(&client, "the reconnect", connected).await;
     for topic in topics {
-        publish(&server, topic, 5);
+        publish(&server, topic, 5).await;
     }
 
     assert!(proxy.server_closes().is_empty(), "the client got no close frame: {:?}", proxy.server_closes());
@@ -268,7 +268,7 @@ async fn a_restart_that_lost_the_history_resyncs() {
     .await;
     assert_eq!(resync, ResyncReason::NotRecovered);
     // The new epoch numbers from 1 again; the client must not drop it as a duplicate.
-    let seq = publish(&server, "gift-list:1", 1);
+    let seq = publish(&server, "gift-list:1", 1).await;
     assert_eq!(events(&mut sub, 1).await.0, vec![seq]);
     client.close().await;
 }
@@ -321,7 +321,7 @@ async fn a_slow_link_delivers_everything_in_order_and_one_slower_than_the_heartb
     // Slow but alive: 100 ms per chunk, well inside the heartbeat.
     proxy.delay(Duration::from_millis(100));
     for n in 0..5 {
-        publish(&server, "doc:2", n);
+        publish(&server, "doc:2", n).await;
     }
     let (seqs, resyncs) = events(&mut sub, 5).await;
     assert_eq!(seqs, (first + 1..=first + 5).collect::<Vec<_>>());
@@ -332,7 +332,7 @@ async fn a_slow_link_delivers_everything_in_order_and_one_slower_than_the_heartb
     proxy.delay(Duration::from_millis(1500));
     status(&client, "the stalled link to be replaced", reconnecting).await;
     for n in 5..8 {
-        publish(&server, "doc:2", n);
+        publish(&server, "doc:2", n).await;
     }
     proxy.delay(Duration::ZERO);
     let (seqs, resyncs) = events(&mut sub, 3).await;

@@ -20,7 +20,7 @@ async fn a_client_that_trusts_the_root_subscribes_and_receives_over_wss() {
     let mut sub = client.subscribe("gift-list:1").await.unwrap();
     let first = subscribed(&server, &mut sub, "gift-list:1").await;
     for n in 0..3 {
-        server.publish("gift-list:1", "UPDATED", &n.to_string(), &json!(n)).unwrap();
+        server.publish("gift-list:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     let (seqs, _) = events(&mut sub, 3).await;
     assert_eq!(seqs, (first + 1..=first + 3).collect::<Vec<_>>());

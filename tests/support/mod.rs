@@ -86,7 +86,8 @@ pub(crate) async fn events(subscription: &mut Subscription, count: usize) -> (Ve
 pub(crate) async fn subscribed(server: &ServerHandle, subscription: &mut Subscription, topic: &str) -> u64 {
     within(Duration::from_secs(10), "the subscription to take effect", async {
         loop {
-            let seq = server.publish(topic, "PROBE", "probe", &serde_json::json!(null)).expect("a valid probe event");
+            let seq =
+                server.publish(topic, "PROBE", "probe", &serde_json::json!(null)).await.expect("a valid probe event");
             let deadline = tokio::time::sleep(Duration::from_millis(200));
             tokio::pin!(deadline);
             loop {

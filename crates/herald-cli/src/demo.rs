@@ -116,6 +116,7 @@ async fn demo(duration: Duration, rate: u32) -> Result<(), String> {
                 for n in 1..=3 {
                     let seq = server
                         .publish("gift-list:family-123", "ADDED", &format!("gift-new-{n}"), &serde_json::json!({"n": n}))
+                        .await
                         .map_err(|e| e.to_string())?;
                     log("backend", format!("ADDED gift-new-{n} as seq {seq} while the listener is away"));
                 }

@@ -71,7 +71,7 @@ async fn run(subscribers: u64, events: u64, window: u64) {
         while published * subscribers > delivered.load(Ordering::Relaxed) + window * subscribers {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        server.publish("bench:1", "UPDATED", "1", &payload).expect("valid event");
+        server.publish("bench:1", "UPDATED", "1", &payload).await.expect("valid event");
         published += 1;
     }
     for reader in readers {

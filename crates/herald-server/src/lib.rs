@@ -379,7 +379,7 @@ impl ServerHandle {
     /// into the namespace of its `data.tenant_id`: it reaches only that
     /// tenant's connections, or without one only connections without a
     /// tenant. Returns the `seq`.
-    pub fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
+    pub async fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
         event.validate()?;
         Ok(self.app.hub.publish(event))
     }
@@ -387,7 +387,7 @@ impl ServerHandle {
     /// Publishes `kind` on `topic` for `entity_id` with a JSON `payload`,
     /// stamped now, without a tenant (it reaches connections without one).
     /// Returns the `seq`.
-    pub fn publish(
+    pub async fn publish(
         &self,
         topic: &str,
         kind: &str,
@@ -403,7 +403,7 @@ impl ServerHandle {
             tenant_id: None,
             timestamp: herald_protocol::now_timestamp(),
         };
-        self.publish_event(Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None })
+        self.publish_event(Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None }).await
     }
 
     /// Closes every open connection with `code` while the server keeps

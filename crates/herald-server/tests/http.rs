@@ -71,8 +71,8 @@ async fn sse_streams_named_events_with_seq_ids_and_resumes_from_last_event_id() 
     assert_eq!(status, 200);
     assert_eq!(field(&sse.next().await, "event"), Some("herald.connected"));
     assert_eq!(field(&sse.next().await, "event"), Some("herald.subscribed"));
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
-    server.publish("doc:1", "DELETED", "1", &json!(2)).unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
+    server.publish("doc:1", "DELETED", "1", &json!(2)).await.unwrap();
     let first = sse.next().await;
     assert_eq!((field(&first, "event"), field(&first, "id")), (Some("UPDATED"), Some("1")));
     let data: Value = serde_json::from_str(field(&first, "data").unwrap()).unwrap();
@@ -110,8 +110,8 @@ async fn sse_streams_end_on_shutdown_with_a_retry_hint() {
 async fn poll_returns_missed_events_at_once_and_waits_for_new_ones() {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     let epoch = server.epoch();
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).unwrap();
-    server.publish("doc:1", "UPDATED", "2", &json!(2)).unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
+    server.publish("doc:1", "UPDATED", "2", &json!(2)).await.unwrap();
     let (status, body) =
         http(&server, "GET", &format!("/api/poll?topics=doc:1&since=1&epoch={epoch}&token=u1"), &[], "").await;
     assert_eq!(status, 200);
@@ -134,7 +134,7 @@ async fn poll_returns_missed_events_at_once_and_waits_for_new_ones() {
         })
     };
     eventually("the poll to wait", || server.metrics().subscriptions == 1).await;
-    server.publish("doc:1", "ADDED", "3", &json!(3)).unwrap();
+    server.publish("doc:1", "ADDED", "3", &json!(3)).await.unwrap();
     let response = within("the poll", waiting).await.unwrap();
     assert!(response.contains(r#""seq":3"#), "{response}");
 

@@ -66,7 +66,7 @@ async fn a_frames_stream_carries_a_whole_connection() {
     assert_eq!(stream.recv().await["type"], "subscribed");
     assert_eq!(stream.recv().await["type"], "pong", "frames of one post are handled in order");
 
-    server.publish("doc:1", "UPDATED", "1", &json!({"n": 1})).unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!({"n": 1})).await.unwrap();
     let event = stream.recv_message().await;
     assert_eq!((event["topic"].as_str(), event["seq"].as_u64()), (Some("doc:1"), Some(1)));
 

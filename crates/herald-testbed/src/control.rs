@@ -84,7 +84,7 @@ async fn publish(State(testbed): Shared, Query(params): Params, body: String) ->
         Ok::<_, String>(Event { topic, event: kind, data, trace_id: params.get("trace_id").cloned(), seq: None })
     })();
     match event {
-        Ok(event) => match server(&testbed, &params).lock().await.publish_event(event) {
+        Ok(event) => match server(&testbed, &params).lock().await.publish_event(event).await {
             Ok(seq) => ok(json!({ "seq": seq })),
             Err(error) => bad(error.to_string()),
         },

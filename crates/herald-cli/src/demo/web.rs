@@ -177,7 +177,7 @@ impl Demo {
     /// Announces a change that is already saved; logs the `seq` it got.
     async fn announce(&self, kind: &str, id: &str, payload: serde_json::Value, by: &str) {
         let herald = self.herald.lock().await;
-        match herald.publish(TOPIC, kind, id, &payload) {
+        match herald.publish(TOPIC, kind, id, &payload).await {
             Ok(seq) => self.log("backend", format!("{kind} {id} by {by}: saved, announced as seq {seq}")),
             Err(error) => self.log("backend", format!("{kind} {id}: could not announce: {error}")),
         }
