@@ -213,6 +213,13 @@ impl Subscriptions {
             {
                 resync.push((topic.clone(), ResyncReason::NotRecovered));
             }
+            // Not recovered and no position given (a node of a cluster that
+            // has not seen the topic yet): the old position says nothing
+            // about the numbers to come, so the next event sets it instead of
+            // showing a false gap.
+            if subscribed.recovered == Some(false) && !subscribed.last_seq.contains_key(topic) {
+                self.positions.remove(topic.as_str());
+            }
         }
         for (topic, &seq) in &subscribed.last_seq {
             if !self.wants(topic) {

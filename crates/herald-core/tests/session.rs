@@ -514,6 +514,31 @@ fn an_unrecovered_topic_resyncs() {
 }
 
 #[test]
+fn an_unrecovered_topic_without_a_position_takes_the_next_event_as_its_position() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(event("a:1", 10));
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    // Another node of the cluster, which has not seen a:1 since it joined: no last_seq.
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "recovered": false}));
+    h.recv_json(event("a:1", 15));
+    h.recv_json(event("a:1", 16));
+    assert_eq!(delivered_seqs(&h.events), [10, 15, 16]);
+    assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::NotRecovered)], "one resync, no false gap");
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert_eq!(
+        h.take_sent().last().unwrap(),
+        &json!({"type": "subscribe", "topics": ["a:1"], "since": {"a:1": 16}, "epoch": "E1"}),
+        "the position is the last event seen"
+    );
+}
+
+#[test]
 fn a_server_without_recovery_resyncs_every_topic_after_a_reconnect() {
     let mut h = Harness::new(config());
     h.session.subscribe(h.now, "bench:1".parse().unwrap(), false).unwrap();
