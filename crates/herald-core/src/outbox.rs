@@ -1,14 +1,15 @@
 //! Publishes waiting for an ack: bounded, kept in order across reconnects.
 
-use std::collections::VecDeque;
-
 use web_time::Instant;
 
 use crate::PublishId;
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    pending: VecDeque<Pending>,
+    /// Oldest first. A `Vec`: taking from the front moves at most
+    /// `capacity` entries, and the browser build then carries no second
+    /// `VecDeque`.
+    pending: Vec<Pending>,
     capacity: usize,
 }
 
@@ -21,7 +22,7 @@ struct Pending {
 
 impl Outbox {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { pending: VecDeque::new(), capacity }
+        Self { pending: Vec::new(), capacity }
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -38,7 +39,7 @@ impl Outbox {
 
     pub(crate) fn push(&mut self, id: PublishId, frame: String, deadline: Instant) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        self.pending.push_back(Pending { id, frame, deadline });
+        self.pending.push(Pending { id, frame, deadline });
     }
 
     /// Frames of every unacked publish, oldest first, to send on a new connection.
@@ -48,10 +49,8 @@ impl Outbox {
 
     /// Removes a publish; `false` if it was not pending (acked already or unknown).
     pub(crate) fn remove(&mut self, id: &str) -> bool {
-        match self.pending.iter().position(|p| p.id.0 == id) {
-            Some(at) => self.pending.remove(at).is_some(),
-            None => false,
-        }
+        let found = self.pending.iter().position(|p| p.id.0 == id);
+        found.map(|at| self.pending.remove(at)).is_some()
     }
 
     /// Removes and returns publishes whose deadline has passed.
@@ -62,7 +61,7 @@ impl Outbox {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.pending.front().map(|p| p.deadline)
+        self.pending.first().map(|p| p.deadline)
     }
 
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = PublishId> + '_ {
