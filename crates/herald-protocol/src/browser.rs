@@ -162,12 +162,27 @@ impl Fields<'_> {
         }
     }
 
+    /// Each item of an array, read by `item`. A loop rather than collecting
+    /// `Result`s: one small function instead of an iterator adapter per type.
+    fn items<T>(
+        &self,
+        value: JsValue,
+        item: fn(&Self, JsValue) -> Result<T, ProtocolError>,
+    ) -> Result<Vec<T>, ProtocolError> {
+        let array = self.array(value)?;
+        let mut items = Vec::with_capacity(array.length() as usize);
+        for value in array.iter() {
+            items.push(item(self, value)?);
+        }
+        Ok(items)
+    }
+
     fn topics(&self, name: &str) -> Result<Vec<Topic>, ProtocolError> {
-        self.array(self.required(name)?)?.iter().map(|t| self.topic_of(t)).collect()
+        self.items(self.required(name)?, Self::topic_of)
     }
 
     fn strings_of(&self, value: JsValue) -> Result<Vec<String>, ProtocolError> {
-        self.array(value)?.iter().map(|s| self.string_of(s)).collect()
+        self.items(value, Self::string_of)
     }
 
     /// `Vec<String>` with `#[serde(default)]`.
