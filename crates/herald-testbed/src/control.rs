@@ -37,6 +37,7 @@ pub(crate) fn router(testbed: Arc<Testbed>) -> Router {
         .route("/disconnect", post(disconnect))
         .route("/token", post(token))
         .route("/block", post(block))
+        .route("/blackhole", post(black_hole))
         .route("/state", get(state))
         .with_state(testbed)
 }
@@ -144,6 +145,12 @@ async fn block(State(testbed): Shared, Query(params): Params) -> Response {
     let on = params.get("on").is_none_or(|on| on == "true" || on == "1");
     testbed.gate.block(on);
     ok(json!({ "blocking": on }))
+}
+
+async fn black_hole(State(testbed): Shared, Query(params): Params) -> Response {
+    let on = params.get("on").is_none_or(|on| on == "true" || on == "1");
+    testbed.gate.black_hole(on);
+    ok(json!({ "black_hole": on }))
 }
 
 async fn state(State(testbed): Shared, Query(params): Params) -> Response {

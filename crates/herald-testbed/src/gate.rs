@@ -1,6 +1,9 @@
 //! A TCP proxy that can refuse WebSocket upgrades and pass everything else,
 //! as a corporate proxy that blocks WebSocket does: the browser sees its
 //! WebSocket fail (close 1006) while `EventSource` and `fetch` still work.
+//! It can also black-hole its connections: they stay open but every byte
+//! is dropped, as on a link that died without closing (a sleeping laptop's
+//! Wi-Fi, a NAT that forgot the connection).
 
 use std::{
     io,
@@ -12,7 +15,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
@@ -23,6 +26,7 @@ const MAX_HEAD: usize = 16 * 1024;
 pub(crate) struct Gate {
     addr: SocketAddr,
     blocking: Arc<AtomicBool>,
+    silent: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
 }
 
@@ -31,15 +35,16 @@ impl Gate {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let blocking = Arc::new(AtomicBool::new(false));
+        let silent = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (flag, count) = (blocking.clone(), accepted.clone());
+        let (flags, count) = ((blocking.clone(), silent.clone()), accepted.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(pass(client, upstream, flag.clone()));
+                tokio::spawn(pass(client, upstream, flags.0.clone(), flags.1.clone()));
             }
         });
-        Ok(Self { addr, blocking, accepted })
+        Ok(Self { addr, blocking, silent, accepted })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -54,9 +59,14 @@ impl Gate {
     pub(crate) fn block(&self, on: bool) {
         self.blocking.store(on, Ordering::SeqCst);
     }
+
+    /// Drops every byte in both directions while on, without closing anything.
+    pub(crate) fn black_hole(&self, on: bool) {
+        self.silent.store(on, Ordering::SeqCst);
+    }
 }
 
-async fn pass(mut client: TcpStream, upstream: SocketAddr, blocking: Arc<AtomicBool>) {
+async fn pass(mut client: TcpStream, upstream: SocketAddr, blocking: Arc<AtomicBool>, silent: Arc<AtomicBool>) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -73,9 +83,22 @@ async fn pass(mut client: TcpStream, upstream: SocketAddr, blocking: Arc<AtomicB
         return;
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else { return };
-    if server.write_all(&head).await.is_ok() {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    if silent.load(Ordering::SeqCst) || server.write_all(&head).await.is_ok() {
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        tokio::join!(forward(client_read, server_write, &silent), forward(server_read, client_write, &silent));
     }
+}
+
+/// Copies until `from` ends, dropping what it reads while `silent` is on.
+async fn forward(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, silent: &AtomicBool) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if !silent.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 fn is_websocket_upgrade(head: &[u8]) -> bool {

@@ -4,7 +4,8 @@
 //! * a development-mode server (any token is the user id),
 //! * a server that checks HS256 tokens (for 4001 handling), and
 //! * a gate in front of the first that can refuse WebSocket upgrades while
-//!   passing plain HTTP, as proxies that block WebSocket do,
+//!   passing plain HTTP, as proxies that block WebSocket do, or drop every
+//!   byte of its connections without closing them (a dead link),
 //!
 //! then prints their addresses as one JSON line on stdout and serves a
 //! control API (CORS-open, loopback only) that pauses, resumes, restarts
@@ -18,6 +19,7 @@
 //! | `POST /disconnect?code=1006` | closes every connection with that code |
 //! | `POST /token?user=..&ttl=60[&topics=a:*,b:1]` | a valid token for the secure server (every topic, or only those) |
 //! | `POST /block?on=true\|false` | the gate refuses WebSocket upgrades (HTTP still passes) |
+//! | `POST /blackhole?on=true\|false` | the gate drops every byte both ways, closing nothing |
 //! | `GET /state` | the server's counters (`connections`, `subscriptions`, ...) and `gate_accepted`, the TCP connections the gate accepted |
 
 mod control;

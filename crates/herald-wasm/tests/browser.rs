@@ -1,7 +1,8 @@
 //! The browser client in headless Chromium against the real reference
 //! server (`herald-testbed`, started by `cargo xtask ci`): connect,
 //! subscribe, receive, restarts with and without history, publish acks,
-//! offline publishes, 4001, and the page's `online` signal.
+//! offline publishes, 4001, and the page's signals: `online`, the
+//! back/forward cache (`pagehide`/`pageshow`) and `visibilitychange`.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -198,6 +199,107 @@ async fn coming_back_online_reconnects_without_waiting_for_the_backoff() {
     web_sys::window().unwrap().dispatch_event(&web_sys::Event::new("online").unwrap()).unwrap();
     eventually("the reconnect", 5_000, || text(&client.status(), "state") == "connected").await;
     subscribed(&events, "wasm-online:1").await;
+    client.close();
+}
+
+/// `pagehide`/`pageshow` as the browser fires them around the back/forward
+/// cache (`persisted`: the page is kept, frozen, to be shown again).
+fn page_transition(kind: &str, persisted: bool) {
+    let init = web_sys::PageTransitionEventInit::new();
+    init.set_persisted(persisted);
+    let event = web_sys::PageTransitionEvent::new_with_event_init_dict(kind, &init).unwrap();
+    web_sys::window().unwrap().dispatch_event(&event).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_back_forward_cache_suspends_the_client_and_restoring_recovers_exactly_the_missed_events() {
+    let options = object(&[
+        ("url", testbed().gated_ws.into()),
+        ("token", "mia".into()),
+        // A minute between attempts: only the `pageshow` signal can bring it back quickly.
+        ("backoff", object(&[("initialMs", 60_000.into()), ("maxMs", 60_000.into()), ("jitter", 0.into())])),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-bfcache:1", events.function(), JsValue::UNDEFINED).unwrap();
+    let first = subscribed(&events, "wasm-bfcache:1").await;
+    let connections = open_connections().await;
+    let sockets = gate_accepted().await;
+
+    page_transition("pagehide", true);
+    eventually("the socket to close", 5_000, || text(&client.status(), "state") == "reconnecting").await;
+    for _ in 0..250 {
+        if open_connections().await == connections - 1.0 {
+            break;
+        }
+        sleep(20).await;
+    }
+    assert_eq!(open_connections().await, connections - 1.0, "the server saw the socket close");
+    let mut missed = Vec::new();
+    for n in 0..3 {
+        missed.push(publish("wasm-bfcache:1", &n.to_string()).await);
+    }
+    sleep(500).await;
+    assert_eq!(gate_accepted().await, sockets, "no reconnect attempt while in the cache");
+    assert!(!events.seqs().iter().any(|seq| missed.contains(seq)), "nothing arrives while suspended");
+
+    page_transition("pageshow", true);
+    eventually("the missed events", 5_000, || events.seqs().ends_with(&missed)).await;
+    let live = publish("wasm-bfcache:1", "live").await;
+    eventually("a live event after the restore", 5_000, || events.seqs().contains(&live)).await;
+    let seqs: Vec<u64> = events.seqs().into_iter().filter(|seq| *seq >= first).collect();
+    assert_eq!(seqs, (first..=live).collect::<Vec<_>>(), "every event once, in order");
+    assert!(events.of_type("resync").is_empty(), "nothing was lost, so no resync");
+    assert_eq!(gate_accepted().await, sockets + 1.0, "one new socket, at once");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_becoming_visible_checks_a_dead_link_at_once_and_recovers_what_it_missed() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    assert_eq!(document.visibility_state(), web_sys::VisibilityState::Visible, "the test page must be visible");
+    let options = object(&[
+        ("url", testbed().gated_ws.into()),
+        ("token", "noah".into()),
+        // A ping only after a minute of silence: on its own, the client would
+        // trust the dead link that long.
+        ("heartbeatMs", 60_000.into()),
+        ("heartbeatTimeoutMs", 500.into()),
+        ("connectTimeoutMs", 1_000.into()),
+        ("backoff", fast_backoff()),
+    ]);
+    let client = HeraldClient::new(options).unwrap();
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-visible:1", events.function(), JsValue::UNDEFINED).unwrap();
+    let first = subscribed(&events, "wasm-visible:1").await;
+
+    control("blackhole?on=true", "").await;
+    let mut missed = Vec::new();
+    for n in 0..3 {
+        missed.push(publish("wasm-visible:1", &n.to_string()).await);
+    }
+    sleep(1_000).await;
+    let unnoticed = text(&client.status(), "state") == "connected";
+    document.dispatch_event(&web_sys::Event::new("visibilitychange").unwrap()).unwrap();
+    let mut found = false;
+    for _ in 0..250 {
+        found = text(&client.status(), "state") == "reconnecting";
+        if found {
+            break;
+        }
+        sleep(20).await;
+    }
+    // The gate serves the other tests too: opened again before any assertion.
+    control("blackhole?on=false", "").await;
+    assert!(unnoticed, "without a signal, the dead link went unnoticed for a second");
+    assert!(found, "5 s after the tab became visible, the dead link was still trusted");
+
+    eventually("the missed events", 10_000, || events.seqs().ends_with(&missed)).await;
+    let live = publish("wasm-visible:1", "live").await;
+    eventually("a live event after the reconnect", 5_000, || events.seqs().contains(&live)).await;
+    let seqs: Vec<u64> = events.seqs().into_iter().filter(|seq| *seq >= first).collect();
+    assert_eq!(seqs, (first..=live).collect::<Vec<_>>(), "every event once, in order");
+    assert!(events.of_type("resync").is_empty(), "nothing was lost, so no resync");
     client.close();
 }
 
