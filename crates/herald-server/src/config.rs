@@ -28,8 +28,21 @@ pub struct ServerConfig {
     /// clients) are always allowed. Default: empty.
     pub allowed_origins: Vec<String>,
     /// Names the event history; `None` picks a random one at start. Clients can
-    /// recover only within one epoch. Default: `None`.
+    /// recover only within one epoch. A cluster keeps its epoch in Redis, so
+    /// it cannot be set together with [`redis`](Self::redis). Default: `None`.
     pub epoch: Option<String>,
+    /// Joins a cluster: the Redis server (6 or later) its nodes share, as
+    /// `redis://[:password@]host[:port][/db]`. Every node serves its own
+    /// connections; Redis numbers each topic's events, carries every event
+    /// to every node in that order, remembers publish ids and names the
+    /// epoch. A node that loses Redis closes its connections (1001 with a
+    /// reconnect hint) and refuses publishes until it is back. Presence is
+    /// per node. One Redis server (not Redis Cluster), without TLS
+    /// (`rediss://`). Default: none (a single node).
+    pub redis: Option<String>,
+    /// Prefix of the cluster's Redis keys and channel, so that several
+    /// clusters can share one Redis. Default: `herald`.
+    pub redis_prefix: String,
     /// Events kept per topic for recovery. Default: 1,000.
     pub history_len: usize,
     /// Longest time an event stays in a topic's history. Default: 5 minutes.
@@ -87,6 +100,8 @@ impl Default for ServerConfig {
             dev: false,
             allowed_origins: Vec::new(),
             epoch: None,
+            redis: None,
+            redis_prefix: "herald".into(),
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),
             dedup_window: Duration::from_secs(300),

@@ -334,7 +334,7 @@ impl<L: Link> Conn<L> {
             user_id: Some(self.identity.user.to_string()),
             tenant_id: self.identity.tenant.as_deref().map(str::to_owned),
             expires_in: self.identity.expires_in(),
-            epoch: Some(self.app.hub.epoch.to_string()),
+            epoch: Some(self.app.hub.epoch().to_string()),
         };
         self.send_message(ServerMessage::Connected(connected)).await
     }
@@ -429,7 +429,7 @@ impl<L: Link> Conn<L> {
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Step {
         let Subscribe { topics, since, epoch, presence } = subscribe;
-        let epoch_ok = epoch.as_deref() == Some(&*self.app.hub.epoch);
+        let epoch_ok = epoch.as_deref() == Some(&*self.app.hub.epoch());
         let wants_recovery = !since.is_empty() || epoch.is_some();
         let (mut plain, mut recovered, mut lost) = (Group::default(), Group::default(), Group::default());
         let mut replay = Vec::new();
@@ -465,7 +465,7 @@ impl<L: Link> Conn<L> {
                 }
                 (Some(_), _) => &mut lost,
             };
-            group.last_seq.push((topic.clone(), joined.last_seq));
+            group.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
             group.topics.push(topic);
         }
         for topic in forbidden {
@@ -504,8 +504,10 @@ impl<L: Link> Conn<L> {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
         }
-        let (seq, duplicate) = self.app.hub.publish_once(&self.identity.tenant, &self.identity.user, &id, event);
-        self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate })).await
+        match self.app.publish(event, Some((&self.identity.tenant, &self.identity.user, &id))).await {
+            Ok((seq, duplicate)) => self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate })).await,
+            Err(unavailable) => self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await,
+        }
     }
 }
 

@@ -68,8 +68,14 @@ fn identify(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Ident
     })
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// `ok`, or 503 while a node of a cluster cannot reach Redis (a load
+/// balancer then sends new clients to another node).
+pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
+    if app.healthy() {
+        "ok".into_response()
+    } else {
+        problem(StatusCode::SERVICE_UNAVAILABLE, "the cluster bus (Redis) is unreachable").into_response()
+    }
 }
 
 pub(crate) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -146,12 +152,11 @@ pub(crate) async fn publish(
     if let Err(e) = event.validate() {
         return problem(StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
-    match &body.id {
-        Some(id) => match app.hub.publish_once(&identity.tenant, &identity.user, id, event) {
-            (seq, true) => axum::Json(json!({ "seq": seq, "duplicate": true })).into_response(),
-            (seq, false) => axum::Json(json!({ "seq": seq })).into_response(),
-        },
-        None => axum::Json(json!({ "seq": app.hub.publish(event) })).into_response(),
+    let dedup = body.id.as_deref().map(|id| (&identity.tenant, &identity.user, id));
+    match app.publish(event, dedup).await {
+        Ok((seq, true)) => axum::Json(json!({ "seq": seq, "duplicate": true })).into_response(),
+        Ok((seq, false)) => axum::Json(json!({ "seq": seq })).into_response(),
+        Err(unavailable) => problem(StatusCode::SERVICE_UNAVAILABLE, unavailable.0).into_response(),
     }
 }
 
@@ -194,8 +199,16 @@ struct Subscribed {
     last_seq: Vec<(Topic, u64)>,
 }
 
+/// A client's position, from `since` (or `Last-Event-ID`) and `epoch`.
+#[derive(Clone, Copy)]
+enum Since {
+    At(u64),
+    /// A position in another epoch: nothing can be recovered from it.
+    OtherEpoch,
+}
+
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
-fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<u64>) -> Subscribed {
+fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>) -> Subscribed {
     let (peer, rx) = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
     let mut out = Subscribed {
         listener: Listener { app: app.clone(), peer, topics: Vec::new() },
@@ -211,12 +224,20 @@ fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Opt
                 out.recovered = Some(false);
             }
         } else {
-            let joined = app.hub.subscribe(&out.listener.peer, &topic, false, since);
+            let position = match since {
+                Some(Since::At(seq)) => Some(seq),
+                Some(Since::OtherEpoch) => {
+                    out.recovered = Some(false);
+                    None
+                }
+                None => None,
+            };
+            let joined = app.hub.subscribe(&out.listener.peer, &topic, false, position);
             if joined.recovered == Some(false) {
                 out.recovered = Some(false);
             }
             out.replay.extend(joined.replay);
-            out.last_seq.push((topic.clone(), joined.last_seq));
+            out.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
         }
         out.listener.topics.push(topic);
     }
@@ -226,18 +247,17 @@ fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Opt
     out
 }
 
-/// `since` if it belongs to this server's history: a different `epoch` makes
-/// every position unrecoverable, signalled by `Some(u64::MAX)`, which is
-/// always past the end.
-fn position(app: &App, query: Option<&str>, since: Option<String>) -> Result<Option<u64>, Refusal> {
+/// `since` in the history named `epoch`, or in another epoch when the
+/// query's `epoch` differs.
+fn position(epoch: &str, query: Option<&str>, since: Option<String>) -> Result<Option<Since>, Refusal> {
     let Some(since) = since else { return Ok(None) };
     let since: u64 = since
         .trim()
         .parse()
         .map_err(|_| problem(StatusCode::BAD_REQUEST, format!("since {since:?} is not a sequence number")))?;
     match query.and_then(|q| query_param(q, "epoch")) {
-        Some(epoch) if *epoch != *app.hub.epoch => Ok(Some(u64::MAX)),
-        _ => Ok(Some(since)),
+        Some(theirs) if theirs != epoch => Ok(Some(Since::OtherEpoch)),
+        _ => Ok(Some(Since::At(since))),
     }
 }
 
@@ -289,7 +309,9 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
         .or_else(|| query.and_then(|q| query_param(q, "since")));
     // One id cannot carry positions of several topics.
     let last_id = last_id.filter(|_| topics.len() == 1 && !topics[0].is_wildcard());
-    let since = match position(&app, query, last_id) {
+    // Read once: the answer must name the epoch its positions were checked against.
+    let epoch = app.hub.epoch();
+    let since = match position(&epoch, query, last_id) {
         Ok(since) => since,
         Err(refusal) => return refusal.into_response(),
     };
@@ -298,7 +320,7 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
         user_id: Some(identity.user.to_string()),
         tenant_id: identity.tenant.as_deref().map(str::to_owned),
         expires_in: identity.expires_in(),
-        epoch: Some(app.hub.epoch.to_string()),
+        epoch: Some(epoch.to_string()),
     };
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     pending.push_back(SseEvent::default().event("herald.connected").data(ServerMessage::Connected(connected).encode()));
@@ -381,7 +403,9 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
         Ok(topics) => topics,
         Err(refusal) => return refusal.into_response(),
     };
-    let since = match position(&app, query, query.and_then(|q| query_param(q, "since"))) {
+    // Read once: the answer must name the epoch its positions were checked against.
+    let epoch = app.hub.epoch();
+    let since = match position(&epoch, query, query.and_then(|q| query_param(q, "since"))) {
         Ok(since) => since,
         Err(refusal) => return refusal.into_response(),
     };
@@ -410,7 +434,7 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
     let last_seq: serde_json::Map<String, serde_json::Value> =
         subscribed.last_seq.iter().map(|(topic, seq)| (topic.to_string(), json!(seq))).collect();
     axum::Json(json!({
-        "epoch": &*app.hub.epoch,
+        "epoch": &*epoch,
         "recovered": subscribed.recovered,
         "last_seq": last_seq,
         "events": events,

@@ -7,10 +7,15 @@
 //! gap-free `seq` of its own tenant's events; filtering one shared sequence
 //! per tenant would show it gaps on every foreign event.
 //!
+//! On a node of a cluster (`cluster.rs`) Redis numbers the events and every
+//! node [applies](Hub::apply) them in the order the cluster channel brings
+//! them; a node knows a topic's position only once it has seen one of its
+//! events since it joined the channel, and says nothing about it before.
+//!
 //! Locking: topics live in shards, each behind a `std::sync::Mutex` held only
 //! for map updates and non-blocking `try_send`s, never across an `.await`.
-//! Lock order is dedup shard, then topic shard, then the wildcard map;
-//! nothing takes them the other way.
+//! Lock order is epoch, then dedup shard, then topic shard, then the wildcard
+//! map; nothing takes them the other way.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -91,7 +96,7 @@ impl Peer {
 }
 
 /// A tenant's namespace: `None` holds tenant-less connections and events.
-type Tenant = Option<Arc<str>>;
+pub(crate) type Tenant = Option<Arc<str>>;
 
 /// One shard's topics, by namespace and name.
 type Topics = HashMap<(Tenant, String), TopicState>;
@@ -112,6 +117,9 @@ struct Stored {
 
 #[derive(Default)]
 struct TopicState {
+    /// Whether `seq` is the topic's position: always on a single node; on a
+    /// node of a cluster only once it has seen an event of the topic.
+    known: bool,
     seq: u64,
     history: VecDeque<Stored>,
     subs: HashMap<u64, Sub>,
@@ -121,6 +129,10 @@ struct TopicState {
 }
 
 impl TopicState {
+    fn new(known: bool) -> Self {
+        Self { known, ..Self::default() }
+    }
+
     fn prune(&mut self, now: Instant, max_age: Duration) {
         while self.history.front().is_some_and(|e| now.duration_since(e.at) > max_age) {
             self.history.pop_front();
@@ -149,7 +161,9 @@ impl TopicState {
 /// What subscribing to one concrete topic found.
 #[derive(Debug, Default)]
 pub(crate) struct Joined {
-    pub(crate) last_seq: u64,
+    /// The topic's position, `None` while unknown (a node of a cluster that
+    /// has not seen the topic yet).
+    pub(crate) last_seq: Option<u64>,
     /// `Some` when a `since` was given: whether the gap could be replayed.
     pub(crate) recovered: Option<bool>,
     /// The missed events, oldest first, to send before `subscribed`.
@@ -170,7 +184,9 @@ struct Dedup {
 }
 
 pub(crate) struct Hub {
-    pub(crate) epoch: Arc<str>,
+    epoch: RwLock<Arc<str>>,
+    /// A node of a cluster: positions are learnt from the cluster channel.
+    clustered: bool,
     shards: Box<[Mutex<Topics>]>,
     hasher: RandomState,
     wildcards: RwLock<Wildcards>,
@@ -189,15 +205,17 @@ pub(crate) struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("Hub").field("epoch", &self.epoch()).finish_non_exhaustive()
     }
 }
 
 impl Hub {
     pub(crate) fn new(config: &ServerConfig) -> Self {
         let epoch = config.epoch.clone().unwrap_or_else(|| format!("{:012x}", fastrand::u64(..) >> 16));
+        let clustered = config.redis.is_some();
         Self {
-            epoch: epoch.into(),
+            epoch: RwLock::new(epoch.into()),
+            clustered,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             wildcards: RwLock::default(),
@@ -209,8 +227,50 @@ impl Hub {
             history_len: config.history_len,
             history_max_age: config.history_max_age,
             dedup_window: config.dedup_window,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(clustered),
         }
+    }
+
+    /// The name of the history positions belong to.
+    pub(crate) fn epoch(&self) -> Arc<str> {
+        self.epoch.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Takes `epoch` as the history's name (a cluster's, from Redis). A
+    /// different one means the history is gone: positions are forgotten and
+    /// every connection is closed with 1001 and a reconnect hint, so that
+    /// clients come back, see the new epoch and resync instead of dropping
+    /// restarted `seq` numbers as duplicates.
+    pub(crate) fn adopt_epoch(&self, epoch: &str) {
+        if *self.epoch() == *epoch {
+            return;
+        }
+        let mut current = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
+        if **current == *epoch {
+            return;
+        }
+        *current = epoch.into();
+        // Under the lock: nobody reads the new epoch before the old positions are gone.
+        self.forget_positions();
+        self.kill_all(close::GOING_AWAY);
+    }
+
+    /// Forgets every topic's position and history (a node of a cluster that
+    /// may have missed events); topics with subscribers stay, as unknown.
+    pub(crate) fn forget_positions(&self) {
+        for shard in &self.shards {
+            let mut topics = lock(shard);
+            topics.retain(|_, state| !state.subs.is_empty());
+            for state in topics.values_mut() {
+                state.known = false;
+                state.seq = 0;
+                state.history.clear();
+            }
+        }
+    }
+
+    fn new_topic(&self) -> TopicState {
+        TopicState::new(!self.clustered)
     }
 
     fn shard(&self, tenant: &Tenant, topic: &str) -> MutexGuard<'_, Topics> {
@@ -284,14 +344,36 @@ impl Hub {
     /// `tenant_id`, keeps it in the history and queues it to the namespace's
     /// subscribers. Returns the `seq`. The caller has validated the event.
     pub(crate) fn publish(&self, mut event: Event) -> u64 {
-        let now = Instant::now();
         let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
         let mut shard = self.shard(&tenant, event.topic.as_str());
-        let state = shard.entry((tenant.clone(), event.topic.as_str().to_owned())).or_default();
-        state.seq += 1;
-        let seq = state.seq;
+        let state = shard.entry((tenant.clone(), event.topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
+        let seq = state.seq + 1;
         event.seq = Some(seq);
-        let frame: Frame = event.encode().into();
+        self.record(state, &tenant, &event.topic, seq, event.encode().into());
+        Metrics::inc(&self.metrics.events_published);
+        seq
+    }
+
+    /// Applies an event of a cluster, numbered by Redis, in the order the
+    /// cluster channel brought it: keeps it in the history and queues it to
+    /// the namespace's subscribers.
+    pub(crate) fn apply(&self, tenant: Tenant, topic: &Topic, seq: u64, frame: Frame) {
+        let mut shard = self.shard(&tenant, topic.as_str());
+        let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
+        if !state.known || seq != state.seq + 1 {
+            // Recovery replays from the history, which must hold every event
+            // from its oldest on: it starts here.
+            state.history.clear();
+            state.known = true;
+        }
+        self.record(state, &tenant, topic, seq, frame);
+    }
+
+    /// Makes `seq` the topic's position, keeps `frame` in the history and
+    /// queues it to the namespace's subscribers.
+    fn record(&self, state: &mut TopicState, tenant: &Tenant, topic: &Topic, seq: u64, frame: Frame) {
+        let now = Instant::now();
+        state.seq = seq;
         if self.history_len > 0 {
             if state.history.len() >= self.history_len {
                 state.history.pop_front();
@@ -303,7 +385,7 @@ impl Hub {
             sub.peer.deliver(&frame, &self.metrics);
         }
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(peers) = wildcards.get(&tenant).and_then(|resources| resources.get(event.topic.resource())) {
+        if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
             for peer in peers.values() {
                 // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
                 if !state.subs.contains_key(&peer.id) {
@@ -311,8 +393,6 @@ impl Hub {
                 }
             }
         }
-        Metrics::inc(&self.metrics.events_published);
-        seq
     }
 
     /// Subscribes `peer` to a concrete topic of its tenant. With `since`,
@@ -322,12 +402,17 @@ impl Hub {
     pub(crate) fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
-        let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_default();
+        let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         state.prune(now, self.history_max_age);
-        let mut joined = Joined { last_seq: state.seq, ..Joined::default() };
+        let mut joined = Joined { last_seq: state.known.then_some(state.seq), ..Joined::default() };
         if let Some(since) = since {
             let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
-            let recovered = since <= state.seq && oldest <= since + 1;
+            // A `since` past the position is a client's mistake on a single
+            // node; on a node of a cluster it is a position seen on another
+            // node, whose events are still on their way here (and will reach
+            // this subscriber, which drops those it has).
+            let reachable = since <= state.seq || self.clustered;
+            let recovered = state.known && reachable && oldest <= since.saturating_add(1);
             if recovered {
                 joined.replay = state.history.iter().filter(|e| e.seq > since).map(|e| e.frame.clone()).collect();
             }

@@ -32,7 +32,7 @@
 //! | `GET /sse?topics=a:1,b:*` | Server-Sent Events; `id:` is the `seq`, `Last-Event-ID` resumes a single topic |
 //! | `GET /sse?mode=frames`, `POST /sse/send?session=..` | a whole protocol v1 connection over Server-Sent Events plus posts, for networks that block WebSocket |
 //! | `GET /api/poll?topics=..&since=N&epoch=..` | long poll; answers `{epoch,recovered,last_seq,events}` |
-//! | `GET /healthz` | `ok` |
+//! | `GET /healthz` | `ok`; 503 while a node of a cluster cannot reach Redis |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! # Design
@@ -46,6 +46,14 @@
 //!  connection task   connection task       reads, answers, writes in batches
 //! ```
 //!
+//! # Several nodes
+//!
+//! With [`ServerBuilder::redis`] (`herald serve --redis URL`) nodes sharing
+//! a Redis form a cluster: Redis numbers every topic's events and carries
+//! them to every node in that order, so a client may reconnect to any node
+//! and recover what it missed there. Presence is per node. See
+//! [`ServerConfig::redis`] and `docs/protocol.md`.
+//!
 //! # Logs
 //!
 //! The server logs with `tracing` and never logs a token or an SSE session
@@ -55,6 +63,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod cluster;
 mod config;
 mod conn;
 mod http;
@@ -82,7 +91,11 @@ pub use auth::{Claims, mint_token};
 pub use config::ServerConfig;
 pub use metrics::MetricsSnapshot;
 
-use crate::{auth::Authenticator, hub::Hub};
+use crate::{
+    auth::Authenticator,
+    cluster::{Cluster, PublishId, Unavailable},
+    hub::{Hub, Tenant},
+};
 
 /// Why the server could not start or do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +116,20 @@ pub enum ServerError {
     /// An event given to [`ServerHandle::publish`] is not valid.
     #[error("invalid event: {0}")]
     Event(#[from] ProtocolError),
+    /// The cluster's Redis could not be used at start.
+    #[error(
+        "cannot join the cluster through Redis at {url}: {reason}; check that redis-server (6 or later) runs there and that the URL (redis://[:password@]host[:port][/db]) and its password are right"
+    )]
+    Redis {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node of a cluster could not publish through Redis; the message says
+    /// whether the event may have been published.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What a restart does with the event history.
@@ -168,6 +195,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Joins the cluster of the nodes sharing the Redis at `url` (e.g.
+    /// `redis://127.0.0.1:6379`); see [`ServerConfig::redis`].
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.config.redis = Some(url.into());
+        self
+    }
+
+    /// Prefix of the cluster's Redis keys and channel; see [`ServerConfig::redis_prefix`].
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.redis_prefix = prefix.into();
+        self
+    }
+
     /// Names the history; see [`ServerConfig::epoch`].
     pub fn epoch(mut self, epoch: impl Into<String>) -> Self {
         self.config.epoch = Some(epoch.into());
@@ -228,7 +268,8 @@ impl ServerBuilder {
     }
 
     /// Binds `addr` and starts serving in the background (on the current
-    /// tokio runtime).
+    /// tokio runtime). With [`redis`](Self::redis), joins the cluster first:
+    /// an unreachable Redis is [`ServerError::Redis`].
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<ServerHandle, ServerError> {
         let config = self.config;
         let secret = match (&config.secret, config.dev) {
@@ -249,13 +290,19 @@ impl ServerBuilder {
             return Err(ServerError::Config("ping interval and idle timeout must be above zero".into()));
         }
         let hub = Arc::new(Hub::new(&config));
-        let app =
-            Arc::new(App { auth: Authenticator::new(secret.as_deref()), config, hub, sessions: Default::default() });
+        let joined = match &config.redis {
+            Some(url) => Some(Cluster::join(&config, url, hub.clone()).await?),
+            None => None,
+        };
+        let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
+        let auth = Authenticator::new(secret.as_deref());
+        let app = Arc::new(App { auth, config, hub, cluster, sessions: Default::default() });
         let listener = listen(addr).await?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: "?".into(), source })?;
-        info!(%addr, epoch = %app.hub.epoch, "herald listening");
+        let bus = joined.map(|(cluster, bus)| tokio::spawn(cluster.supervise(bus)));
+        info!(%addr, epoch = %app.hub.epoch(), "herald listening");
         let running = Some(start(app.clone(), listener));
-        Ok(ServerHandle { addr, app, running })
+        Ok(ServerHandle { addr, app, running, bus })
     }
 }
 
@@ -265,10 +312,37 @@ pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) auth: Authenticator,
     pub(crate) hub: Arc<Hub>,
+    /// Set on a node of a cluster.
+    pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) sessions: stream::Sessions,
 }
 
 impl App {
+    /// Publishes a validated event: through Redis on a node of a cluster,
+    /// in this process otherwise. With `dedup` (tenant, user, publish id), a
+    /// repeat within the dedup window is not broadcast again. Returns the
+    /// `seq` and whether it was a repeat.
+    pub(crate) async fn publish(
+        &self,
+        event: Event,
+        dedup: Option<(&Tenant, &Arc<str>, &str)>,
+    ) -> Result<(u64, bool), Unavailable> {
+        match (&self.cluster, dedup) {
+            (Some(cluster), dedup) => {
+                let dedup = dedup.map(|(tenant, user, id)| PublishId { tenant, user, id });
+                cluster.publish(&event, dedup).await
+            }
+            (None, Some((tenant, user, id))) => Ok(self.hub.publish_once(tenant, user, id, event)),
+            (None, None) => Ok((self.hub.publish(event), false)),
+        }
+    }
+
+    /// Whether the node can serve: always on a single node; on a node of a
+    /// cluster while it reaches Redis.
+    pub(crate) fn healthy(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|cluster| cluster.online())
+    }
+
     pub(crate) fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match origin {
             // Native clients send no Origin; cross-site hijacking needs a browser, which always does.
@@ -347,6 +421,8 @@ pub struct ServerHandle {
     addr: SocketAddr,
     app: Arc<App>,
     running: Option<Running>,
+    /// The task keeping a node of a cluster on the bus; aborted on drop.
+    bus: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -365,9 +441,11 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
-    /// The current epoch (changes on [`restart`](Self::restart) with [`Epoch::New`]).
+    /// The current epoch (changes on [`restart`](Self::restart) with
+    /// [`Epoch::New`], and on a node of a cluster when Redis restarts or
+    /// loses its data).
     pub fn epoch(&self) -> String {
-        self.app.hub.epoch.to_string()
+        self.app.hub.epoch().to_string()
     }
 
     /// The counters also served on `/metrics`.
@@ -375,13 +453,16 @@ impl ServerHandle {
         self.app.hub.metrics.snapshot()
     }
 
-    /// Publishes an event as a backend would (its `seq` is assigned here),
-    /// into the namespace of its `data.tenant_id`: it reaches only that
-    /// tenant's connections, or without one only connections without a
-    /// tenant. Returns the `seq`.
+    /// Publishes an event as a backend would (its `seq` is assigned here,
+    /// or by Redis on a node of a cluster), into the namespace of its
+    /// `data.tenant_id`: it reaches only that tenant's connections, or
+    /// without one only connections without a tenant. Returns the `seq`.
+    /// A node of a cluster that cannot reach Redis returns
+    /// [`ServerError::Unavailable`].
     pub async fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
         event.validate()?;
-        Ok(self.app.hub.publish(event))
+        let (seq, _) = self.app.publish(event, None).await.map_err(|e| ServerError::Unavailable(e.0))?;
+        Ok(seq)
     }
 
     /// Publishes `kind` on `topic` for `entity_id` with a JSON `payload`,
@@ -437,6 +518,8 @@ impl ServerHandle {
 
     /// Shuts down gracefully and starts again on the same address, keeping or
     /// dropping the history: [`pause`](Self::pause) then [`resume`](Self::resume).
+    /// A node of a cluster keeps the cluster's history: [`Epoch::New`] is a
+    /// [`ServerError::Config`] there.
     pub async fn restart(&mut self, epoch: Epoch) -> Result<(), ServerError> {
         self.pause().await;
         self.resume(epoch).await
@@ -456,13 +539,18 @@ impl ServerHandle {
         if self.running.is_some() {
             return Ok(());
         }
+        if epoch == Epoch::New && self.app.cluster.is_some() {
+            return Err(ServerError::Config(
+                "a node of a cluster cannot drop the history alone: it belongs to the cluster and changes when Redis restarts".into(),
+            ));
+        }
         if epoch == Epoch::New {
             let mut config = self.app.config.clone();
             // Even a configured epoch must change: the history is gone.
             config.epoch = None;
             let hub = Arc::new(Hub::new(&config));
             let (config, auth) = (self.app.config.clone(), self.app.auth.clone());
-            self.app = Arc::new(App { config, auth, hub, sessions: Default::default() });
+            self.app = Arc::new(App { config, auth, hub, cluster: None, sessions: Default::default() });
         }
         // The old listener is closed; retry briefly in case the OS is slow to release the port.
         let mut attempt = 0;
@@ -476,7 +564,7 @@ impl ServerHandle {
                 Err(source) => return Err(ServerError::Bind { addr: self.addr.to_string(), source }),
             }
         };
-        info!(addr = %self.addr, epoch = %self.app.hub.epoch, "herald restarted");
+        info!(addr = %self.addr, epoch = %self.app.hub.epoch(), "herald restarted");
         self.running = Some(start(self.app.clone(), listener));
         Ok(())
     }
@@ -497,6 +585,9 @@ impl Drop for ServerHandle {
         if let Some(running) = self.running.take() {
             let _ = running.stop.send(());
             self.app.hub.close(close::GOING_AWAY);
+        }
+        if let Some(bus) = self.bus.take() {
+            bus.abort();
         }
     }
 }

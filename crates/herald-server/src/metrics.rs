@@ -2,12 +2,14 @@
 
 use std::{
     fmt::Write,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
 
 /// The server's counters. Relaxed atomics: they are statistics, not synchronisation.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
+    /// On a node of a cluster: whether it is on the cluster bus (Redis).
+    pub(crate) bus_up: Option<AtomicBool>,
     pub(crate) connections: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
     pub(crate) messages_in: AtomicU64,
@@ -35,9 +37,16 @@ pub struct MetricsSnapshot {
     pub drops: u64,
     /// Rejected tokens and origins.
     pub auth_failures: u64,
+    /// On a node of a cluster, whether it reaches Redis (it serves and
+    /// publishes only then); `None` on a single node.
+    pub cluster_bus_up: Option<bool>,
 }
 
 impl Metrics {
+    pub(crate) fn new(clustered: bool) -> Self {
+        Self { bus_up: clustered.then(AtomicBool::default), ..Self::default() }
+    }
+
     pub(crate) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
@@ -55,6 +64,7 @@ impl Metrics {
             events_published: self.events_published.load(Relaxed),
             drops: self.drops.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
+            cluster_bus_up: self.bus_up.as_ref().map(|up| up.load(Relaxed)),
         }
     }
 
@@ -73,6 +83,11 @@ impl Metrics {
         for (name, kind, help, value) in rows {
             // Writing to a String cannot fail.
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        }
+        if let Some(up) = s.cluster_bus_up {
+            let name = "herald_cluster_bus_up";
+            let help = "1 while this node of a cluster reaches Redis, 0 while it does not.";
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", u8::from(up));
         }
         out
     }

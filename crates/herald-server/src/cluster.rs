@@ -1,0 +1,425 @@
+//! Several nodes behind one Redis (`ServerConfig::redis`). Every node serves
+//! its own connections; Redis numbers the events and carries them to every
+//! node in one order.
+//!
+//! ```text
+//!  node A: publish ──EVALSHA──▶ Redis: epoch check, dedup, INCR seq, PUBLISH ──▶ one channel
+//!          ◀───────── seq ────┘                                                   │
+//!  node A: Hub::apply ◀────────────────────────────────────────────────────────────┤ in order
+//!  node B: Hub::apply ◀────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Numbering and sending are one script, so the channel carries each
+//! topic's events in `seq` order, and a node (the publishing one too)
+//! delivers events only as the channel brings them. A node knows a topic's
+//! position once it has seen one of its events on the channel; before, it
+//! leaves the topic out of `last_seq` and cannot recover it.
+//!
+//! The epoch lives in Redis, tied to the Redis server's `run_id`: a Redis
+//! that restarted (whatever it kept) or lost its data gives the cluster a
+//! new epoch, since its `seq` counters may have gone back. Each message
+//! carries the epoch it was numbered in, and a node that sees a new one
+//! forgets its positions and closes its connections (1001 with a reconnect
+//! hint), so clients resync instead of dropping restarted numbers as
+//! duplicates.
+//!
+//! Messages are handed to the hub as the bus connection reads them (RESP3
+//! pushes), with no queue in between: a node that cannot keep up makes Redis
+//! buffer for it, up to Redis's `client-output-buffer-limit pubsub`, past
+//! which Redis drops it, and the node comes back as after any loss.
+//!
+//! A node that loses its connection to Redis may miss events: it forgets
+//! every position, closes its connections, refuses publishes, reports
+//! unhealthy and reconnects with backoff. Connections opened meanwhile are
+//! closed again once it is back, since their subscriptions began before the
+//! node listened to the channel again.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex, PoisonError, RwLock, atomic::Ordering},
+    time::Duration,
+};
+
+use herald_protocol::{Event, Topic, close};
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value,
+    aio::MultiplexedConnection,
+};
+use tokio::{
+    sync::Notify,
+    time::{sleep, timeout},
+};
+use tracing::{info, warn};
+
+use crate::{
+    ServerConfig, ServerError,
+    hub::{Hub, Tenant},
+    metrics::Metrics,
+};
+
+/// Longest wait for a connection to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for an answer from Redis; a publish waits this long at most.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node checks that Redis still answers: a half-open
+/// connection never reports itself.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Reconnect delays to Redis double from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// Publishes one event. KEYS: epoch, the topic's seq counter, and the
+/// publish id when deduplicating. ARGV: the epoch the node believes in, the
+/// channel, the routing head, the event without `seq` (which is the last
+/// key of the encoding, so `,"seq":N}` replaces the closing brace), and the
+/// dedup window in milliseconds. Returns `{0, seq}`, `{1, earlier seq}` for
+/// a duplicate, or `{2, 0}` when the epoch is not the node's.
+const PUBLISH: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
+if KEYS[3] then
+  local earlier = redis.call('GET', KEYS[3])
+  if earlier then return {1, tonumber(earlier)} end
+end
+local seq = redis.call('INCR', KEYS[2])
+if KEYS[3] then redis.call('SET', KEYS[3], seq, 'PX', ARGV[5]) end
+local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
+return {0, seq}
+"#;
+
+/// Names the cluster's history. KEYS: epoch, and the `run_id` of the Redis
+/// server that named it. ARGV: a fresh epoch. A Redis server that restarted
+/// may have come back with older counters (or none), so it gets a new epoch.
+const ESTABLISH: &str = r#"
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local epoch = redis.call('GET', KEYS[1])
+if epoch and redis.call('GET', KEYS[2]) == run then return epoch end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], run)
+return ARGV[1]
+"#;
+
+/// A publish that did not go through the cluster bus; the text says what
+/// happened and what to do.
+#[derive(Debug)]
+pub(crate) struct Unavailable(pub(crate) String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who published with which id, for deduplication across nodes.
+pub(crate) struct PublishId<'a> {
+    pub(crate) tenant: &'a Tenant,
+    pub(crate) user: &'a str,
+    pub(crate) id: &'a str,
+}
+
+/// A node's membership of a cluster.
+pub(crate) struct Cluster {
+    client: Client,
+    /// The Redis URL without its password, for messages.
+    url: String,
+    prefix: String,
+    epoch_key: String,
+    run_key: String,
+    channel: String,
+    publish: Script,
+    establish: Script,
+    dedup_window_ms: u64,
+    hub: Arc<Hub>,
+    /// The connection publishes go through; `None` while the node is off the bus.
+    commands: RwLock<Option<MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("url", &self.url).field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// The subscribed connection, whose driver hands each message to the hub.
+pub(crate) struct Bus {
+    conn: MultiplexedConnection,
+    gate: Arc<Gate>,
+}
+
+/// Shared with the bus connection's push handler.
+struct Gate {
+    /// Whether the handler may still touch the hub; closed, under this lock,
+    /// when the node leaves the connection, so no late message lands after
+    /// the positions were forgotten.
+    open: Mutex<bool>,
+    /// Redis closed the connection.
+    lost: Notify,
+}
+
+impl Cluster {
+    /// Connects to Redis, agrees on the epoch and subscribes to the channel.
+    pub(crate) async fn join(config: &ServerConfig, url: &str, hub: Arc<Hub>) -> Result<(Arc<Self>, Bus), ServerError> {
+        let shown = redact(url);
+        let refuse = |reason: String| ServerError::Redis { url: shown.clone(), reason };
+        if config.epoch.is_some() {
+            return Err(ServerError::Config(
+                "a cluster keeps its epoch in Redis: drop the epoch setting (--epoch, HERALD_EPOCH) when using Redis"
+                    .into(),
+            ));
+        }
+        if config.redis_prefix.is_empty() {
+            return Err(ServerError::Config("the Redis key prefix must not be empty".into()));
+        }
+        let info = url.into_connection_info().map_err(|e| refuse(format!("not a Redis URL ({e})")))?;
+        // Messages arrive as RESP3 pushes, handled as the connection reads
+        // them: no queue between Redis and the hub.
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| refuse(e.to_string()))?;
+        let prefix = config.redis_prefix.clone();
+        let cluster = Arc::new(Self {
+            client,
+            url: shown.clone(),
+            epoch_key: format!("{prefix}:epoch"),
+            run_key: format!("{prefix}:epoch:run"),
+            channel: format!("{prefix}:events"),
+            prefix,
+            publish: Script::new(PUBLISH),
+            establish: Script::new(ESTABLISH),
+            dedup_window_ms: config.dedup_window.as_millis().clamp(1, u64::MAX.into()) as u64,
+            hub,
+            commands: RwLock::default(),
+        });
+        let bus = cluster.connect().await.map_err(|e| refuse(e.to_string()))?;
+        info!(url = %shown, epoch = %cluster.hub.epoch(), "joined the cluster");
+        Ok((cluster, bus))
+    }
+
+    /// Whether the node is on the bus (publishes can go through).
+    pub(crate) fn online(&self) -> bool {
+        self.commands.read().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
+    fn commands(&self) -> Option<MultiplexedConnection> {
+        self.commands.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_commands(&self, commands: Option<MultiplexedConnection>) {
+        let up = commands.is_some();
+        *self.commands.write().unwrap_or_else(PoisonError::into_inner) = commands;
+        if let Some(gauge) = &self.hub.metrics.bus_up {
+            gauge.store(up, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets on the bus: connections, epoch, then the channel.
+    async fn connect(&self) -> Result<Bus, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REPLY_TIMEOUT));
+        let mut commands = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let epoch = self.establish_epoch(&mut commands).await?;
+        self.hub.adopt_epoch(&epoch);
+        // Positions are learnt anew from the first events the channel brings.
+        self.hub.forget_positions();
+        let gate = Arc::new(Gate { open: Mutex::new(true), lost: Notify::new() });
+        let handler = {
+            let (gate, hub) = (gate.clone(), self.hub.clone());
+            move |push: PushInfo| -> Result<(), Infallible> {
+                on_push(&gate, &hub, push);
+                Ok(())
+            }
+        };
+        let mut conn =
+            self.client.get_multiplexed_async_connection_with_config(&config.set_push_sender(handler)).await?;
+        conn.subscribe(&self.channel).await?;
+        // Connections opened while the node was off the bus subscribed before
+        // it listened again: what was published in between never reached them.
+        self.hub.kill_all(close::GOING_AWAY);
+        self.set_commands(Some(commands));
+        Ok(Bus { conn, gate })
+    }
+
+    async fn establish_epoch(&self, commands: &mut MultiplexedConnection) -> Result<String, RedisError> {
+        let fresh = format!("{:012x}", fastrand::u64(..) >> 16);
+        self.establish.key(&self.epoch_key).key(&self.run_key).arg(fresh).invoke_async(commands).await
+    }
+
+    /// Keeps the node on the bus, and gets it back on after losing Redis.
+    /// Runs until aborted.
+    pub(crate) async fn supervise(self: Arc<Self>, mut bus: Bus) {
+        loop {
+            self.watch(&mut bus).await;
+            self.leave(&bus);
+            warn!(url = %self.url, "lost the cluster bus (Redis): connections closed, publishes refused until it is back");
+            bus = self.rejoin().await;
+            info!(url = %self.url, epoch = %self.hub.epoch(), "back on the cluster bus");
+        }
+    }
+
+    /// Returns when Redis closed the bus connection or stopped answering.
+    async fn watch(&self, bus: &mut Bus) {
+        loop {
+            tokio::select! {
+                () = bus.gate.lost.notified() => return,
+                () = sleep(PING_INTERVAL) => {
+                    let Some(mut commands) = self.commands() else { return };
+                    if !(ping(&mut bus.conn).await && ping(&mut commands).await) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Off the bus: events may be missed from now on.
+    fn leave(&self, bus: &Bus) {
+        *bus.gate.open.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.set_commands(None);
+        self.hub.forget_positions();
+        self.hub.kill_all(close::GOING_AWAY);
+    }
+
+    async fn rejoin(&self) -> Bus {
+        let mut delay = BACKOFF.0;
+        loop {
+            // ±50 % jitter, so that nodes do not come back in step.
+            sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+            match self.connect().await {
+                Ok(bus) => return bus,
+                Err(error) => {
+                    info!(url = %self.url, %error, "Redis still unreachable");
+                    delay = (delay * 2).min(BACKOFF.1);
+                }
+            }
+        }
+    }
+
+    /// Numbers `event` and sends it to every node (this one too, which
+    /// delivers it when the channel brings it). With `dedup`, a publish id
+    /// seen within the dedup window on any node returns its `seq` and is not
+    /// sent again. Returns the `seq` and whether it was a duplicate.
+    pub(crate) async fn publish(
+        &self,
+        event: &Event,
+        dedup: Option<PublishId<'_>>,
+    ) -> Result<(u64, bool), Unavailable> {
+        let tenant = event.data.tenant_id.as_deref();
+        // JSON keeps any tenant, user or id apart from the separators.
+        let head = serde_json::json!([tenant, event.topic.as_str()]).to_string();
+        let seq_key = format!("{}:seq:{head}", self.prefix);
+        let dedup_key =
+            dedup.map(|d| format!("{}:dedup:{}", self.prefix, serde_json::json!([d.tenant.as_deref(), d.user, d.id])));
+        let frame = event.encode();
+        // A second try follows a new epoch found in Redis; another change at once is not waited out.
+        for _ in 0..2 {
+            let Some(mut commands) = self.commands() else {
+                return Err(Unavailable(format!(
+                    "the cluster bus is unavailable (Redis at {} unreachable): the event was not published; retry later",
+                    self.url
+                )));
+            };
+            let epoch = self.hub.epoch();
+            let mut invocation = self.publish.key(&self.epoch_key);
+            invocation.key(&seq_key);
+            if let Some(key) = &dedup_key {
+                invocation.key(key);
+            }
+            invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms);
+            let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
+            match reply {
+                Ok(Ok((0, seq))) => {
+                    Metrics::inc(&self.hub.metrics.events_published);
+                    return Ok((seq, false));
+                }
+                Ok(Ok((1, seq))) => return Ok((seq, true)),
+                Ok(Ok(_)) => {
+                    let epoch = self.establish_epoch(&mut commands).await.map_err(|e| self.failed(&e))?;
+                    self.hub.adopt_epoch(&epoch);
+                }
+                Ok(Err(error)) => return Err(self.failed(&error)),
+                Err(_) => return Err(self.failed(&"no answer in time")),
+            }
+        }
+        Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()))
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) -> Unavailable {
+        Unavailable(format!(
+            "the cluster bus (Redis at {}) failed: {error}; the event may have been published: a retry with the same publish id is not broadcast twice",
+            self.url
+        ))
+    }
+}
+
+async fn ping(conn: &mut MultiplexedConnection) -> bool {
+    matches!(timeout(REPLY_TIMEOUT, redis::cmd("PING").query_async::<Value>(conn)).await, Ok(Ok(_)))
+}
+
+/// Runs in the bus connection's driver, for each push, in the order Redis sent them.
+fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
+    let open = gate.open.lock().unwrap_or_else(PoisonError::into_inner);
+    if !*open {
+        return;
+    }
+    match push.kind {
+        PushKind::Disconnection => gate.lost.notify_one(),
+        PushKind::Message => match push.data.get(1) {
+            Some(Value::BulkString(payload)) => match Message::parse(payload) {
+                Some(message) => {
+                    hub.adopt_epoch(message.epoch);
+                    hub.apply(message.tenant, &message.topic, message.seq, message.frame.into());
+                }
+                None => warn!("ignored a malformed message on the cluster channel"),
+            },
+            _ => warn!("ignored a message of an unexpected type on the cluster channel"),
+        },
+        _ => {}
+    }
+}
+
+/// One event on the channel: `epoch \n seq \n ["tenant","topic"] \n frame`.
+struct Message<'a> {
+    epoch: &'a str,
+    seq: u64,
+    tenant: Tenant,
+    topic: Topic,
+    frame: String,
+}
+
+impl<'a> Message<'a> {
+    fn parse(payload: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let mut parts = text.splitn(4, '\n');
+        let (epoch, seq, head, frame) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (tenant, topic): (Option<String>, String) = serde_json::from_str(head).ok()?;
+        Some(Self {
+            epoch,
+            seq: seq.parse().ok()?,
+            tenant: tenant.map(Into::into),
+            topic: Topic::new(topic).ok()?,
+            frame: frame.to_owned(),
+        })
+    }
+}
+
+/// `url` without a password, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_left_out_of_urls_shown() {
+        assert_eq!(redact("redis://:secret@10.0.0.1:6379/2"), "redis://***@10.0.0.1:6379/2");
+        assert_eq!(redact("redis://user:p@ss@host/0"), "redis://***@host/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

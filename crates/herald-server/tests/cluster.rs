@@ -1,0 +1,466 @@
+//! Several nodes on one real `redis-server`: every subscriber of a topic, on
+//! any node, sees the same gap-free `seq` order; a client recovers on another
+//! node; publish ids are remembered across nodes; a Redis that restarts
+//! gives the cluster a new epoch and clients resync.
+
+mod support;
+
+use std::time::Duration;
+
+use herald_server::ServerError;
+use serde_json::{Value, json};
+use support::*;
+
+/// Events each of the four publishers sends in the interleaving test.
+const PER_PUBLISHER: usize = 15;
+
+async fn node(redis: &RedisServer) -> ServerHandle {
+    Server::builder()
+        .dev(true)
+        .redis(redis.url())
+        .shutdown_spread(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("the node joins the cluster")
+}
+
+fn publish_frame(id: &str, payload: &str) -> String {
+    json!({"type":"publish","id":id,"topic":"doc:1","event":"UPDATED",
+        "data":{"entity_id":"1","payload":payload,"timestamp":"2026-01-01T00:00:00Z"}})
+    .to_string()
+}
+
+/// Publishes over WebSocket and returns the ack.
+async fn publish_ws(client: &mut Client, id: &str, payload: &str) -> Value {
+    client.send(&publish_frame(id, payload)).await;
+    let ack = client.recv().await;
+    assert_eq!((&ack["type"], &ack["id"]), (&json!("ack"), &json!(id)), "{ack}");
+    ack
+}
+
+/// `POST /api/publish` as `user` (a dev token), with an optional id; returns status and answer.
+async fn publish_http(server: &ServerHandle, user: &str, id: Option<&str>, payload: &str) -> (u16, Value) {
+    let mut body = json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":payload}});
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    let bearer = format!("Bearer {user}");
+    let (status, answer) = http(server, "POST", "/api/publish", &[("Authorization", &bearer)], &body.to_string()).await;
+    (status, serde_json::from_str(&answer).unwrap_or_else(|_| panic!("JSON, got {answer}")))
+}
+
+/// The next `count` events as (seq, payload).
+async fn events(client: &mut Client, count: usize) -> Vec<(u64, String)> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let event = client.recv().await;
+        assert!(event["seq"].is_u64(), "expected an event, got {event}");
+        events.push((event["seq"].as_u64().unwrap(), event["data"]["payload"].as_str().unwrap().to_owned()));
+    }
+    events
+}
+
+fn seqs(events: &[(u64, String)]) -> Vec<u64> {
+    events.iter().map(|(seq, _)| *seq).collect()
+}
+
+async fn healthz(server: &ServerHandle) -> u16 {
+    http(server, "GET", "/healthz", &[], "").await.0
+}
+
+/// Waits until `/healthz` answers `status`.
+async fn health_becomes(server: &ServerHandle, status: u16) {
+    within("the node's health to change", async {
+        while healthz(server).await != status {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_on_two_nodes_see_interleaved_publishes_in_one_gap_free_order() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    assert_eq!(a.epoch(), b.epoch(), "the epoch is the cluster's");
+    let mut on_a = Client::dev(&a, "reader-a").await;
+    let mut on_b = Client::dev(&b, "reader-b").await;
+    for reader in [&mut on_a, &mut on_b] {
+        let subscribed = reader.subscribe(&["doc:1"]).await;
+        // Nothing was published since the nodes joined: they do not know the position.
+        assert_eq!(subscribed.get("last_seq"), None, "{subscribed}");
+    }
+
+    // Four publishers at once: WebSocket and HTTP, through each node.
+    async fn ws(server: &ServerHandle, name: &str) -> Vec<u64> {
+        let mut client = Client::dev(server, name).await;
+        let mut acked = Vec::new();
+        for n in 0..PER_PUBLISHER {
+            let ack = publish_ws(&mut client, &format!("p-{n}"), &format!("{name}-{n}")).await;
+            acked.push(ack["seq"].as_u64().expect("a seq"));
+        }
+        acked
+    }
+    async fn post(server: &ServerHandle, name: &str) -> Vec<u64> {
+        let mut acked = Vec::new();
+        for n in 0..PER_PUBLISHER {
+            let (status, answer) = publish_http(server, name, None, &format!("{name}-{n}")).await;
+            assert_eq!(status, 200, "{answer}");
+            acked.push(answer["seq"].as_u64().expect("a seq"));
+        }
+        acked
+    }
+    let (ws_a, ws_b, http_a, http_b) =
+        tokio::join!(ws(&a, "ws-a"), ws(&b, "ws-b"), post(&a, "http-a"), post(&b, "http-b"));
+    let total = 4 * PER_PUBLISHER;
+    let mut acked: Vec<u64> = [ws_a, ws_b, http_a, http_b].concat();
+    acked.sort_unstable();
+    assert_eq!(acked, (1..=total as u64).collect::<Vec<_>>(), "every publish got its own seq");
+
+    let (seen_a, seen_b) = (events(&mut on_a, total).await, events(&mut on_b, total).await);
+    assert_eq!(seqs(&seen_a), (1..=total as u64).collect::<Vec<_>>(), "gap-free, in order, once each");
+    assert_eq!(seen_a, seen_b, "both nodes deliver the same events in the same order");
+    let payloads: std::collections::HashSet<&String> = seen_a.iter().map(|(_, payload)| payload).collect();
+    assert_eq!(payloads.len(), total, "no event twice");
+    // Both nodes now know the position.
+    for server in [&a, &b] {
+        let mut late = Client::dev(server, "late").await;
+        assert_eq!(late.subscribe(&["doc:1"]).await["last_seq"], json!({"doc:1": total}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_once() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut client = Client::dev(&a, "mover").await;
+    client.subscribe(&["doc:1"]).await;
+    // Shows when node B has applied an event.
+    let mut watcher = Client::dev(&b, "watcher").await;
+    watcher.subscribe(&["doc:1"]).await;
+    for n in 1..=3 {
+        b.publish("doc:1", "UPDATED", "1", &json!(format!("before-{n}"))).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
+    drop(client);
+
+    // Published through both nodes while the client is away.
+    for n in 4..=6 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        node.publish("doc:1", "UPDATED", "1", &json!(format!("away-{n}"))).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut watcher, 6).await), (1..=6).collect::<Vec<_>>());
+    let mut moved = Client::dev(&b, "mover").await;
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":a.epoch()});
+    moved.send(&body.to_string()).await;
+    let replayed = events(&mut moved, 3).await;
+    assert_eq!(seqs(&replayed), [4, 5, 6], "the missed events, once each, from either node");
+    let subscribed = moved.recv().await;
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":6}}));
+    a.publish("doc:1", "UPDATED", "1", &json!("after")).await.unwrap();
+    assert_eq!(events(&mut moved, 1).await, [(7, "after".to_owned())], "live delivery goes on, nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut watcher = Client::dev(&b, "watcher").await;
+    watcher.subscribe(&["doc:1"]).await;
+    for n in 1..=3 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut watcher, 3).await), [1, 2, 3], "node B has them");
+    let poll = |epoch: &str| format!("/api/poll?topics=doc:1&since=1&epoch={epoch}&token=u");
+    let (status, answer) = http(&b, "GET", &poll(&a.epoch()), &[], "").await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!((&answer["recovered"], &answer["last_seq"]), (&json!(true), &json!({"doc:1": 3})), "{answer}");
+    let replayed: Vec<&Value> = answer["events"].as_array().unwrap().iter().map(|e| &e["seq"]).collect();
+    assert_eq!(replayed, [&json!(2), &json!(3)]);
+    let answer: Value = serde_json::from_str(&http(&b, "GET", &poll("another"), &[], "").await.1).unwrap();
+    assert_eq!((&answer["recovered"], &answer["events"]), (&json!(false), &json!([])), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_position() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis).await;
+    let mut client = Client::dev(&a, "u").await;
+    client.subscribe(&["doc:1"]).await;
+    for n in 1..=2 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
+    drop(client);
+
+    // Node C joined after those events: it cannot replay them, nor say where the topic is.
+    let c = node(&redis).await;
+    let mut moved = Client::dev(&c, "u").await;
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":c.epoch()});
+    moved.send(&body.to_string()).await;
+    let subscribed = moved.recv().await;
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
+    // The next event is the client's new position.
+    a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap();
+    assert_eq!(events(&mut moved, 1).await, [(3, "3".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_id_repeated_on_another_node_is_acked_with_the_first_seq_and_not_broadcast() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut reader = Client::dev(&b, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    let mut on_a = Client::dev(&a, "writer").await;
+    let mut on_b = Client::dev(&b, "writer").await;
+
+    let first = publish_ws(&mut on_a, "p-1", "first").await;
+    assert_eq!((&first["seq"], &first["duplicate"]), (&json!(1), &Value::Null), "{first}");
+    let again = publish_ws(&mut on_b, "p-1", "first").await;
+    assert_eq!((&again["seq"], &again["duplicate"]), (&json!(1), &json!(true)), "{again}");
+    // The same user and id over HTTP, on either node.
+    assert_eq!(publish_http(&a, "writer", Some("p-1"), "first").await, (200, json!({"seq":1,"duplicate":true})));
+    // Ids are per user: another user's p-1 is new.
+    assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2})));
+    a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap();
+
+    let seen = events(&mut reader, 3).await;
+    assert_eq!(seen, [(1, "first".into()), (2, "other".into()), (3, "last".into())], "broadcast once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_start_a_new_epoch() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let old_epoch = a.epoch();
+    let mut client = Client::dev(&a, "u").await;
+    client.subscribe(&["doc:1"]).await;
+    for n in 1..=3 {
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
+    assert_eq!(a.metrics().cluster_bus_up, Some(true));
+
+    redis.kill();
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("retry_after_ms="), "a spread reconnect hint: {reason}");
+    health_becomes(&a, 503).await;
+    health_becomes(&b, 503).await;
+    assert_eq!(a.metrics().cluster_bus_up, Some(false));
+    assert!(http(&a, "GET", "/metrics", &[], "").await.1.contains("\nherald_cluster_bus_up 0\n"));
+
+    // Publishes fail with a clear error: over HTTP, WebSocket and the API.
+    let (status, answer) = publish_http(&b, "writer", None, "lost").await;
+    assert_eq!(status, 503, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("cluster bus") && error.contains("retry"), "{error}");
+    let mut during = Client::dev(&b, "writer").await;
+    during.send(&publish_frame("p-down", "lost")).await;
+    let refused = during.recv().await;
+    assert_eq!((&refused["type"], &refused["code"], &refused["id"]), (&json!("error"), &json!(500), &json!("p-down")));
+    assert!(refused["message"].as_str().unwrap().contains("cluster bus"), "{refused}");
+    match a.publish("doc:1", "UPDATED", "1", &json!("lost")).await {
+        Err(ServerError::Unavailable(message)) => assert!(message.contains("not published"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+
+    redis.restart().await;
+    // A connection opened while its node was off the bus subscribed before
+    // the node listened again: it is closed once the node is back.
+    assert_eq!(during.closed().await.0, 1001);
+    health_becomes(&a, 200).await;
+    health_becomes(&b, 200).await;
+    assert_eq!(a.metrics().cluster_bus_up, Some(true));
+    let new_epoch = a.epoch();
+    assert_ne!(new_epoch, old_epoch, "Redis lost the history: the cluster has a new epoch");
+    assert_eq!(b.epoch(), new_epoch);
+
+    let mut back = Client::connect(&format!("{}?token=u", a.ws_url())).await;
+    let connected = back.recv().await;
+    assert_eq!(connected["epoch"], json!(new_epoch), "{connected}");
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":old_epoch});
+    back.send(&body.to_string()).await;
+    assert_eq!(back.recv().await["recovered"], false, "an old epoch's position cannot be recovered");
+    let seq = b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap();
+    assert_eq!(seq, 1, "numbers start over in the new epoch");
+    assert_eq!(events(&mut back, 1).await, [(1, "new".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_late_connections_when_back() {
+    let redis = RedisServer::start().await;
+    let mut link = RedisLink::to(&redis).await;
+    let a = Server::builder()
+        .dev(true)
+        .redis(link.url())
+        .shutdown_spread(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("node A joins through the link");
+    let b = node(&redis).await;
+    let epoch = a.epoch();
+    let mut client = Client::dev(&a, "u").await;
+    client.subscribe(&["doc:1"]).await;
+    for n in 1..=2 {
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
+
+    link.cut();
+    assert_eq!(client.closed().await.0, 1001);
+    health_becomes(&a, 503).await;
+    // The cluster goes on without node A.
+    for n in 3..=4 {
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    let mut late = Client::dev(&a, "late").await;
+    late.subscribe(&["doc:1"]).await;
+
+    link.restore().await;
+    // Its subscription began while node A heard nothing: closed once A is back.
+    assert_eq!(late.closed().await.0, 1001);
+    health_becomes(&a, 200).await;
+    assert_eq!(a.epoch(), epoch, "Redis kept its data: same epoch");
+    let mut back = Client::dev(&a, "u").await;
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":epoch});
+    back.send(&body.to_string()).await;
+    let subscribed = back.recv().await;
+    assert_eq!(
+        subscribed,
+        json!({"type":"subscribed","topics":["doc:1"],"recovered":false}),
+        "3 and 4 never reached A"
+    );
+    b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap();
+    assert_eq!(events(&mut back, 1).await, [(5, "5".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch() {
+    let mut redis = RedisServer::start_persistent().await;
+    let a = node(&redis).await;
+    let old_epoch = a.epoch();
+    for n in 1..=2 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    redis.save().await;
+    // Published after the snapshot: a restart brings the counter back to 2.
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap(), 3);
+    redis.kill();
+    health_becomes(&a, 503).await;
+    redis.restart().await;
+    health_becomes(&a, 200).await;
+    assert_ne!(a.epoch(), old_epoch, "numbers may have gone back: positions of the old epoch must not count");
+    let mut client = Client::dev(&a, "u").await;
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":old_epoch});
+    client.send(&body.to_string()).await;
+    assert_eq!(client.recv().await["recovered"], false);
+    // The restored counter goes on from the snapshot, in the new epoch.
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("again")).await.unwrap(), 3);
+    assert_eq!(events(&mut client, 1).await, [(3, "again".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_on_every_node() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let old_epoch = a.epoch();
+    let mut on_a = Client::dev(&a, "u").await;
+    let mut on_b = Client::dev(&b, "u").await;
+    for client in [&mut on_a, &mut on_b] {
+        client.subscribe(&["doc:1"]).await;
+    }
+    for n in 1..=2 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    assert_eq!(seqs(&events(&mut on_a, 2).await), [1, 2]);
+    assert_eq!(seqs(&events(&mut on_b, 2).await), [1, 2]);
+
+    redis.flush_all().await;
+    // Node B finds the epoch gone when it publishes: it names a new one and
+    // publishes in it; node A learns it from the event.
+    assert_eq!(b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap(), 1);
+    for client in [&mut on_a, &mut on_b] {
+        let (code, reason) = client.closed().await;
+        assert_eq!(code, 1001, "{reason}");
+    }
+    assert_ne!(b.epoch(), old_epoch);
+    let new_epoch = b.epoch();
+    within("node A to adopt the new epoch", async {
+        while a.epoch() != new_epoch {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut back = Client::dev(&a, "u").await;
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":old_epoch});
+    back.send(&body.to_string()).await;
+    assert_eq!(back.recv().await["recovered"], false);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("next")).await.unwrap(), 2);
+    assert_eq!(events(&mut back, 1).await, [(2, "next".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
+    const ROUNDS: u64 = 5;
+    let redis = RedisServer::start().await;
+    let jwt_node = || async {
+        Server::builder().secret(SECRET).redis(redis.url()).bind("127.0.0.1:0").await.expect("the node joins")
+    };
+    let (a, b) = (jwt_node().await, jwt_node().await);
+    let tenant_token = |user: &str, tenant: &str| mint_token(SECRET, &Claims::new(user, 600).tenant(tenant)).unwrap();
+    let mut acme = Client::authed(&a, &tenant_token("a", "acme")).await;
+    let mut globex = Client::authed(&b, &tenant_token("g", "globex")).await;
+    let mut untenanted = Client::authed(&a, &token("n")).await;
+    acme.subscribe(&["doc:1"]).await;
+    globex.subscribe(&["doc:*"]).await;
+    untenanted.subscribe(&["doc:1"]).await;
+    // A tenant-bound writer on B publishes into acme whatever it names; a
+    // service token on A publishes into the tenant it names.
+    let writer = mint_token(SECRET, &Claims::new("w", 600).tenant("acme").publish(["doc:*"])).unwrap();
+    let mut writer = Client::authed(&b, &writer).await;
+    let service = format!("Bearer {}", mint_token(SECRET, &Claims::new("backend", 600).publish(["doc:*"])).unwrap());
+    for round in 1..=ROUNDS {
+        let publish = json!({"type":"publish","id":format!("p-{round}"),"topic":"doc:1","event":"UPDATED",
+            "data":{"entity_id":"1","payload":"acme","tenant_id":"globex","timestamp":"2026-01-01T00:00:00Z"}});
+        writer.send(&publish.to_string()).await;
+        assert_eq!(writer.recv().await["type"], "ack");
+        let body =
+            json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"globex","tenant_id":"globex"}});
+        let (status, _) = http(&a, "POST", "/api/publish", &[("Authorization", &service)], &body.to_string()).await;
+        assert_eq!(status, 200);
+        b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap();
+    }
+    for (client, own, count) in
+        [(&mut acme, "acme", ROUNDS), (&mut globex, "globex", ROUNDS), (&mut untenanted, "untenanted", ROUNDS)]
+    {
+        let seen = events(client, count as usize).await;
+        assert_eq!(seqs(&seen), (1..=count).collect::<Vec<_>>(), "{own}: gap-free");
+        assert!(seen.iter().all(|(_, payload)| payload == own), "{own} saw only its own events: {seen:?}");
+    }
+    // Nothing foreign is queued behind: a last event of each namespace comes next.
+    let body = json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"acme","tenant_id":"acme"}});
+    http(&b, "POST", "/api/publish", &[("Authorization", &service)], &body.to_string()).await;
+    assert_eq!(events(&mut acme, 1).await, [(ROUNDS + 1, "acme".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_bad_or_unreachable_redis_is_a_clear_error_at_start() {
+    let not_a_url = Server::builder().dev(true).redis("http://127.0.0.1:6379").bind("127.0.0.1:0").await;
+    let error = not_a_url.expect_err("not a Redis URL");
+    assert!(matches!(error, ServerError::Redis { .. }), "{error:?}");
+
+    // Nothing listens on a port just freed; the password stays out of the message.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let error = Server::builder().dev(true).redis(url).bind("127.0.0.1:0").await.expect_err("nothing listens");
+    let message = error.to_string();
+    assert!(matches!(error, ServerError::Redis { .. }), "{error:?}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("redis-server"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let redis = RedisServer::start().await;
+    let both = Server::builder().dev(true).redis(redis.url()).epoch("fixed").bind("127.0.0.1:0").await;
+    assert!(matches!(both, Err(ServerError::Config(ref m)) if m.contains("epoch")), "{both:?}");
+}
