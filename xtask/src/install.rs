@@ -18,6 +18,7 @@ pub(crate) fn run() -> Result {
     npm_ci("web-demo")?;
     // The browser tests: Debian's Chromium and its driver (no browser downloads).
     apt(&["chromium", "chromium-driver"])?;
+    apt(&["redis-server"])?; // herald-server's cluster tests run their own Redis servers
     Ok(())
 }
 

@@ -77,9 +77,17 @@ pub(crate) struct ServeArgs {
     /// On shutdown, clients are told to reconnect after a random delay within this window.
     #[arg(long, env = "HERALD_SHUTDOWN_SPREAD", default_value = "5s", value_parser = duration::parse)]
     shutdown_spread: Duration,
-    /// Name of the event history (default: random at start).
+    /// Name of the event history (default: random at start; a cluster keeps its own in Redis).
     #[arg(long, env = "HERALD_EPOCH")]
     epoch: Option<String>,
+    /// Join a cluster: nodes sharing this Redis (6 or later), e.g. redis://127.0.0.1:6379 or
+    /// redis://:PASSWORD@host:6379/0, share seq numbers, the epoch, publish ids and every event,
+    /// so clients may reconnect to any node. Presence stays per node.
+    #[arg(long, env = "HERALD_REDIS", hide_env_values = true, value_name = "URL")]
+    redis: Option<String>,
+    /// Prefix of the cluster's Redis keys and channel (several clusters can share one Redis).
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
+    redis_prefix: String,
     /// Longest wait of GET /api/poll.
     #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = duration::parse)]
     poll_timeout: Duration,
@@ -105,6 +113,8 @@ impl ServeArgs {
         config.rate_limit_strikes = self.rate_strikes;
         config.shutdown_spread = self.shutdown_spread;
         config.epoch = self.epoch;
+        config.redis = self.redis;
+        config.redis_prefix = self.redis_prefix;
         config.poll_timeout = self.poll_timeout;
         config
     }

@@ -168,6 +168,20 @@ async fn serve_without_a_secret_or_dev_explains_what_to_pass() {
 }
 
 #[tokio::test]
+async fn serve_with_an_unreachable_redis_says_what_to_check_and_exits_non_zero() {
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--dev", "--addr", "127.0.0.1:0", "--redis", &format!("redis://:hunter2@127.0.0.1:{port}")])
+        .output()
+        .expect("herald runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("redis-server"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password stays out of the message: {stderr}");
+}
+
+#[tokio::test]
 async fn dev_mode_warns_that_it_is_insecure_and_a_secret_does_not() {
     let (dev, _) = serve(&["--dev"], None);
     let log = dev.log();
