@@ -9,16 +9,18 @@
 //! connection: it `try_send`s into the bounded queue and asks the task to
 //! close (4009) when the queue is full.
 
-use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use herald_protocol::{
     Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
     Subscribe, Topic, Unsubscribed, close, error_code,
 };
-use tokio::{
-    sync::mpsc,
-    time::{Instant, sleep_until, timeout},
-};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info};
 
 use crate::{
@@ -27,10 +29,6 @@ use crate::{
     hub::{Frame, Peer, subscribed_frame},
     metrics::Metrics,
 };
-
-/// Frames written per flush: enough to amortise the syscall under load,
-/// few enough that inbound messages are read between batches.
-const BATCH: usize = 64;
 
 /// A message from the client, as far as the connection cares.
 pub(crate) enum Inbound {
@@ -91,7 +89,7 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
             return;
         }
     };
-    let (peer, rx) = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let peer = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
     debug!(connection = peer.id, user = %identity.user, "connected");
     let now = Instant::now();
     let mut conn = Conn {
@@ -106,7 +104,7 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
         next_ping: now + app.config.ping_interval,
     };
     let ending = match conn.send_connected().await {
-        Ok(()) => conn.serve(rx).await,
+        Ok(()) => conn.serve().await,
         Err(ending) => ending,
     };
     app.hub.disconnect(&conn.peer, &conn.topics);
@@ -213,26 +211,28 @@ struct Conn<L> {
 type Step = Result<(), Ending>;
 
 impl<L: Link> Conn<L> {
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Frame>) -> Ending {
+    async fn serve(&mut self) -> Ending {
         let timer = sleep_until(self.next_deadline());
         tokio::pin!(timer);
+        // One kill future for the connection's life: a fresh one per loop
+        // turn registered and removed a waiter for every frame written.
+        let peer = self.peer.clone();
+        let killed = peer.wait_killed();
+        tokio::pin!(killed);
+        let mut batch = VecDeque::new();
         loop {
             let deadline = self.next_deadline();
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
             let step = tokio::select! {
-                () = self.peer.wait_killed() => Err(self.kill_ending()),
+                () = &mut killed => Err(self.kill_ending()),
                 inbound = self.link.recv() => match inbound {
                     None => Err(Ending::silent()),
                     Some(Err(ending)) => Err(ending),
                     Some(Ok(message)) => self.on_message(message).await,
                 },
-                frame = rx.recv() => match frame {
-                    Some(frame) => self.write_batch(frame, &mut rx).await,
-                    // The peer holds the sender, so this cannot happen while it lives.
-                    None => Err(Ending::silent()),
-                },
+                () = peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch).await,
                 () = &mut timer => self.on_timer().await,
             };
             if let Err(ending) = step {
@@ -281,17 +281,13 @@ impl<L: Link> Conn<L> {
         Ok(())
     }
 
-    /// Writes `first` and whatever else is queued, up to [`BATCH`], with one flush.
-    async fn write_batch(&mut self, first: Frame, rx: &mut mpsc::Receiver<Frame>) -> Step {
+    /// Writes `batch` with one flush, leaving it empty.
+    async fn write_batch(&mut self, batch: &mut VecDeque<Frame>) -> Step {
         let write_timeout = self.app.config.write_timeout;
         let link = &mut self.link;
         let result = timeout(write_timeout, async {
-            link.feed(first).await?;
-            for _ in 1..BATCH {
-                match rx.try_recv() {
-                    Ok(frame) => link.feed(frame).await?,
-                    Err(_) => break,
-                }
+            while let Some(frame) = batch.pop_front() {
+                link.feed(frame).await?;
             }
             link.flush().await
         })

@@ -19,7 +19,6 @@ use herald_protocol::{
 };
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
-use tokio::sync::mpsc;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
@@ -193,7 +192,6 @@ impl Drop for Listener {
 
 struct Subscribed {
     listener: Listener,
-    rx: mpsc::Receiver<Frame>,
     replay: Vec<Frame>,
     recovered: Option<bool>,
     last_seq: Vec<(Topic, u64)>,
@@ -209,10 +207,9 @@ enum Since {
 
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
 fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>) -> Subscribed {
-    let (peer, rx) = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let peer = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
     let mut out = Subscribed {
         listener: Listener { app: app.clone(), peer, topics: Vec::new() },
-        rx,
         replay: Vec::new(),
         recovered: since.map(|_| true),
         last_seq: Vec::new(),
@@ -330,7 +327,7 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
     let frame = subscribed_frame(topics, subscribed.recovered, subscribed.last_seq.clone());
     pending.push_back(SseEvent::default().event("herald.subscribed").data(frame.as_str()));
     let spread = app.config.shutdown_spread;
-    let state = SseState { subscribed, pending, spread, done: false };
+    let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, done: false };
     let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
     Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response()
 }
@@ -338,6 +335,8 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
 struct SseState {
     subscribed: Subscribed,
     pending: VecDeque<SseEvent>,
+    /// Frames taken from the outbox, turned into `pending` events at once.
+    frames: VecDeque<Frame>,
     spread: Duration,
     done: bool,
 }
@@ -364,7 +363,11 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
                 };
                 Some((Ok(event), state))
             }
-            frame = state.subscribed.rx.recv() => frame.map(|frame| (Ok(event_of(&frame)), state)),
+            () = peer.outbox.take_all(&mut state.frames) => {
+                state.pending.extend(state.frames.drain(..).map(|frame| event_of(&frame)));
+                let event = state.pending.pop_front()?;
+                Some((Ok(event), state))
+            }
         }
     })
 }
@@ -418,15 +421,11 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
     let mut events = std::mem::take(&mut subscribed.replay);
     if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
         let peer = subscribed.listener.peer.clone();
+        let mut frames = VecDeque::new();
         tokio::select! {
             () = peer.wait_killed() => {}
             () = tokio::time::sleep(wait) => {}
-            frame = subscribed.rx.recv() => {
-                events.extend(frame);
-                while let Ok(frame) = subscribed.rx.try_recv() {
-                    events.push(frame);
-                }
-            }
+            () = peer.outbox.take_all(&mut frames) => events.extend(frames),
         }
     }
     let events: Vec<Box<RawValue>> =

@@ -29,9 +29,13 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-use crate::{ServerConfig, metrics::Metrics};
+use crate::{
+    ServerConfig,
+    metrics::Metrics,
+    outbox::{Full, Outbox},
+};
 
 /// One encoded message, shared by every connection it goes to: cloning is a
 /// reference-count increment, so an event is serialized once however many
@@ -53,7 +57,7 @@ pub(crate) struct Peer {
     pub(crate) user: Arc<str>,
     /// The namespace the connection lives in.
     pub(crate) tenant: Tenant,
-    tx: mpsc::Sender<Frame>,
+    pub(crate) outbox: Outbox,
     kill: Notify,
     /// The close code the connection must close with, 0 while it may live.
     killed: AtomicU16,
@@ -63,15 +67,13 @@ impl Peer {
     /// Queues `frame` without waiting. A full queue means the consumer fell
     /// behind: it is closed with 4009 rather than buffered without bound.
     fn deliver(&self, frame: &Frame, metrics: &Metrics) {
-        match self.tx.try_send(frame.clone()) {
+        match self.outbox.push(frame) {
             Ok(()) => Metrics::inc(&metrics.messages_out),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Full) => {
                 if self.kill(close::TOO_SLOW) {
                     Metrics::inc(&metrics.drops);
                 }
             }
-            // The connection is going away and will unsubscribe itself.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -278,22 +280,17 @@ impl Hub {
         lock(&self.shards[index])
     }
 
-    /// A new peer whose frames arrive on the returned receiver.
-    pub(crate) fn connect(
-        &self,
-        user: Arc<str>,
-        tenant: Option<Arc<str>>,
-        queue: usize,
-    ) -> (Arc<Peer>, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    /// A new peer whose frames arrive in its outbox, which holds at most `queue`.
+    pub(crate) fn connect(&self, user: Arc<str>, tenant: Option<Arc<str>>, queue: usize) -> Arc<Peer> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let peer = Arc::new(Peer { id, user, tenant, tx, kill: Notify::new(), killed: AtomicU16::new(0) });
+        let outbox = Outbox::new(queue);
+        let peer = Arc::new(Peer { id, user, tenant, outbox, kill: Notify::new(), killed: AtomicU16::new(0) });
         lock(&self.peers).insert(id, peer.clone());
         Metrics::inc(&self.metrics.connections);
         if self.closing.load(Ordering::Acquire) {
             peer.kill(close::GOING_AWAY);
         }
-        (peer, rx)
+        peer
     }
 
     /// Forgets a peer; `topics` are the subscriptions it still had.

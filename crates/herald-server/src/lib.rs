@@ -69,6 +69,7 @@ mod conn;
 mod http;
 mod hub;
 mod metrics;
+mod outbox;
 mod stream;
 mod ws;
 
@@ -77,6 +78,7 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     routing::{get, post},
+    serve::ListenerExt,
 };
 use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
 use tokio::{
@@ -85,7 +87,7 @@ use tokio::{
     task::JoinHandle,
     time::timeout,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use auth::{Claims, mint_token};
 pub use config::ServerConfig;
@@ -404,6 +406,13 @@ fn start(app: Arc<App>, listener: TcpListener) -> Running {
     app.hub.reopen();
     let router = router(app);
     let task = tokio::spawn(async move {
+        // Events are small frames that must leave at once: Nagle's algorithm
+        // held them until the previous frame's (delayed) ack, for up to 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
