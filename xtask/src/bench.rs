@@ -31,6 +31,14 @@ const FANOUT: &[Load] = &[
         args: &["--subscribers", "500", "--rate", "2000", "--duration", "5"],
     },
     Load {
+        name: "1,000 subscribers, 1,000 events/s (1 M/s offered)",
+        args: &["--subscribers", "1000", "--rate", "1000", "--duration", "5"],
+    },
+    Load {
+        name: "1,000 subscribers, 200 events/s published with POST /api/publish",
+        args: &["--subscribers", "1000", "--rate", "200", "--duration", "5", "--publish", "http"],
+    },
+    Load {
         name: "10,000 subscribers, 10 events/s (100 k/s offered)",
         args: &["--subscribers", "10000", "--rate", "10", "--duration", "5"],
     },
@@ -138,7 +146,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let mut section = String::new();
     writeln!(section, "{}\n", machine()).ok();
     writeln!(section, "Reproduce with `cargo xtask bench{}`.\n", if quick { " --quick" } else { "" }).ok();
-    writeln!(section, "### Fan-out (one publisher over WebSocket, publish-to-deliver latency)\n\n{fanout}").ok();
+    writeln!(section, "### Fan-out (one publisher, over WebSocket unless the load says otherwise; publish-to-deliver latency)\n\n{fanout}").ok();
     writeln!(section, "### Idle subscribed connections\n\n{idle_rows}").ok();
     writeln!(section, "### Reconnect storm (herald only: the peers give no reconnect hints)\n\n{storm_rows}").ok();
     write_benchmarks(&section)

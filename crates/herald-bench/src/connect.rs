@@ -48,6 +48,11 @@ impl Target {
         Ok(Self { url: url.to_owned(), addr, sources })
     }
 
+    /// The server's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Opens connection `index` with token `bench-<index>` in the query.
     pub(crate) async fn open(&self, index: usize) -> Result<Ws, BenchError> {
         let fail = |message: String| BenchError::Connect { index, url: self.url.clone(), message };

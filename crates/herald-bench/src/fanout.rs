@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{SinkExt, StreamExt, stream};
+use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use crate::{
     connect::{Target, Ws},
     frame::EventFields,
     latency::histogram,
+    publish::{PublishVia, Publisher},
 };
 
 /// What to run.
@@ -40,6 +41,8 @@ pub struct FanoutOptions {
     pub connect_concurrency: usize,
     /// Longest wait after publishing for deliveries to arrive. Default 10 s.
     pub drain: Duration,
+    /// How events are published. Default over WebSocket.
+    pub publish: PublishVia,
 }
 
 impl FanoutOptions {
@@ -53,6 +56,7 @@ impl FanoutOptions {
             duration: Duration::from_secs(5),
             connect_concurrency: 256,
             drain: Duration::from_secs(10),
+            publish: PublishVia::WebSocket,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct FanoutReport {
     pub duplicates: u64,
     /// Connections that failed or were closed during the run.
     pub errors: u64,
+    /// Why publishing stopped early, if it did.
+    pub publish_error: Option<String>,
 }
 
 impl FanoutReport {
@@ -95,7 +101,7 @@ impl FanoutReport {
              published   {:>8}   acked {:>6}\n\
              delivered   {:>8} of {} ({:.0}/s)\n\
              latency     p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms\n\
-             lost {}   duplicates {}   errors {}",
+             lost {}   duplicates {}   errors {}{}",
             self.subscribers,
             self.topics,
             self.connect_secs,
@@ -111,6 +117,7 @@ impl FanoutReport {
             self.lost,
             self.duplicates,
             self.errors,
+            self.publish_error.as_ref().map_or(String::new(), |e| format!("\npublishing failed: {e}")),
         )
     }
 }
@@ -233,19 +240,10 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         receivers.push(tokio::spawn(receive(ws?, index, shared.clone(), stop_rx.clone())));
     }
 
-    let publisher = target.open(options.subscribers).await?;
-    let (mut sink, mut acks) = publisher.split();
-    let ack_count = tokio::spawn(async move {
-        let mut acked = 0u64;
-        while let Some(Ok(message)) = acks.next().await {
-            if let Message::Text(text) = message
-                && text.contains(r#""ack""#)
-            {
-                acked += 1;
-            }
-        }
-        acked
-    });
+    let mut publisher = match options.publish {
+        PublishVia::WebSocket => Publisher::websocket(target.open(options.subscribers).await?),
+        PublishVia::Http => Publisher::http(target.addr(), &options.url).await?,
+    };
 
     // Ids unique across runs: servers drop a user's repeated publish ids as retransmissions.
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -255,24 +253,27 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let mut published = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut publish_failed = false;
-    while started.elapsed() < options.duration && !publish_failed {
+    let mut publish_error = None;
+    while started.elapsed() < options.duration && publish_error.is_none() {
         tick.tick().await;
         let due = (options.rate as f64 * started.elapsed().as_secs_f64()) as u64;
         while published < due {
             let topic = (published % topics as u64) as usize;
-            let frame = format!(
-                r#"{{"type":"publish","id":"b{run_id:x}-{published}","topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}}}"#,
+            let id = format!("b{run_id:x}-{published}");
+            let body = format!(
+                r#""topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}"#,
                 shared.now_ns()
             );
-            if sink.feed(Message::text(frame)).await.is_err() {
-                publish_failed = true;
+            if let Err(error) = publisher.feed(&id, &body).await {
+                publish_error = Some(error);
                 break;
             }
             published += 1;
             published_per_topic[topic] += 1;
         }
-        publish_failed |= sink.flush().await.is_err();
+        if let Err(error) = publisher.flush().await {
+            publish_error.get_or_insert(error);
+        }
     }
 
     let subscribers_per_topic =
@@ -284,7 +285,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     }
     let _ = stop_tx.send(true);
     let mut duplicates = 0;
-    let mut errors = u64::from(publish_failed);
+    let mut errors = u64::from(publish_error.is_some());
     let mut last_ns = first_publish_ns;
     for receiver in receivers {
         let received = receiver.await.unwrap_or(Received { failed: true, ..Default::default() });
@@ -292,8 +293,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         errors += u64::from(received.failed);
         last_ns = last_ns.max(received.last_ns);
     }
-    let _ = sink.close().await;
-    let acked = tokio::time::timeout(Duration::from_secs(2), ack_count).await.ok().and_then(Result::ok).unwrap_or(0);
+    let acked = publisher.finish().await;
 
     let delivered = shared.delivered();
     let mut merged = histogram();
@@ -314,5 +314,6 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         lost: expected.saturating_sub(delivered),
         duplicates,
         errors,
+        publish_error,
     })
 }

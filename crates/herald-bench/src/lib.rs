@@ -28,11 +28,13 @@ pub mod fanout;
 mod frame;
 pub mod idle;
 mod latency;
+mod publish;
 pub mod storm;
 
 use std::time::Duration;
 
 pub use latency::Latency;
+pub use publish::PublishVia;
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]

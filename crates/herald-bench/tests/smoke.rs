@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_bench::{fanout, idle, storm};
+use herald_bench::{PublishVia, fanout, idle, storm};
 use herald_server::{Epoch, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,10 +14,12 @@ async fn fanout_delivers_every_event_to_every_subscriber_once() {
     options.topics = 3;
     options.rate = 200;
     options.duration = Duration::from_millis(500);
-    for _ in 0..2 {
-        // Twice against one server: a second run must not collide with the first's publish ids.
+    // Twice over WebSocket against one server (a second run must not collide
+    // with the first's publish ids), then with POST /api/publish.
+    for via in [PublishVia::WebSocket, PublishVia::WebSocket, PublishVia::Http] {
+        options.publish = via;
         let report = tokio::time::timeout(Duration::from_secs(60), fanout::run(&options)).await.unwrap().unwrap();
-        assert!(report.published > 50, "{report:?}");
+        assert!(report.published > 50, "{via:?}: {report:?}");
         assert_eq!(report.acked, report.published, "{report:?}");
         assert_eq!(report.delivered, report.expected, "{report:?}");
         assert_eq!((report.lost, report.duplicates, report.errors), (0, 0, 0), "{report:?}");

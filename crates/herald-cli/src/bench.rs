@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use herald_bench::{fanout, idle, storm};
+use herald_bench::{PublishVia, fanout, idle, storm};
 
 /// Measure a server that speaks Herald's protocol (or its common subset).
 ///
 /// Examples:
 ///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
+///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000 --publish http
 ///   herald bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
 ///   herald bench storm --url ws://127.0.0.1:8080/ws --clients 10000   # then restart the server
 #[derive(Debug, Args)]
@@ -68,9 +69,21 @@ struct FanoutArgs {
     /// Seconds to publish for.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Publish over the WebSocket protocol, or with `POST /api/publish` on the same host and port.
+    #[arg(long, value_enum, default_value_t = Via::Ws)]
+    publish: Via,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// How the fan-out publishes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Via {
+    /// `{"type":"publish"}` frames, acked by the server.
+    Ws,
+    /// `POST /api/publish`, one request at a time on a keep-alive connection.
+    Http,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +121,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
             options.topics = a.topics;
             options.rate = a.rate;
             options.duration = seconds(a.duration, "duration")?;
+            options.publish = match a.publish {
+                Via::Ws => PublishVia::WebSocket,
+                Via::Http => PublishVia::Http,
+            };
             let report = runtime.block_on(fanout::run(&options)).map_err(|e| e.to_string())?;
             print(a.json, &report, report.table())
         }
