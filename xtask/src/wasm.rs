@@ -16,7 +16,7 @@ const OUT_DIR: &str = "pkg/dist";
 /// above what they weigh now, so that growth is a decision rather than an
 /// accident. BENCHMARKS.md ("Browser package size") says what the bytes are
 /// and what was cut to get here.
-pub(crate) const BUDGET_GZIPPED: usize = 61 * 1024;
+pub(crate) const BUDGET_GZIPPED: usize = 60 * 1024;
 
 pub(crate) fn run(args: &[String]) -> Result {
     if let Some(unknown) = args.first() {
