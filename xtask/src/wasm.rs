@@ -35,18 +35,13 @@ pub(crate) fn build() -> Result<usize> {
     // unstable cargo flags, allowed on the stable toolchain by
     // RUSTC_BOOTSTRAP, for this one build only; rust-src comes from
     // `install::wasm_tools`. Panic locations (file paths) are left out too.
-    // Symbols keep the stable toolchain's short mangling: wasm-bindgen names
-    // the glue's closure shims after them.
     exec(
         cargo()
             .args(["build", "--locked", "-p", "herald-wasm", "--target", "wasm32-unknown-unknown"])
             .args(["--profile", "wasm-release", "-Zbuild-std=std,panic_abort"])
             .args(["-Zbuild-std-features=optimize_for_size", "-Zpanic-immediate-abort", "-Zprofile-rustflags"])
             .args(["--config", "profile.wasm-release.panic='immediate-abort'"])
-            .args([
-                "--config",
-                "profile.wasm-release.rustflags=['-Zunstable-options', '-Csymbol-mangling-version=legacy', '-Zlocation-detail=none']",
-            ])
+            .args(["--config", "profile.wasm-release.rustflags=['-Zlocation-detail=none']"])
             .env("RUSTC_BOOTSTRAP", "1"),
     )?;
     let out = root().join(OUT_DIR);
@@ -104,37 +99,44 @@ fn optimize(wasm: &Path, glue: &Path) -> Result {
     }
     let map: serde_json::Value =
         serde_json::from_slice(&run.stdout).map_err(|e| format!("wasm-opt printed no name mapping: {e}"))?;
-    let pairs = |section: &str| -> Vec<Vec<String>> {
-        map[section].as_array().into_iter().flatten().filter_map(|p| serde_json::from_value(p.clone()).ok()).collect()
+    let pairs = |section: &str| -> Result<Vec<Vec<String>>> {
+        serde_json::from_value(map[section].clone()).map_err(|e| format!("wasm-opt's {section} mapping: {e}"))
     };
     let mut js = std::fs::read_to_string(glue).map_err(|e| format!("{}: {e}", glue.display()))?;
-    for import in pairs("imports") {
+    let mut modules = Vec::new();
+    for import in pairs("imports")? {
         let [module, name, short] = import.as_slice() else { return Err(format!("odd import mapping {import:?}")) };
-        // Keys of the imports object; the module becomes the one binaryen
-        // merges every module into.
+        // A key of the glue's imports object.
         js = rename(&js, &format!("{name}:"), &format!("{short}:"), Some(1))?;
-        if js.contains(&format!("\"{module}\":")) {
-            js = rename(&js, &format!("\"{module}\":"), "\"a\":", Some(1))?;
+        if !modules.contains(module) {
+            modules.push(module.clone());
         }
     }
-    for export in pairs("exports") {
+    // Binaryen merges every module into one, named `a`.
+    for module in modules {
+        js = rename(&js, &format!("\"{module}\":"), "\"a\":", Some(1))?;
+    }
+    for export in pairs("exports")? {
         let [name, short] = export.as_slice() else { return Err(format!("odd export mapping {export:?}")) };
         js = rename(&js, &format!("wasm.{name}"), &format!("wasm.{short}"), None)?;
     }
     std::fs::write(glue, js).map_err(|e| format!("{}: {e}", glue.display()))
 }
 
-/// `text` with every `from` that is a whole identifier replaced by `to`;
-/// fails unless it occurs `expected` times, when given (a glue that
-/// wasm-bindgen shaped differently must not be rewritten blindly).
+/// `text` with every `from` that is not part of a longer identifier
+/// replaced by `to`; fails unless it occurs `expected` times, when given (a
+/// glue that wasm-bindgen shaped differently must not be rewritten blindly).
 fn rename(text: &str, from: &str, to: &str, expected: Option<usize>) -> Result<String> {
     let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    let (starts_word, ends_word) = (word(from.chars().next()), word(from.chars().next_back()));
     let (mut out, mut rest, mut count) = (String::with_capacity(text.len()), text, 0);
     while let Some(at) = rest.find(from) {
-        let whole = !word(rest[..at].chars().next_back()) && !word(rest[at + from.len()..].chars().next());
+        // Part of a longer identifier when a word character continues it.
+        let inside = (starts_word && word(rest[..at].chars().next_back()))
+            || (ends_word && word(rest[at + from.len()..].chars().next()));
         out.push_str(&rest[..at]);
-        out.push_str(if whole { to } else { from });
-        count += usize::from(whole);
+        out.push_str(if inside { from } else { to });
+        count += usize::from(!inside);
         rest = &rest[at + from.len()..];
     }
     out.push_str(rest);
