@@ -295,16 +295,19 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
     let weak = Rc::downgrade(inner);
     let answer =
         provider.call1(&JsValue::NULL, &JsValue::from_str(reason)).unwrap_or_else(|e| Promise::reject(&e).into());
-    js::settled(&answer, move |answer| {
-        let token = match answer {
-            Ok(token) => token.as_string().ok_or_else(|| "getToken must return a string".to_owned()),
-            Err(error) => Err(js::describe(&error)),
-        };
-        if let Some(inner) = weak.upgrade() {
-            inner.borrow_mut().session.handle_token(Instant::now(), token);
-            pump(&inner);
-        }
-    });
+    js::settled(
+        &answer,
+        Box::new(move |answer| {
+            let token = match answer {
+                Ok(token) => token.as_string().ok_or_else(|| "getToken must return a string".to_owned()),
+                Err(error) => Err(js::describe(&error)),
+            };
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().session.handle_token(Instant::now(), token);
+                pump(&inner);
+            }
+        }),
+    );
 }
 
 /// Queues a call of every subscriber whose topic `wants`, with `value`.

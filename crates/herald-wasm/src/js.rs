@@ -135,7 +135,7 @@ extern "C" {
 /// Calls `done` once `value` (a Promise, or a value as `await` takes it)
 /// settles: `Ok` with what it resolved to, `Err` with why it was rejected.
 /// Callbacks rather than a future: the wasm then carries no executor.
-pub(crate) fn settled(value: &JsValue, done: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
+pub(crate) fn settled(value: &JsValue, done: Box<dyn FnOnce(Result<JsValue, JsValue>)>) {
     // `allSettled` always resolves, so the one callback always runs, and is freed then.
     let callback = Closure::once_into_js(move |results: JsValue| {
         let outcome = Reflect::get_u32(&results, 0).unwrap_or_default();

@@ -217,30 +217,33 @@ fn post_next(inner: &Rc<RefCell<Inner>>, id: ConnectionId) {
         None => js_sys::Promise::reject(&js::error("no window to post from")).into(),
     };
     let weak = Rc::downgrade(inner);
-    js::settled(&request, move |response| {
-        let Some(inner) = weak.upgrade() else { return };
-        let outcome = match response.map(web_sys::Response::unchecked_from_js) {
-            Ok(response) if response.ok() => Ok(()),
-            Ok(response) => Err(format!("posting frames failed with HTTP {}", response.status())),
-            Err(error) => Err(format!("posting frames failed: {}", js::describe(&error))),
-        };
-        {
-            let mut state = inner.borrow_mut();
-            match outcome {
-                Ok(()) => {
-                    if let Some(Kind::Stream { posting, .. }) = state.carrier(id).map(|c| &mut c.kind) {
-                        *posting = false;
+    js::settled(
+        &request,
+        Box::new(move |response| {
+            let Some(inner) = weak.upgrade() else { return };
+            let outcome = match response.map(web_sys::Response::unchecked_from_js) {
+                Ok(response) if response.ok() => Ok(()),
+                Ok(response) => Err(format!("posting frames failed with HTTP {}", response.status())),
+                Err(error) => Err(format!("posting frames failed: {}", js::describe(&error))),
+            };
+            {
+                let mut state = inner.borrow_mut();
+                match outcome {
+                    Ok(()) => {
+                        if let Some(Kind::Stream { posting, .. }) = state.carrier(id).map(|c| &mut c.kind) {
+                            *posting = false;
+                        }
+                    }
+                    Err(problem) => {
+                        state.close_carrier(id);
+                        state.session.handle_close(Instant::now(), id, None, &problem);
                     }
                 }
-                Err(problem) => {
-                    state.close_carrier(id);
-                    state.session.handle_close(Instant::now(), id, None, &problem);
-                }
             }
-        }
-        post_next(&inner, id);
-        pump(&inner);
-    });
+            post_next(&inner, id);
+            pump(&inner);
+        }),
+    );
 }
 
 /// Closes transport `id` as the session asked; nothing more is reported about it.
