@@ -4,9 +4,9 @@
 //! the npm package `@herald/realtime` (see `pkg/`).
 //!
 //! ```js
-//! import { createClient } from '@herald/realtime';
+//! import { HeraldClient } from '@herald/realtime';
 //!
-//! const client = await createClient({ url: 'wss://example.com/ws', getToken: () => fetchToken() });
+//! const client = new HeraldClient({ url: 'wss://example.com/ws', getToken: () => fetchToken() });
 //! const stop = client.subscribe('gift-list:family-123', (message) => {
 //!   if (message.type === 'resync') refetchEverything();  // events may have been missed
 //!   else invalidate(message.data.entity_id);             // an event, in the seed's shape
