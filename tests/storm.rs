@@ -3,9 +3,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use herald::Client;
+use herald::{Client, Status};
 use herald_server::{Epoch, Server};
 use support::{proxy::FaultProxy, within};
 
@@ -52,4 +55,47 @@ async fn a_thousand_clients_reconnecting_after_a_restart_spread_over_the_window(
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_that_takes_the_port_first_refuses_no_reconnect() {
+    const CLIENTS: usize = 200;
+    let old = Server::builder().dev(true).reuse_port(true).shutdown_spread(WINDOW).bind("127.0.0.1:0").await.unwrap();
+    let addr = old.local_addr();
+    // Without reuse_port the port is taken: the option is what makes room.
+    assert!(Server::builder().dev(true).bind(addr).await.is_err());
+    // The highest reconnect attempt each client reached: 2 or more means one failed.
+    let attempts: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(vec![0; CLIENTS]));
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|n| {
+            let attempts = attempts.clone();
+            Client::builder(old.ws_url())
+                .token(format!("u{n}"))
+                .on_status(move |status| {
+                    if let Status::Reconnecting { attempt, .. } = status {
+                        let mut attempts = attempts.lock().unwrap();
+                        attempts[n] = attempts[n].max(*attempt);
+                    }
+                })
+                .connect()
+                .unwrap()
+        })
+        .collect();
+    within(Duration::from_secs(30), "every client to connect", async {
+        for client in &clients {
+            client.connected().await.unwrap();
+        }
+    })
+    .await;
+
+    let new = Server::builder().dev(true).reuse_port(true).bind(addr).await.unwrap();
+    old.shutdown().await;
+    within(Duration::from_secs(30), "every client to reach the new server", async {
+        while new.metrics().connections < CLIENTS as u64 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let attempts = attempts.lock().unwrap();
+    assert!(attempts.iter().all(|&a| a == 1), "failed attempts: {:?}", attempts.iter().filter(|&&a| a > 1).count());
 }

@@ -182,6 +182,8 @@ impl Kind {
                     // The peers have no rate limit, and the bench publishes up to
                     // 2,000 events/s on one connection (Herald's default allows 1,000).
                     .args(["--rate-limit", "0"])
+                    // The storm's replacement takes the port before the old process stops.
+                    .arg("--reuse-port")
                     .env("RUST_LOG", "warn");
                 command
             }
@@ -220,6 +222,26 @@ fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path) -> Result<Server
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!("{} did not listen on port {port} within 120 s", server.name))
+}
+
+/// A Herald server on the `port` another one still listens on, returned once
+/// it says it listens (a connect would reach the old one).
+fn replacement(port: u16, herald: &Path, peers: &Path) -> Result<Server> {
+    let mut child = Kind::Herald
+        .command(port, herald, peers)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start the replacement: {e}"))?;
+    let stderr = child.stderr.take().ok_or("the replacement has no stderr")?;
+    let server = Server { name: Kind::Herald.name(), child, url: format!("ws://127.0.0.1:{port}/ws") };
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    if !lines.by_ref().map_while(std::result::Result::ok).any(|line| line.contains("herald listening")) {
+        return Err("the replacement server exited before listening".into());
+    }
+    // Keep reading, so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(server)
 }
 
 fn free_port() -> Result<u16> {
@@ -285,8 +307,8 @@ fn write_benchmarks(section: &str) -> Result {
     Ok(())
 }
 
-/// `herald bench storm` against `herald serve`, restarted (SIGTERM, then a
-/// new process on the same port) when the bench says it is ready.
+/// `herald bench storm` against `herald serve`, restarted (a new process on
+/// the same port, then SIGTERM to the old one) when the bench says it is ready.
 fn storm(herald: &Path, peers: &Path, clients: usize) -> Result<String> {
     let port = free_port()?;
     let server = start_on(Kind::Herald, port, herald, peers)?;
@@ -309,8 +331,10 @@ fn storm(herald: &Path, peers: &Path, clients: usize) -> Result<String> {
         let _ = bench.kill();
         return Err("the storm ended before its clients were ready".into());
     }
+    // As a zero-downtime restart does it: the new process listens first, then
+    // the old one stops and its clients reconnect to the new one.
+    let restarted = replacement(port, herald, peers)?;
     drop(server);
-    let restarted = start_on(Kind::Herald, port, herald, peers)?;
     std::thread::spawn(move || lines.map_while(std::result::Result::ok).for_each(|line| eprintln!("  {line}")));
     let output = bench.wait_with_output().map_err(|e| e.to_string())?;
     drop(restarted);
@@ -321,8 +345,8 @@ fn storm(herald: &Path, peers: &Path, clients: usize) -> Result<String> {
     eprintln!("  {}", json.trim());
     let r: Value = serde_json::from_str(&json).map_err(|e| format!("storm output is not JSON: {e}"))?;
     let mut rows = format!(
-        "Clients honour the server's reconnect hints (spread over {STORM_SPREAD_SECS} s); the restarted process \
-         has a new history, so every client is told to resync. Times in ms after the first client lost its connection.\n\n\
+        "Clients honour the server's reconnect hints (spread over {STORM_SPREAD_SECS} s); the replacement process \
+         listens on the same port before the old one stops (`--reuse-port`) and has a new history, so every client is told to resync. Times in ms after the first client lost its connection.\n\n\
          | clients | reconnected | receiving | resynced | failed attempts | first back | p50 | p99 | last back | \
          busiest 100 ms | all receiving |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );

@@ -77,6 +77,10 @@ pub(crate) struct ServeArgs {
     /// On shutdown, clients are told to reconnect after a random delay within this window.
     #[arg(long, env = "HERALD_SHUTDOWN_SPREAD", default_value = "5s", value_parser = duration::parse)]
     shutdown_spread: Duration,
+    /// Listen with SO_REUSEPORT, so a restart refuses no connection: start the new `herald serve
+    /// --reuse-port` on the same address, then SIGTERM the old one; its clients reconnect to the new.
+    #[arg(long, env = "HERALD_REUSE_PORT")]
+    reuse_port: bool,
     /// Name of the event history (default: random at start; a cluster keeps its own in Redis).
     #[arg(long, env = "HERALD_EPOCH")]
     epoch: Option<String>,
@@ -112,6 +116,7 @@ impl ServeArgs {
         config.rate_limit_burst = self.rate_burst;
         config.rate_limit_strikes = self.rate_strikes;
         config.shutdown_spread = self.shutdown_spread;
+        config.reuse_port = self.reuse_port;
         config.epoch = self.epoch;
         config.redis = self.redis;
         config.redis_prefix = self.redis_prefix;

@@ -77,6 +77,11 @@ pub struct ServerConfig {
     /// `0..shutdown_spread` before reconnecting, so a restart does not bring
     /// every client back at once. Default: 5 s.
     pub shutdown_spread: Duration,
+    /// Listen with `SO_REUSEPORT`, so that a replacement server can take
+    /// the port before this one shuts down and a restart refuses no
+    /// connection (Unix only). Every server sharing the port must set it.
+    /// Default: off.
+    pub reuse_port: bool,
     /// Size of each read from a connection's socket, in bytes; also the read
     /// buffer every idle connection holds. Clients send little (subscribe,
     /// ping, an occasional publish), so a small chunk costs nothing in
@@ -114,6 +119,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 2_000,
             rate_limit_strikes: 20,
             shutdown_spread: Duration::from_secs(5),
+            reuse_port: false,
             read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
             poll_timeout: Duration::from_secs(25),

@@ -258,6 +258,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Lets a replacement server listen on the same port while this one still
+    /// runs (`SO_REUSEPORT`), for restarts that refuse no connection: start
+    /// the new server, then shut the old one down; its clients reconnect to
+    /// the new one. Unix only.
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.config.reuse_port = reuse;
+        self
+    }
+
     /// Allows a browser origin (repeat for more); without any, every origin is allowed.
     pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
         self.config.allowed_origins.push(origin.into());
@@ -299,7 +308,7 @@ impl ServerBuilder {
         let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
         let auth = Authenticator::new(secret.as_deref());
         let app = Arc::new(App { auth, config, hub, cluster, sessions: Default::default() });
-        let listener = listen(addr).await?;
+        let listener = listen(addr, app.config.reuse_port).await?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: "?".into(), source })?;
         let bus = joined.map(|(cluster, bus)| tokio::spawn(cluster.supervise(bus)));
         info!(%addr, epoch = %app.hub.epoch(), "herald listening");
@@ -359,13 +368,13 @@ pub(crate) fn origin_in(allowed: &[String], origin: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|allowed| allowed.trim_end_matches('/') == origin)
 }
 
-async fn listen(addr: impl ToSocketAddrs) -> Result<TcpListener, ServerError> {
+async fn listen(addr: impl ToSocketAddrs, reuse_port: bool) -> Result<TcpListener, ServerError> {
     let mut last = None;
     let addrs = tokio::net::lookup_host(addr)
         .await
         .map_err(|source| ServerError::Bind { addr: "the given address".into(), source })?;
     for addr in addrs {
-        match bind_one(addr) {
+        match bind_one(addr, reuse_port) {
             Ok(listener) => return Ok(listener),
             Err(source) => last = Some(ServerError::Bind { addr: addr.to_string(), source }),
         }
@@ -373,10 +382,16 @@ async fn listen(addr: impl ToSocketAddrs) -> Result<TcpListener, ServerError> {
     Err(last.unwrap_or_else(|| ServerError::Config("the address resolved to nothing".into())))
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // A restart binds the same port while old connections sit in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(reuse_port)?;
+    #[cfg(not(unix))]
+    if reuse_port {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "reuse_port needs a Unix system"));
+    }
     socket.bind(addr)?;
     socket.listen(4096)
 }
@@ -564,7 +579,7 @@ impl ServerHandle {
         // The old listener is closed; retry briefly in case the OS is slow to release the port.
         let mut attempt = 0;
         let listener = loop {
-            match bind_one(self.addr) {
+            match bind_one(self.addr, self.app.config.reuse_port) {
                 Ok(listener) => break listener,
                 Err(_) if attempt < 50 => {
                     attempt += 1;
