@@ -53,7 +53,7 @@ use tracing::{info, warn};
 
 use crate::{
     ServerConfig, ServerError,
-    hub::{Hub, Tenant},
+    hub::{Hub, PublishId, Tenant},
     metrics::Metrics,
 };
 
@@ -107,13 +107,6 @@ impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Who published with which id, for deduplication across nodes.
-pub(crate) struct PublishId<'a> {
-    pub(crate) tenant: &'a Tenant,
-    pub(crate) user: &'a str,
-    pub(crate) id: &'a str,
 }
 
 /// A node's membership of a cluster.
@@ -306,8 +299,8 @@ impl Cluster {
         // JSON keeps any tenant, user or id apart from the separators.
         let head = serde_json::json!([tenant, event.topic.as_str()]).to_string();
         let seq_key = format!("{}:seq:{head}", self.prefix);
-        let dedup_key =
-            dedup.map(|d| format!("{}:dedup:{}", self.prefix, serde_json::json!([d.tenant.as_deref(), d.user, d.id])));
+        let dedup_key = dedup
+            .map(|d| format!("{}:dedup:{}", self.prefix, serde_json::json!([d.tenant.as_deref(), &**d.user, d.id])));
         let frame = event.encode();
         // A second try follows a new epoch found in Redis; another change at once is not waited out.
         for _ in 0..2 {

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 use crate::{
     App,
     auth::{Identity, unix_now},
-    hub::{Frame, Peer, subscribed_frame},
+    hub::{Frame, Peer, PublishId, subscribed_frame},
     metrics::Metrics,
 };
 
@@ -500,7 +500,11 @@ impl<L: Link> Conn<L> {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
         }
-        match self.app.publish(event, Some((&self.identity.tenant, &self.identity.user, &id))).await {
+        match self
+            .app
+            .publish(event, Some(PublishId { tenant: &self.identity.tenant, user: &self.identity.user, id: &id }))
+            .await
+        {
             Ok((seq, duplicate)) => self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate })).await,
             Err(unavailable) => self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await,
         }

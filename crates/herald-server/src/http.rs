@@ -24,7 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     App,
     auth::Identity,
-    hub::{Frame, Peer, subscribed_frame},
+    hub::{Frame, Peer, PublishId, subscribed_frame},
     metrics::Metrics,
 };
 
@@ -151,7 +151,7 @@ pub(crate) async fn publish(
     if let Err(e) = event.validate() {
         return problem(StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
-    let dedup = body.id.as_deref().map(|id| (&identity.tenant, &identity.user, id));
+    let dedup = body.id.as_deref().map(|id| PublishId { tenant: &identity.tenant, user: &identity.user, id });
     match app.publish(event, dedup).await {
         Ok((seq, true)) => axum::Json(json!({ "seq": seq, "duplicate": true })).into_response(),
         Ok((seq, false)) => axum::Json(json!({ "seq": seq })).into_response(),

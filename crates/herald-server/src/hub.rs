@@ -64,15 +64,18 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// Queues `frame` without waiting. A full queue means the consumer fell
-    /// behind: it is closed with 4009 rather than buffered without bound.
-    fn deliver(&self, frame: &Frame, metrics: &Metrics) {
+    /// Queues `frame` without waiting; returns whether it was queued. A full
+    /// queue means the consumer fell behind: it is closed with 4009 rather
+    /// than buffered without bound. The caller counts what was queued, once
+    /// per fan-out rather than with an atomic add per subscriber.
+    fn deliver(&self, frame: &Frame, metrics: &Metrics) -> bool {
         match self.outbox.push(frame) {
-            Ok(()) => Metrics::inc(&metrics.messages_out),
+            Ok(()) => true,
             Err(Full) => {
                 if self.kill(close::TOO_SLOW) {
                     Metrics::inc(&metrics.drops);
                 }
+                false
             }
         }
     }
@@ -152,11 +155,9 @@ impl TopicState {
         let (joined, left) =
             if left { (Vec::new(), vec![joined.to_owned()]) } else { (vec![joined.to_owned()], Vec::new()) };
         let frame: Frame = ServerMessage::PresenceDiff(PresenceDiff { topic, joined, left }).encode().into();
-        for sub in self.subs.values() {
-            if sub.presence && sub.peer.id != skip {
-                sub.peer.deliver(&frame, m);
-            }
-        }
+        let to = self.subs.values().filter(|sub| sub.presence && sub.peer.id != skip);
+        let queued = to.filter(|sub| sub.peer.deliver(&frame, m)).count();
+        Metrics::add(&m.messages_out, queued);
     }
 }
 
@@ -175,7 +176,15 @@ pub(crate) struct Joined {
 }
 
 /// Who published with which id: the publisher's tenant and user (user ids
-/// are unique only within a tenant), and the id the client chose.
+/// are unique only within a tenant), and the id the client chose. The same
+/// on one node and across a cluster.
+pub(crate) struct PublishId<'a> {
+    pub(crate) tenant: &'a Tenant,
+    pub(crate) user: &'a Arc<str>,
+    pub(crate) id: &'a str,
+}
+
+/// A [`PublishId`] kept for the dedup window.
 type DedupKey = (Tenant, Arc<str>, String);
 
 /// Remembered client publish ids, so retransmissions are acked, not re-broadcast.
@@ -378,18 +387,14 @@ impl Hub {
             state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
             state.prune(now, self.history_max_age);
         }
-        for sub in state.subs.values() {
-            sub.peer.deliver(&frame, &self.metrics);
-        }
+        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame, &self.metrics)).count();
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
-            for peer in peers.values() {
-                // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
-                if !state.subs.contains_key(&peer.id) {
-                    peer.deliver(&frame, &self.metrics);
-                }
-            }
+            // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
+            let others = peers.values().filter(|peer| !state.subs.contains_key(&peer.id));
+            queued += others.filter(|peer| peer.deliver(&frame, &self.metrics)).count();
         }
+        Metrics::add(&self.metrics.messages_out, queued);
     }
 
     /// Subscribes `peer` to a concrete topic of its tenant. With `since`,
@@ -490,8 +495,8 @@ impl Hub {
         }
     }
 
-    /// Publishes `event` unless `user` of `tenant` published `id` within the
-    /// dedup window. Returns the `seq` and whether it was a duplicate (then
+    /// Publishes `event` unless the same [`PublishId`] was published within
+    /// the dedup window. Returns the `seq` and whether it was a duplicate (then
     /// the earlier publish's `seq`, and nothing is broadcast).
     ///
     /// Checking, publishing and remembering happen under the key's dedup
@@ -499,8 +504,8 @@ impl Hub {
     /// there, then finds the first copy's `seq`. Separate steps would let
     /// both copies through, each broadcast with a `seq` of its own, which no
     /// client can recognise as a duplicate.
-    pub(crate) fn publish_once(&self, tenant: &Tenant, user: &Arc<str>, id: &str, event: Event) -> (u64, bool) {
-        let key: DedupKey = (tenant.clone(), user.clone(), id.to_owned());
+    pub(crate) fn publish_once(&self, publish: &PublishId<'_>, event: Event) -> (u64, bool) {
+        let key: DedupKey = (publish.tenant.clone(), publish.user.clone(), publish.id.to_owned());
         let index = (self.hasher.hash_one(&key) as usize) % SHARDS;
         let mut dedup = lock(&self.dedup[index]);
         let now = Instant::now();

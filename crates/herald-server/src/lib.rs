@@ -95,8 +95,8 @@ pub use metrics::MetricsSnapshot;
 
 use crate::{
     auth::Authenticator,
-    cluster::{Cluster, PublishId, Unavailable},
-    hub::{Hub, Tenant},
+    cluster::{Cluster, Unavailable},
+    hub::{Hub, PublishId},
 };
 
 /// Why the server could not start or do what it was asked.
@@ -333,17 +333,10 @@ impl App {
     /// in this process otherwise. With `dedup` (tenant, user, publish id), a
     /// repeat within the dedup window is not broadcast again. Returns the
     /// `seq` and whether it was a repeat.
-    pub(crate) async fn publish(
-        &self,
-        event: Event,
-        dedup: Option<(&Tenant, &Arc<str>, &str)>,
-    ) -> Result<(u64, bool), Unavailable> {
+    pub(crate) async fn publish(&self, event: Event, dedup: Option<PublishId<'_>>) -> Result<(u64, bool), Unavailable> {
         match (&self.cluster, dedup) {
-            (Some(cluster), dedup) => {
-                let dedup = dedup.map(|(tenant, user, id)| PublishId { tenant, user, id });
-                cluster.publish(&event, dedup).await
-            }
-            (None, Some((tenant, user, id))) => Ok(self.hub.publish_once(tenant, user, id, event)),
+            (Some(cluster), dedup) => cluster.publish(&event, dedup).await,
+            (None, Some(dedup)) => Ok(self.hub.publish_once(&dedup, event)),
             (None, None) => Ok((self.hub.publish(event), false)),
         }
     }

@@ -51,6 +51,10 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Relaxed);
+    }
+
     pub(crate) fn dec(counter: &AtomicU64) {
         counter.fetch_sub(1, Relaxed);
     }

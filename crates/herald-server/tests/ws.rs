@@ -129,6 +129,7 @@ async fn fan_out_delivers_each_event_once_in_seq_order_including_wildcards() {
     both.send(r#"{"type":"subscribe","topics":["doc:1","doc:*"]}"#).await;
     let subscribed = both.recv().await;
     assert_eq!(subscribed["last_seq"], json!({"doc:1":0}), "{subscribed}");
+    let queued_before = server.metrics().messages_out;
     for n in 0..3 {
         server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
@@ -142,6 +143,8 @@ async fn fan_out_delivers_each_event_once_in_seq_order_including_wildcards() {
     // doc:2 goes to wildcard subscribers only, and once to the one with both.
     assert_eq!(wild.recv().await["topic"], "doc:2");
     assert_eq!(both.recv().await["topic"], "doc:2");
+    // Every delivery is counted once: 3 events to 3 subscribers, then 2 for doc:2.
+    assert_eq!(server.metrics().messages_out - queued_before, 3 * 3 + 2);
     exact.send(r#"{"type":"ping"}"#).await;
     assert_eq!(exact.recv().await["type"], "pong");
     both.send(r#"{"type":"ping"}"#).await;
