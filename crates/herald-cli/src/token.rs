@@ -28,6 +28,10 @@ pub(crate) struct TokenArgs {
     /// Topic patterns the user may publish to. Comma-separated or repeated. Without it: none.
     #[arg(long, value_delimiter = ',')]
     publish: Vec<String>,
+    /// A backend's token: its publishes keep the `data.user_id` they name (who triggered the
+    /// change). Without it, every publish carries this token's user.
+    #[arg(long)]
+    on_behalf_of_users: bool,
     /// How long the token is valid: `30m`, `1h`, `3600`.
     #[arg(long, default_value = "1h", value_parser = crate::duration::parse)]
     ttl: Duration,
@@ -43,6 +47,9 @@ pub(crate) fn run(args: TokenArgs) -> Result<(), String> {
     }
     if !args.publish.is_empty() {
         claims = claims.publish(args.publish);
+    }
+    if args.on_behalf_of_users {
+        claims = claims.on_behalf_of_users();
     }
     let token = mint_token(&args.secret, &claims).map_err(|e| e.to_string())?;
     println!("{token}");

@@ -38,6 +38,15 @@ pub struct Claims {
     /// Topic patterns this user may publish to. Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Vec<String>>,
+    /// A backend's token that publishes on behalf of its users: its
+    /// publishes keep the `data.user_id` they name (who triggered the
+    /// change). Without it, `data.user_id` is always this token's `sub`, so
+    /// no user can publish as another. Default: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_behalf: bool,
+    /// Not valid before, seconds since the Unix epoch. Absent: valid at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
 }
@@ -45,7 +54,8 @@ pub struct Claims {
 impl Claims {
     /// Claims for `user`, valid for `ttl_secs` from now, any topic, no publish.
     pub fn new(user: impl Into<String>, ttl_secs: u64) -> Self {
-        Self { sub: user.into(), tenant: None, topics: None, publish: None, exp: unix_now() + ttl_secs }
+        let exp = unix_now().saturating_add(ttl_secs);
+        Self { sub: user.into(), tenant: None, topics: None, publish: None, on_behalf: false, nbf: None, exp }
     }
 
     /// Sets the tenant.
@@ -63,6 +73,20 @@ impl Claims {
     /// Allows publishing to these patterns.
     pub fn publish<I: IntoIterator<Item = S>, S: Into<String>>(mut self, patterns: I) -> Self {
         self.publish = Some(patterns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Lets this token name the user who triggered a change in its
+    /// publishes (`data.user_id`): for a backend that announces its users'
+    /// writes. See [`on_behalf`](Self::on_behalf).
+    pub fn on_behalf_of_users(mut self) -> Self {
+        self.on_behalf = true;
+        self
+    }
+
+    /// Makes the token valid only from `unix_secs` on.
+    pub fn not_before(mut self, unix_secs: u64) -> Self {
+        self.nbf = Some(unix_secs);
         self
     }
 }
@@ -87,6 +111,8 @@ pub(crate) struct Identity {
     pub(crate) tenant: Option<Arc<str>>,
     topics: Option<Arc<[String]>>,
     publish: Option<Arc<[String]>>,
+    /// May name who triggered the changes it publishes.
+    on_behalf: bool,
     /// Unix seconds; `None` never expires (development mode).
     pub(crate) exp: Option<u64>,
 }
@@ -100,8 +126,23 @@ impl Identity {
         self.publish.as_ref().is_some_and(|patterns| patterns.iter().any(|p| pattern_allows(p, topic)))
     }
 
+    /// The `data.user_id` of an event this identity publishes: the token's
+    /// user, unless the token publishes on behalf of users and names one.
+    pub(crate) fn publisher(&self, named: Option<String>) -> String {
+        match named {
+            Some(named) if self.on_behalf => named,
+            _ => self.user.to_string(),
+        }
+    }
+
     pub(crate) fn expires_in(&self) -> Option<u64> {
         self.exp.map(|exp| exp.saturating_sub(unix_now()))
+    }
+
+    /// When the token expires, as seen from `now`; `None` never (development
+    /// mode, or an `exp` too far away for the clock to represent).
+    pub(crate) fn expires_at(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        now.checked_add(std::time::Duration::from_secs(self.expires_in()?))
     }
 }
 
@@ -137,6 +178,7 @@ impl Authenticator {
         // Clocks of token issuers and this server differ a little, not by minutes.
         validation.leeway = 5;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         Self { key: secret.map(|s| Arc::new(DecodingKey::from_secret(s.as_bytes()))), validation: Arc::new(validation) }
     }
 
@@ -149,10 +191,19 @@ impl Authenticator {
         let Some(key) = &self.key else {
             // Development mode: the token is the user id, who may do anything.
             let anything: Arc<[String]> = Arc::from(vec!["*".to_owned()]);
-            return Ok(Identity { user: token.into(), tenant: None, topics: None, publish: Some(anything), exp: None });
+            let publish = Some(anything);
+            return Ok(Identity {
+                user: token.into(),
+                tenant: None,
+                topics: None,
+                publish,
+                on_behalf: false,
+                exp: None,
+            });
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => "token expired; get a fresh one".to_owned(),
+            ErrorKind::ImmatureSignature => "token not valid yet (its nbf is in the future)".to_owned(),
             ErrorKind::InvalidSignature => "token signature does not match the server secret".to_owned(),
             ErrorKind::InvalidAlgorithm => "token is not signed with HS256".to_owned(),
             ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => {
@@ -169,6 +220,7 @@ impl Authenticator {
             tenant: claims.tenant.map(Into::into),
             topics: claims.topics.map(Into::into),
             publish: claims.publish.map(Into::into),
+            on_behalf: claims.on_behalf,
             exp: Some(claims.exp),
         })
     }
@@ -203,5 +255,20 @@ mod tests {
         let mut old = Claims::new("u-1", 0);
         old.exp -= 120;
         assert!(auth.check(&mint_token("s3cret", &old).unwrap()).unwrap_err().contains("expired"));
+        let later = Claims::new("u-1", 7200).not_before(unix_now() + 3600);
+        assert!(auth.check(&mint_token("s3cret", &later).unwrap()).unwrap_err().contains("not valid yet"));
+        let now = Claims::new("u-1", 7200).not_before(unix_now());
+        assert!(auth.check(&mint_token("s3cret", &now).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn only_a_token_on_behalf_of_users_names_the_publisher() {
+        let auth = Authenticator::new(Some("s3cret"));
+        let alice = auth.check(&mint_token("s3cret", &Claims::new("alice", 60)).unwrap()).unwrap();
+        assert_eq!(alice.publisher(Some("bob".into())), "alice");
+        let backend = Claims::new("backend", 60).on_behalf_of_users();
+        let backend = auth.check(&mint_token("s3cret", &backend).unwrap()).unwrap();
+        assert_eq!(backend.publisher(Some("bob".into())), "bob");
+        assert_eq!(backend.publisher(None), "backend");
     }
 }

@@ -92,6 +92,10 @@ pub struct ServerConfig {
     /// Bytes buffered before a write goes to the socket; the server flushes
     /// after each batch anyway. Default: 16 KiB.
     pub write_buffer_size: usize,
+    /// Topics one connection may be subscribed to at once, wildcards
+    /// included (and topics one SSE stream or long poll may name). A
+    /// subscribe beyond it gets error 429 for each topic over. Default: 1,000.
+    pub max_subscriptions: usize,
     /// Longest wait of a `GET /api/poll` without events. Default: 25 s.
     pub poll_timeout: Duration,
     /// Directory of a built web app served from `/`. Default: none.
@@ -122,6 +126,7 @@ impl Default for ServerConfig {
             reuse_port: false,
             read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
+            max_subscriptions: 1_000,
             poll_timeout: Duration::from_secs(25),
             static_dir: None,
         }

@@ -9,12 +9,7 @@
 //! connection: it `try_send`s into the bounded queue and asks the task to
 //! close (4009) when the queue is full.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    future::Future,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, future::Future, sync::Arc};
 
 use herald_protocol::{
     Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
@@ -25,8 +20,8 @@ use tracing::{debug, info};
 
 use crate::{
     App,
-    auth::{Identity, unix_now},
-    hub::{Frame, Peer, PublishId, subscribed_frame},
+    auth::Identity,
+    hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
 };
 
@@ -89,16 +84,15 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
             return;
         }
     };
-    let peer = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
-    debug!(connection = peer.id, user = %identity.user, "connected");
+    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    debug!(connection = connection.peer.id, user = %identity.user, "connected");
     let now = Instant::now();
     let mut conn = Conn {
-        expires_at: expiry(&identity),
+        expires_at: identity.expires_at(now),
         identity,
         link,
         app: app.clone(),
-        peer,
-        topics: HashSet::new(),
+        connection,
         bucket: Bucket::new(&app.config, now),
         last_inbound: now,
         next_ping: now + app.config.ping_interval,
@@ -107,9 +101,11 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
         Ok(()) => conn.serve().await,
         Err(ending) => ending,
     };
-    app.hub.disconnect(&conn.peer, &conn.topics);
-    debug!(connection = conn.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
-    conn.link.close(ending).await;
+    debug!(connection = conn.connection.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
+    let Conn { mut link, connection, .. } = conn;
+    // Unsubscribed before the close handshake, which may wait on the client.
+    drop(connection);
+    link.close(ending).await;
 }
 
 /// The identity from `?token=`, or from a first `auth` message within the deadline.
@@ -148,10 +144,6 @@ async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -
             }
         }
     }
-}
-
-fn expiry(identity: &Identity) -> Option<Instant> {
-    identity.exp.map(|exp| Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())))
 }
 
 /// Close reasons are at most 123 bytes.
@@ -200,8 +192,7 @@ struct Conn<L> {
     link: L,
     app: Arc<App>,
     identity: Identity,
-    peer: Arc<Peer>,
-    topics: HashSet<Topic>,
+    connection: Connection,
     bucket: Bucket,
     last_inbound: Instant,
     next_ping: Instant,
@@ -216,7 +207,7 @@ impl<L: Link> Conn<L> {
         tokio::pin!(timer);
         // One kill future for the connection's life: a fresh one per loop
         // turn registered and removed a waiter for every frame written.
-        let peer = self.peer.clone();
+        let peer = self.connection.peer.clone();
         let killed = peer.wait_killed();
         tokio::pin!(killed);
         let mut batch = VecDeque::new();
@@ -248,7 +239,7 @@ impl<L: Link> Conn<L> {
     }
 
     fn kill_ending(&self) -> Ending {
-        match self.peer.killed() {
+        match self.connection.peer.killed() {
             close::GOING_AWAY => {
                 let spread = self.app.config.shutdown_spread.as_millis() as u64;
                 let delay = if spread == 0 { 0 } else { fastrand::u64(..spread) };
@@ -391,9 +382,7 @@ impl<L: Link> Conn<L> {
             ClientMessage::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
             ClientMessage::Unsubscribe { topics } => {
                 for topic in &topics {
-                    if self.topics.remove(topic) {
-                        self.app.hub.unsubscribe(&self.peer, topic);
-                    }
+                    self.connection.unsubscribe(topic);
                 }
                 self.send_message(ServerMessage::Unsubscribed(Unsubscribed { topics })).await
             }
@@ -417,7 +406,7 @@ impl<L: Link> Conn<L> {
             Metrics::inc(&self.app.hub.metrics.auth_failures);
             return Err(Ending::close(close::UNAUTHORIZED, "refresh token is for another user or tenant"));
         }
-        self.expires_at = expiry(&identity);
+        self.expires_at = identity.expires_at(Instant::now());
         self.identity = identity;
         // A new `connected` tells the client the new `expires_in`.
         self.send_connected().await
@@ -430,15 +419,24 @@ impl<L: Link> Conn<L> {
         let (mut plain, mut recovered, mut lost) = (Group::default(), Group::default(), Group::default());
         let mut replay = Vec::new();
         let mut snapshots = Vec::new();
-        let mut forbidden = Vec::new();
+        let mut refused = Vec::new();
+        let cap = self.app.config.max_subscriptions;
         for topic in topics {
             if !self.identity.may_subscribe(topic.as_str()) {
-                forbidden.push(topic);
+                let message = format!("the token does not allow subscribing to {topic}");
+                refused.push((error_code::FORBIDDEN, message, topic));
+                continue;
+            }
+            let topics = self.connection.topics();
+            if topics.len() >= cap && !topics.contains(&topic) {
+                let message = format!(
+                    "subscription limit reached: a connection holds at most {cap} topics (wildcards included); unsubscribe from some first"
+                );
+                refused.push((error_code::RATE_LIMITED, message, topic));
                 continue;
             }
             if topic.is_wildcard() {
-                self.app.hub.subscribe_wildcard(&self.peer, &topic);
-                self.topics.insert(topic.clone());
+                self.connection.subscribe_wildcard(&topic);
                 // Wildcards have no position to resume from.
                 if wants_recovery {
                     lost.topics.push(topic)
@@ -448,8 +446,7 @@ impl<L: Link> Conn<L> {
                 continue;
             }
             let position = since.get(&topic).copied();
-            let joined = self.app.hub.subscribe(&self.peer, &topic, presence, position.filter(|_| epoch_ok));
-            self.topics.insert(topic.clone());
+            let joined = self.connection.subscribe(&topic, presence, position.filter(|_| epoch_ok));
             if let Some(members) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members }));
             }
@@ -464,9 +461,8 @@ impl<L: Link> Conn<L> {
             group.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
             group.topics.push(topic);
         }
-        for topic in forbidden {
-            let message = format!("the token does not allow subscribing to {topic}");
-            self.send_error(error_code::FORBIDDEN, message, None, Some(topic.into_string())).await?;
+        for (code, message, topic) in refused {
+            self.send_error(code, message, None, Some(topic.into_string())).await?;
         }
         for frame in replay {
             self.send(frame).await?;
@@ -488,10 +484,11 @@ impl<L: Link> Conn<L> {
             let message = format!("the token does not allow publishing to {topic}");
             return self.send_error(error_code::FORBIDDEN, message, Some(id), Some(topic.into_string())).await;
         }
-        // The token, not the client, says who. A tenant-bound token publishes
+        // The token, not the client, says who (unless it publishes on behalf
+        // of users, see `Claims::on_behalf`). A tenant-bound token publishes
         // into its tenant; a token without one (a service) into the tenant
         // the event names, as over HTTP.
-        data.user_id = Some(self.identity.user.to_string());
+        data.user_id = Some(self.identity.publisher(data.user_id.take()));
         if let Some(tenant) = &self.identity.tenant {
             data.tenant_id = Some(tenant.to_string());
         }

@@ -1,7 +1,9 @@
 //! The HTTP endpoints: publish for backends, SSE and long-poll fallbacks,
 //! health, metrics and static files.
 
-use std::{borrow::Cow, collections::VecDeque, convert::Infallible, path::Component, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow, collections::VecDeque, convert::Infallible, path::Component, pin::Pin, sync::Arc, time::Duration,
+};
 
 use axum::{
     body::Bytes,
@@ -19,12 +21,13 @@ use herald_protocol::{
 };
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
+use tokio::time::Sleep;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     App,
     auth::Identity,
-    hub::{Frame, Peer, PublishId, subscribed_frame},
+    hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
 };
 
@@ -143,7 +146,7 @@ pub(crate) async fn publish(
     let data = EventData {
         entity_id: data.entity_id,
         payload: data.payload,
-        user_id: data.user_id,
+        user_id: Some(identity.publisher(data.user_id)),
         tenant_id,
         timestamp: data.timestamp.unwrap_or_else(now_timestamp),
     };
@@ -160,7 +163,7 @@ pub(crate) async fn publish(
 }
 
 /// Topics from `?topics=a:1,b:*`, each allowed by the token.
-fn topics(identity: &Identity, query: Option<&str>) -> Result<Vec<Topic>, Refusal> {
+fn topics(identity: &Identity, query: Option<&str>, max: usize) -> Result<Vec<Topic>, Refusal> {
     let list = query.and_then(|q| query_param(q, "topics")).unwrap_or_default();
     let mut topics = Vec::new();
     for text in list.split(',').filter(|t| !t.is_empty()) {
@@ -173,25 +176,19 @@ fn topics(identity: &Identity, query: Option<&str>) -> Result<Vec<Topic>, Refusa
     if topics.is_empty() {
         return Err(problem(StatusCode::BAD_REQUEST, "no topics: add ?topics=resource:id,other:*"));
     }
+    if topics.len() > max {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!("{} topics: a stream may carry at most {max}", topics.len()),
+        ));
+    }
     Ok(topics)
 }
 
-/// A hub peer for one HTTP request, unsubscribed when the request ends
+/// A request's subscriptions: a hub connection that ends with the request
 /// (including when the client goes away and the response is dropped).
-struct Listener {
-    app: Arc<App>,
-    peer: Arc<Peer>,
-    topics: Vec<Topic>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.app.hub.disconnect(&self.peer, &self.topics);
-    }
-}
-
 struct Subscribed {
-    listener: Listener,
+    connection: Connection,
     replay: Vec<Frame>,
     recovered: Option<bool>,
     last_seq: Vec<(Topic, u64)>,
@@ -207,16 +204,11 @@ enum Since {
 
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
 fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>) -> Subscribed {
-    let peer = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
-    let mut out = Subscribed {
-        listener: Listener { app: app.clone(), peer, topics: Vec::new() },
-        replay: Vec::new(),
-        recovered: since.map(|_| true),
-        last_seq: Vec::new(),
-    };
+    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let mut out = Subscribed { connection, replay: Vec::new(), recovered: since.map(|_| true), last_seq: Vec::new() };
     for topic in topics {
         if topic.is_wildcard() {
-            app.hub.subscribe_wildcard(&out.listener.peer, &topic);
+            out.connection.subscribe_wildcard(&topic);
             if since.is_some() {
                 out.recovered = Some(false);
             }
@@ -229,14 +221,13 @@ fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Opt
                 }
                 None => None,
             };
-            let joined = app.hub.subscribe(&out.listener.peer, &topic, false, position);
+            let joined = out.connection.subscribe(&topic, false, position);
             if joined.recovered == Some(false) {
                 out.recovered = Some(false);
             }
             out.replay.extend(joined.replay);
             out.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
         }
-        out.listener.topics.push(topic);
     }
     if out.recovered == Some(false) {
         out.replay.clear();
@@ -295,7 +286,7 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
         Ok(identity) => identity,
         Err(refusal) => return refusal.into_response(),
     };
-    let topics = match topics(&identity, query) {
+    let topics = match topics(&identity, query, app.config.max_subscriptions) {
         Ok(topics) => topics,
         Err(refusal) => return refusal.into_response(),
     };
@@ -327,7 +318,9 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
     let frame = subscribed_frame(topics, subscribed.recovered, subscribed.last_seq.clone());
     pending.push_back(SseEvent::default().event("herald.subscribed").data(frame.as_str()));
     let spread = app.config.shutdown_spread;
-    let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, done: false };
+    // A plain stream cannot be refreshed: it ends when its token expires.
+    let expiry = identity.expires_at(tokio::time::Instant::now()).map(|at| Box::pin(tokio::time::sleep_until(at)));
+    let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, expiry, done: false };
     let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
     Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response()
 }
@@ -338,6 +331,8 @@ struct SseState {
     /// Frames taken from the outbox, turned into `pending` events at once.
     frames: VecDeque<Frame>,
     spread: Duration,
+    /// When the token expires.
+    expiry: Option<Pin<Box<Sleep>>>,
     done: bool,
 }
 
@@ -349,8 +344,20 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
         if state.done {
             return None;
         }
-        let peer = state.subscribed.listener.peer.clone();
+        let peer = state.subscribed.connection.peer.clone();
+        let expired = async {
+            match &mut state.expiry {
+                Some(expiry) => expiry.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = expired => {
+                state.done = true;
+                let reason = "token expired; reconnect with a fresh token";
+                let close = json!({"type": "close", "code": close::UNAUTHORIZED, "reason": reason});
+                Some((Ok(SseEvent::default().event("herald.close").data(close.to_string())), state))
+            }
             () = peer.wait_killed() => {
                 state.done = true;
                 let event = if peer.killed() == close::GOING_AWAY {
@@ -402,7 +409,7 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
         Ok(identity) => identity,
         Err(refusal) => return refusal.into_response(),
     };
-    let topics = match topics(&identity, query) {
+    let topics = match topics(&identity, query, app.config.max_subscriptions) {
         Ok(topics) => topics,
         Err(refusal) => return refusal.into_response(),
     };
@@ -416,11 +423,13 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
         .and_then(|q| query_param(q, "timeout"))
         .and_then(|t| t.parse::<u64>().ok())
         .map_or(app.config.poll_timeout, Duration::from_secs)
-        .min(app.config.poll_timeout);
+        .min(app.config.poll_timeout)
+        // A poll answers no later than its token expires.
+        .min(Duration::from_secs(identity.expires_in().unwrap_or(u64::MAX)));
     let mut subscribed = subscribe(&app, &identity, topics, since);
     let mut events = std::mem::take(&mut subscribed.replay);
     if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
-        let peer = subscribed.listener.peer.clone();
+        let peer = subscribed.connection.peer.clone();
         let mut frames = VecDeque::new();
         tokio::select! {
             () = peer.wait_killed() => {}

@@ -18,7 +18,7 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, VecDeque, hash_map::Entry},
+    collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
@@ -97,6 +97,50 @@ impl Peer {
     /// an earlier call count too).
     pub(crate) async fn wait_killed(&self) {
         self.kill.notified().await;
+    }
+}
+
+/// A peer registered with the hub, and its subscriptions. Dropping it
+/// unsubscribes and unregisters the peer however its task ends, a panic
+/// included, so no ending connection can leak into the hub (the connection
+/// gauge, presence, shutdown's wait for the last connection).
+pub(crate) struct Connection {
+    hub: Arc<Hub>,
+    pub(crate) peer: Arc<Peer>,
+    topics: HashSet<Topic>,
+}
+
+impl Connection {
+    /// The topics (concrete and wildcards) it is subscribed to.
+    pub(crate) fn topics(&self) -> &HashSet<Topic> {
+        &self.topics
+    }
+
+    /// Subscribes to a concrete topic; see [`Hub::subscribe`].
+    pub(crate) fn subscribe(&mut self, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+        self.topics.insert(topic.clone());
+        self.hub.subscribe(&self.peer, topic, presence, since)
+    }
+
+    /// Subscribes to every topic of `topic.resource()`.
+    pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic) {
+        self.topics.insert(topic.clone());
+        self.hub.subscribe_wildcard(&self.peer, topic);
+    }
+
+    /// Ends one subscription; returns whether there was one.
+    pub(crate) fn unsubscribe(&mut self, topic: &Topic) -> bool {
+        let was = self.topics.remove(topic);
+        if was {
+            self.hub.unsubscribe(&self.peer, topic);
+        }
+        was
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.peer, &self.topics);
     }
 }
 
@@ -289,8 +333,10 @@ impl Hub {
         lock(&self.shards[index])
     }
 
-    /// A new peer whose frames arrive in its outbox, which holds at most `queue`.
-    pub(crate) fn connect(&self, user: Arc<str>, tenant: Option<Arc<str>>, queue: usize) -> Arc<Peer> {
+    /// Registers a new peer whose frames arrive in its outbox, which holds
+    /// at most `queue`. The peer stays registered as long as the returned
+    /// [`Connection`] lives.
+    pub(crate) fn connect(self: &Arc<Self>, user: Arc<str>, tenant: Option<Arc<str>>, queue: usize) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Outbox::new(queue);
         let peer = Arc::new(Peer { id, user, tenant, outbox, kill: Notify::new(), killed: AtomicU16::new(0) });
@@ -299,11 +345,11 @@ impl Hub {
         if self.closing.load(Ordering::Acquire) {
             peer.kill(close::GOING_AWAY);
         }
-        peer
+        Connection { hub: self.clone(), peer, topics: HashSet::new() }
     }
 
     /// Forgets a peer; `topics` are the subscriptions it still had.
-    pub(crate) fn disconnect<'a>(&self, peer: &Peer, topics: impl IntoIterator<Item = &'a Topic>) {
+    fn disconnect<'a>(&self, peer: &Peer, topics: impl IntoIterator<Item = &'a Topic>) {
         for topic in topics {
             self.unsubscribe(peer, topic);
         }
@@ -401,7 +447,7 @@ impl Hub {
     /// also collects the events it missed, under the same lock as the
     /// registration so that none is lost or reordered between the replay and
     /// live delivery.
-    pub(crate) fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+    fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
@@ -454,7 +500,7 @@ impl Hub {
     }
 
     /// Removes one subscription (concrete or wildcard) of `peer`.
-    pub(crate) fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
+    fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
         if topic.is_wildcard() {
             let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
             let Some(resources) = wildcards.get_mut(&peer.tenant) else { return };
@@ -487,7 +533,7 @@ impl Hub {
     }
 
     /// Subscribes `peer` to every topic of `topic.resource()` in its tenant.
-    pub(crate) fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic) {
+    fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic) {
         let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
         let resources = wildcards.entry(peer.tenant.clone()).or_default();
         if resources.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
@@ -531,4 +577,27 @@ impl Hub {
 pub(crate) fn subscribed_frame(topics: Vec<Topic>, recovered: Option<bool>, last_seq: Vec<(Topic, u64)>) -> Frame {
     let message = herald_protocol::Subscribed { topics, recovered, last_seq: last_seq.into_iter().collect() };
     ServerMessage::Subscribed(message).encode().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_whose_task_panics_leaves_nothing_behind() {
+        let hub = Arc::new(Hub::new(&ServerConfig::default()));
+        let topic = Topic::new("doc:1").unwrap();
+        let (task_hub, task_topic) = (hub.clone(), topic.clone());
+        let task = std::thread::spawn(move || {
+            let mut connection = task_hub.connect("u-1".into(), None, 8);
+            connection.subscribe(&task_topic, true, None);
+            connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
+            panic!("a bug in a connection task");
+        });
+        assert!(task.join().is_err(), "the task panicked");
+        let metrics = hub.metrics.snapshot();
+        assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
+        let mut other = hub.connect("u-2".into(), None, 8);
+        assert_eq!(other.subscribe(&topic, true, None).members, Some(vec!["u-2".to_owned()]), "u-1 left presence");
+    }
 }

@@ -238,6 +238,24 @@ impl Sse {
     }
 }
 
+impl Sse {
+    /// Whether the stream ends (its last chunk, or the connection closing)
+    /// before any other event arrives.
+    pub async fn ended(&mut self) -> bool {
+        loop {
+            let mut line = String::new();
+            let n = within("the SSE stream to end", self.reader.read_line(&mut line)).await.unwrap_or(0);
+            let line = line.trim_end_matches(['\r', '\n']);
+            if n == 0 || line == "0" {
+                return true;
+            }
+            if line.starts_with("data:") || line.starts_with("event:") {
+                return false;
+            }
+        }
+    }
+}
+
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
