@@ -2,7 +2,7 @@
 
 use crate::{
     install,
-    shell::{Result, cargo, exec, exec_quiet},
+    shell::{Result, cargo, exec, exec_quiet, nightly_cargo},
 };
 
 pub(crate) fn run(args: &[String]) -> Result {
@@ -35,9 +35,10 @@ pub(crate) fn run(args: &[String]) -> Result {
 /// Builds the fuzz target and runs it briefly: a crash found here fails CI.
 fn fuzz() -> Result {
     let fuzz = |args: &[&str]| {
-        let mut command = cargo();
-        // cargo-fuzz passes nightly-only flags; stable rustc accepts them with this.
-        command.env("RUSTC_BOOTSTRAP", "1").arg("fuzz").args(args);
+        // cargo-fuzz (installed with stable cargo) passes nightly-only flags:
+        // it runs on the pinned nightly, which `install::run` installed.
+        let mut command = nightly_cargo();
+        command.arg("fuzz").args(args);
         command
     };
     exec(&mut fuzz(&["build", "decode"]))?;

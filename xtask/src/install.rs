@@ -8,9 +8,19 @@ use crate::shell::{Result, cargo, exec, has, output};
 /// cargo-fuzz builds the fuzz target in CI; pinned so CI is reproducible.
 pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
+/// The one nightly toolchain, for the two builds that need unstable flags:
+/// the browser package (`cargo xtask wasm`: the standard library rebuilt for
+/// size, panics that abort without a message) and the fuzz target (cargo-fuzz
+/// passes `-Zsanitizer`). Everything else builds on stable. Pinned to a date
+/// so that unstable flags, and the package's size, change only when this
+/// line does; moving it means rerunning `cargo xtask wasm` and `cargo xtask
+/// ci` and noting the new size in BENCHMARKS.md.
+pub(crate) const NIGHTLY: &str = "nightly-2026-10-01";
+
 pub(crate) fn run() -> Result {
     rust_target("wasm32-unknown-unknown")?;
     rust_components(&["rustfmt", "clippy"])?;
+    nightly()?;
     cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
     // The seed-style server the CLI's interop tests run against.
     npm_ci("tests/seed-server")?;
@@ -22,13 +32,12 @@ pub(crate) fn run() -> Result {
     Ok(())
 }
 
-/// What `cargo xtask wasm` needs: the target, the standard library's source
-/// (it is rebuilt for size), wasm-bindgen-cli at the version of the
-/// wasm-bindgen crate in Cargo.lock (they must match), and the package's npm
-/// tools (wasm-opt from binaryen, esbuild).
+/// What `cargo xtask wasm` needs: the pinned nightly with the target and the
+/// standard library's source (it is rebuilt for size), wasm-bindgen-cli at
+/// the version of the wasm-bindgen crate in Cargo.lock (they must match), and
+/// the package's npm tools (wasm-opt from binaryen, esbuild).
 pub(crate) fn wasm_tools() -> Result {
-    rust_target("wasm32-unknown-unknown")?;
-    rust_components(&["rust-src"])?;
+    nightly()?;
     let version = locked_version("wasm-bindgen")?;
     cargo_tool("wasm-bindgen-cli", "wasm-bindgen", &version)?;
     npm_ci("pkg")
@@ -41,6 +50,26 @@ pub(crate) fn locked_version(package: &str) -> Result<String> {
     let start = lock.find(&entry).ok_or_else(|| format!("Cargo.lock has no {package}"))? + entry.len();
     let len = lock[start..].find('"').ok_or("Cargo.lock is malformed")?;
     Ok(lock[start..start + len].to_owned())
+}
+
+/// [`NIGHTLY`] with the minimal profile, `rust-src` and the wasm target (for
+/// the browser package; the fuzz target needs nothing more), unless all are
+/// there already.
+fn nightly() -> Result {
+    let installed = |list: &str| {
+        output(Command::new("rustup").args([list, "list", "--installed", "--toolchain", NIGHTLY])).unwrap_or_default()
+    };
+    let has_src = installed("component").lines().any(|line| line.trim() == "rust-src");
+    if has_src && installed("target").lines().any(|line| line.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    // Adds what is missing when the toolchain is already there.
+    exec(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]).args([
+        "--component",
+        "rust-src",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))
 }
 
 fn rust_target(target: &str) -> Result {

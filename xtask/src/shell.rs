@@ -26,6 +26,18 @@ pub(crate) fn cargo() -> Command {
     command
 }
 
+/// `cargo` of the pinned nightly ([`crate::install::NIGHTLY`]), for the builds
+/// that need unstable flags. `rustup run` picks the toolchain whatever the
+/// stable cargo that started xtask set (`RUSTUP_TOOLCHAIN`, `CARGO`); `RUSTC`
+/// and `RUSTDOC`, which would still point cargo and cargo-fuzz at another
+/// compiler, are dropped.
+pub(crate) fn nightly_cargo() -> Command {
+    let mut command = Command::new("rustup");
+    command.args(["run", crate::install::NIGHTLY, "cargo"]).env_remove("RUSTC").env_remove("RUSTDOC");
+    command.current_dir(root());
+    command
+}
+
 /// Runs a command to completion, failing with its command line on a non-zero exit.
 pub(crate) fn exec(command: &mut Command) -> Result {
     let line = describe(command);

@@ -6,7 +6,7 @@ use std::{io::Write as _, path::Path, process::Command};
 
 use crate::{
     install,
-    shell::{Result, cargo, exec, root, target_dir},
+    shell::{Result, exec, nightly_cargo, root, target_dir},
 };
 
 /// Where the generated files go, inside the package.
@@ -32,17 +32,16 @@ pub(crate) fn run(args: &[String]) -> Result {
 pub(crate) fn build() -> Result<usize> {
     // The standard library is rebuilt for size, and with panics that abort
     // without formatting a message (whose machinery would otherwise ship):
-    // unstable cargo flags, allowed on the stable toolchain by
-    // RUSTC_BOOTSTRAP, for this one build only; rust-src comes from
-    // `install::wasm_tools`. Panic locations (file paths) are left out too.
+    // unstable cargo flags, so this one build runs on the pinned nightly, with
+    // its rust-src, both from `install::wasm_tools`. Panic locations (file
+    // paths) are left out too.
     exec(
-        cargo()
+        nightly_cargo()
             .args(["build", "--locked", "-p", "herald-wasm", "--target", "wasm32-unknown-unknown"])
             .args(["--profile", "wasm-release", "-Zbuild-std=std,panic_abort"])
             .args(["-Zbuild-std-features=optimize_for_size", "-Zpanic-immediate-abort", "-Zprofile-rustflags"])
             .args(["--config", "profile.wasm-release.panic='immediate-abort'"])
-            .args(["--config", "profile.wasm-release.rustflags=['-Zlocation-detail=none']"])
-            .env("RUSTC_BOOTSTRAP", "1"),
+            .args(["--config", "profile.wasm-release.rustflags=['-Zlocation-detail=none']"]),
     )?;
     let out = root().join(OUT_DIR);
     let built = target_dir().join("wasm32-unknown-unknown/wasm-release/herald_wasm.wasm");
