@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::rate::Rate;
+
 /// Everything the server can be told. Build it with [`Default`] and change
 /// fields, or use [`ServerBuilder`](crate::ServerBuilder)'s methods:
 ///
@@ -73,6 +75,15 @@ pub struct ServerConfig {
     /// Rate-limited messages in a row (each answered with error 429) after
     /// which the connection is closed with 4008. Default: 20.
     pub rate_limit_strikes: u32,
+    /// `POST /api/publish` requests a user (of a tenant) may make per
+    /// second on average, over all its connections; beyond it the answer is
+    /// 429 with `Retry-After`. `0` turns the limit off. Default: 1,000.
+    pub http_publish_rate: u32,
+    /// `POST /api/publish` requests a user may make in a burst. Default: 2,000.
+    pub http_publish_burst: u32,
+    /// Longest time an HTTP request body may take to arrive, whole; a
+    /// slower one gets 408. Default: 10 s.
+    pub body_timeout: Duration,
     /// On graceful shutdown every client is told to wait a random delay in
     /// `0..shutdown_spread` before reconnecting, so a restart does not bring
     /// every client back at once. Default: 5 s.
@@ -102,6 +113,16 @@ pub struct ServerConfig {
     pub static_dir: Option<PathBuf>,
 }
 
+impl ServerConfig {
+    pub(crate) fn inbound_rate(&self) -> Rate {
+        Rate { per_sec: self.rate_limit_per_sec, burst: self.rate_limit_burst }
+    }
+
+    pub(crate) fn http_publish_rate(&self) -> Rate {
+        Rate { per_sec: self.http_publish_rate, burst: self.http_publish_burst }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -122,6 +143,9 @@ impl Default for ServerConfig {
             rate_limit_per_sec: 1_000,
             rate_limit_burst: 2_000,
             rate_limit_strikes: 20,
+            http_publish_rate: 1_000,
+            http_publish_burst: 2_000,
+            body_timeout: Duration::from_secs(10),
             shutdown_spread: Duration::from_secs(5),
             reuse_port: false,
             read_buffer_size: 512,

@@ -23,6 +23,7 @@ use crate::{
     auth::Identity,
     hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
+    rate::Bucket,
 };
 
 /// A message from the client, as far as the connection cares.
@@ -93,7 +94,7 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
         link,
         app: app.clone(),
         connection,
-        bucket: Bucket::new(&app.config, now),
+        bucket: Bucket::new(app.config.inbound_rate(), now),
         last_inbound: now,
         next_ping: now + app.config.ping_interval,
     };
@@ -156,36 +157,6 @@ pub(crate) fn truncate_reason(mut reason: String) -> String {
         reason.truncate(cut);
     }
     reason
-}
-
-/// Token bucket for inbound messages.
-struct Bucket {
-    tokens: f32,
-    last: Instant,
-    strikes: u32,
-}
-
-impl Bucket {
-    fn new(config: &crate::ServerConfig, now: Instant) -> Self {
-        Self { tokens: config.rate_limit_burst as f32, last: now, strikes: 0 }
-    }
-
-    fn take(&mut self, config: &crate::ServerConfig, now: Instant) -> bool {
-        if config.rate_limit_per_sec == 0 {
-            return true;
-        }
-        let refill = now.duration_since(self.last).as_secs_f32() * config.rate_limit_per_sec as f32;
-        self.tokens = (self.tokens + refill).min(config.rate_limit_burst as f32);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.strikes = 0;
-            true
-        } else {
-            self.strikes += 1;
-            false
-        }
-    }
 }
 
 struct Conn<L> {
@@ -366,7 +337,7 @@ impl<L: Link> Conn<L> {
     /// `rate_limit_strikes` of those in a row is closed with 4008.
     /// `Ok(false)`: drop this message.
     async fn check_rate(&mut self, now: Instant) -> Result<bool, Ending> {
-        if self.bucket.take(&self.app.config, now) {
+        if self.bucket.take(self.app.config.inbound_rate(), now) {
             return Ok(true);
         }
         if self.bucket.strikes > self.app.config.rate_limit_strikes {

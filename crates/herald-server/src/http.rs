@@ -6,8 +6,7 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
-    extract::{RawQuery, State},
+    extract::State,
     http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header},
     response::{
         IntoResponse, Response,
@@ -27,48 +26,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     App,
     auth::Identity,
+    extract::{AllowedOrigin, Body, JsonContent, Params, Refusal, identify},
     hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
 };
-
-/// The value of `name` in a query string, percent-decoded.
-pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
-/// A refused request: its status and what to do about it.
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-fn problem(status: StatusCode, message: impl Into<String>) -> Refusal {
-    Refusal(status, message.into())
-}
-
-/// The identity of an HTTP request: `Authorization: Bearer ..` or `?token=`.
-fn identify(app: &App, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, Refusal> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let Some(token) = bearer.or_else(|| query.and_then(|q| query_param(q, "token"))) else {
-        Metrics::inc(&app.hub.metrics.auth_failures);
-        return Err(problem(StatusCode::UNAUTHORIZED, "no token: send Authorization: Bearer <token>"));
-    };
-    app.auth.check(&token).map_err(|reason| {
-        Metrics::inc(&app.hub.metrics.auth_failures);
-        problem(StatusCode::UNAUTHORIZED, reason)
-    })
-}
 
 /// `ok`, or 503 while a node of a cluster cannot reach Redis (a load
 /// balancer then sends new clients to another node).
@@ -76,7 +37,7 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
     if app.healthy() {
         "ok".into_response()
     } else {
-        problem(StatusCode::SERVICE_UNAVAILABLE, "the cluster bus (Redis) is unreachable").into_response()
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the cluster bus (Redis) is unreachable").into_response()
     }
 }
 
@@ -113,32 +74,19 @@ struct PublishData {
 /// `POST /api/publish`: a backend announces a change it saved.
 pub(crate) async fn publish(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let identity = match identify(&app, &headers, query.as_deref()) {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal.into_response(),
-    };
-    if body.len() > MAX_FRAME_BYTES {
-        let message = format!("body is {} bytes, over the {MAX_FRAME_BYTES}-byte limit", body.len());
-        return problem(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
-    }
-    let body: PublishBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("body must be {{topic, event, data{{entity_id, payload}}}}: {e}"),
-            )
-            .into_response();
-        }
-    };
+    _: AllowedOrigin,
+    identity: Identity,
+    _: JsonContent,
+    Body(body): Body<MAX_FRAME_BYTES>,
+) -> Result<Response, Refusal> {
+    let body: PublishBody = serde_json::from_slice(&body).map_err(|e| {
+        Refusal::new(StatusCode::BAD_REQUEST, format!("body must be {{topic, event, data{{entity_id, payload}}}}: {e}"))
+    })?;
     if !identity.may_publish(body.topic.as_str()) {
         let message = format!("the token does not allow publishing to {}", body.topic);
-        return problem(StatusCode::FORBIDDEN, message).into_response();
+        return Err(Refusal::new(StatusCode::FORBIDDEN, message));
     }
+    app.publish_limits.check(&identity)?;
     Metrics::inc(&app.hub.metrics.messages_in);
     let data = body.data;
     // A tenant-bound token publishes only into its tenant; a service token may name any.
@@ -151,36 +99,50 @@ pub(crate) async fn publish(
         timestamp: data.timestamp.unwrap_or_else(now_timestamp),
     };
     let event = Event { topic: body.topic, event: body.event, data, trace_id: body.trace_id, seq: None };
-    if let Err(e) = event.validate() {
-        return problem(StatusCode::BAD_REQUEST, e.to_string()).into_response();
-    }
+    event.validate().map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let dedup = body.id.as_deref().map(|id| PublishId { tenant: &identity.tenant, user: &identity.user, id });
     match app.publish(event, dedup).await {
-        Ok((seq, true)) => axum::Json(json!({ "seq": seq, "duplicate": true })).into_response(),
-        Ok((seq, false)) => axum::Json(json!({ "seq": seq })).into_response(),
-        Err(unavailable) => problem(StatusCode::SERVICE_UNAVAILABLE, unavailable.0).into_response(),
+        Ok((seq, true)) => Ok(axum::Json(json!({ "seq": seq, "duplicate": true })).into_response()),
+        Ok((seq, false)) => Ok(axum::Json(json!({ "seq": seq })).into_response()),
+        Err(unavailable) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.0)),
     }
 }
 
+/// The query of `GET /sse` and `GET /api/poll`.
+#[derive(Deserialize)]
+pub(crate) struct StreamParams {
+    /// `a:1,b:*`.
+    #[serde(default)]
+    topics: String,
+    /// The position to resume from (`Last-Event-ID` takes precedence on `/sse`).
+    since: Option<String>,
+    /// The epoch `since` belongs to.
+    epoch: Option<String>,
+    /// `frames` on `/sse`: a whole protocol connection (`stream.rs`).
+    mode: Option<String>,
+    /// Seconds a poll may wait, at most the server's poll timeout.
+    timeout: Option<u64>,
+    /// For clients that cannot set `Authorization` (EventSource).
+    token: Option<String>,
+}
+
 /// Topics from `?topics=a:1,b:*`, each allowed by the token.
-fn topics(identity: &Identity, query: Option<&str>, max: usize) -> Result<Vec<Topic>, Refusal> {
-    let list = query.and_then(|q| query_param(q, "topics")).unwrap_or_default();
+fn topics(identity: &Identity, list: &str, max: usize) -> Result<Vec<Topic>, Refusal> {
     let mut topics = Vec::new();
     for text in list.split(',').filter(|t| !t.is_empty()) {
-        let topic = Topic::new(text).map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))?;
+        if topics.len() == max {
+            let message = format!("too many topics: a stream carries at most {max}");
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, message));
+        }
+        let topic = Topic::new(text).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         if !identity.may_subscribe(topic.as_str()) {
-            return Err(problem(StatusCode::FORBIDDEN, format!("the token does not allow subscribing to {topic}")));
+            let message = format!("the token does not allow subscribing to {topic}");
+            return Err(Refusal::new(StatusCode::FORBIDDEN, message));
         }
         topics.push(topic);
     }
     if topics.is_empty() {
-        return Err(problem(StatusCode::BAD_REQUEST, "no topics: add ?topics=resource:id,other:*"));
-    }
-    if topics.len() > max {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            format!("{} topics: a stream may carry at most {max}", topics.len()),
-        ));
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "no topics: add ?topics=resource:id,other:*"));
     }
     Ok(topics)
 }
@@ -236,28 +198,17 @@ fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Opt
 }
 
 /// `since` in the history named `epoch`, or in another epoch when the
-/// query's `epoch` differs.
-fn position(epoch: &str, query: Option<&str>, since: Option<String>) -> Result<Option<Since>, Refusal> {
+/// query's `epoch` (`theirs`) differs.
+fn position(epoch: &str, theirs: Option<&str>, since: Option<&str>) -> Result<Option<Since>, Refusal> {
     let Some(since) = since else { return Ok(None) };
     let since: u64 = since
         .trim()
         .parse()
-        .map_err(|_| problem(StatusCode::BAD_REQUEST, format!("since {since:?} is not a sequence number")))?;
-    match query.and_then(|q| query_param(q, "epoch")) {
+        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, format!("since {since:?} is not a sequence number")))?;
+    match theirs {
         Some(theirs) if theirs != epoch => Ok(Some(Since::OtherEpoch)),
         _ => Ok(Some(Since::At(since))),
     }
-}
-
-/// `POST /sse/send?session=..`: frames for a `mode=frames` stream.
-pub(crate) async fn sse_send(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: Bytes) -> Response {
-    let session = query.as_deref().and_then(|q| query_param(q, "session"));
-    crate::stream::send(&app, session.as_deref(), &body)
-}
-
-/// The request's `Origin`, if it has a readable one.
-pub(crate) fn origin(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
 /// CORS for browsers on other origins (the allow-list, or any origin when
@@ -275,34 +226,29 @@ pub(crate) fn cors(allowed: &[String]) -> CorsLayer {
 
 /// `GET /sse?topics=..`: Server-Sent Events. Each event is named by its kind
 /// (`UPDATED`, ...), has `id:` = its `seq` and the event JSON as data. Control
-/// messages are named `herald.connected` and `herald.subscribed`. A reconnect
-/// with `Last-Event-ID` (or `?since=`) resumes a stream of one concrete topic.
-pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let query = query.as_deref();
-    if query.and_then(|q| query_param(q, "mode")).as_deref() == Some("frames") {
-        return crate::stream::open(app, &headers, query.and_then(|q| query_param(q, "token")));
+/// messages are named `herald.connected`, `herald.subscribed` and, when the
+/// token expires, `herald.close`. A reconnect with `Last-Event-ID` (or
+/// `?since=`) resumes a stream of one concrete topic. With `?mode=frames`,
+/// a whole protocol connection instead (`stream.rs`).
+pub(crate) async fn sse(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Params(params): Params<StreamParams>,
+) -> Result<Response, Refusal> {
+    if params.mode.as_deref() == Some("frames") {
+        // The connection checks the origin and the token itself, and
+        // answers like a WebSocket would: with a close frame.
+        return Ok(crate::stream::open(app, &headers, params.token));
     }
-    let identity = match identify(&app, &headers, query) {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let topics = match topics(&identity, query, app.config.max_subscriptions) {
-        Ok(topics) => topics,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query.and_then(|q| query_param(q, "since")));
+    AllowedOrigin::check(&app, &headers)?;
+    let identity = identify(&app, &headers, params.token.as_deref())?;
+    let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.since.as_deref());
     // One id cannot carry positions of several topics.
     let last_id = last_id.filter(|_| topics.len() == 1 && !topics[0].is_wildcard());
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
-    let since = match position(&epoch, query, last_id) {
-        Ok(since) => since,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let since = position(&epoch, params.epoch.as_deref(), last_id)?;
     let subscribed = subscribe(&app, &identity, topics.clone(), since);
     let connected = Connected {
         user_id: Some(identity.user.to_string()),
@@ -322,7 +268,7 @@ pub(crate) async fn sse(State(app): State<Arc<App>>, headers: HeaderMap, RawQuer
     let expiry = identity.expires_at(tokio::time::Instant::now()).map(|at| Box::pin(tokio::time::sleep_until(at)));
     let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, expiry, done: false };
     let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
-    Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response()
+    Ok(Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response())
 }
 
 struct SseState {
@@ -403,25 +349,18 @@ fn event_of(frame: &Frame) -> SseEvent {
 /// `GET /api/poll?topics=..&since=N&epoch=..`: answers at once with the events
 /// after `since` (or, without `since`, just the positions), otherwise waits up
 /// to the poll timeout for the next event.
-pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let query = query.as_deref();
-    let identity = match identify(&app, &headers, query) {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let topics = match topics(&identity, query, app.config.max_subscriptions) {
-        Ok(topics) => topics,
-        Err(refusal) => return refusal.into_response(),
-    };
+pub(crate) async fn poll(
+    State(app): State<Arc<App>>,
+    _: AllowedOrigin,
+    identity: Identity,
+    Params(params): Params<StreamParams>,
+) -> Result<Response, Refusal> {
+    let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
-    let since = match position(&epoch, query, query.and_then(|q| query_param(q, "since"))) {
-        Ok(since) => since,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let wait = query
-        .and_then(|q| query_param(q, "timeout"))
-        .and_then(|t| t.parse::<u64>().ok())
+    let since = position(&epoch, params.epoch.as_deref(), params.since.as_deref())?;
+    let wait = params
+        .timeout
         .map_or(app.config.poll_timeout, Duration::from_secs)
         .min(app.config.poll_timeout)
         // A poll answers no later than its token expires.
@@ -441,13 +380,13 @@ pub(crate) async fn poll(State(app): State<Arc<App>>, headers: HeaderMap, RawQue
         events.iter().filter_map(|frame| RawValue::from_string(frame.as_str().to_owned()).ok()).collect();
     let last_seq: serde_json::Map<String, serde_json::Value> =
         subscribed.last_seq.iter().map(|(topic, seq)| (topic.to_string(), json!(seq))).collect();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "epoch": &*epoch,
         "recovered": subscribed.recovered,
         "last_seq": last_seq,
         "events": events,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// Files of `--static DIR`; unknown paths without an extension get

@@ -66,10 +66,12 @@ mod auth;
 mod cluster;
 mod config;
 mod conn;
+mod extract;
 mod http;
 mod hub;
 mod metrics;
 mod outbox;
+mod rate;
 mod stream;
 mod ws;
 
@@ -97,6 +99,7 @@ use crate::{
     auth::Authenticator,
     cluster::{Cluster, Unavailable},
     hub::{Hub, PublishId},
+    rate::PublishLimits,
 };
 
 /// Why the server could not start or do what it was asked.
@@ -307,7 +310,7 @@ impl ServerBuilder {
         };
         let cluster = joined.as_ref().map(|(cluster, _)| cluster.clone());
         let auth = Authenticator::new(secret.as_deref());
-        let app = Arc::new(App { auth, config, hub, cluster, sessions: Default::default() });
+        let app = Arc::new(App::new(config, auth, hub, cluster));
         let listener = listen(addr, app.config.reuse_port).await?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: "?".into(), source })?;
         let bus = joined.map(|(cluster, bus)| tokio::spawn(cluster.supervise(bus)));
@@ -326,9 +329,15 @@ pub(crate) struct App {
     /// Set on a node of a cluster.
     pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) sessions: stream::Sessions,
+    pub(crate) publish_limits: PublishLimits,
 }
 
 impl App {
+    fn new(config: ServerConfig, auth: Authenticator, hub: Arc<Hub>, cluster: Option<Arc<Cluster>>) -> Self {
+        let publish_limits = PublishLimits::new(config.http_publish_rate());
+        Self { config, auth, hub, cluster, sessions: Default::default(), publish_limits }
+    }
+
     /// Publishes a validated event: through Redis on a node of a cluster,
     /// in this process otherwise. With `dedup` (tenant, user, publish id), a
     /// repeat within the dedup window is not broadcast again. Returns the
@@ -394,7 +403,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/publish", post(http::publish))
         .route("/sse", get(http::sse))
-        .route("/sse/send", post(http::sse_send))
+        .route("/sse/send", post(stream::send))
         .route("/api/poll", get(http::poll))
         .route("/healthz", get(http::healthz))
         .route("/metrics", get(http::metrics));
@@ -567,7 +576,7 @@ impl ServerHandle {
             config.epoch = None;
             let hub = Arc::new(Hub::new(&config));
             let (config, auth) = (self.app.config.clone(), self.app.auth.clone());
-            self.app = Arc::new(App { config, auth, hub, cluster: None, sessions: Default::default() });
+            self.app = Arc::new(App::new(config, auth, hub, None));
         }
         // The old listener is closed; retry briefly in case the OS is slow to release the port.
         let mut attempt = 0;

@@ -18,8 +18,8 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
-    http::{HeaderMap, StatusCode},
+    extract::FromRequestParts,
+    http::{HeaderMap, StatusCode, request::Parts},
     response::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use crate::{
     App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
+    extract::{AllowedOrigin, Body, Params, Refusal},
     hub::Frame,
 };
 
@@ -105,7 +106,7 @@ impl Link for StreamLink {
 
 /// `GET /sse?mode=frames[&token=..]`: opens the stream and starts its connection.
 pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>) -> Response {
-    let origin_ok = app.origin_allowed(crate::http::origin(headers));
+    let origin_ok = app.origin_allowed(crate::extract::origin(headers));
     let id = session_id();
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(app.config.outbound_queue.max(1));
@@ -127,34 +128,55 @@ pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>) ->
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// `POST /sse/send?session=..`: the client's frames, one per line, in order.
-pub(crate) fn send(app: &App, session: Option<&str>, body: &Bytes) -> Response {
-    let refuse = |status: StatusCode, message: &str| (status, axum::Json(json!({ "error": message }))).into_response();
-    let Some(tx) = session.and_then(|id| app.sessions.get(id)) else {
-        return refuse(StatusCode::NOT_FOUND, "no such session: the stream closed; open a new one");
-    };
-    if body.len() > MAX_FRAME_BYTES * 4 {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "post at most 256 KiB at a time");
+/// The most one post may weigh.
+const MAX_POST_BYTES: usize = 4 * MAX_FRAME_BYTES;
+
+/// The inbound queue of the session a post names (`?session=..`), found
+/// before its body is read.
+pub(crate) struct Session(mpsc::Sender<String>);
+
+#[derive(serde::Deserialize)]
+struct SessionParam {
+    session: Option<String>,
+}
+
+impl FromRequestParts<Arc<App>> for Session {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Refusal> {
+        let Params(SessionParam { session }) = Params::from_request_parts(parts, app).await?;
+        session.and_then(|id| app.sessions.get(&id)).map(Self).ok_or_else(gone)
     }
-    let Ok(text) = std::str::from_utf8(body) else {
-        return refuse(StatusCode::BAD_REQUEST, "the body is not UTF-8; post JSON frames, one per line");
-    };
+}
+
+fn gone() -> Refusal {
+    Refusal::new(StatusCode::NOT_FOUND, "no such session: the stream closed; open a new one")
+}
+
+/// `POST /sse/send?session=..`: the client's frames, one per line, in order.
+pub(crate) async fn send(
+    _: AllowedOrigin,
+    Session(tx): Session,
+    Body(body): Body<MAX_POST_BYTES>,
+) -> Result<StatusCode, Refusal> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "the body is not UTF-8; post JSON frames, one per line"))?;
     let frames: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
     if frames.len() > MAX_FRAMES_PER_POST {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "post at most 64 frames at a time");
+        let message = format!("post at most {MAX_FRAMES_PER_POST} frames at a time");
+        return Err(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
     for frame in frames {
         match tx.try_send(frame.to_owned()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return refuse(StatusCode::TOO_MANY_REQUESTS, "too many frames in flight; wait for the answers");
+                let message = "too many frames in flight; wait for the answers";
+                return Err(Refusal::new(StatusCode::TOO_MANY_REQUESTS, message));
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return refuse(StatusCode::NOT_FOUND, "no such session: the stream closed; open a new one");
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone()),
         }
     }
-    StatusCode::ACCEPTED.into_response()
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// 128 random bits from the operating system, as hex: guessing one means

@@ -4,10 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{
-        RawQuery, State, WebSocketUpgrade,
+        State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
-    http::{HeaderMap, header::ORIGIN},
+    http::HeaderMap,
     response::Response,
 };
 use futures_util::SinkExt;
@@ -17,6 +17,7 @@ use tokio::time::timeout;
 use crate::{
     App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
+    extract::{Params, TokenParam, origin},
     hub::Frame,
 };
 
@@ -27,10 +28,9 @@ pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
     ws: WebSocketUpgrade,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Params(TokenParam { token }): Params<TokenParam>,
 ) -> Response {
-    let origin_ok = app.origin_allowed(headers.get(ORIGIN).and_then(|v| v.to_str().ok()));
-    let token = query.as_deref().and_then(|q| crate::http::query_param(q, "token"));
+    let origin_ok = app.origin_allowed(origin(&headers));
     let config = &app.config;
     ws.read_buffer_size(config.read_buffer_size)
         .write_buffer_size(config.write_buffer_size)

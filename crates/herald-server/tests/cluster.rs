@@ -44,8 +44,7 @@ async fn publish_http(server: &ServerHandle, user: &str, id: Option<&str>, paylo
     if let Some(id) = id {
         body["id"] = json!(id);
     }
-    let bearer = format!("Bearer {user}");
-    let (status, answer) = http(server, "POST", "/api/publish", &[("Authorization", &bearer)], &body.to_string()).await;
+    let (status, answer) = post_publish(server, user, &body.to_string()).await;
     (status, serde_json::from_str(&answer).unwrap_or_else(|_| panic!("JSON, got {answer}")))
 }
 
@@ -420,7 +419,7 @@ async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
     // service token on A publishes into the tenant it names.
     let writer = mint_token(SECRET, &Claims::new("w", 600).tenant("acme").publish(["doc:*"])).unwrap();
     let mut writer = Client::authed(&b, &writer).await;
-    let service = format!("Bearer {}", mint_token(SECRET, &Claims::new("backend", 600).publish(["doc:*"])).unwrap());
+    let service = mint_token(SECRET, &Claims::new("backend", 600).publish(["doc:*"])).unwrap();
     for round in 1..=ROUNDS {
         let publish = json!({"type":"publish","id":format!("p-{round}"),"topic":"doc:1","event":"UPDATED",
             "data":{"entity_id":"1","payload":"acme","tenant_id":"globex","timestamp":"2026-01-01T00:00:00Z"}});
@@ -428,7 +427,7 @@ async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
         assert_eq!(writer.recv().await["type"], "ack");
         let body =
             json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"globex","tenant_id":"globex"}});
-        let (status, _) = http(&a, "POST", "/api/publish", &[("Authorization", &service)], &body.to_string()).await;
+        let (status, _) = post_publish(&a, &service, &body.to_string()).await;
         assert_eq!(status, 200);
         b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap();
     }
@@ -441,7 +440,7 @@ async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
     }
     // Nothing foreign is queued behind: a last event of each namespace comes next.
     let body = json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"acme","tenant_id":"acme"}});
-    http(&b, "POST", "/api/publish", &[("Authorization", &service)], &body.to_string()).await;
+    post_publish(&b, &service, &body.to_string()).await;
     assert_eq!(events(&mut acme, 1).await, [(ROUNDS + 1, "acme".to_owned())]);
 }
 

@@ -33,14 +33,9 @@ async fn http_publish_answers_the_seq_and_reaches_subscribers() {
 #[tokio::test]
 async fn http_publish_refuses_bad_tokens_forbidden_topics_and_bad_bodies() {
     let server = jwt_server().await;
-    let (status, _) = http(&server, "POST", "/api/publish", &[("Authorization", "Bearer nope")], BODY).await;
-    assert_eq!(status, 401);
-    let reader = format!("Bearer {}", token("reader"));
-    let (status, _) = http(&server, "POST", "/api/publish", &[("Authorization", &reader)], BODY).await;
-    assert_eq!(status, 403);
-    let bearer = format!("Bearer {}", backend_token());
-    let (status, body) =
-        http(&server, "POST", "/api/publish", &[("Authorization", &bearer)], r#"{"topic":"doc:1"}"#).await;
+    assert_eq!(post_publish(&server, "nope", BODY).await.0, 401);
+    assert_eq!(post_publish(&server, &token("reader"), BODY).await.0, 403);
+    let (status, body) = post_publish(&server, &backend_token(), r#"{"topic":"doc:1"}"#).await;
     assert_eq!(status, 400);
     assert!(body.contains("event"), "{body}");
 }
@@ -162,4 +157,110 @@ async fn static_files_are_served_without_escaping_the_directory() {
     drop(client);
     server.disconnect_all(close::NORMAL);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A publish head announcing `length` bytes, followed by `sent` bytes of them.
+fn partial_publish(authorization: &str, length: usize, sent: usize) -> Vec<u8> {
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: test\r\n{authorization}Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    let mut request = head.into_bytes();
+    request.extend(std::iter::repeat_n(b' ', sent));
+    request
+}
+
+#[tokio::test]
+async fn a_publish_is_refused_before_its_body_is_read_without_a_valid_token() {
+    let server = jwt_server().await;
+    // 2 MB announced, 10 bytes sent: the answer comes without the rest.
+    let (status, body) = http_partial(&server, &partial_publish("", 2_000_000, 10)).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        http_partial(&server, &partial_publish("Authorization: Bearer forged\r\n", 2_000_000, 10)).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test]
+async fn publish_bodies_are_bounded_in_size_and_time() {
+    let mut builder = Server::builder().secret(SECRET);
+    builder.config_mut().body_timeout = std::time::Duration::from_millis(300);
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let bearer = format!("Authorization: Bearer {}\r\n", backend_token());
+    let (status, body) = http_partial(&server, &partial_publish(&bearer, 64 * 1024 + 1, 10)).await;
+    assert_eq!(status, 413, "announced too large: {body}");
+    assert!(body.contains("65536-byte limit"), "{body}");
+
+    // Chunked, so the size is known only while reading.
+    let mut chunked = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: test\r\n{bearer}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..5 {
+        chunked.extend(format!("4000\r\n{}\r\n", " ".repeat(0x4000)).into_bytes());
+    }
+    let (status, body) = http_partial(&server, &chunked).await;
+    assert_eq!(status, 413, "sent too large: {body}");
+
+    let (status, body) = http_partial(&server, &partial_publish(&bearer, 100, 10)).await;
+    assert_eq!(status, 408, "stalled: {body}");
+    assert!(body.contains("did not arrive"), "{body}");
+}
+
+#[tokio::test]
+async fn a_publish_body_that_is_not_json_gets_415() {
+    let server = jwt_server().await;
+    let bearer = format!("Bearer {}", backend_token());
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        headers.extend(content_type.map(|value| ("Content-Type", value)));
+        let (status, body) = http(&server, "POST", "/api/publish", &headers, BODY).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert!(body.contains("application/json"), "{body}");
+    }
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json; charset=utf-8")];
+    assert_eq!(http(&server, "POST", "/api/publish", &headers, BODY).await.0, 200);
+}
+
+#[tokio::test]
+async fn http_publishes_are_rate_limited_per_user() {
+    let mut builder = Server::builder().secret(SECRET);
+    builder.config_mut().http_publish_rate = 1;
+    builder.config_mut().http_publish_burst = 2;
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let backend = backend_token();
+    assert_eq!(post_publish(&server, &backend, BODY).await.0, 200);
+    assert_eq!(post_publish(&server, &backend, BODY).await.0, 200);
+    let bearer = format!("Bearer {backend}");
+    let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let (status, head, body) = http_with_head(&server, "POST", "/api/publish", &headers, BODY).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    let other = mint_token(SECRET, &Claims::new("other-backend", 600).publish(["doc:*"])).unwrap();
+    assert_eq!(post_publish(&server, &other, BODY).await.0, 200, "another user has a bucket of its own");
+}
+
+#[tokio::test]
+async fn http_endpoints_refuse_browsers_on_origins_outside_the_allow_list() {
+    let server =
+        Server::builder().secret(SECRET).allowed_origin("https://app.example").bind("127.0.0.1:0").await.unwrap();
+    let reader = token("reader");
+    let bearer = format!("Bearer {}", backend_token());
+    for origin in [Some("https://evil.example"), Some("https://app.example"), None] {
+        let expected = if origin == Some("https://evil.example") { 403 } else { 200 };
+        let with = |mut headers: Vec<(&'static str, String)>| {
+            headers.extend(origin.map(|origin| ("Origin", origin.to_owned())));
+            headers
+        };
+        let publish = with(vec![("Authorization", bearer.clone()), ("Content-Type", "application/json".into())]);
+        let publish: Vec<(&str, &str)> = publish.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = http(&server, "POST", "/api/publish", &publish, BODY).await;
+        assert_eq!(status, expected, "publish from {origin:?}: {body}");
+
+        let plain = with(vec![]);
+        let plain: Vec<(&str, &str)> = plain.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let poll = format!("/api/poll?token={reader}&topics=doc:1");
+        assert_eq!(http(&server, "GET", &poll, &plain, "").await.0, expected, "poll from {origin:?}");
+        let (status, _) = Sse::open(&server, &format!("/sse?token={reader}&topics=doc:1"), &plain).await;
+        assert_eq!(status, expected, "sse from {origin:?}");
+    }
 }

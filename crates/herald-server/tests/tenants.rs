@@ -18,9 +18,8 @@ fn tenant_token(user: &str, tenant: &str) -> String {
 /// `POST /api/publish` with a service token (no tenant) naming `tenant`; returns the answered seq.
 async fn publish_as_service(server: &ServerHandle, tenant: &str, marker: &str) -> u64 {
     let service = mint_token(SECRET, &Claims::new("backend", 600).publish(["doc:*"])).unwrap();
-    let bearer = format!("Bearer {service}");
     let body = json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":marker,"tenant_id":tenant}});
-    let (status, answer) = http(server, "POST", "/api/publish", &[("Authorization", &bearer)], &body.to_string()).await;
+    let (status, answer) = post_publish(server, &service, &body.to_string()).await;
     assert_eq!(status, 200, "{answer}");
     serde_json::from_str::<Value>(&answer).unwrap()["seq"].as_u64().expect("a seq")
 }

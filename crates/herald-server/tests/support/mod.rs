@@ -126,6 +126,14 @@ impl Client {
     }
 }
 
+/// `POST /api/publish` with `Authorization: Bearer <token>` and a JSON body;
+/// returns status and body.
+pub async fn post_publish(server: &ServerHandle, token: &str, body: &str) -> (u16, String) {
+    let bearer = format!("Bearer {token}");
+    http(server, "POST", "/api/publish", &[("Authorization", &bearer), ("Content-Type", "application/json")], body)
+        .await
+}
+
 /// A minimal HTTP/1.1 request; returns status and body.
 pub async fn http(
     server: &ServerHandle,
@@ -162,6 +170,38 @@ pub async fn http_with_head(
         let head = head.to_ascii_lowercase();
         let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
         (status, head, body)
+    })
+    .await
+}
+
+/// Writes `request` (possibly a head and only part of its body) and reads
+/// one response without closing the sending side: status and body.
+pub async fn http_partial(server: &ServerHandle, request: &[u8]) -> (u16, String) {
+    let stream = within("connect", TcpStream::connect(server.local_addr())).await.expect("connect");
+    let mut reader = BufReader::new(stream);
+    within("a write", reader.get_mut().write_all(request)).await.expect("write");
+    read_response(&mut reader).await
+}
+
+/// Reads one response with a `Content-Length` body: status and body.
+pub async fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String) {
+    within("an HTTP response", async {
+        let (mut status, mut length) = (0, 0);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.expect("read");
+            let lower = line.to_ascii_lowercase();
+            if status == 0 {
+                status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+            } else if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse().expect("a length");
+            } else if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await.expect("the body");
+        (status, String::from_utf8(body).expect("UTF-8"))
     })
     .await
 }
