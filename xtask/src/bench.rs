@@ -182,6 +182,8 @@ impl Kind {
                     // The peers have no rate limit, and the bench publishes up to
                     // 2,000 events/s on one connection (Herald's default allows 1,000).
                     .args(["--rate-limit", "0"])
+                    // The load comes from a few loopback addresses, up to 4,000 connections each.
+                    .args(["--max-connections-per-ip", "0"])
                     // The storm's replacement takes the port before the old process stops.
                     .arg("--reuse-port")
                     .env("RUST_LOG", "warn");

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use herald_server::{ServerBuilder, ServerConfig};
+use herald_server::{IpNet, ServerBuilder, ServerConfig};
 use tracing::Level;
 use tracing_subscriber::{EnvFilter, filter::filter_fn, prelude::*};
 
@@ -92,6 +92,42 @@ pub(crate) struct ServeArgs {
     /// Prefix of the cluster's Redis keys and channel (several clusters can share one Redis).
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
     redis_prefix: String,
+    /// Longest wait for a request's head (request line and headers), the WebSocket handshake's
+    /// included, and for the next request on an idle keep-alive connection.
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    header_timeout: Duration,
+    /// Longest time an HTTP request body may take to arrive (408 after).
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    body_timeout: Duration,
+    /// Connections held at most; over it new ones get 503 (GET /healthz is still answered).
+    /// Default: what `ulimit -n` leaves after a reserve of 192 (herald serve raises its soft limit
+    /// to the hard one at start).
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections without a valid token yet; over it new ones get 503.
+    #[arg(long, env = "HERALD_MAX_UNAUTHENTICATED", default_value_t = 1_000)]
+    max_unauthenticated: usize,
+    /// Connections per client address (0: unlimited); over it: HTTP 429 or close 4008.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    max_connections_per_ip: usize,
+    /// WebSocket and SSE connections and long polls per user (0: unlimited); over it: HTTP 429
+    /// or close 4008.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 100)]
+    max_connections_per_user: usize,
+    /// Proxies whose Forwarded / X-Forwarded-For headers name the client, as addresses or
+    /// networks (e.g. 10.0.0.0/8, 127.0.0.1); comma-separated or repeated. Headers from any other
+    /// peer are ignored.
+    #[arg(long = "trusted-proxy", env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
+    /// Topics one connection may hold, wildcards included (error 429 beyond).
+    #[arg(long, env = "HERALD_MAX_SUBSCRIPTIONS", default_value_t = 1_000)]
+    max_subscriptions: usize,
+    /// POST /api/publish requests per second per user (0: unlimited); 429 beyond.
+    #[arg(long, env = "HERALD_HTTP_PUBLISH_RATE", default_value_t = 1_000)]
+    http_publish_rate: u32,
+    /// POST /api/publish burst per user.
+    #[arg(long, env = "HERALD_HTTP_PUBLISH_BURST", default_value_t = 2_000)]
+    http_publish_burst: u32,
     /// Longest wait of GET /api/poll.
     #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = duration::parse)]
     poll_timeout: Duration,
@@ -121,7 +157,37 @@ impl ServeArgs {
         config.redis = self.redis;
         config.redis_prefix = self.redis_prefix;
         config.poll_timeout = self.poll_timeout;
+        config.header_timeout = self.header_timeout;
+        config.body_timeout = self.body_timeout;
+        config.max_connections = self.max_connections;
+        config.max_unauthenticated = self.max_unauthenticated;
+        config.max_connections_per_ip = self.max_connections_per_ip;
+        config.max_connections_per_user = self.max_connections_per_user;
+        config.trusted_proxies = self.trusted_proxies;
+        config.max_subscriptions = self.max_subscriptions;
+        config.http_publish_rate = self.http_publish_rate;
+        config.http_publish_burst = self.http_publish_burst;
         config
+    }
+}
+
+/// `10.0.0.0/8`, or one address.
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an address nor a network like 10.0.0.0/8"))
+}
+
+/// A server holds a file descriptor per connection: take every one the
+/// system allows this process (the soft limit is often 1,024, the hard one
+/// far more).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current != maximum
+        && let Err(error) = setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum })
+    {
+        tracing::warn!(%error, "could not raise the file descriptor limit");
     }
 }
 
@@ -135,6 +201,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         .with(no_messages)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    raise_fd_limit();
     let addr = args.addr.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {

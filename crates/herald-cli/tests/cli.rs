@@ -67,7 +67,18 @@ impl Drop for Running {
 /// Starts `herald serve ARGS --addr 127.0.0.1:0` with `RUST_LOG=log` (unset
 /// for `None`), and returns it with its WebSocket URL.
 fn serve(args: &[&str], log: Option<&str>) -> (Running, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    serve_by(Command::new(env!("CARGO_BIN_EXE_herald")), args, log)
+}
+
+/// [`serve`] with at most `fds` open file descriptors (`prlimit`, util-linux).
+fn serve_with_fd_limit(fds: u32, args: &[&str]) -> (Running, String) {
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg(format!("--nofile={fds}:{fds}")).arg("--").arg(env!("CARGO_BIN_EXE_herald"));
+    serve_by(prlimit, args, Some("warn"))
+}
+
+/// Runs `command serve ARGS`, see [`serve`].
+fn serve_by(mut command: Command, args: &[&str], log: Option<&str>) -> (Running, String) {
     command.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]).stderr(Stdio::piped());
     match log {
         Some(log) => command.env("RUST_LOG", log),
@@ -125,15 +136,32 @@ async fn send(ws: &mut Ws, text: String) {
     timeout(WAIT, ws.send(Message::text(text))).await.expect("in time").expect("send");
 }
 
+/// The `host:port` of a server's WebSocket URL.
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned()
+}
+
 /// `POST /api/publish` with `Authorization: Bearer <token>`; returns the status line.
 async fn http_publish(url: &str, token: &str) -> String {
-    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws").to_owned();
+    let addr = addr_of(url);
     let body = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":null}}"#;
     let request = format!(
         "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    http_status(addr, request).await
+}
+
+/// `GET path`; returns the status line.
+async fn http_get(url: &str, path: &str) -> String {
+    let addr = addr_of(url);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    http_status(addr, request).await
+}
+
+/// Sends `request` to `addr`; returns the status line of the answer.
+async fn http_status(addr: String, request: String) -> String {
     let response = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(&addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("a timeout");
@@ -269,4 +297,63 @@ async fn tokens_never_appear_in_the_log_even_at_trace_level() {
         }
     }
     assert!(!log.contains(SECRET), "the secret is in the log");
+}
+
+/// `count` connections from `source` that each sent part of a request head and wait.
+async fn partial_requests(url: &str, source: [u8; 4], count: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = addr_of(url).parse().expect("an address");
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind((source, 0).into()).expect("a loopback source address");
+        // A connection the server dropped at once may fail; that is the point.
+        if let Ok(Ok(mut tcp)) = timeout(WAIT, socket.connect(addr)).await {
+            let _ = tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: slow\r\n").await;
+            held.push(tcp);
+        }
+    }
+    held
+}
+
+#[tokio::test]
+async fn with_few_file_descriptors_the_server_refuses_clearly_and_answers_health_checks() {
+    // 256 descriptors: the server keeps 192 in reserve and holds 64 connections.
+    let (server, url) = serve_with_fd_limit(256, &["--dev"]);
+    let attack = partial_requests(&url, [127, 0, 0, 2], 600).await;
+    assert!(http_get(&url, "/healthz").await.contains("200"), "{}", server.log());
+    let refused = connect_async(format!("{url}?token=u-1")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 503),
+        "{refused:?}"
+    );
+    drop(attack);
+    timeout(WAIT, async {
+        loop {
+            if let Ok((mut ws, _)) = connect_async(format!("{url}?token=u-1")).await {
+                return assert!(next_text(&mut ws).await.contains("connected"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a client connects once the attack ends");
+}
+
+#[tokio::test]
+async fn a_server_that_runs_out_of_file_descriptors_keeps_accepting_once_they_are_back() {
+    // A cap above what the descriptors allow: accept itself fails (EMFILE).
+    let (server, url) = serve_with_fd_limit(128, &["--dev", "--max-connections", "100000"]);
+    let attack = partial_requests(&url, [127, 0, 0, 3], 300).await;
+    drop(attack);
+    timeout(WAIT, async {
+        while !http_get(&url, "/healthz").await.contains("200") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("health checks are answered again");
+    let mut ws = open(&format!("{url}?token=u-1")).await;
+    assert!(next_text(&mut ws).await.contains("connected"));
+    assert!(server.log().contains("out of file descriptors"), "the shedding is logged: {}", server.log());
 }

@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use ipnet::IpNet;
+
 use crate::rate::Rate;
 
 /// Everything the server can be told. Build it with [`Default`] and change
@@ -103,6 +105,40 @@ pub struct ServerConfig {
     /// Bytes buffered before a write goes to the socket; the server flushes
     /// after each batch anyway. Default: 16 KiB.
     pub write_buffer_size: usize,
+    /// Longest wait for a request's head (its request line and headers),
+    /// including the WebSocket handshake's and the next request's on an idle
+    /// keep-alive connection; a connection that sends none in time is
+    /// closed. Applies to Herald's own listener. Default: 10 s.
+    pub header_timeout: Duration,
+    /// Connections the server holds at most; one over it is answered 503
+    /// (`/healthz` is still answered) and closed. `None`: what the process's
+    /// file descriptor limit (`ulimit -n`) leaves after a reserve of 192, so
+    /// that the server never runs out of them. Applies to Herald's own
+    /// listener. Default: `None`.
+    pub max_connections: Option<usize>,
+    /// Connections that have not authenticated yet (no valid token on any
+    /// request, or a WebSocket still before its `auth`): over it, a new
+    /// connection is answered 503 and closed. With [`header_timeout`](Self::header_timeout)
+    /// and [`auth_timeout`](Self::auth_timeout) this bounds what clients
+    /// without a token can hold. Applies to Herald's own listener.
+    /// Default: 1,000.
+    pub max_unauthenticated: usize,
+    /// Connections one client address may hold: TCP connections on Herald's
+    /// own listener, and WebSocket and SSE connections and long polls
+    /// everywhere. Behind a load balancer, list it in
+    /// [`trusted_proxies`](Self::trusted_proxies) so that each client's own
+    /// address counts. Over it: HTTP 429, or close 4008 on a WebSocket. `0`:
+    /// no limit. Default: 1,000.
+    pub max_connections_per_ip: usize,
+    /// WebSocket and SSE connections and long polls one user (of a tenant)
+    /// may hold at once. Over it: HTTP 429, or close 4008 on a WebSocket.
+    /// `0`: no limit. Default: 100.
+    pub max_connections_per_user: usize,
+    /// Proxies and load balancers whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client (e.g. `10.0.0.0/8`): a connection from one
+    /// of them counts against the address they name, not theirs. Headers
+    /// from any other peer are ignored. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
     /// Topics one connection may be subscribed to at once, wildcards
     /// included (and topics one SSE stream or long poll may name). A
     /// subscribe beyond it gets error 429 for each topic over. Default: 1,000.
@@ -150,6 +186,12 @@ impl Default for ServerConfig {
             reuse_port: false,
             read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_unauthenticated: 1_000,
+            max_connections_per_ip: 1_000,
+            max_connections_per_user: 100,
+            trusted_proxies: Vec::new(),
             max_subscriptions: 1_000,
             poll_timeout: Duration::from_secs(25),
             static_dir: None,

@@ -21,8 +21,10 @@ use tracing::{debug, info};
 use crate::{
     App,
     auth::Identity,
+    extract::Remote,
     hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
+    quota::OverQuota,
     rate::Bucket,
 };
 
@@ -69,7 +71,9 @@ impl Ending {
 
 /// Runs a connection to its end: checks the origin and the token, then
 /// serves until the client leaves or the connection must close.
-pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<String>, origin_ok: bool) {
+/// `remote` stays held while the connection lives: on Herald's own listener
+/// it holds the connection's place within the connection limits.
+pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<String>, origin_ok: bool, remote: Remote) {
     if !origin_ok {
         Metrics::inc(&app.hub.metrics.auth_failures);
         info!("connection refused: origin not allowed");
@@ -82,6 +86,15 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
             Metrics::inc(&app.hub.metrics.auth_failures);
             debug!(reason = %ending.reason, "connection refused");
             link.close(ending).await;
+            return;
+        }
+    };
+    remote.authenticated();
+    let _quota = match app.quotas.open(&identity, remote.ip) {
+        Ok(quota) => quota,
+        Err(OverQuota(reason)) => {
+            debug!(%reason, "connection refused");
+            link.close(Ending::close(close::RATE_LIMITED, reason)).await;
             return;
         }
     };

@@ -4,21 +4,28 @@
 //! without a valid token or from a refused origin is answered before a byte
 //! of its body is read.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::{App, auth::Identity, metrics::Metrics};
+use ipnet::IpNet;
+
+use crate::{App, accept::Slot, auth::Identity, metrics::Metrics};
 
 /// A refused request: its status and what to do about it, as `{"error": ..}`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Refusal {
     status: StatusCode,
     message: String,
@@ -73,7 +80,11 @@ impl FromRequestParts<Arc<App>> for Identity {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Refusal> {
         let Params(TokenParam { token }) = Params::from_request_parts(parts, app).await?;
-        identify(app, &parts.headers, token.as_deref())
+        let identity = identify(app, &parts.headers, token.as_deref())?;
+        if let Some(slot) = parts.extensions.get::<Arc<Slot>>() {
+            slot.authenticated();
+        }
+        Ok(identity)
     }
 }
 
@@ -87,6 +98,81 @@ pub(crate) fn identify(app: &App, headers: &HeaderMap, query_token: Option<&str>
     };
     let token = bearer.or(query_token).ok_or_else(|| refuse("no token: send Authorization: Bearer <token>".into()))?;
     app.auth.check(token).map_err(refuse)
+}
+
+/// Where a request comes from: the client's address, and on Herald's own
+/// listener the connection's [`Slot`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Remote {
+    /// The peer's address, or the client's as the trusted proxies in front
+    /// say; `None` on a listener that records no peer address.
+    pub(crate) ip: Option<IpAddr>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Remote {
+    /// The connection authenticated (see [`Slot::authenticated`]).
+    pub(crate) fn authenticated(&self) {
+        if let Some(slot) = &self.slot {
+            slot.authenticated();
+        }
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Remote {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ip = peer.map(|peer| client_ip(peer, &parts.headers, &app.config.trusted_proxies));
+        Ok(Self { ip, slot: parts.extensions.get::<Arc<Slot>>().cloned() })
+    }
+}
+
+/// The client's address: `peer`, or when `peer` is a trusted proxy, the
+/// last address before the trusted ones in `Forwarded` (or else
+/// `X-Forwarded-For`). Proxies append what they saw, so everything left of
+/// the first untrusted hop is the client's to invent and is not read; a hop
+/// that does not parse ends the walk at the last trusted address.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers.get_all(header::FORWARDED).iter().filter_map(|v| v.to_str().ok()).collect();
+    let hops: Vec<&str> = if forwarded.is_empty() {
+        let xff = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        xff.flat_map(|v| v.split(',')).map(str::trim).collect()
+    } else {
+        let elements = forwarded.into_iter().flat_map(|v| v.split(','));
+        elements.filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.eq_ignore_ascii_case("for").then(|| value.trim_matches('"'))
+            })
+        })
+        .collect()
+    };
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]:4711` or `2001:db8::1`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    hop.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).and_then(|ip| ip.parse().ok())
 }
 
 /// The request's `Origin`, if it has a readable one.
@@ -178,4 +264,31 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 fn body_late(deadline: Duration) -> String {
     format!("the body did not arrive within {deadline:?}; send it at once")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(name, value)| (header::HeaderName::from_static(name), value.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn the_client_address_comes_through_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.9")]);
+        assert_eq!(client_ip(proxy, &xff, &trusted), ip("203.0.113.9"), "the hop before the trusted ones");
+        assert_eq!(client_ip(stranger, &xff, &trusted), stranger, "an untrusted peer's headers are not read");
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+
+        let forwarded = headers(&[("forwarded", r#"for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=10.1.1.1"#)]);
+        assert_eq!(client_ip(proxy, &forwarded, &trusted), ip("2001:db8::1"), "Forwarded first");
+        let garbage = headers(&[("x-forwarded-for", "6.6.6.6, not-an-address, 10.0.0.9")]);
+        assert_eq!(client_ip(proxy, &garbage, &trusted), ip("10.0.0.9"), "no further than a hop that does not parse");
+    }
 }

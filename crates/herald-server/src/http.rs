@@ -26,9 +26,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     App,
     auth::Identity,
-    extract::{AllowedOrigin, Body, JsonContent, Params, Refusal, identify},
+    extract::{AllowedOrigin, Body, JsonContent, Params, Refusal, Remote, identify},
     hub::{Connection, Frame, PublishId, subscribed_frame},
     metrics::Metrics,
+    quota::Quota,
 };
 
 /// `ok`, or 503 while a node of a cluster cannot reach Redis (a load
@@ -151,6 +152,7 @@ fn topics(identity: &Identity, list: &str, max: usize) -> Result<Vec<Topic>, Ref
 /// (including when the client goes away and the response is dropped).
 struct Subscribed {
     connection: Connection,
+    _quota: Quota,
     replay: Vec<Frame>,
     recovered: Option<bool>,
     last_seq: Vec<(Topic, u64)>,
@@ -165,9 +167,9 @@ enum Since {
 }
 
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
-fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>) -> Subscribed {
+fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>, quota: Quota) -> Subscribed {
     let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
-    let mut out = Subscribed { connection, replay: Vec::new(), recovered: since.map(|_| true), last_seq: Vec::new() };
+    let mut out = Subscribed { connection, _quota: quota, replay: Vec::new(), recovered: since.map(|_| true), last_seq: Vec::new() };
     for topic in topics {
         if topic.is_wildcard() {
             out.connection.subscribe_wildcard(&topic);
@@ -234,14 +236,17 @@ pub(crate) async fn sse(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Params(params): Params<StreamParams>,
+    remote: Remote,
 ) -> Result<Response, Refusal> {
     if params.mode.as_deref() == Some("frames") {
         // The connection checks the origin and the token itself, and
         // answers like a WebSocket would: with a close frame.
-        return Ok(crate::stream::open(app, &headers, params.token));
+        return Ok(crate::stream::open(app, &headers, params.token, remote));
     }
     AllowedOrigin::check(&app, &headers)?;
     let identity = identify(&app, &headers, params.token.as_deref())?;
+    remote.authenticated();
+    let quota = app.quotas.open(&identity, remote.ip)?;
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.since.as_deref());
     // One id cannot carry positions of several topics.
@@ -249,7 +254,7 @@ pub(crate) async fn sse(
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
     let since = position(&epoch, params.epoch.as_deref(), last_id)?;
-    let subscribed = subscribe(&app, &identity, topics.clone(), since);
+    let subscribed = subscribe(&app, &identity, topics.clone(), since, quota);
     let connected = Connected {
         user_id: Some(identity.user.to_string()),
         tenant_id: identity.tenant.as_deref().map(str::to_owned),
@@ -353,8 +358,10 @@ pub(crate) async fn poll(
     State(app): State<Arc<App>>,
     _: AllowedOrigin,
     identity: Identity,
+    remote: Remote,
     Params(params): Params<StreamParams>,
 ) -> Result<Response, Refusal> {
+    let quota = app.quotas.open(&identity, remote.ip)?;
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
@@ -365,7 +372,7 @@ pub(crate) async fn poll(
         .min(app.config.poll_timeout)
         // A poll answers no later than its token expires.
         .min(Duration::from_secs(identity.expires_in().unwrap_or(u64::MAX)));
-    let mut subscribed = subscribe(&app, &identity, topics, since);
+    let mut subscribed = subscribe(&app, &identity, topics, since, quota);
     let mut events = std::mem::take(&mut subscribed.replay);
     if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
         let peer = subscribed.connection.peer.clone();

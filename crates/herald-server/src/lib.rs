@@ -62,6 +62,7 @@
 //! `tungstenite` target below TRACE in your subscriber, as `herald serve` does.
 #![deny(missing_docs)]
 
+mod accept;
 mod auth;
 mod cluster;
 mod config;
@@ -71,6 +72,7 @@ mod http;
 mod hub;
 mod metrics;
 mod outbox;
+mod quota;
 mod rate;
 mod stream;
 mod ws;
@@ -80,7 +82,6 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     routing::{get, post},
-    serve::ListenerExt,
 };
 use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
 use tokio::{
@@ -89,16 +90,19 @@ use tokio::{
     task::JoinHandle,
     time::timeout,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 pub use auth::{Claims, mint_token};
+pub use ipnet::IpNet;
 pub use config::ServerConfig;
 pub use metrics::MetricsSnapshot;
 
 use crate::{
+    accept::Gate,
     auth::Authenticator,
     cluster::{Cluster, Unavailable},
     hub::{Hub, PublishId},
+    quota::Quotas,
     rate::PublishLimits,
 };
 
@@ -330,12 +334,18 @@ pub(crate) struct App {
     pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) sessions: stream::Sessions,
     pub(crate) publish_limits: PublishLimits,
+    /// What users and addresses hold open.
+    pub(crate) quotas: Arc<Quotas>,
+    /// The connection limits of Herald's own listener.
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl App {
     fn new(config: ServerConfig, auth: Authenticator, hub: Arc<Hub>, cluster: Option<Arc<Cluster>>) -> Self {
         let publish_limits = PublishLimits::new(config.http_publish_rate());
-        Self { config, auth, hub, cluster, sessions: Default::default(), publish_limits }
+        let quotas = Quotas::new(config.max_connections_per_user, config.max_connections_per_ip);
+        let gate = Gate::new(&config);
+        Self { config, auth, hub, cluster, sessions: Default::default(), publish_limits, quotas, gate }
     }
 
     /// Publishes a validated event: through Redis on a node of a cluster,
@@ -421,22 +431,8 @@ struct Running {
 fn start(app: Arc<App>, listener: TcpListener) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     app.hub.reopen();
-    let router = router(app);
-    let task = tokio::spawn(async move {
-        // Events are small frames that must leave at once: Nagle's algorithm
-        // held them until the previous frame's (delayed) ack, for up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
-        if let Err(error) = serve.await {
-            warn!(%error, "server stopped with an error");
-        }
-    });
+    let router = router(app.clone());
+    let task = tokio::spawn(accept::serve(listener, app, router, stopped));
     Running { stop, task }
 }
 

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use crate::{
     App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
-    extract::{AllowedOrigin, Body, Params, Refusal},
+    extract::{AllowedOrigin, Body, Params, Refusal, Remote},
     hub::Frame,
 };
 
@@ -105,7 +105,7 @@ impl Link for StreamLink {
 }
 
 /// `GET /sse?mode=frames[&token=..]`: opens the stream and starts its connection.
-pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>) -> Response {
+pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>, remote: Remote) -> Response {
     let origin_ok = app.origin_allowed(crate::extract::origin(headers));
     let id = session_id();
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
@@ -117,7 +117,7 @@ pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>) ->
     let link = StreamLink { inbound: in_rx, outbound: Some(out_tx) };
     tokio::spawn(async move {
         let _registered = registered;
-        crate::conn::run(link, app, token, origin_ok).await;
+        crate::conn::run(link, app, token, origin_ok, remote).await;
     });
     let events = stream::unfold(out_rx, |mut rx| async move {
         let frame = rx.recv().await?;

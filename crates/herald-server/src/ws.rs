@@ -17,7 +17,7 @@ use tokio::time::timeout;
 use crate::{
     App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
-    extract::{Params, TokenParam, origin},
+    extract::{Params, Remote, TokenParam, origin},
     hub::Frame,
 };
 
@@ -29,6 +29,7 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
     Params(TokenParam { token }): Params<TokenParam>,
+    remote: Remote,
 ) -> Response {
     let origin_ok = app.origin_allowed(origin(&headers));
     let config = &app.config;
@@ -36,7 +37,7 @@ pub(crate) async fn upgrade(
         .write_buffer_size(config.write_buffer_size)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::run(socket, app, token, origin_ok))
+        .on_upgrade(move |socket| crate::conn::run(socket, app, token, origin_ok, remote))
 }
 
 impl Link for WebSocket {
