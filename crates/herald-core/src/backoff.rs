@@ -1,37 +1,39 @@
-//! Reconnect delays: the `backoff` crate's exponential growth plus our own
-//! seeded jitter.
+//! Reconnect delays: `backon`'s exponential growth plus our own seeded
+//! jitter.
 //!
-//! `backoff` 0.4 randomizes with a global RNG that cannot be seeded, so its
-//! randomization is set to zero and the jitter is applied here, from the
-//! session's seed: tests replay exactly and can check the bounds. Its elapsed
-//! time limit is off; attempts are counted here instead.
+//! `backon`'s jitter only ever adds to a delay, and its RNG is not the
+//! session's, so its jitter is off and the jitter is applied here, from the
+//! session's seed: tests replay exactly and can check the bounds. Its attempt
+//! limit is off too; failures are counted here, so that a healthy connection
+//! can reset them.
 
 use std::time::Duration;
 
-use backoff::backoff::Backoff as _;
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 
 use crate::BackoffConfig;
 
 #[derive(Debug)]
 pub(crate) struct Backoff {
-    growth: backoff::ExponentialBackoff,
+    growth: ExponentialBackoff,
     config: BackoffConfig,
     rng: fastrand::Rng,
     failures: u32,
 }
 
+/// Delays from `initial`, times `factor` per call, capped at `max`, forever.
+fn growth(config: &BackoffConfig) -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(config.initial)
+        .with_max_delay(config.max)
+        .with_factor(config.factor.max(1.0) as f32)
+        .without_max_times()
+        .build()
+}
+
 impl Backoff {
     pub(crate) fn new(config: BackoffConfig, seed: u64) -> Self {
-        let growth = backoff::ExponentialBackoff {
-            current_interval: config.initial,
-            initial_interval: config.initial,
-            randomization_factor: 0.0,
-            multiplier: config.factor.max(1.0),
-            max_interval: config.max,
-            max_elapsed_time: None,
-            ..Default::default()
-        };
-        Self { growth, config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
+        Self { growth: growth(&config), config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
     }
 
     /// Failed attempts since the last healthy connection.
@@ -46,7 +48,8 @@ impl Backoff {
         if self.config.max_attempts.is_some_and(|max| self.failures > max) {
             return None;
         }
-        let base = self.growth.next_backoff().unwrap_or(self.config.max);
+        // The first delay is `initial` even above `max`: cap it too.
+        let base = self.growth.next().unwrap_or(self.config.max).min(self.config.max);
         let jitter = self.config.jitter.clamp(0.0, 1.0);
         let scale = 1.0 - jitter + 2.0 * jitter * self.rng.f64();
         Some(base.mul_f64(scale))
@@ -61,7 +64,7 @@ impl Backoff {
     /// A healthy connection: the next failure starts from `initial` again.
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
-        self.growth.current_interval = self.config.initial;
+        self.growth = growth(&self.config);
     }
 }
 
