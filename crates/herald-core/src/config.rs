@@ -23,6 +23,14 @@ pub enum AuthMode {
 /// The delay before attempt `n` (1-based) is `initial * factor^(n-1)`, capped at
 /// `max`, then multiplied by a random factor in `[1 - jitter, 1 + jitter]`.
 ///
+/// A server may advise a delay instead: a close with 1001 (going away) advises
+/// reconnecting at once, and a close reason with `retry_after_ms=N` advises N
+/// ms. Advice is cut to `max_advised`, and is taken as it is only when no
+/// attempt has failed since the last healthy connection (one that stayed up
+/// `healthy_after`); after a failure the session waits the longer of the advice
+/// and its backoff delay, so a server that closes every connection at once
+/// cannot make it reconnect in a loop.
+///
 /// ```
 /// use std::time::Duration;
 /// use herald_core::BackoffConfig;
@@ -48,6 +56,11 @@ pub struct BackoffConfig {
     /// A connection that stayed up this long counts as healthy: the next
     /// failure starts the backoff over. Default 10 s.
     pub healthy_after: Duration,
+    /// The longest server-advised delay honoured; longer advice is cut to it.
+    /// Independent of `max`: a client whose own backoff stops at 3 s must
+    /// still wait out a server spreading its clients over 5 s, or they all
+    /// come back at once. Default 30 s.
+    pub max_advised: Duration,
 }
 
 impl Default for BackoffConfig {
@@ -59,6 +72,7 @@ impl Default for BackoffConfig {
             jitter: 0.5,
             max_attempts: None,
             healthy_after: Duration::from_secs(10),
+            max_advised: Duration::from_secs(30),
         }
     }
 }

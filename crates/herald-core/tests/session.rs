@@ -242,6 +242,73 @@ fn a_server_advised_delay_overrides_the_backoff_once() {
     assert_eq!(h.last_status(), Status::Reconnecting { attempt: 2, next_in: SECOND }, "back to the backoff");
 }
 
+/// Opens the pending (or next) connection, has the server close it at once,
+/// and returns the delay the session chose.
+fn closed_at_once(h: &mut Harness, code: u16, reason: &str) -> Duration {
+    h.connect();
+    h.server_close(Some(code), reason);
+    let Status::Reconnecting { next_in, .. } = h.last_status() else {
+        panic!("not reconnecting: {:?}", h.last_status())
+    };
+    next_in
+}
+
+#[test]
+fn going_away_closes_of_connections_that_do_not_stay_up_fall_back_to_the_backoff() {
+    // Issue 9: a server closing every connection at once with 1001 got 9,262 reconnects in 15 s.
+    let mut h = Harness::new(no_jitter());
+    let delays: Vec<u64> = (0..8).map(|_| closed_at_once(&mut h, 1001, "going away").as_secs()).collect();
+    assert_eq!(delays, [0, 1, 2, 4, 8, 16, 30, 30]);
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 8, next_in: SECOND * 30 });
+}
+
+#[test]
+fn repeated_advice_waits_the_longer_of_the_advice_and_the_backoff() {
+    let mut h = Harness::new(no_jitter());
+    let delays: Vec<u64> =
+        (0..5).map(|_| closed_at_once(&mut h, 1001, "restart; retry_after_ms=2500").as_millis() as u64).collect();
+    assert_eq!(delays, [2500, 2500, 2500, 4000, 8000]);
+}
+
+#[test]
+fn a_connection_that_stayed_healthy_makes_advice_immediate_again() {
+    let mut h = Harness::new(no_jitter());
+    assert_eq!(closed_at_once(&mut h, 1001, "going away"), Duration::ZERO);
+    assert_eq!(closed_at_once(&mut h, 1001, "going away"), SECOND);
+    h.connect();
+    h.advance(SECOND * 10);
+    h.server_close(Some(1001), "going away");
+    assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: Duration::ZERO });
+}
+
+#[test]
+fn an_advised_delay_of_u64_max_is_cut_to_the_ceiling_and_the_session_reconnects() {
+    for (ceiling, expected) in [(None, SECOND * 30), (Some(SECOND * 5), SECOND * 5)] {
+        let mut config = no_jitter();
+        if let Some(ceiling) = ceiling {
+            config.backoff.max_advised = ceiling;
+        }
+        let mut h = Harness::new(config);
+        h.open();
+        h.server_close(Some(1001), "restart; retry_after_ms=18446744073709551615");
+        assert_eq!(h.last_status(), Status::Reconnecting { attempt: 1, next_in: expected });
+        assert_eq!(h.fire_next_timer(), expected);
+        assert_eq!(h.connects.len(), 2, "reconnected");
+    }
+}
+
+#[test]
+fn advice_above_the_backoff_max_is_honoured_up_to_its_own_ceiling() {
+    // An app that caps its backoff at 3 s must still wait out a server's 5 s spread.
+    let mut config = no_jitter();
+    config.backoff.max = SECOND * 3;
+    let mut h = Harness::new(config);
+    assert_eq!(closed_at_once(&mut h, 1001, "restart; retry_after_ms=5000"), SECOND * 5);
+    assert_eq!(h.fire_next_timer(), SECOND * 5);
+    assert_eq!(closed_at_once(&mut h, 1001, "restart; retry_after_ms=5000"), SECOND * 5, "after a failure too");
+    assert_eq!(closed_at_once(&mut h, 1001, "restart; retry_after_ms=45000"), SECOND * 30, "the ceiling");
+}
+
 #[test]
 fn unauthorized_asks_for_a_fresh_token_once_then_stops() {
     let mut h = Harness::new(no_jitter());
