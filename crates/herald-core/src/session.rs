@@ -119,6 +119,12 @@ struct Open {
 /// [`Session::handle_timeout`].
 pub const SLEEP_THRESHOLD: Duration = Duration::from_secs(5);
 
+/// The longest wait a server can set (through a token lifetime, or advice
+/// with a `max_advised` raised past it). Far beyond any real wait, and small
+/// enough that `now +` it cannot overflow an `Instant`, whose range differs
+/// between platforms: server input must not panic the session.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Close code the session uses when it drops a transport itself (heartbeat
 /// timeout, connect timeout): a private-use code, never sent by servers.
 const CLIENT_GAVE_UP: u16 = 4000;
@@ -445,7 +451,7 @@ impl Session {
                 self.epoch = connected.epoch;
                 if let (Some(seconds), State::Open(open)) = (connected.expires_in, &mut self.state) {
                     // Refresh at 80% of the lifetime, leaving room for a slow token provider.
-                    open.refresh_at = Some(now + Duration::from_secs(seconds).mul_f64(0.8));
+                    open.refresh_at = Some(now + Duration::from_secs(seconds).mul_f64(0.8).min(LONGEST_WAIT));
                 }
             }
             ServerMessage::Subscribed(subscribed) => {
@@ -740,7 +746,7 @@ impl Session {
                 None => self.backoff.next_delay(),
             },
         };
-        let Some(delay) = delay else {
+        let Some(delay) = delay.map(|delay| delay.min(LONGEST_WAIT)) else {
             let attempts = self.backoff.failures().saturating_sub(1);
             return self.stop(DisconnectReason::RetriesExhausted { attempts });
         };

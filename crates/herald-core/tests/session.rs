@@ -310,6 +310,19 @@ fn advice_above_the_backoff_max_is_honoured_up_to_its_own_ceiling() {
 }
 
 #[test]
+fn advice_of_u64_max_ms_without_a_ceiling_neither_panics_nor_waits_past_a_year() {
+    let mut config = no_jitter();
+    config.backoff.max_advised = Duration::MAX;
+    let mut h = Harness::new(config);
+    h.open();
+    h.server_close(Some(1001), "restart; retry_after_ms=18446744073709551615");
+    let Status::Reconnecting { next_in, .. } = h.last_status() else { panic!("{:?}", h.last_status()) };
+    assert!(next_in <= SECOND * 366 * 24 * 60 * 60, "{next_in:?}");
+    assert_eq!(h.fire_next_timer(), next_in);
+    assert_eq!(h.connects.len(), 2, "reconnected");
+}
+
+#[test]
 fn unauthorized_asks_for_a_fresh_token_once_then_stops() {
     let mut h = Harness::new(no_jitter());
     h.open();
@@ -899,6 +912,19 @@ fn the_token_is_refreshed_on_the_live_connection_before_it_expires() {
     assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Refresh]);
     assert!(h.take_sent().contains(&json!({"type": "refresh", "token": "tok-2"})));
     assert_eq!(h.connects.len(), 1, "no reconnect needed");
+}
+
+#[test]
+fn a_token_lifetime_of_u64_max_seconds_neither_panics_nor_asks_for_a_refresh() {
+    let mut h = Harness::new(config());
+    h.open();
+    h.recv_json(json!({"type": "connected", "user_id": "u1", "expires_in": u64::MAX}));
+    for _ in 0..10 {
+        h.advance(SECOND * 20);
+        h.recv_json(json!({"type": "ping"}));
+    }
+    assert_eq!(h.token_requests, [TokenReason::Connect]);
+    assert_eq!(h.last_status(), CONNECTED);
 }
 
 // --- environment signals ---
