@@ -27,12 +27,26 @@ export type TokenReason =
   /** The token is about to expire; the fresh one is sent on the live connection. */
   | 'refresh';
 
-/** Reconnect delays: `initialMs * factor ** attempt`, capped at `maxMs`, ± `jitter`. */
+/**
+ * Reconnect delays: `initialMs * factor ** attempt`, capped at `maxMs`, ± `jitter`.
+ *
+ * A server may advise a delay instead (close 1001 means "now"; a reason with
+ * `retry_after_ms=N` means N ms). Advice is cut to `maxAdvisedMs` and taken as
+ * it is only on the first failure since the client started or a connection
+ * stayed up 10 s; after that the client waits the longer of the advice and
+ * its backoff delay.
+ */
 export interface BackoffOptions {
   /** The first delay. Default 1000. */
   initialMs?: number;
   /** The longest delay. Default 30000. */
   maxMs?: number;
+  /**
+   * The longest server-advised delay honoured, independent of `maxMs`: a
+   * server spreading a restart over 5 s is honoured even with `maxMs: 3000`.
+   * Default 30000.
+   */
+  maxAdvisedMs?: number;
   /** How much each delay grows. Default 2. */
   factor?: number;
   /** The random spread as a fraction of the delay: 0.5 means ±50 %. Default 0.5. */

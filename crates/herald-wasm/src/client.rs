@@ -75,7 +75,8 @@ type Call = (Function, JsValue);
 #[wasm_bindgen]
 impl HeraldClient {
     /// `new HeraldClient({ url, token | getToken, auth, heartbeatMs, heartbeatTimeoutMs,
-    /// connectTimeoutMs, publishTimeoutMs, backoff: { initialMs, maxMs, factor, jitter, maxAttempts },
+    /// connectTimeoutMs, publishTimeoutMs,
+    /// backoff: { initialMs, maxMs, factor, jitter, maxAttempts, maxAdvisedMs },
     /// fallback: false | { sseAfter, upgradeAfterMs, url } })`.
     /// Throws an `Error` naming the option that is wrong.
     #[wasm_bindgen(constructor)]
@@ -364,7 +365,9 @@ fn arm_timer(inner: &Rc<RefCell<Inner>>) {
     // Dropping the old Timeout cancels it (wasm-bindgen defers freeing one that is running).
     state.timer = None;
     let Some(at) = state.session.poll_timeout() else { return };
-    let millis = at.saturating_duration_since(Instant::now()).as_millis().min(u32::MAX as u128) as u32;
+    // setTimeout reads its delay as a signed 32-bit number and fires at once
+    // past it (24.8 days): wait that long at most, then the next arm waits on.
+    let millis = at.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as u32;
     let weak = Rc::downgrade(inner);
     state.timer = Some(Timeout::new(millis, move || {
         if let Some(inner) = weak.upgrade() {

@@ -21,9 +21,10 @@ fn field(options: &JsValue, name: &str) -> Option<JsValue> {
 fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
     match field(options, name) {
         None => Ok(None),
-        Some(value) => match value.as_f64() {
-            Some(ms) if ms >= 0.0 && ms.is_finite() => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
-            _ => Err(crate::js::error(&format!("{name} must be a number of milliseconds"))),
+        // `try_from` refuses negative, infinite and too large numbers, which would panic.
+        Some(value) => match value.as_f64().and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok()) {
+            Some(duration) => Ok(Some(duration)),
+            None => Err(crate::js::error(&format!("{name} must be a number of milliseconds"))),
         },
     }
 }
@@ -84,6 +85,9 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), J
         }
         if let Some(max) = millis(&backoff, "maxMs")? {
             config.backoff.max = max;
+        }
+        if let Some(max) = millis(&backoff, "maxAdvisedMs")? {
+            config.backoff.max_advised = max;
         }
         if let Some(factor) = number(&backoff, "factor")? {
             config.backoff.factor = factor;

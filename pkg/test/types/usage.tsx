@@ -21,7 +21,7 @@ interface Gift {
 
 const client = new HeraldClient({ url: 'wss://example.com/ws', token: 't', auth: 'message', fallback: false });
 new HeraldClient({ url: 'wss://example.com/ws', getToken: async (reason) => (reason === 'refresh' ? 'fresh' : 'first') });
-new HeraldClient({ url: 'ws://127.0.0.1:8080/ws', backoff: { initialMs: 100, maxAttempts: 5 }, fallback: { sseAfter: 2 } });
+new HeraldClient({ url: 'ws://127.0.0.1:8080/ws', backoff: { initialMs: 100, maxAttempts: 5, maxAdvisedMs: 10000 }, fallback: { sseAfter: 2 } });
 // @ts-expect-error: url is required
 new HeraldClient({ token: 't' });
 // @ts-expect-error: a token or a token provider, not both
