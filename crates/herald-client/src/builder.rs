@@ -98,6 +98,22 @@ impl ClientBuilder {
     }
 
     /// Reconnect delays. Default: 1 s doubling to 30 s, ±50 % jitter, forever.
+    /// [`BackoffConfig::max_advised`] (default 30 s) caps the delays a server
+    /// advises, separately from `max`; see [`BackoffConfig`] for when advice
+    /// is followed.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), herald_client::Error> {
+    /// use std::time::Duration;
+    /// use herald_client::{BackoffConfig, Client};
+    ///
+    /// let mut backoff = BackoffConfig::default();
+    /// backoff.max = Duration::from_secs(3);
+    /// // Still wait out a server that spreads a restart over 10 s.
+    /// backoff.max_advised = Duration::from_secs(10);
+    /// let client = Client::builder("wss://realtime.example.com/ws").backoff(backoff).connect()?;
+    /// # Ok(()) }
+    /// ```
     pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
         self.config.backoff = backoff;
         self
