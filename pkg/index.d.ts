@@ -31,10 +31,9 @@ export type TokenReason =
  * Reconnect delays: `initialMs * factor ** attempt`, capped at `maxMs`, ± `jitter`.
  *
  * A server may advise a delay instead (close 1001 means "now"; a reason with
- * `retry_after_ms=N` means N ms). Advice is cut to `maxAdvisedMs` and taken as
- * it is only on the first failure since the client started or a connection
- * stayed up 10 s; after that the client waits the longer of the advice and
- * its backoff delay.
+ * `retry_after_ms=N` means N ms). Advice is cut to `maxAdvisedMs` and followed
+ * as it is once; until a connection then stays up 10 s, further advice waits
+ * the longer of the advice and the backoff delay.
  */
 export interface BackoffOptions {
   /** The first delay. Default 1000. */

@@ -19,6 +19,8 @@ pub(crate) struct Backoff {
     config: BackoffConfig,
     rng: fastrand::Rng,
     failures: u32,
+    /// A server's advice was followed as it is since the last healthy connection.
+    advice_followed: bool,
 }
 
 /// Delays from `initial`, times `factor` per call, capped at `max`, forever.
@@ -33,7 +35,8 @@ fn growth(config: &BackoffConfig) -> ExponentialBackoff {
 
 impl Backoff {
     pub(crate) fn new(config: BackoffConfig, seed: u64) -> Self {
-        Self { growth: growth(&config), config, rng: fastrand::Rng::with_seed(seed), failures: 0 }
+        let rng = fastrand::Rng::with_seed(seed);
+        Self { growth: growth(&config), config, rng, failures: 0, advice_followed: false }
     }
 
     /// Failed attempts since the last healthy connection.
@@ -55,7 +58,21 @@ impl Backoff {
         Some(base.mul_f64(scale))
     }
 
-    /// Counts a failure that waits a delay chosen elsewhere (a server hint).
+    /// Records a failure for which the server advised `advice`, and returns
+    /// the delay before the next attempt (`None` as for
+    /// [`next_delay`](Self::next_delay)). Advice is followed as it is once;
+    /// until a connection then stays healthy, the delay is the longer of the
+    /// advice and the backoff's, so a server that closes every connection at
+    /// once (or advises the same delay every time) gets no reconnect loop.
+    pub(crate) fn advised(&mut self, advice: Duration) -> Option<Duration> {
+        if std::mem::replace(&mut self.advice_followed, true) {
+            self.next_delay().map(|delay| delay.max(advice))
+        } else {
+            self.record_failure().then_some(advice)
+        }
+    }
+
+    /// Counts a failure that waits a delay chosen elsewhere.
     pub(crate) fn record_failure(&mut self) -> bool {
         self.failures = self.failures.saturating_add(1);
         self.config.max_attempts.is_none_or(|max| self.failures <= max)
@@ -64,6 +81,7 @@ impl Backoff {
     /// A healthy connection: the next failure starts from `initial` again.
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
+        self.advice_followed = false;
         self.growth = growth(&self.config);
     }
 }

@@ -25,11 +25,10 @@ pub enum AuthMode {
 ///
 /// A server may advise a delay instead: a close with 1001 (going away) advises
 /// reconnecting at once, and a close reason with `retry_after_ms=N` advises N
-/// ms. Advice is cut to `max_advised`, and is taken as it is only when no
-/// attempt has failed since the last healthy connection (one that stayed up
-/// `healthy_after`); after a failure the session waits the longer of the advice
-/// and its backoff delay, so a server that closes every connection at once
-/// cannot make it reconnect in a loop.
+/// ms. Advice is cut to `max_advised` and followed as it is once; until a
+/// connection then stays up `healthy_after`, further advice waits the longer of
+/// the advice and the backoff delay, so a server that closes every connection
+/// at once cannot make the session reconnect in a loop.
 ///
 /// ```
 /// use std::time::Duration;

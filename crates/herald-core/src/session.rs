@@ -720,8 +720,9 @@ impl Session {
             }
             _ => {}
         }
-        // Advice comes from the server, so it gets a ceiling of its own (not the
-        // backoff's `max`, which may be below a server's restart spread).
+        // A 1001 alone advises reconnecting at once. Advice comes from the server,
+        // so it gets a ceiling of its own (not the backoff's `max`, which may be
+        // below a server's restart spread).
         let advised = close::retry_after_ms(reason)
             .map(|ms| Duration::from_millis(ms).min(self.config.backoff.max_advised))
             .or((code == Some(close::GOING_AWAY)).then_some(Duration::ZERO));
@@ -737,12 +738,8 @@ impl Session {
             Some(close::FORBIDDEN) => {
                 return self.stop(DisconnectReason::Forbidden { reason: reason.to_owned() });
             }
-            // Advice is taken as it is only on the first failure since a healthy
-            // connection: a server that closes every connection at once (with 1001,
-            // or the same advice each time) would otherwise get a reconnect loop.
             _ => match advised {
-                Some(advised) if self.backoff.failures() == 0 => self.backoff.record_failure().then_some(advised),
-                Some(advised) => self.backoff.next_delay().map(|delay| delay.max(advised)),
+                Some(advised) => self.backoff.advised(advised),
                 None => self.backoff.next_delay(),
             },
         };

@@ -271,6 +271,15 @@ fn repeated_advice_waits_the_longer_of_the_advice_and_the_backoff() {
 }
 
 #[test]
+fn advice_after_failures_without_advice_is_still_followed_once() {
+    // A network blip, then a real restart before the connection was healthy.
+    let mut h = Harness::new(no_jitter());
+    assert_eq!(closed_at_once(&mut h, 1006, ""), SECOND);
+    assert_eq!(closed_at_once(&mut h, 1001, "restart; retry_after_ms=300"), Duration::from_millis(300));
+    assert_eq!(closed_at_once(&mut h, 1001, "restart; retry_after_ms=300"), SECOND * 2, "not twice");
+}
+
+#[test]
 fn a_connection_that_stayed_healthy_makes_advice_immediate_again() {
     let mut h = Harness::new(no_jitter());
     assert_eq!(closed_at_once(&mut h, 1001, "going away"), Duration::ZERO);
