@@ -733,7 +733,9 @@ impl Session {
             Some(close::UNAUTHORIZED) => {
                 self.auth_retry_used = true;
                 self.token_reason = TokenReason::Unauthorized;
-                self.backoff.record_failure().then_some(advised.unwrap_or_default())
+                // Retrying at once with a fresh token is advice too: a server that
+                // sends `connected` (renewing the retry) and then 4001 must not loop.
+                self.backoff.advised(advised.unwrap_or_default())
             }
             Some(close::FORBIDDEN) => {
                 return self.stop(DisconnectReason::Forbidden { reason: reason.to_owned() });

@@ -383,6 +383,20 @@ fn a_token_that_worked_for_the_healthy_period_gets_a_fresh_retry_without_connect
 }
 
 #[test]
+fn a_server_that_accepts_then_refuses_every_token_gets_no_reconnect_loop() {
+    let mut h = Harness::new(no_jitter());
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        h.connect();
+        h.recv_json(json!({"type": "connected", "user_id": "u1"}));
+        h.server_close(Some(4001), "expired");
+        let Status::Reconnecting { next_in, .. } = h.last_status() else { panic!("{:?}", h.last_status()) };
+        delays.push(next_in.as_secs());
+    }
+    assert_eq!(delays, [0, 1, 2, 4], "each accepted token renews the retry, but not its haste");
+}
+
+#[test]
 fn forbidden_close_stops_without_retrying() {
     let mut h = Harness::new(config());
     h.open();
