@@ -334,6 +334,9 @@ fn bad_options_throw_errors_that_name_the_option() {
     assert!(message(object(&[("url", "http://x".into())])).contains("ws://"));
     let bad_heartbeat = object(&[("url", "ws://x".into()), ("heartbeatMs", "soon".into())]);
     assert!(message(bad_heartbeat).contains("heartbeatMs"));
+    // Too large for a Duration: refused, not a panic (which aborts the whole module).
+    let huge = object(&[("url", "ws://x".into()), ("backoff", object(&[("maxAdvisedMs", 1e300.into())]))]);
+    assert!(message(huge).contains("maxAdvisedMs"));
 }
 
 #[wasm_bindgen_test]
