@@ -73,7 +73,7 @@ impl Backoff {
     }
 
     /// Counts a failure that waits a delay chosen elsewhere.
-    pub(crate) fn record_failure(&mut self) -> bool {
+    fn record_failure(&mut self) -> bool {
         self.failures = self.failures.saturating_add(1);
         self.config.max_attempts.is_none_or(|max| self.failures <= max)
     }
