@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Serve(serve::ServeArgs),
+    // Boxed: the server's flags outweigh every other command's.
+    Serve(Box<serve::ServeArgs>),
     Listen(listen::ListenArgs),
     Publish(publish::PublishArgs),
     Demo(demo::DemoArgs),
@@ -44,7 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Listen(args) => listen::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Demo(args) => demo::run(args),

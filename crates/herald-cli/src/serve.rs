@@ -22,6 +22,12 @@ use crate::duration;
 /// Endpoints: GET /ws (WebSocket), POST /api/publish, GET /sse?topics=.. (Server-Sent Events),
 /// GET /api/poll?topics=..&since=.. (long poll), GET /healthz, GET /metrics (Prometheus).
 /// SIGINT/SIGTERM: connections are closed with 1001 and a spread reconnect hint, then exit 0.
+///
+/// Limits: everything a client can make the server hold is bounded, before authentication too:
+/// request heads and bodies (time and size), connections (in all, before authentication, per
+/// address, per user), subscriptions, presence, queued frames, message and publish rates,
+/// history and publish ids. Each has a flag below; docs/protocol.md ("Limits") says what a
+/// client sees when it hits one.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ServeArgs {
@@ -119,6 +125,15 @@ pub(crate) struct ServeArgs {
     /// peer are ignored.
     #[arg(long = "trusted-proxy", env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxies: Vec<IpNet>,
+    /// Users listed in one topic's presence; subscribers beyond get presence but are not listed.
+    #[arg(long, env = "HERALD_MAX_PRESENCE_MEMBERS", default_value_t = 1_000)]
+    max_presence_members: usize,
+    /// Presence changes of a topic are announced together, at most once per this interval.
+    #[arg(long, env = "HERALD_PRESENCE_INTERVAL", default_value = "100ms", value_parser = duration::parse)]
+    presence_interval: Duration,
+    /// Client publish ids remembered at most (besides --dedup-window).
+    #[arg(long, env = "HERALD_MAX_PUBLISH_IDS", default_value_t = 100_000)]
+    max_publish_ids: usize,
     /// Topics one connection may hold, wildcards included (error 429 beyond).
     #[arg(long, env = "HERALD_MAX_SUBSCRIPTIONS", default_value_t = 1_000)]
     max_subscriptions: usize,
@@ -165,6 +180,9 @@ impl ServeArgs {
         config.max_connections_per_user = self.max_connections_per_user;
         config.trusted_proxies = self.trusted_proxies;
         config.max_subscriptions = self.max_subscriptions;
+        config.max_presence_members = self.max_presence_members;
+        config.presence_interval = self.presence_interval;
+        config.max_publish_ids = self.max_publish_ids;
         config.http_publish_rate = self.http_publish_rate;
         config.http_publish_burst = self.http_publish_burst;
         config

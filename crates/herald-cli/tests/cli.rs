@@ -357,3 +357,35 @@ async fn a_server_that_runs_out_of_file_descriptors_keeps_accepting_once_they_ar
     assert!(next_text(&mut ws).await.contains("connected"));
     assert!(server.log().contains("out of file descriptors"), "the shedding is logged: {}", server.log());
 }
+
+#[test]
+fn serve_help_lists_every_limit_with_its_default() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald")).args(["serve", "--help"]).output().expect("herald runs");
+    let help = String::from_utf8(output.stdout).expect("UTF-8");
+    for flag in [
+        "--header-timeout",
+        "--body-timeout",
+        "--auth-timeout",
+        "--max-connections",
+        "--max-unauthenticated",
+        "--max-connections-per-ip",
+        "--max-connections-per-user",
+        "--trusted-proxy",
+        "--max-subscriptions",
+        "--max-presence-members",
+        "--presence-interval",
+        "--outbound-queue",
+        "--write-timeout",
+        "--rate-limit",
+        "--http-publish-rate",
+        "--history-len",
+        "--history-max-age",
+        "--dedup-window",
+        "--max-publish-ids",
+        "--idle-timeout",
+        "--poll-timeout",
+    ] {
+        assert!(help.contains(flag), "{flag} is missing from `herald serve --help`");
+    }
+    assert!(help.contains("docs/protocol.md (\"Limits\")"), "the help points at the table");
+}

@@ -30,7 +30,7 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{Notify, oneshot, watch},
+    sync::{oneshot, watch},
 };
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -73,7 +73,6 @@ pub(crate) struct Gate {
     /// Peers whose address is not a client's but a proxy's.
     trusted: Arc<[ipnet::IpNet]>,
     counts: Mutex<Counts>,
-    all_closed: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +102,7 @@ impl Gate {
             per_ip: config.max_connections_per_ip,
         };
         let trusted = config.trusted_proxies.clone().into();
-        Arc::new(Self { limits, trusted, counts: Mutex::default(), all_closed: Notify::new() })
+        Arc::new(Self { limits, trusted, counts: Mutex::default() })
     }
 
     fn counts(&self) -> MutexGuard<'_, Counts> {
@@ -152,19 +151,6 @@ impl Gate {
         *counts.overflow_by_ip.entry(ip).or_default() += 1;
         Admission::Refuse(Overflow { gate: self.clone(), ip }, refusal.retry_after(5))
     }
-
-    /// Resolves when no connection is open.
-    pub(crate) async fn all_closed(&self) {
-        loop {
-            let notified = self.all_closed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.counts().open == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// One connection's place within the limits, held as long as the TCP
@@ -198,9 +184,6 @@ impl Drop for Slot {
         if let Some(ip) = self.ip {
             release(&mut counts.by_ip, &ip);
         }
-        if counts.open == 0 {
-            self.gate.all_closed.notify_waiters();
-        }
     }
 }
 
@@ -220,7 +203,8 @@ impl Drop for Overflow {
 
 /// Accepts and serves connections on `listener` until `stop` fires, then
 /// asks every HTTP connection to finish its request and close, and returns
-/// once all are closed (WebSockets are closed by the hub).
+/// once they have. (WebSockets, no longer HTTP once upgraded, are closed by
+/// the hub.)
 pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router, mut stop: oneshot::Receiver<()>) {
     let gate = app.gate.clone();
     let mut http = http1::Builder::new();
@@ -230,7 +214,9 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router, 
     let refusal_router = Router::new().route("/healthz", get(crate::http::healthz)).with_state(app);
     let (shutdown, draining) = watch::channel(false);
     let mut spare = Spare::open();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
@@ -255,7 +241,7 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router, 
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 });
                 let connection = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-                tokio::spawn(until_drained(connection, draining.clone()));
+                connections.spawn(until_drained(connection, draining.clone()));
             }
             Admission::Refuse(overflow, refusal) => {
                 let router = refusal_router.clone().fallback(move || std::future::ready(refusal.clone()));
@@ -273,7 +259,7 @@ pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router, 
     }
     drop(listener);
     let _ = shutdown.send(true);
-    gate.all_closed().await;
+    while connections.join_next().await.is_some() {}
 }
 
 /// Serves `connection` to its end; once draining starts, lets it finish the
@@ -328,4 +314,3 @@ impl Spare {
         }
     }
 }
-

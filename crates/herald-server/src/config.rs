@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// How long a client publish id is remembered to drop retransmissions.
     /// Default: 5 minutes.
     pub dedup_window: Duration,
+    /// Client publish ids remembered at most (the oldest are forgotten
+    /// first, even within the window; a retransmission of one of those is
+    /// broadcast again). A cluster remembers ids in Redis, by time only.
+    /// Default: 100,000.
+    pub max_publish_ids: usize,
     /// Interval of the server's `{"type":"ping"}`. Default: 25 s.
     pub ping_interval: Duration,
     /// A connection that sends nothing for this long is closed with 1000 (a
@@ -105,6 +110,13 @@ pub struct ServerConfig {
     /// Bytes buffered before a write goes to the socket; the server flushes
     /// after each batch anyway. Default: 16 KiB.
     pub write_buffer_size: usize,
+    /// Users listed in one topic's presence at most; a subscriber with
+    /// presence beyond it receives presence but is not listed, and is told
+    /// so with error 429. Default: 1,000.
+    pub max_presence_members: usize,
+    /// Presence changes of a topic are announced together, at most once per
+    /// this interval, as one `presence_diff` per subscriber. Default: 100 ms.
+    pub presence_interval: Duration,
     /// Longest wait for a request's head (its request line and headers),
     /// including the WebSocket handshake's and the next request's on an idle
     /// keep-alive connection; a connection that sends none in time is
@@ -171,6 +183,7 @@ impl Default for ServerConfig {
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),
             dedup_window: Duration::from_secs(300),
+            max_publish_ids: 100_000,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(10),
@@ -186,6 +199,8 @@ impl Default for ServerConfig {
             reuse_port: false,
             read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
+            max_presence_members: 1_000,
+            presence_interval: Duration::from_millis(100),
             header_timeout: Duration::from_secs(10),
             max_connections: None,
             max_unauthenticated: 1_000,

@@ -9,7 +9,7 @@
 //! connection: it `try_send`s into the bounded queue and asks the task to
 //! close (4009) when the queue is full.
 
-use std::{collections::VecDeque, future::Future, sync::Arc};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
 use herald_protocol::{
     Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
@@ -207,7 +207,7 @@ impl<L: Link> Conn<L> {
                     Some(Err(ending)) => Err(ending),
                     Some(Ok(message)) => self.on_message(message).await,
                 },
-                () = peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch).await,
+                () = peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, killed.as_mut()).await,
                 () = &mut timer => self.on_timer().await,
             };
             if let Err(ending) = step {
@@ -256,25 +256,36 @@ impl<L: Link> Conn<L> {
         Ok(())
     }
 
-    /// Writes `batch` with one flush, leaving it empty.
-    async fn write_batch(&mut self, batch: &mut VecDeque<Frame>) -> Step {
+    /// Writes `batch` with one flush, leaving it empty, then the presence
+    /// that did not fit the outbox. A kill (the outbox overflowed while a
+    /// write waited on the client) ends the write at once.
+    async fn write_batch(&mut self, batch: &mut VecDeque<Frame>, killed: Pin<&mut impl Future<Output = ()>>) -> Step {
         let write_timeout = self.app.config.write_timeout;
         let link = &mut self.link;
-        let result = timeout(write_timeout, async {
+        let write = timeout(write_timeout, async {
             while let Some(frame) = batch.pop_front() {
                 link.feed(frame).await?;
             }
             link.flush().await
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ending::silent()),
-            Err(_) => {
-                Metrics::inc(&self.app.hub.metrics.drops);
-                Err(Ending::close(close::TOO_SLOW, "too slow: a write did not complete in time; reconnect and recover"))
+        });
+        tokio::select! {
+            result = write => match result {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Ending::silent()),
+                Err(_) => {
+                    self.connection.peer.kill(close::TOO_SLOW);
+                    return Err(self.kill_ending());
+                }
+            },
+            () = killed => return Err(self.kill_ending()),
+        }
+        for topic in self.connection.peer.take_stale_presence() {
+            if let Some(members) = self.app.hub.presence_of(&self.connection.peer, &topic) {
+                self.send_message(ServerMessage::Presence(Presence { topic, members })).await?;
             }
         }
+        batch.clear();
+        Ok(())
     }
 
     async fn send(&mut self, frame: Frame) -> Step {
@@ -393,7 +404,16 @@ impl<L: Link> Conn<L> {
         self.expires_at = identity.expires_at(Instant::now());
         self.identity = identity;
         // A new `connected` tells the client the new `expires_in`.
-        self.send_connected().await
+        self.send_connected().await?;
+        // A token may allow fewer topics than the one it replaces.
+        let refused: Vec<Topic> =
+            self.connection.topics().iter().filter(|t| !self.identity.may_subscribe(t.as_str())).cloned().collect();
+        for topic in refused {
+            self.connection.unsubscribe(&topic);
+            let message = format!("the refreshed token no longer allows subscribing to {topic}");
+            self.send_error(error_code::FORBIDDEN, message, None, Some(topic.into_string())).await?;
+        }
+        Ok(())
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Step {
@@ -404,6 +424,7 @@ impl<L: Link> Conn<L> {
         let mut replay = Vec::new();
         let mut snapshots = Vec::new();
         let mut refused = Vec::new();
+        let mut unlisted = Vec::new();
         let cap = self.app.config.max_subscriptions;
         for topic in topics {
             if !self.identity.may_subscribe(topic.as_str()) {
@@ -434,6 +455,12 @@ impl<L: Link> Conn<L> {
             if let Some(members) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members }));
             }
+            if joined.unlisted {
+                let max = self.app.config.max_presence_members;
+                unlisted.push(format!(
+                    "the presence of {topic} lists at most {max} users: this connection receives it but is not listed"
+                ));
+            }
             let group = match (position, joined.recovered) {
                 (None, _) => &mut plain,
                 (Some(_), Some(true)) => {
@@ -458,6 +485,10 @@ impl<L: Link> Conn<L> {
         }
         for snapshot in snapshots {
             self.send_message(snapshot).await?;
+        }
+        // No `topic`: the subscription itself stands.
+        for message in unlisted {
+            self.send_error(error_code::RATE_LIMITED, message, None, None).await?;
         }
         Ok(())
     }

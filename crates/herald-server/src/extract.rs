@@ -145,13 +145,14 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
         xff.flat_map(|v| v.split(',')).map(str::trim).collect()
     } else {
         let elements = forwarded.into_iter().flat_map(|v| v.split(','));
-        elements.filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for").then(|| value.trim_matches('"'))
+        elements
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("for").then(|| value.trim_matches('"'))
+                })
             })
-        })
-        .collect()
+            .collect()
     };
     let mut client = peer;
     for hop in hops.iter().rev() {

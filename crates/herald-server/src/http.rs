@@ -43,7 +43,7 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.hub.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.hub.snapshot().render())
 }
 
 #[derive(Deserialize)]
@@ -167,9 +167,21 @@ enum Since {
 }
 
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
-fn subscribe(app: &Arc<App>, identity: &Identity, topics: Vec<Topic>, since: Option<Since>, quota: Quota) -> Subscribed {
+fn subscribe(
+    app: &Arc<App>,
+    identity: &Identity,
+    topics: Vec<Topic>,
+    since: Option<Since>,
+    quota: Quota,
+) -> Subscribed {
     let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
-    let mut out = Subscribed { connection, _quota: quota, replay: Vec::new(), recovered: since.map(|_| true), last_seq: Vec::new() };
+    let mut out = Subscribed {
+        connection,
+        _quota: quota,
+        replay: Vec::new(),
+        recovered: since.map(|_| true),
+        last_seq: Vec::new(),
+    };
     for topic in topics {
         if topic.is_wildcard() {
             out.connection.subscribe_wildcard(&topic);

@@ -18,7 +18,7 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque, hash_map::Entry},
+    collections::{HashMap, HashSet, VecDeque},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
@@ -33,8 +33,9 @@ use tokio::sync::Notify;
 
 use crate::{
     ServerConfig,
-    metrics::Metrics,
+    metrics::{Metrics, MetricsSnapshot},
     outbox::{Full, Outbox},
+    presence::{Changes, Presence},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -61,6 +62,9 @@ pub(crate) struct Peer {
     kill: Notify,
     /// The close code the connection must close with, 0 while it may live.
     killed: AtomicU16,
+    /// Topics whose presence changes did not fit the outbox: the
+    /// connection sends their presence whole once it has caught up.
+    stale_presence: Mutex<Vec<Topic>>,
 }
 
 impl Peer {
@@ -68,16 +72,38 @@ impl Peer {
     /// queue means the consumer fell behind: it is closed with 4009 rather
     /// than buffered without bound. The caller counts what was queued, once
     /// per fan-out rather than with an atomic add per subscriber.
-    fn deliver(&self, frame: &Frame, metrics: &Metrics) -> bool {
+    fn deliver(&self, frame: &Frame) -> bool {
         match self.outbox.push(frame) {
             Ok(()) => true,
             Err(Full) => {
-                if self.kill(close::TOO_SLOW) {
-                    Metrics::inc(&metrics.drops);
-                }
+                self.kill(close::TOO_SLOW);
                 false
             }
         }
+    }
+
+    /// Queues a presence change unless the outbox is half full: then the
+    /// topic's presence is marked stale instead, to be sent whole once the
+    /// connection has caught up. Presence traffic is the server's own doing
+    /// and never closes a connection.
+    fn deliver_presence(&self, frame: &Frame, topic: &Topic) -> bool {
+        if self.outbox.len() < self.outbox.capacity() / 2 && self.outbox.push(frame).is_ok() {
+            return true;
+        }
+        let mut stale = lock(&self.stale_presence);
+        if !stale.contains(topic) {
+            stale.push(topic.clone());
+        }
+        false
+    }
+
+    /// Takes the topics whose presence must be sent whole, once the
+    /// outbox has room again.
+    pub(crate) fn take_stale_presence(&self) -> Vec<Topic> {
+        if self.outbox.len() >= self.outbox.capacity() / 2 {
+            return Vec::new();
+        }
+        std::mem::take(&mut lock(&self.stale_presence))
     }
 
     /// Asks the connection to close with `code`; the first request wins.
@@ -156,6 +182,8 @@ type Wildcards = HashMap<Tenant, HashMap<String, HashMap<u64, Arc<Peer>>>>;
 struct Sub {
     peer: Arc<Peer>,
     presence: bool,
+    /// Listed in the topic's presence (not when it was full).
+    member: bool,
 }
 
 struct Stored {
@@ -172,36 +200,14 @@ struct TopicState {
     seq: u64,
     history: VecDeque<Stored>,
     subs: HashMap<u64, Sub>,
-    /// Connections with presence per user: a user with two tabs joins once
-    /// and leaves when the last one goes.
-    presence: HashMap<Arc<str>, u32>,
+    presence: Presence,
 }
 
 impl TopicState {
-    fn new(known: bool) -> Self {
-        Self { known, ..Self::default() }
-    }
-
     fn prune(&mut self, now: Instant, max_age: Duration) {
         while self.history.front().is_some_and(|e| now.duration_since(e.at) > max_age) {
             self.history.pop_front();
         }
-    }
-
-    fn members(&self) -> Vec<String> {
-        let mut members: Vec<String> = self.presence.keys().map(|user| user.to_string()).collect();
-        members.sort_unstable();
-        members
-    }
-
-    fn presence_diff(&self, topic: &str, joined: &str, left: bool, skip: u64, m: &Metrics) {
-        let Ok(topic) = Topic::new(topic) else { return };
-        let (joined, left) =
-            if left { (Vec::new(), vec![joined.to_owned()]) } else { (vec![joined.to_owned()], Vec::new()) };
-        let frame: Frame = ServerMessage::PresenceDiff(PresenceDiff { topic, joined, left }).encode().into();
-        let to = self.subs.values().filter(|sub| sub.presence && sub.peer.id != skip);
-        let queued = to.filter(|sub| sub.peer.deliver(&frame, m)).count();
-        Metrics::add(&m.messages_out, queued);
     }
 }
 
@@ -217,6 +223,9 @@ pub(crate) struct Joined {
     pub(crate) replay: Vec<Frame>,
     /// Who is there, for a subscription with presence.
     pub(crate) members: Option<Vec<String>>,
+    /// A subscription with presence to a topic whose presence is full: it
+    /// gets presence but is not listed in it.
+    pub(crate) unlisted: bool,
 }
 
 /// Who published with which id: the publisher's tenant and user (user ids
@@ -251,10 +260,20 @@ pub(crate) struct Hub {
     closing: AtomicBool,
     /// Sharded by key, so publishes of different ids rarely wait for each other.
     dedup: Box<[Mutex<Dedup>]>,
+    /// Topics with presence changes to announce, and the wake-up of the
+    /// task announcing them ([`flush_presence`](Self::flush_presence)).
+    presence_due: Mutex<Vec<(Tenant, Topic)>>,
+    pub(crate) presence_wake: Notify,
+    max_presence_members: usize,
     next_id: AtomicU64,
     history_len: usize,
     history_max_age: Duration,
     dedup_window: Duration,
+    /// Publish ids remembered per dedup shard at most.
+    dedup_per_shard: usize,
+    /// The highest position of a topic pruned on a single node; see
+    /// [`new_topic`](Self::new_topic).
+    pruned_seq: AtomicU64,
     pub(crate) metrics: Metrics,
 }
 
@@ -278,10 +297,15 @@ impl Hub {
             peers_gone: Notify::new(),
             closing: AtomicBool::new(false),
             dedup: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            presence_due: Mutex::default(),
+            presence_wake: Notify::new(),
+            max_presence_members: config.max_presence_members,
             next_id: AtomicU64::new(1),
             history_len: config.history_len,
             history_max_age: config.history_max_age,
             dedup_window: config.dedup_window,
+            dedup_per_shard: config.max_publish_ids.div_ceil(SHARDS).max(1),
+            pruned_seq: AtomicU64::new(0),
             metrics: Metrics::new(clustered),
         }
     }
@@ -310,6 +334,35 @@ impl Hub {
         self.kill_all(close::GOING_AWAY);
     }
 
+    /// The counters, with the gauges of what the hub holds.
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = self.metrics.snapshot();
+        for shard in &self.shards {
+            let topics = lock(shard);
+            snapshot.topics += topics.len() as u64;
+            snapshot.history_events += topics.values().map(|state| state.history.len() as u64).sum::<u64>();
+        }
+        snapshot.publish_ids = self.dedup.iter().map(|dedup| lock(dedup).order.len() as u64).sum();
+        snapshot
+    }
+
+    /// Drops history past its age, and topics left with neither
+    /// subscribers nor history: idle topics cost nothing. A client that
+    /// comes back to a dropped topic with a position resyncs.
+    pub(crate) fn prune_idle(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            lock(shard).retain(|_, state| {
+                state.prune(now, self.history_max_age);
+                let keep = !state.subs.is_empty() || !state.history.is_empty();
+                if !keep && !self.clustered {
+                    self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
+                }
+                keep
+            });
+        }
+    }
+
     /// Forgets every topic's position and history (a node of a cluster that
     /// may have missed events); topics with subscribers stay, as unknown.
     pub(crate) fn forget_positions(&self) {
@@ -325,7 +378,10 @@ impl Hub {
     }
 
     fn new_topic(&self) -> TopicState {
-        TopicState::new(!self.clustered)
+        // A topic pruned earlier numbers on from above every pruned topic's
+        // position: a client holding an old position of it then sees a gap
+        // and resyncs, instead of taking new events as old ones.
+        TopicState { known: !self.clustered, seq: self.pruned_seq.load(Ordering::Relaxed), ..TopicState::default() }
     }
 
     fn shard(&self, tenant: &Tenant, topic: &str) -> MutexGuard<'_, Topics> {
@@ -339,7 +395,15 @@ impl Hub {
     pub(crate) fn connect(self: &Arc<Self>, user: Arc<str>, tenant: Option<Arc<str>>, queue: usize) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Outbox::new(queue);
-        let peer = Arc::new(Peer { id, user, tenant, outbox, kill: Notify::new(), killed: AtomicU16::new(0) });
+        let peer = Arc::new(Peer {
+            id,
+            user,
+            tenant,
+            outbox,
+            kill: Notify::new(),
+            killed: AtomicU16::new(0),
+            stale_presence: Mutex::default(),
+        });
         lock(&self.peers).insert(id, peer.clone());
         Metrics::inc(&self.metrics.connections);
         if self.closing.load(Ordering::Acquire) {
@@ -348,8 +412,12 @@ impl Hub {
         Connection { hub: self.clone(), peer, topics: HashSet::new() }
     }
 
-    /// Forgets a peer; `topics` are the subscriptions it still had.
+    /// Forgets a peer; `topics` are the subscriptions it still had. A peer
+    /// killed as too slow counts as one drop, however it noticed.
     fn disconnect<'a>(&self, peer: &Peer, topics: impl IntoIterator<Item = &'a Topic>) {
+        if peer.killed() == close::TOO_SLOW {
+            Metrics::inc(&self.metrics.drops);
+        }
         for topic in topics {
             self.unsubscribe(peer, topic);
         }
@@ -433,12 +501,12 @@ impl Hub {
             state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
             state.prune(now, self.history_max_age);
         }
-        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame, &self.metrics)).count();
+        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame)).count();
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
             // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
             let others = peers.values().filter(|peer| !state.subs.contains_key(&peer.id));
-            queued += others.filter(|peer| peer.deliver(&frame, &self.metrics)).count();
+            queued += others.filter(|peer| peer.deliver(&frame)).count();
         }
         Metrics::add(&self.metrics.messages_out, queued);
     }
@@ -466,37 +534,61 @@ impl Hub {
             }
             joined.recovered = Some(recovered);
         }
-        let previous = state.subs.insert(peer.id, Sub { peer: peer.clone(), presence });
-        let had_presence = match previous {
-            Some(sub) => sub.presence,
-            None => {
-                Metrics::inc(&self.metrics.subscriptions);
+        let previous = state.subs.get(&peer.id).map(|sub| (sub.presence, sub.member));
+        if previous.is_none() {
+            Metrics::inc(&self.metrics.subscriptions);
+        }
+        let member = match (presence, previous) {
+            (true, Some((true, member))) => member,
+            (true, _) => state.presence.join(&peer.user, self.max_presence_members),
+            (false, Some((true, true))) => {
+                state.presence.leave(&peer.user);
                 false
             }
+            (false, _) => false,
         };
-        if presence && !had_presence {
-            let count = state.presence.entry(peer.user.clone()).or_default();
-            *count += 1;
-            if *count == 1 {
-                state.presence_diff(topic.as_str(), &peer.user, false, peer.id, &self.metrics);
-            }
-        } else if !presence && had_presence {
-            self.leave_presence(state, topic.as_str(), peer);
-        }
+        state.subs.insert(peer.id, Sub { peer: peer.clone(), presence, member });
         if presence {
-            joined.members = Some(state.members());
+            joined.members = Some(state.presence.snapshot());
+            joined.unlisted = !member;
         }
+        self.presence_changed(state, &peer.tenant, topic);
         joined
     }
 
-    fn leave_presence(&self, state: &mut TopicState, topic: &str, peer: &Peer) {
-        if let Entry::Occupied(mut entry) = state.presence.entry(peer.user.clone()) {
-            *entry.get_mut() -= 1;
-            if *entry.get() == 0 {
-                entry.remove();
-                state.presence_diff(topic, &peer.user, true, peer.id, &self.metrics);
-            }
+    /// Puts the topic on the list to announce when its presence changed.
+    fn presence_changed(&self, state: &mut TopicState, tenant: &Tenant, topic: &Topic) {
+        if state.presence.changed() && !state.presence.due {
+            state.presence.due = true;
+            lock(&self.presence_due).push((tenant.clone(), topic.clone()));
+            self.presence_wake.notify_one();
         }
+    }
+
+    /// Announces the presence changes of every topic that has some: one
+    /// `presence_diff` to each subscriber with presence.
+    pub(crate) fn flush_presence(&self) {
+        let due = std::mem::take(&mut *lock(&self.presence_due));
+        for (tenant, topic) in due {
+            let mut shard = self.shard(&tenant, topic.as_str());
+            let Some(state) = shard.get_mut(&(tenant, topic.as_str().to_owned())) else { continue };
+            state.presence.due = false;
+            let Some(Changes { joined, left }) = state.presence.take_changes() else { continue };
+            let diff = PresenceDiff { topic: topic.clone(), joined, left };
+            let frame: Frame = ServerMessage::PresenceDiff(diff).encode().into();
+            let to = state.subs.values().filter(|sub| sub.presence);
+            let queued = to.filter(|sub| sub.peer.deliver_presence(&frame, &topic)).count();
+            Metrics::add(&self.metrics.messages_out, queued);
+        }
+    }
+
+    /// Who is in `topic`'s presence, for a subscriber of it whose changes
+    /// did not fit its outbox; `None` if it no longer has presence there.
+    pub(crate) fn presence_of(&self, peer: &Peer, topic: &Topic) -> Option<Vec<String>> {
+        let mut shard = self.shard(&peer.tenant, topic.as_str());
+        let state = shard.get_mut(&(peer.tenant.clone(), topic.as_str().to_owned()))?;
+        state.subs.get(&peer.id).filter(|sub| sub.presence)?;
+        Some(state.presence.snapshot())
     }
 
     /// Removes one subscription (concrete or wildcard) of `peer`.
@@ -522,8 +614,9 @@ impl Hub {
         let Some(state) = shard.get_mut(&key) else { return };
         if let Some(sub) = state.subs.remove(&peer.id) {
             Metrics::dec(&self.metrics.subscriptions);
-            if sub.presence {
-                self.leave_presence(state, topic.as_str(), peer);
+            if sub.member {
+                state.presence.leave(&peer.user);
+                self.presence_changed(state, &peer.tenant, topic);
             }
         }
         // A topic nobody listens to and with nothing to replay costs nothing.
@@ -555,8 +648,10 @@ impl Hub {
         let index = (self.hasher.hash_one(&key) as usize) % SHARDS;
         let mut dedup = lock(&self.dedup[index]);
         let now = Instant::now();
+        // Forgotten: ids past the window, and the oldest beyond the count
+        // (a retransmission of one of those would be broadcast again).
         while let Some((at, _)) = dedup.order.front() {
-            if now.duration_since(*at) <= self.dedup_window {
+            if now.duration_since(*at) <= self.dedup_window && dedup.order.len() < self.dedup_per_shard {
                 break;
             }
             if let Some((_, expired)) = dedup.order.pop_front() {
@@ -570,6 +665,24 @@ impl Hub {
         dedup.seen.insert(key.clone(), seq);
         dedup.order.push_back((now, key));
         (seq, false)
+    }
+}
+
+/// Runs the hub's timers: announces presence changes, each batch
+/// `presence_interval` after its first change, and prunes idle topics as
+/// often as their history ages.
+pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
+    let every = hub.history_max_age.clamp(Duration::from_millis(10), Duration::from_secs(60));
+    let mut prune = tokio::time::interval(every);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = hub.presence_wake.notified() => {
+                tokio::time::sleep(presence_interval).await;
+                hub.flush_presence();
+            }
+            _ = prune.tick() => hub.prune_idle(),
+        }
     }
 }
 
@@ -595,9 +708,32 @@ mod tests {
             panic!("a bug in a connection task");
         });
         assert!(task.join().is_err(), "the task panicked");
-        let metrics = hub.metrics.snapshot();
+        let metrics = hub.snapshot();
         assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
         let mut other = hub.connect("u-2".into(), None, 8);
         assert_eq!(other.subscribe(&topic, true, None).members, Some(vec!["u-2".to_owned()]), "u-1 left presence");
+    }
+
+    #[test]
+    fn presence_that_does_not_fit_a_busy_outbox_is_sent_whole_once_it_has_caught_up() {
+        let hub = Arc::new(Hub::new(&ServerConfig::default()));
+        let topic = Topic::new("room:1").unwrap();
+        let mut reader = hub.connect("reader".into(), None, 4);
+        reader.subscribe(&topic, true, None);
+        for _ in 0..2 {
+            reader.peer.outbox.push(&Frame::from("an event")).unwrap();
+        }
+        let mut joiner = hub.connect("joiner".into(), None, 4);
+        joiner.subscribe(&topic, true, None);
+        hub.flush_presence();
+        assert_eq!(reader.peer.outbox.len(), 2, "half full: the diff was not queued");
+        assert_eq!(reader.peer.killed(), 0, "nor the reader closed");
+        assert!(reader.peer.take_stale_presence().is_empty(), "not while the outbox is still half full");
+
+        let mut written = VecDeque::new();
+        futures_util::FutureExt::now_or_never(reader.peer.outbox.take_all(&mut written)).unwrap();
+        assert_eq!(reader.peer.take_stale_presence(), std::slice::from_ref(&topic));
+        let members = hub.presence_of(&reader.peer, &topic).unwrap();
+        assert_eq!(members, ["joiner", "reader"]);
     }
 }

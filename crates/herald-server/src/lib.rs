@@ -72,6 +72,7 @@ mod http;
 mod hub;
 mod metrics;
 mod outbox;
+mod presence;
 mod quota;
 mod rate;
 mod stream;
@@ -93,8 +94,8 @@ use tokio::{
 use tracing::{info, warn};
 
 pub use auth::{Claims, mint_token};
-pub use ipnet::IpNet;
 pub use config::ServerConfig;
+pub use ipnet::IpNet;
 pub use metrics::MetricsSnapshot;
 
 use crate::{
@@ -426,14 +427,17 @@ fn router(app: Arc<App>) -> Router {
 struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// The hub's timers; aborted when the server stops.
+    maintenance: JoinHandle<()>,
 }
 
 fn start(app: Arc<App>, listener: TcpListener) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     app.hub.reopen();
     let router = router(app.clone());
+    let maintenance = tokio::spawn(hub::maintain(app.hub.clone(), app.config.presence_interval));
     let task = tokio::spawn(accept::serve(listener, app, router, stopped));
-    Running { stop, task }
+    Running { stop, task, maintenance }
 }
 
 /// A running server. Dropping it stops the server without waiting; call
@@ -472,7 +476,7 @@ impl ServerHandle {
 
     /// The counters also served on `/metrics`.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.app.hub.metrics.snapshot()
+        self.app.hub.snapshot()
     }
 
     /// Publishes an event as a backend would (its `seq` is assigned here,
@@ -593,6 +597,7 @@ impl ServerHandle {
 
     async fn stop(&mut self) {
         let Some(running) = self.running.take() else { return };
+        running.maintenance.abort();
         let _ = running.stop.send(());
         self.app.hub.close(close::GOING_AWAY);
         if timeout(Duration::from_secs(10), self.app.hub.all_gone()).await.is_err() {
@@ -605,6 +610,7 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
+            running.maintenance.abort();
             let _ = running.stop.send(());
             self.app.hub.close(close::GOING_AWAY);
         }

@@ -37,6 +37,12 @@ pub struct MetricsSnapshot {
     pub drops: u64,
     /// Rejected tokens and origins.
     pub auth_failures: u64,
+    /// Topics the server holds state for (subscribers, history or a position).
+    pub topics: u64,
+    /// Events kept in topics' histories for recovery.
+    pub history_events: u64,
+    /// Client publish ids remembered to drop retransmissions.
+    pub publish_ids: u64,
     /// On a node of a cluster, whether it reaches Redis (it serves and
     /// publishes only then); `None` on a single node.
     pub cluster_bus_up: Option<bool>,
@@ -59,6 +65,7 @@ impl Metrics {
         counter.fetch_sub(1, Relaxed);
     }
 
+    /// The counters; the hub fills in the gauges of what it holds.
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             connections: self.connections.load(Relaxed),
@@ -69,12 +76,16 @@ impl Metrics {
             drops: self.drops.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
             cluster_bus_up: self.bus_up.as_ref().map(|up| up.load(Relaxed)),
+            ..MetricsSnapshot::default()
         }
     }
+}
 
+impl MetricsSnapshot {
+    /// The Prometheus text format.
     pub(crate) fn render(&self) -> String {
-        let s = self.snapshot();
-        let rows: [(&str, &str, &str, u64); 7] = [
+        let s = self;
+        let rows: [(&str, &str, &str, u64); 10] = [
             ("herald_connections", "gauge", "Open connections.", s.connections),
             ("herald_subscriptions", "gauge", "Live subscriptions.", s.subscriptions),
             ("herald_messages_in_total", "counter", "Messages received from clients.", s.messages_in),
@@ -82,6 +93,9 @@ impl Metrics {
             ("herald_events_published_total", "counter", "Events published.", s.events_published),
             ("herald_drops_total", "counter", "Slow consumers dropped (close 4009).", s.drops),
             ("herald_auth_failures_total", "counter", "Rejected tokens and origins.", s.auth_failures),
+            ("herald_topics", "gauge", "Topics held (subscribers, history or a position).", s.topics),
+            ("herald_history_events", "gauge", "Events kept for recovery.", s.history_events),
+            ("herald_publish_ids", "gauge", "Publish ids remembered for deduplication.", s.publish_ids),
         ];
         let mut out = String::with_capacity(1024);
         for (name, kind, help, value) in rows {

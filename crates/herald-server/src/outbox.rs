@@ -46,6 +46,16 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Frames queued now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().frames.len()
+    }
+
+    /// The most frames it holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Queues `frame` without waiting.
     pub(crate) fn push(&self, frame: &Frame) -> Result<(), Full> {
         let waker = {

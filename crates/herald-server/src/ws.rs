@@ -21,8 +21,13 @@ use crate::{
     hub::Frame,
 };
 
-/// How long a closing connection waits for the client's close frame.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a closing connection may take to send its close frame: behind
+/// what is already in the socket's buffers, which a slow consumer dropped
+/// with 4009 reads first. The connection still holds its place within the
+/// connection limits meanwhile.
+const CLOSE_SEND: Duration = Duration::from_secs(10);
+/// How long it then waits for the client's close frame.
+const CLOSE_REPLY: Duration = Duration::from_secs(2);
 
 pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
@@ -65,10 +70,10 @@ impl Link for WebSocket {
         let Some(code) = ending.code else { return };
         let reason = truncate_reason(ending.reason);
         let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-        if timeout(CLOSE_LINGER, self.send(frame)).await.is_err() {
+        if timeout(CLOSE_SEND, self.send(frame)).await.is_err() {
             return;
         }
-        let _ = timeout(CLOSE_LINGER, async {
+        let _ = timeout(CLOSE_REPLY, async {
             while let Some(Ok(message)) = Self::recv(self).await {
                 if matches!(message, Message::Close(_)) {
                     break;

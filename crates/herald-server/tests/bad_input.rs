@@ -210,6 +210,26 @@ async fn never_reading_clients_are_closed_4009_without_holding_others_back() {
 }
 
 #[tokio::test]
+async fn a_consumer_dropped_as_too_slow_gets_its_close_frame_behind_what_it_had_not_read() {
+    let mut builder = Server::builder().dev(true).outbound(8, Duration::from_millis(300));
+    builder.config_mut().read_buffer_size = 1024;
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let mut sluggard = Client::dev(&server, "sluggard").await;
+    sluggard.subscribe(&["doc:1"]).await;
+    let payload = json!("y".repeat(40_000));
+    while server.metrics().drops == 0 {
+        server.publish("doc:1", "UPDATED", "1", &payload).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    // Longer than the 2 s a close used to wait on a full socket.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, reason) = sluggard.closed().await;
+    assert_eq!(code, close::TOO_SLOW, "{reason}");
+    eventually("the sluggard to be freed", || server.metrics().connections == 0).await;
+    assert_eq!(server.metrics().drops, 1, "one drop, counted once");
+}
+
+#[tokio::test]
 async fn half_open_sockets_are_dropped_after_the_idle_timeout() {
     let server = Server::builder()
         .dev(true)

@@ -184,3 +184,123 @@ async fn connections_per_user_are_capped_on_every_transport() {
     assert_eq!(status, 429);
     Client::dev(&server, "bob").await;
 }
+
+#[tokio::test]
+async fn a_presence_flood_is_announced_in_batches_and_closes_no_reader() {
+    const JOINERS: usize = 1_500;
+    let server = dev_server(|config| {
+        config.outbound_queue = 64;
+        config.max_connections_per_ip = 0;
+        config.max_presence_members = JOINERS + 1;
+    })
+    .await;
+    let mut reader = Client::dev(&server, "reader").await;
+    reader.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true}"#).await;
+    assert_eq!(reader.recv().await["type"], "subscribed");
+    assert_eq!(reader.recv().await["members"], json!(["reader"]));
+    let before = server.metrics().messages_out;
+    let start = std::time::Instant::now();
+
+    // Each joiner subscribes with presence and stays (reading nothing more);
+    // then all leave at once.
+    let mut joiners = Vec::new();
+    for n in 0..JOINERS {
+        let mut joiner = Client::dev(&server, &format!("u-{n}")).await;
+        joiner.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true}"#).await;
+        assert_eq!(joiner.recv().await["type"], "subscribed");
+        assert_eq!(joiner.recv().await["type"], "presence");
+        joiners.push(joiner);
+    }
+    assert_eq!(server.metrics().drops, 0, "no joiner was closed for presence it did not read");
+    drop(joiners);
+    eventually("every joiner to be gone", || server.metrics().connections == 1).await;
+    // The reader is still there, reads everything announced, and hears
+    // that the last joiner left.
+    let last = format!("u-{}", JOINERS - 1);
+    reader.presence_until("room:1", "left", &last).await;
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    loop {
+        let message = reader.recv().await;
+        if message["seq"] == seq {
+            break;
+        }
+        assert_eq!(message["type"], "presence_diff", "{message}");
+    }
+    assert_eq!(server.metrics().drops, 0, "no reader was closed");
+    // At most one diff per batch (one per 100 ms) to each subscriber with
+    // presence, besides each joiner's `subscribed`, snapshot and a resent
+    // one. A diff per join to each would be JOINERS² / 2 (over a million).
+    let batches = start.elapsed().as_millis() as u64 / 100 + 2;
+    let subscribers = JOINERS as u64 + 1;
+    let sent = server.metrics().messages_out - before;
+    assert!(sent <= batches * subscribers + 3 * subscribers, "{sent} frames in {batches} batches");
+}
+
+#[tokio::test]
+async fn a_topics_presence_lists_at_most_its_cap_and_says_so_to_the_rest() {
+    let server = dev_server(|config| config.max_presence_members = 2).await;
+    let subscribe = r#"{"type":"subscribe","topics":["room:1"],"presence":true}"#;
+    let mut members = Vec::new();
+    for user in ["alice", "bob"] {
+        let mut client = Client::dev(&server, user).await;
+        client.send(subscribe).await;
+        assert_eq!(client.recv().await["type"], "subscribed");
+        assert_eq!(client.recv().await["type"], "presence");
+        members.push(client);
+    }
+    let mut carol = Client::dev(&server, "carol").await;
+    carol.send(subscribe).await;
+    assert_eq!(carol.recv().await["type"], "subscribed");
+    let snapshot = carol.recv().await;
+    assert_eq!(snapshot["members"], json!(["alice", "bob"]), "carol is not listed");
+    let note = carol.recv().await;
+    assert_eq!((note["type"].as_str(), note["code"].as_u64(), note.get("topic")), (Some("error"), Some(429), None));
+    assert!(note["message"].as_str().unwrap().contains("at most 2 users"), "{note}");
+    // The subscription stands: carol gets events and presence.
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    loop {
+        let message = carol.recv().await;
+        if message["seq"] == seq {
+            break;
+        }
+        let named = message["joined"].as_array().unwrap().iter().chain(message["left"].as_array().unwrap());
+        assert!(named.clone().all(|user| user != "carol"), "carol is never announced: {message}");
+    }
+}
+
+#[tokio::test]
+async fn idle_topics_are_pruned_and_numbering_goes_on_above_what_clients_may_hold() {
+    let server = dev_server(|config| config.history_max_age = Duration::from_millis(200)).await;
+    for n in 1..=3 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
+    }
+    assert_eq!((server.metrics().topics, server.metrics().history_events), (1, 3));
+    eventually("the idle topic to be pruned", || server.metrics().topics == 0).await;
+    assert_eq!(server.metrics().history_events, 0);
+
+    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap(), 4, "no seq given twice");
+    let mut client = Client::dev(&server, "u-1").await;
+    let resume = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
+    client.send(&resume.to_string()).await;
+    let subscribed = client.recv().await;
+    assert_eq!((subscribed["recovered"].as_bool(), subscribed["last_seq"]["doc:1"].as_u64()), (Some(false), Some(4)));
+}
+
+#[tokio::test]
+async fn remembered_publish_ids_are_bounded_by_count() {
+    let server = dev_server(|config| config.max_publish_ids = 64).await;
+    let mut publisher = Client::dev(&server, "backend").await;
+    let publish = |id: usize| {
+        json!({"type":"publish","id":format!("p-{id}"),"topic":"doc:1","event":"UPDATED",
+            "data":{"entity_id":"1","payload":null,"timestamp":"2026-11-25T10:00:00Z"}})
+        .to_string()
+    };
+    for id in 0..500 {
+        publisher.send(&publish(id)).await;
+        assert_eq!(publisher.recv().await["type"], "ack");
+    }
+    let remembered = server.metrics().publish_ids;
+    assert!((1..=64).contains(&remembered), "{remembered} ids remembered");
+    publisher.send(&publish(499)).await;
+    assert_eq!(publisher.recv().await["duplicate"], true, "the newest id is still remembered");
+}

@@ -94,6 +94,24 @@ async fn first_message_auth_and_token_refusals_work_as_over_websocket() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_allows_fewer_topics_ends_them_as_over_websocket() {
+    let server = Server::builder().secret(SECRET).bind("127.0.0.1:0").await.unwrap();
+    let wide = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*", "note:*"])).unwrap();
+    let mut stream = Stream::open(&server, &format!("&token={wide}")).await;
+    assert_eq!(stream.recv().await["type"], "connected");
+    assert_eq!(stream.post(&server, &[json!({"type":"subscribe","topics":["doc:1","note:1"]})]).await, 202);
+    assert_eq!(stream.recv_message().await["type"], "subscribed");
+    let narrow = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*"])).unwrap();
+    assert_eq!(stream.post(&server, &[json!({"type":"refresh","token":narrow})]).await, 202);
+    assert_eq!(stream.recv_message().await["type"], "connected");
+    let error = stream.recv_message().await;
+    assert_eq!((error["code"].as_u64(), error["topic"].as_str()), (Some(4003), Some("note:1")), "{error}");
+    server.publish("note:1", "UPDATED", "1", &json!({})).await.unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    assert_eq!(stream.recv_message().await["topic"], "doc:1", "nothing of note:1");
+}
+
+#[tokio::test]
 async fn a_stream_whose_client_left_is_cleaned_up_and_its_session_refused() {
     let server = Server::builder()
         .dev(true)

@@ -158,8 +158,16 @@ async fn presence_lists_and_announces_only_the_own_tenants_members() {
     bob.send(subscribe).await;
     assert_eq!(bob.recv().await["type"], "subscribed");
     assert_eq!(bob.recv().await["members"], json!(["alice", "bob"]));
-    assert_eq!(alice.recv().await["joined"], json!(["bob"]));
-    // Gina's next message is her own pong: bob's join was not announced to her.
+    let diff = alice.presence_until("doc:7", "joined", "bob").await;
+    assert!(diff["joined"].as_array().unwrap().iter().all(|u| u == "alice" || u == "bob"), "{diff}");
+    // Up to her pong (sent after bob's join was announced), gina hears of
+    // nobody but herself.
     gina.send(r#"{"type":"ping"}"#).await;
-    assert_eq!(gina.recv().await["type"], "pong");
+    loop {
+        let message = gina.recv().await;
+        if message["type"] == "pong" {
+            break;
+        }
+        assert_eq!((message["joined"].clone(), message["left"].clone()), (json!(["gina"]), json!([])), "{message}");
+    }
 }

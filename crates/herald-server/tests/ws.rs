@@ -102,6 +102,30 @@ async fn refresh_with_a_bad_token_closes_4001() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_allows_fewer_topics_ends_the_ones_it_no_longer_allows() {
+    let server = jwt_server().await;
+    let wide = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*", "note:*"])).unwrap();
+    let mut client = Client::authed(&server, &wide).await;
+    client.subscribe(&["doc:1", "note:1", "note:*"]).await;
+    let narrow = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*"])).unwrap();
+    client.send(&json!({"type":"refresh","token":narrow}).to_string()).await;
+    assert_eq!(client.recv().await["type"], "connected");
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let error = client.recv().await;
+        assert_eq!(error["code"], 4003, "{error}");
+        ended.push(error["topic"].as_str().unwrap().to_owned());
+    }
+    ended.sort();
+    assert_eq!(ended, ["note:*", "note:1"]);
+    assert_eq!(server.metrics().subscriptions, 1);
+    server.publish("note:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let event = client.recv().await;
+    assert_eq!((event["topic"].as_str(), event["seq"].as_u64()), (Some("doc:1"), Some(seq)), "nothing of note:1");
+}
+
+#[tokio::test]
 async fn a_forbidden_topic_gets_error_4003_and_other_subscriptions_work() {
     let server = jwt_server().await;
     let token = mint_token(SECRET, &Claims::new("u-1", 600).topics(["doc:*"])).unwrap();
@@ -451,9 +475,10 @@ async fn presence_sends_a_snapshot_then_joins_and_leaves() {
     bob.send(r#"{"type":"subscribe","topics":["doc:7"],"presence":true}"#).await;
     assert_eq!(bob.recv().await["type"], "subscribed");
     assert_eq!(bob.recv().await["members"], json!(["alice", "bob"]));
-    assert_eq!(alice.recv().await, json!({"type":"presence_diff","topic":"doc:7","joined":["bob"],"left":[]}));
+    alice.presence_until("doc:7", "joined", "bob").await;
     drop(bob);
-    assert_eq!(alice.recv().await, json!({"type":"presence_diff","topic":"doc:7","joined":[],"left":["bob"]}));
+    let diff = alice.presence_until("doc:7", "left", "bob").await;
+    assert_eq!(diff["joined"], json!([]), "{diff}");
 }
 
 #[tokio::test]

@@ -118,6 +118,19 @@ impl Client {
         }
     }
 
+    /// Reads `presence_diff`s of `topic` until one has `user` in `list`
+    /// (`joined` or `left`). Diffs state current membership, so one may
+    /// also name users this client already knew of.
+    pub async fn presence_until(&mut self, topic: &str, list: &str, user: &str) -> Value {
+        loop {
+            let diff = self.recv().await;
+            assert_eq!((diff["type"].as_str(), diff["topic"].as_str()), (Some("presence_diff"), Some(topic)), "{diff}");
+            if diff[list].as_array().is_some_and(|users| users.iter().any(|u| u == user)) {
+                return diff;
+            }
+        }
+    }
+
     pub async fn subscribe(&mut self, topics: &[&str]) -> Value {
         self.send(&serde_json::json!({"type":"subscribe","topics":topics}).to_string()).await;
         let subscribed = self.recv().await;
