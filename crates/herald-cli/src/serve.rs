@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use herald_server::{IpNet, ServerBuilder, ServerConfig};
+use herald_server::{HeraldBuilder, IpNet, ServerConfig};
 use tracing::Level;
 use tracing_subscriber::{EnvFilter, filter::filter_fn, prelude::*};
 
@@ -223,7 +223,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     let addr = args.addr.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
-        let server = ServerBuilder::new(args.config()).bind(addr).await.map_err(|e| e.to_string())?;
+        let server = HeraldBuilder::new(args.config()).bind(addr).await.map_err(|e| e.to_string())?;
         let ready = format!("herald listening on {} (WebSocket {})", server.http_url(), server.ws_url());
         // Signals are caught from here on, so whoever waits for the line below may signal at once.
         let stopped = server.shutdown_on_signal();

@@ -35,7 +35,7 @@ use tokio::{
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::{App, ServerConfig, extract::Refusal, quota::release};
+use crate::{ServerConfig, app::App, extract::Refusal, quota::release};
 
 /// Connections over a limit answered at once by the refusal service, and
 /// how many of those one address may hold: enough for health checks and a
@@ -205,13 +205,18 @@ impl Drop for Overflow {
 /// asks every HTTP connection to finish its request and close, and returns
 /// once they have. (WebSockets, no longer HTTP once upgraded, are closed by
 /// the hub.)
-pub(crate) async fn serve(listener: TcpListener, app: Arc<App>, router: Router, mut stop: oneshot::Receiver<()>) {
-    let gate = app.gate.clone();
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    gate: Arc<Gate>,
+    router: Router,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(app.config.header_timeout);
     let mut refusing = http1::Builder::new();
     refusing.timer(TokioTimer::new()).header_read_timeout(OVERFLOW_HEADER_TIMEOUT).keep_alive(false);
-    let refusal_router = Router::new().route("/healthz", get(crate::http::healthz)).with_state(app);
+    let refusal_router = Router::new().route("/healthz", get(crate::http::ops::healthz)).with_state(app);
     let (shutdown, draining) = watch::channel(false);
     let mut spare = Spare::open();
     let mut connections = tokio::task::JoinSet::new();

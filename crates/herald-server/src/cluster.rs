@@ -153,15 +153,6 @@ impl Cluster {
     pub(crate) async fn join(config: &ServerConfig, url: &str, hub: Arc<Hub>) -> Result<(Arc<Self>, Bus), ServerError> {
         let shown = redact(url);
         let refuse = |reason: String| ServerError::Redis { url: shown.clone(), reason };
-        if config.epoch.is_some() {
-            return Err(ServerError::Config(
-                "a cluster keeps its epoch in Redis: drop the epoch setting (--epoch, HERALD_EPOCH) when using Redis"
-                    .into(),
-            ));
-        }
-        if config.redis_prefix.is_empty() {
-            return Err(ServerError::Config("the Redis key prefix must not be empty".into()));
-        }
         let info = url.into_connection_info().map_err(|e| refuse(format!("not a Redis URL ({e})")))?;
         // Messages arrive as RESP3 pushes, handled as the connection reads
         // them: no queue between Redis and the hub.

@@ -4,10 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 
-use crate::rate::Rate;
+use crate::{ServerError, rate::Rate};
 
 /// Everything the server can be told. Build it with [`Default`] and change
-/// fields, or use [`ServerBuilder`](crate::ServerBuilder)'s methods:
+/// fields, or use [`HeraldBuilder`](crate::HeraldBuilder)'s methods:
 ///
 /// ```
 /// use std::time::Duration;
@@ -162,6 +162,40 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Checks that the configuration can work, without starting anything
+    /// (`herald serve --check-config`).
+    pub fn validate(&self) -> Result<(), ServerError> {
+        self.check().map(drop)
+    }
+
+    /// [`validate`](Self::validate), returning the token secret (`None` in
+    /// development mode).
+    pub(crate) fn check(&self) -> Result<Option<String>, ServerError> {
+        let invalid = |problem: &str| Err(ServerError::Config(problem.to_owned()));
+        if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
+            return invalid("ping interval and idle timeout must be above zero");
+        }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() || self.auth_timeout.is_zero() {
+            return invalid("the header, body and auth timeouts must be above zero");
+        }
+        if self.outbound_queue == 0 || self.max_subscriptions == 0 {
+            return invalid("the outbound queue and the subscriptions per connection must be above zero");
+        }
+        if self.redis.is_some() && self.epoch.is_some() {
+            return invalid(
+                "a cluster keeps its epoch in Redis: drop the epoch setting (--epoch, HERALD_EPOCH) when using Redis",
+            );
+        }
+        if self.redis_prefix.is_empty() {
+            return invalid("the Redis key prefix must not be empty");
+        }
+        match (&self.secret, self.dev) {
+            (_, true) => Ok(None),
+            (Some(secret), false) if !secret.is_empty() => Ok(Some(secret.clone())),
+            _ => invalid("no token secret: pass --secret or set HERALD_SECRET (or --dev for development)"),
+        }
+    }
+
     pub(crate) fn inbound_rate(&self) -> Rate {
         Rate { per_sec: self.rate_limit_per_sec, burst: self.rate_limit_burst }
     }

@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info};
 
 use crate::{
-    App,
+    app::App,
     auth::Identity,
     extract::Remote,
     hub::{Connection, Frame, PublishId, subscribed_frame},

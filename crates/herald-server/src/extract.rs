@@ -22,7 +22,7 @@ use serde_json::json;
 
 use ipnet::IpNet;
 
-use crate::{App, accept::Slot, auth::Identity, metrics::Metrics};
+use crate::{accept::Slot, app::App, auth::Identity, metrics::Metrics};
 
 /// A refused request: its status and what to do about it, as `{"error": ..}`.
 #[derive(Debug, Clone)]

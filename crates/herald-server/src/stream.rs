@@ -31,7 +31,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::{
-    App,
+    app::App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
     extract::{AllowedOrigin, Body, Params, Refusal, Remote},
     hub::Frame,

@@ -15,7 +15,7 @@ use herald_protocol::{close, limits::MAX_FRAME_BYTES};
 use tokio::time::timeout;
 
 use crate::{
-    App,
+    app::App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
     extract::{Params, Remote, TokenParam, origin},
     hub::Frame,

@@ -1,0 +1,40 @@
+//! What can go wrong when starting or driving a server.
+
+use std::io;
+
+use herald_protocol::ProtocolError;
+
+/// Why the server could not start or do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}; pick another address or port (port 0 picks a free one)")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An event given to [`Herald::publish`](crate::Herald::publish) is not valid.
+    #[error("invalid event: {0}")]
+    Event(#[from] ProtocolError),
+    /// The cluster's Redis could not be used at start.
+    #[error(
+        "cannot join the cluster through Redis at {url}: {reason}; check that redis-server (6 or later) runs there and that the URL (redis://[:password@]host[:port][/db]) and its password are right"
+    )]
+    Redis {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node of a cluster could not publish through Redis; the message says
+    /// whether the event may have been published.
+    #[error("{0}")]
+    Unavailable(String),
+}

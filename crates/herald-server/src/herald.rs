@@ -1,0 +1,261 @@
+//! [`Herald`]: the server as a part of your service, and its builder.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
+use tokio::{net::ToSocketAddrs, time::timeout};
+use tracing::warn;
+
+use crate::{
+    MetricsSnapshot, ServerConfig, ServerError, ServerHandle, app::App, auth::Authenticator, cluster::Cluster, hub::Hub,
+};
+
+/// Herald inside your service: an axum [`Router`] to mount next to your own
+/// routes, and the handle to publish in process, read metrics and shut down
+/// with your app. Cheap to clone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{Router, routing::get};
+/// use herald_server::Herald;
+///
+/// let herald = Herald::builder().secret("a long random secret").build().await?;
+/// let app = Router::new()
+///     .route("/api/health", get(|| async { "ok" }))
+///     // Clients connect to ws://host/realtime/ws; backends POST /realtime/api/publish.
+///     .nest("/realtime", herald.router());
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// let shutdown = herald.clone();
+/// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+///     .with_graceful_shutdown(async move {
+///         let _ = tokio::signal::ctrl_c().await;
+///         // Clients get 1001 and a spread reconnect hint.
+///         shutdown.shutdown().await;
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// Mounted this way, the limits of Herald's own listener (request head
+/// timeout, connections in all, before authentication and per TCP peer) are
+/// the host's to set; every other limit holds. With
+/// `into_make_service_with_connect_info::<SocketAddr>()` the limits per
+/// client address apply too. [`HeraldBuilder::bind`] runs Herald on its own
+/// listener instead, as `herald serve` does.
+#[derive(Debug, Clone)]
+pub struct Herald {
+    pub(crate) app: Arc<App>,
+}
+
+impl Herald {
+    /// A builder, with development mode off and the default configuration.
+    pub fn builder() -> HeraldBuilder {
+        HeraldBuilder::default()
+    }
+
+    /// Herald's routes (`/ws`, `/sse`, `/api/publish`, `/api/poll`,
+    /// `/healthz`, `/metrics`; see the crate docs), with their state, for
+    /// [`Router::nest`] or [`Router::merge`].
+    pub fn router(&self) -> Router {
+        crate::router::router(self.app.clone())
+    }
+
+    /// The current epoch (it changes when the history is lost, and on a node
+    /// of a cluster when Redis restarts or loses its data).
+    pub fn epoch(&self) -> String {
+        self.app.hub.epoch().to_string()
+    }
+
+    /// The counters and gauges also served on `/metrics`.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.app.hub.snapshot()
+    }
+
+    /// Publishes an event as a backend would (its `seq` is assigned here,
+    /// or by Redis on a node of a cluster), into the namespace of its
+    /// `data.tenant_id`: it reaches only that tenant's connections, or
+    /// without one only connections without a tenant. Returns the `seq`.
+    /// A node of a cluster that cannot reach Redis returns
+    /// [`ServerError::Unavailable`].
+    pub async fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
+        event.validate()?;
+        let (seq, _) = self.app.publish(event, None).await.map_err(|e| ServerError::Unavailable(e.0))?;
+        Ok(seq)
+    }
+
+    /// Publishes `kind` on `topic` for `entity_id` with a JSON `payload`,
+    /// stamped now, without a tenant (it reaches connections without one).
+    /// Returns the `seq`.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        kind: &str,
+        entity_id: &str,
+        payload: &serde_json::Value,
+    ) -> Result<u64, ServerError> {
+        let topic = Topic::new(topic).map_err(ProtocolError::from)?;
+        let payload = Payload::from_value(payload).map_err(|e| ProtocolError::Json(e.into()))?;
+        let data = EventData {
+            entity_id: entity_id.to_owned(),
+            payload,
+            user_id: None,
+            tenant_id: None,
+            timestamp: herald_protocol::now_timestamp(),
+        };
+        self.publish_event(Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None }).await
+    }
+
+    /// Closes every connection with 1001 and a reconnect hint spread over
+    /// [`ServerConfig::shutdown_spread`] (and every one that opens after),
+    /// and waits, at most 10 s, for them to finish.
+    pub async fn shutdown(&self) {
+        self.app.hub.close(close::GOING_AWAY);
+        if timeout(Duration::from_secs(10), self.app.hub.all_gone()).await.is_err() {
+            warn!("connections still open 10 s after shutdown began");
+        }
+    }
+}
+
+/// Configures Herald; ends in [`build`](Self::build) (to mount it in your
+/// app) or [`bind`](Self::bind) (to run it on its own listener).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), herald_server::ServerError> {
+/// use std::time::Duration;
+/// let server = herald_server::Herald::builder()
+///     .secret("a long random secret")
+///     .history(100, Duration::from_secs(60))
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct HeraldBuilder {
+    config: ServerConfig,
+}
+
+impl HeraldBuilder {
+    /// Starts from `config`.
+    pub fn new(config: ServerConfig) -> Self {
+        Self { config }
+    }
+
+    /// Development mode: any non-empty token is accepted as the user id.
+    pub fn dev(mut self, dev: bool) -> Self {
+        self.config.dev = dev;
+        self
+    }
+
+    /// Secret of HS256 tokens.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.config.secret = Some(secret.into());
+        self
+    }
+
+    /// Joins the cluster of the nodes sharing the Redis at `url` (e.g.
+    /// `redis://127.0.0.1:6379`); see [`ServerConfig::redis`].
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.config.redis = Some(url.into());
+        self
+    }
+
+    /// Prefix of the cluster's Redis keys and channel; see [`ServerConfig::redis_prefix`].
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.redis_prefix = prefix.into();
+        self
+    }
+
+    /// Names the history; see [`ServerConfig::epoch`].
+    pub fn epoch(mut self, epoch: impl Into<String>) -> Self {
+        self.config.epoch = Some(epoch.into());
+        self
+    }
+
+    /// Events kept per topic, and for how long.
+    pub fn history(mut self, len: usize, max_age: Duration) -> Self {
+        self.config.history_len = len;
+        self.config.history_max_age = max_age;
+        self
+    }
+
+    /// Server ping interval and the silence after which a connection is dropped.
+    pub fn heartbeat(mut self, ping_interval: Duration, idle_timeout: Duration) -> Self {
+        self.config.ping_interval = ping_interval;
+        self.config.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Deadline for a first `auth` message.
+    pub fn auth_timeout(mut self, deadline: Duration) -> Self {
+        self.config.auth_timeout = deadline;
+        self
+    }
+
+    /// Per-connection outbound queue length and write timeout (slow consumers are closed with 4009).
+    pub fn outbound(mut self, queue: usize, write_timeout: Duration) -> Self {
+        self.config.outbound_queue = queue;
+        self.config.write_timeout = write_timeout;
+        self
+    }
+
+    /// Inbound rate limit: messages per second, burst, and 429s in a row before close 4008.
+    /// `per_sec == 0` turns it off.
+    pub fn rate_limit(mut self, per_sec: u32, burst: u32, strikes: u32) -> Self {
+        self.config.rate_limit_per_sec = per_sec;
+        self.config.rate_limit_burst = burst;
+        self.config.rate_limit_strikes = strikes;
+        self
+    }
+
+    /// Window over which graceful-shutdown reconnect hints are spread.
+    pub fn shutdown_spread(mut self, spread: Duration) -> Self {
+        self.config.shutdown_spread = spread;
+        self
+    }
+
+    /// Lets a replacement server listen on the same port while this one still
+    /// runs (`SO_REUSEPORT`), for restarts that refuse no connection: start
+    /// the new server, then shut the old one down; its clients reconnect to
+    /// the new one. Unix only; for [`bind`](Self::bind).
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.config.reuse_port = reuse;
+        self
+    }
+
+    /// Allows a browser origin (repeat for more); without any, every origin is allowed.
+    pub fn allowed_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// The whole configuration, for fields without a method.
+    pub fn config_mut(&mut self) -> &mut ServerConfig {
+        &mut self.config
+    }
+
+    /// Checks the configuration and starts Herald's timers on the current
+    /// tokio runtime. With [`redis`](Self::redis), joins the cluster first:
+    /// an unreachable Redis is [`ServerError::Redis`].
+    pub async fn build(self) -> Result<Herald, ServerError> {
+        let config = self.config;
+        let secret = config.check()?;
+        let hub = Arc::new(Hub::new(&config));
+        let cluster = match &config.redis {
+            Some(url) => {
+                let (cluster, bus) = Cluster::join(&config, url, hub.clone()).await?;
+                Some((cluster.clone(), tokio::spawn(cluster.supervise(bus))))
+            }
+            None => None,
+        };
+        let auth = Authenticator::new(secret.as_deref());
+        Ok(Herald { app: Arc::new(App::new(config, auth, hub, cluster)) })
+    }
+
+    /// [`build`](Self::build)s Herald and serves it on `addr`, with the
+    /// listener's limits (see [`ServerConfig::header_timeout`] and the
+    /// connection limits after it).
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<ServerHandle, ServerError> {
+        ServerHandle::listen(self.build().await?, addr).await
+    }
+}

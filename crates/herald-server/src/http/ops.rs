@@ -1,0 +1,25 @@
+//! `GET /healthz` and `GET /metrics`.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::{app::App, extract::Refusal};
+
+/// `ok`, or 503 while a node of a cluster cannot reach Redis (a load
+/// balancer then sends new clients to another node).
+pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
+    if app.healthy() {
+        "ok".into_response()
+    } else {
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the cluster bus (Redis) is unreachable").into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.hub.snapshot().render())
+}
