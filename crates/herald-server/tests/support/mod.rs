@@ -167,8 +167,30 @@ pub async fn http_with_head(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
+    http_at_with_head(server.local_addr(), method, path, headers, body).await
+}
+
+/// [`http`] to any address.
+pub async fn http_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let (status, _, body) = http_at_with_head(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+async fn http_at_with_head(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     within("an HTTP response", async {
-        let mut stream = TcpStream::connect(server.local_addr()).await.expect("connect");
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
