@@ -1,7 +1,5 @@
 //! The client's streams against the real server: bounded, never silent.
 
-mod support;
-
 use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
@@ -9,8 +7,12 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use herald::{DisconnectReason, ResyncReason, SessionEvent, Status, Update};
 use herald_server::{Claims, Server, mint_token};
+use herald_test_support::{
+    native::{server, subscribed},
+    proxy::FaultProxy,
+    within_for as within,
+};
 use serde_json::json;
-use support::{proxy::FaultProxy, server, subscribed, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_memory() {
@@ -56,7 +58,7 @@ async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     let server = server().await;
-    let client = support::client(&server.ws_url(), "u1");
+    let client = herald_test_support::native::client(&server.ws_url(), "u1");
     let mut everything = client.events().await;
     let mut sub = client.subscribe("doc:1").await.unwrap();
     let probe = subscribed(&server, &mut sub, "doc:1").await;
@@ -76,7 +78,7 @@ async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     let mut second = client.subscribe("doc:1").await.unwrap();
     drop(sub);
     let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).await.unwrap();
-    let (seqs, _) = support::events(&mut second, 1).await;
+    let (seqs, _) = herald_test_support::native::events(&mut second, 1).await;
     assert_eq!(seqs, vec![seq]);
     drop(second);
     within(Duration::from_secs(10), "the server to see the unsubscribe", async {
@@ -93,12 +95,16 @@ async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_outlives_the_client_handle_and_its_drop_ends_the_connection() {
     let server = server().await;
-    let client = support::client(&server.ws_url(), "u1");
+    let client = herald_test_support::native::client(&server.ws_url(), "u1");
     let mut sub = client.subscribe("doc:9").await.unwrap();
     subscribed(&server, &mut sub, "doc:9").await;
     drop(client);
     let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).await.unwrap();
-    assert_eq!(support::events(&mut sub, 1).await.0, vec![seq], "still delivering without a handle");
+    assert_eq!(
+        herald_test_support::native::events(&mut sub, 1).await.0,
+        vec![seq],
+        "still delivering without a handle"
+    );
     drop(sub);
     within(Duration::from_secs(10), "the connection to close once nothing can read it", async {
         while server.metrics().connections > 0 {
@@ -113,7 +119,7 @@ async fn bad_input_gets_a_clear_error_before_anything_is_sent() {
     let error = herald::Client::builder("http://127.0.0.1:1/ws").connect().unwrap_err();
     assert!(error.to_string().contains("ws:// or wss://"), "{error}");
     let server = server().await;
-    let client = support::client(&server.ws_url(), "u1");
+    let client = herald_test_support::native::client(&server.ws_url(), "u1");
     let error = client.subscribe("gift list:1").await.unwrap_err();
     assert_eq!(error.to_string(), r#"topic "gift list:1": space not allowed at byte 4"#);
     let error = client.publish("a:1", "NOT OK", "1", &json!(null)).await.unwrap_err();
@@ -141,7 +147,7 @@ async fn on_event_sees_every_event_the_subscription_gets_in_the_same_order() {
     for n in 0..3 {
         server.publish("doc:3", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
-    let (seqs, _) = support::events(&mut sub, 3).await;
+    let (seqs, _) = herald_test_support::native::events(&mut sub, 3).await;
     let expected: Vec<_> = std::iter::once(probe).chain(seqs).map(|seq| ("doc:3".to_owned(), Some(seq))).collect();
     assert_eq!(*seen.lock().unwrap(), expected);
     client.close().await;
@@ -151,7 +157,7 @@ async fn on_event_sees_every_event_the_subscription_gets_in_the_same_order() {
 async fn close_sends_close_code_1000_on_the_wire_and_stops_for_good() {
     let server = server().await;
     let proxy = FaultProxy::start(server.local_addr()).await;
-    let client = support::client(&proxy.ws_url(), "u1");
+    let client = herald_test_support::native::client(&proxy.ws_url(), "u1");
     client.connected().await.unwrap();
     client.close().await;
     within(Duration::from_secs(10), "the close frame to pass the proxy", async {
@@ -181,7 +187,8 @@ async fn a_refused_publish_says_so_once_and_every_topic_refused_stops_the_client
     let refused = within(Duration::from_secs(10), "the refusal", admin.next()).await;
     assert!(matches!(&refused, Some(Update::Rejected(error)) if error.message.contains("admin:1")), "{refused:?}");
     // The only topic asked for is forbidden: connected, the client would wait for nothing.
-    support::status(&client, "the client to stop", |s| matches!(s, Status::Disconnected { .. })).await;
+    herald_test_support::native::status(&client, "the client to stop", |s| matches!(s, Status::Disconnected { .. }))
+        .await;
     let Status::Disconnected { reason } = client.status().borrow().clone() else { unreachable!() };
     assert!(matches!(reason, DisconnectReason::Forbidden { .. }), "{reason}");
     assert!(reason.to_string().contains("the token does not allow"), "{reason}");

@@ -2,8 +2,6 @@
 //! into this test as modules, and the test drives the functions their
 //! `main`s call.
 
-mod support;
-
 #[allow(dead_code, reason = "the example's main is its own entry point, not the test's")]
 #[path = "../examples/cache_invalidation.rs"]
 mod cache_invalidation;
@@ -18,8 +16,11 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use herald::{Update, protocol::close};
+use herald_test_support::{
+    native::{server, subscribed},
+    within_for as within,
+};
 use serde_json::json;
-use support::{server, subscribed, within};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -27,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_example_drops_an_entry_on_its_event_and_every_entry_on_a_resync() {
     let server = server().await;
-    let client = support::client(&server.ws_url(), "gift-service");
+    let client = herald_test_support::native::client(&server.ws_url(), "gift-service");
     let mut updates = client.subscribe("gift-list:*").await.unwrap();
     subscribed(&server, &mut updates, "gift-list:0").await;
     let cache = cache_invalidation::new_cache();
@@ -117,10 +118,10 @@ async fn the_notifications_example_prints_each_notification_of_its_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publish_example_commits_before_subscribers_hear_of_it() {
     let server = server().await;
-    let viewer = support::client(&server.ws_url(), "viewer");
+    let viewer = herald_test_support::native::client(&server.ws_url(), "viewer");
     let mut gifts = viewer.subscribe("gift-list:family-123").await.unwrap();
     subscribed(&server, &mut gifts, "gift-list:family-123").await;
-    let backend = support::client(&server.ws_url(), "gift-service");
+    let backend = herald_test_support::native::client(&server.ws_url(), "gift-service");
     let database = Arc::new(publish_after_write::Database::default());
 
     let gift = publish_after_write::Gift { id: "gift-1".into(), name: "Kite".into(), bought: true };

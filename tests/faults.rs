@@ -1,15 +1,17 @@
 //! The native client against the real server through a fault proxy: every
 //! fault heals, and sequence numbers prove nothing was lost or duplicated.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use herald::{DisconnectReason, ResyncReason, Status, TokenReason, Update};
 use herald_server::{Epoch, Server};
+use herald_test_support::{
+    native::{client, connected, events, reconnecting, server, status, subscribed},
+    proxy::FaultProxy,
+    within_for as within,
+};
 use serde_json::json;
-use support::{client, connected, events, proxy::FaultProxy, reconnecting, server, status, subscribed, within};
 
 const SECONDS_10: Duration = Duration::from_secs(10);
 

@@ -1,8 +1,6 @@
 //! A server restart must not bring every client back at the same instant:
 //! the server spreads reconnect hints over a window, and clients honour them.
 
-mod support;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -10,7 +8,7 @@ use std::{
 
 use herald::{Client, Status};
 use herald_server::{Epoch, Server};
-use support::{proxy::FaultProxy, within};
+use herald_test_support::{proxy::FaultProxy, within_for as within};
 
 const CLIENTS: usize = 1000;
 const WINDOW: Duration = Duration::from_secs(2);

@@ -1,13 +1,15 @@
 //! `wss://`: the client through a TLS-terminating proxy in front of the real
 //! server, trusting the proxy's self-signed root and nothing else.
 
-mod support;
-
 use std::time::Duration;
 
 use herald::Status;
+use herald_test_support::{
+    native::{events, server, subscribed},
+    proxy::FaultProxy,
+    tls, within_for as within,
+};
 use serde_json::json;
-use support::{events, proxy::FaultProxy, server, subscribed, tls, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_trusts_the_root_subscribes_and_receives_over_wss() {

@@ -2,8 +2,6 @@
 //! logs each receipt in the event's span, and applications enter the same
 //! span while they handle it.
 
-mod support;
-
 use std::{
     io::Write,
     sync::{Arc, Mutex},
@@ -12,7 +10,10 @@ use std::{
 
 use futures::StreamExt;
 use herald::{EventSpan, Update};
-use support::{server, subscribed, within};
+use herald_test_support::{
+    native::{server, subscribed},
+    within_for as within,
+};
 
 /// Everything the fmt subscriber writes, for the test to read.
 #[derive(Clone, Default)]
@@ -50,10 +51,10 @@ async fn the_event_span_carries_topic_event_entity_seq_and_the_publishers_trace_
     let _default = tracing::subscriber::set_default(subscriber);
 
     let server = server().await;
-    let client = support::client(&server.ws_url(), "u1");
+    let client = herald_test_support::native::client(&server.ws_url(), "u1");
     let mut gifts = client.subscribe("gift-list:9").await.unwrap();
     subscribed(&server, &mut gifts, "gift-list:9").await;
-    let publisher = support::client(&server.ws_url(), "backend");
+    let publisher = herald_test_support::native::client(&server.ws_url(), "backend");
     let ack = publisher
         .publish_traced("gift-list:9", "UPDATED", "gift-7", &serde_json::json!({"bought": true}), Some("req-42".into()))
         .await

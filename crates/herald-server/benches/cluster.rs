@@ -9,14 +9,11 @@
 //! number of events (default 2000). Everything shares the CPU, so the
 //! figures are ceilings for the servers alone.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use herald_server::{Server, ServerHandle};
-use support::RedisServer;
+use herald_test_support::RedisServer;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;

@@ -240,6 +240,11 @@ impl HeraldBuilder {
     pub async fn build(self) -> Result<Herald, ServerError> {
         let config = self.config;
         let secret = config.check()?;
+        if config.dev {
+            warn!(
+                "DEVELOPMENT MODE: any non-empty token is accepted as the user id and may publish anywhere; never use --dev in production"
+            );
+        }
         let hub = Arc::new(Hub::new(&config));
         let cluster = match &config.redis {
             Some(url) => {

@@ -2,14 +2,12 @@
 //! connection's resources are freed, and every other connection keeps
 //! receiving. One test per kind of bad input.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use herald_protocol::close;
+use herald_test_support::*;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::{
     Message,
     protocol::frame::{

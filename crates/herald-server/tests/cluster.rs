@@ -3,13 +3,11 @@
 //! node; publish ids are remembered across nodes; a Redis that restarts
 //! gives the cluster a new epoch and clients resync.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_server::ServerError;
+use herald_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// Events each of the four publishers sends in the interleaving test.
 const PER_PUBLISHER: usize = 15;

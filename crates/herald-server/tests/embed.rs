@@ -1,15 +1,13 @@
 //! Herald mounted in someone else's axum service: same port as the service's
 //! own routes, its state and listener, with the in-process handle.
 
-mod support;
-
 use std::net::SocketAddr;
 
 use axum::{Router, routing::get};
 use herald_protocol::close;
 use herald_server::Herald;
+use herald_test_support::*;
 use serde_json::json;
-use support::*;
 
 /// A service with a route of its own and Herald under `/realtime`, on its
 /// own `axum::serve`; returns Herald and the service's address.

@@ -1,10 +1,8 @@
 //! The HTTP endpoints: publish, SSE, long poll, health, metrics, static files.
 
-mod support;
-
 use herald_protocol::close;
+use herald_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn jwt_server() -> ServerHandle {
     Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")

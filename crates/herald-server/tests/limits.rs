@@ -1,12 +1,10 @@
 //! Every resource an outsider can make the server hold has a bound: what a
 //! client sees when it reaches one, and that nobody else is hurt.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_test_support::*;
 use serde_json::json;
-use support::*;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,

@@ -1,13 +1,11 @@
 //! `GET /sse?mode=frames` + `POST /sse/send`: a whole protocol v1 connection
 //! over Server-Sent Events, for networks that block WebSocket.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_protocol::close;
+use herald_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// An open frames stream and the path its frames are posted to.
 struct Stream {

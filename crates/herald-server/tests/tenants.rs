@@ -2,10 +2,8 @@
 //! presence of a topic are per tenant, so a client sees a gap-free `seq` of
 //! its own tenant's events and never another tenant's, over every transport.
 
-mod support;
-
+use herald_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn jwt_server() -> ServerHandle {
     Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")

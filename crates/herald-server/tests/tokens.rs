@@ -1,11 +1,9 @@
 //! Tokens at the edges: claims an attacker with a validly signed token (or
 //! a careless issuer) can choose, and how long each transport honours one.
 
-mod support;
-
 use herald_protocol::close;
+use herald_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn jwt_server() -> ServerHandle {
     Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")

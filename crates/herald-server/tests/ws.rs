@@ -1,13 +1,11 @@
 //! The WebSocket endpoint: auth, fan-out, recovery, publish, presence,
 //! heartbeats, limits and shutdown, over real sockets on loopback.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_protocol::close;
+use herald_test_support::*;
 use serde_json::json;
-use support::*;
 
 async fn jwt_server() -> ServerHandle {
     Server::builder().secret(SECRET).bind("127.0.0.1:0").await.expect("server starts")

@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// The proxy's side (certificate and key) and a client config whose only
 /// root is that certificate.
-pub(crate) fn self_signed() -> (TlsAcceptor, Arc<ClientConfig>) {
+pub fn self_signed() -> (TlsAcceptor, Arc<ClientConfig>) {
     let certified = rcgen::generate_simple_self_signed(["localhost".to_owned()]).expect("generate a certificate");
     let cert = certified.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));

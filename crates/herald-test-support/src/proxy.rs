@@ -42,7 +42,7 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// The proxy; dropping it stops it and closes every connection.
-pub(crate) struct FaultProxy {
+pub struct FaultProxy {
     addr: SocketAddr,
     scheme: &'static str,
     state: Shared,
@@ -53,13 +53,13 @@ pub(crate) struct FaultProxy {
 
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `target`.
-    pub(crate) async fn start(target: SocketAddr) -> Self {
+    pub async fn start(target: SocketAddr) -> Self {
         Self::start_with(target, None).await
     }
 
     /// Like [`start`](Self::start), and clients speak TLS to the proxy,
     /// which forwards plain TCP to `target`: a TLS-terminating load balancer.
-    pub(crate) async fn start_tls(target: SocketAddr, tls: TlsAcceptor) -> Self {
+    pub async fn start_tls(target: SocketAddr, tls: TlsAcceptor) -> Self {
         Self::start_with(target, Some(tls)).await
     }
 
@@ -102,7 +102,7 @@ impl FaultProxy {
 
     /// `ws://` URL of the proxy, for the server's `/ws` path; with TLS,
     /// `wss://localhost:<port>/ws`, the name on the certificate.
-    pub(crate) fn ws_url(&self) -> String {
+    pub fn ws_url(&self) -> String {
         match self.scheme {
             "wss" => format!("wss://localhost:{}/ws", self.addr.port()),
             scheme => format!("{scheme}://{}/ws", self.addr),
@@ -111,7 +111,7 @@ impl FaultProxy {
 
     /// Closes every open connection (both sides see the TCP connection end,
     /// without a WebSocket close frame).
-    pub(crate) fn cut(&self) {
+    pub fn cut(&self) {
         for link in lock(&self.state).links.drain(..) {
             link.task.abort();
         }
@@ -120,39 +120,39 @@ impl FaultProxy {
     /// Stops all traffic on the open connections without closing them: a
     /// half-open connection, as after a NAT timeout or a pulled cable.
     /// Connections made afterwards flow normally.
-    pub(crate) fn blackhole(&self) {
+    pub fn blackhole(&self) {
         for link in &lock(&self.state).links {
             link.blackholed.store(true, Ordering::SeqCst);
         }
     }
 
     /// Refuses (resets) new connections while `on`.
-    pub(crate) fn refuse(&self, on: bool) {
+    pub fn refuse(&self, on: bool) {
         self.refuse.store(on, Ordering::SeqCst);
     }
 
     /// Delays every chunk forwarded, both ways.
-    pub(crate) fn delay(&self, delay: Duration) {
+    pub fn delay(&self, delay: Duration) {
         self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// When each connection was accepted (refused ones excluded).
-    pub(crate) fn accepted(&self) -> Vec<Instant> {
+    pub fn accepted(&self) -> Vec<Instant> {
         lock(&self.state).accepted.clone()
     }
 
     /// The codes of the close frames clients sent, in order.
-    pub(crate) fn client_closes(&self) -> Vec<u16> {
+    pub fn client_closes(&self) -> Vec<u16> {
         lock(&self.state).client_closes.clone()
     }
 
     /// The codes of the close frames the server sent, in order.
-    pub(crate) fn server_closes(&self) -> Vec<u16> {
+    pub fn server_closes(&self) -> Vec<u16> {
         lock(&self.state).server_closes.clone()
     }
 
     /// TLS handshakes that failed (e.g. a client that does not trust the certificate).
-    pub(crate) fn tls_failures(&self) -> usize {
+    pub fn tls_failures(&self) -> usize {
         lock(&self.state).tls_failures
     }
 }

@@ -1,0 +1,190 @@
+//! Real `redis-server` processes for the cluster tests, and a link to one
+//! that can be cut.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+use crate::within;
+
+/// A real `redis-server` on a free loopback port, without persistence
+/// unless asked, killed on drop.
+pub struct RedisServer {
+    port: u16,
+    /// Where a server that keeps its data writes it.
+    dir: Option<std::path::PathBuf>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts an empty server that keeps nothing on disk.
+    pub async fn start() -> Self {
+        Self::start_in(None).await
+    }
+
+    /// Starts an empty server that saves its data in a directory of its own
+    /// on [`save`](Self::save), and loads it on [`restart`](Self::restart).
+    pub async fn start_persistent() -> Self {
+        let dir = std::env::temp_dir().join(format!("herald-redis-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        Self::start_in(Some(dir)).await
+    }
+
+    async fn start_in(dir: Option<std::path::PathBuf>) -> Self {
+        // Another test may take the free port first: try a few.
+        for _ in 0..5 {
+            let mut server = Self { port: free_port(), dir: dir.clone(), child: None };
+            if server.spawn().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process and waits until it answers; `false` if it exited.
+    async fn spawn(&mut self) -> bool {
+        let mut command = std::process::Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(dir) = &self.dir {
+            command.arg("--dir").arg(dir);
+        }
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!("cannot run redis-server ({error}); `cargo xtask install` installs it (Debian package redis-server)")
+        });
+        let child = self.child.insert(child);
+        within("redis-server to answer", async {
+            loop {
+                if child.try_wait().expect("the child's status").is_some() {
+                    return false;
+                }
+                if ping(self.port).await {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Writes the data to disk (a server started with [`start_persistent`](Self::start_persistent)).
+    pub async fn save(&self) {
+        assert_eq!(command(self.port, "SAVE").await, "+OK\r\n");
+    }
+
+    /// Drops every key while the server and its connections stay up.
+    pub async fn flush_all(&self) {
+        assert_eq!(command(self.port, "FLUSHALL").await, "+OK\r\n");
+    }
+
+    /// Kills the server without saving: what it held in memory is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty or with what it saved.
+    pub async fn restart(&mut self) {
+        assert!(self.spawn().await, "redis-server restarts on port {}", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A TCP relay to a Redis server that can be cut (every connection dropped,
+/// new ones refused) and restored, as a network failure between a node and
+/// Redis would: Redis keeps running and keeps its data.
+pub struct RedisLink {
+    port: u16,
+    target: String,
+    relay: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RedisLink {
+    pub async fn to(redis: &RedisServer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let port = listener.local_addr().expect("a bound address").port();
+        let target = format!("127.0.0.1:{}", redis.port);
+        let relay = Some(tokio::spawn(relay(listener, target.clone())));
+        Self { port, target, relay }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        let listener = within("the relay's port to be free again", async {
+            loop {
+                match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                    Ok(listener) => return listener,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await;
+        self.relay = Some(tokio::spawn(relay(listener, self.target.clone())));
+    }
+}
+
+impl Drop for RedisLink {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Relays every accepted connection to `target`; aborting it drops them all.
+async fn relay(listener: tokio::net::TcpListener, target: String) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        connections.spawn(async move {
+            if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+async fn ping(port: u16) -> bool {
+    command(port, "PING").await == "+PONG\r\n"
+}
+
+/// One inline Redis command and the first line of its answer.
+async fn command(port: u16, command: &str) -> String {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
+    let mut stream = BufReader::new(stream);
+    if stream.get_mut().write_all(format!("{command}\r\n").as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut line = String::new();
+    let _ = stream.read_line(&mut line).await;
+    line
+}
