@@ -2,7 +2,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Args;
+use std::io::IsTerminal;
+
+use clap::{Args, ValueEnum};
 use herald_server::{HeraldBuilder, IpNet, ServerConfig};
 use tracing::Level;
 use tracing_subscriber::{EnvFilter, filter::filter_fn, prelude::*};
@@ -31,6 +33,13 @@ use crate::duration;
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ServeArgs {
+    /// Check the settings, print what the server would run with, and exit (0 when they are
+    /// fine, 1 when not) without starting anything.
+    #[arg(long)]
+    check_config: bool,
+    /// Log records as `text` (colours only on a terminal) or as `json`, one object per line.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Address to listen on.
     #[arg(long, env = "HERALD_ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
@@ -189,6 +198,20 @@ impl ServeArgs {
     }
 }
 
+/// `--check-config`: the settings as the server would run with them.
+fn check_config(args: ServeArgs) -> Result<(), String> {
+    let addr = args.addr.clone();
+    let config = args.config();
+    config.validate().map_err(|error| format!("the configuration is not valid: {error}"))?;
+    let mode = match (&config.secret, config.dev) {
+        (_, true) => "development mode (any token is the user id)",
+        _ => "HS256 tokens",
+    };
+    println!("configuration OK: would listen on {addr} with {mode}");
+    println!("{config:#?}");
+    Ok(())
+}
+
 /// `10.0.0.0/8`, or one address.
 fn parse_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
@@ -209,16 +232,31 @@ fn raise_fd_limit() {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // tungstenite logs every WebSocket message at TRACE, and `auth` and
     // `refresh` messages carry tokens: even RUST_LOG=trace must not log them.
     let no_messages = filter_fn(|meta| !(*meta.level() == Level::TRACE && meta.target().starts_with("tungstenite")));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(no_messages)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
+    let registry = tracing_subscriber::registry().with(filter).with(no_messages);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        // Colour codes only help a person at a terminal; in files they are noise.
+        LogFormat::Text => registry.with(fmt.with_ansi(std::io::stderr().is_terminal())).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+    }
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
+    if args.check_config {
+        return check_config(args);
+    }
+    init_logs(args.log_format);
     raise_fd_limit();
     let addr = args.addr.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;

@@ -389,3 +389,44 @@ fn serve_help_lists_every_limit_with_its_default() {
     }
     assert!(help.contains("docs/protocol.md (\"Limits\")"), "the help points at the table");
 }
+
+#[test]
+fn check_config_says_what_the_server_would_run_with_without_the_secret() {
+    let check = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_herald")).args(["serve", "--check-config"]).args(args).output().unwrap()
+    };
+    let output = check(&["--secret", "hunter2-is-a-secret", "--redis", "redis://:pa55word@127.0.0.1:1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("max_connections_per_user: 100"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stdout.contains("pa55word"), "no secret printed: {stdout}");
+
+    let output = check(&["--history-len", "10"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no token secret"), "nothing started to find out");
+    let output = check(&["--dev", "--epoch", "e1", "--redis", "redis://127.0.0.1:1"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keeps its epoch in Redis"));
+}
+
+#[tokio::test]
+async fn json_logs_carry_every_publish_with_its_trace_id_and_seq_and_text_logs_no_colours_in_a_pipe() {
+    let (server, url) = serve(&["--dev", "--log-format", "json"], Some("info"));
+    assert!(http_publish(&url, "backend").await.contains("200"));
+    let published = timeout(WAIT, async {
+        loop {
+            let log = server.log();
+            if let Some(line) = log.lines().find(|line| line.contains("\"published\"")) {
+                return line.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a publish record");
+    let record: serde_json::Value = serde_json::from_str(&published).expect("one JSON object per line");
+    assert_eq!((record["seq"].as_u64(), record["topic"].as_str()), (Some(1), Some("doc:1")), "{record}");
+    assert_eq!(record["trace_id"].as_str().map(str::len), Some(32), "{record}");
+
+    let (text, _) = serve(&["--dev"], Some("info"));
+    assert!(!text.log().contains('\u{1b}'), "no ANSI escapes in a pipe: {}", text.log());
+}

@@ -201,7 +201,8 @@ fn publish_fails_clearly_when_nothing_listens() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is the server at ws://127.0.0.1:1/ws up?"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not connect to ws://127.0.0.1:1/ws within 1s; is the server up"), "{stderr}");
     let output =
         herald().args(["publish", "--topic", "a:1", "--entity-id", "1", "--payload", "{oops"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("--payload is not JSON"));
@@ -230,4 +231,44 @@ fn web_demo_without_a_built_app_says_how_to_build_it() {
     let output = herald().args(["demo", "--outage", "3s"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--web"));
+}
+
+/// A WebSocket server that accepts one connection and reads it, answering
+/// nothing; returns its URL and what it read.
+fn silent_server() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut ws) = tokio_tungstenite::tungstenite::accept(stream.unwrap()) else { continue };
+            while let Ok(message) = ws.read() {
+                if let Ok(text) = message.into_text() {
+                    let _ = tx.send(text.to_string());
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn publish_to_a_server_that_never_acks_says_so_and_can_send_without_waiting() {
+    let (url, frames) = silent_server();
+    let publish =
+        |extra: &[&str]| herald().args(["publish", "--url", &url, "--topic", "a:1"]).args(extra).output().unwrap();
+    let output = publish(&["--entity-id", "1", "--timeout", "1s"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did not acknowledge the publish") && stderr.contains("--no-ack"), "{stderr}");
+
+    let output = publish(&["--no-ack", "--entity-id", "sent-without-ack"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sent = loop {
+        let frame = frames.recv_timeout(WAIT).expect("the server receives the publish");
+        if frame.contains("sent-without-ack") {
+            break frame;
+        }
+    };
+    assert!(sent.contains(r#""type":"publish""#), "{sent}");
 }

@@ -35,7 +35,7 @@ use tokio::{
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::{ServerConfig, app::App, extract::Refusal, quota::release};
+use crate::{ServerConfig, app::App, extract::Refusal, metrics, quota::release};
 
 /// Connections over a limit answered at once by the refusal service, and
 /// how many of those one address may hold: enough for health checks and a
@@ -87,8 +87,8 @@ struct Counts {
 /// What the gate decided for a new connection.
 enum Admission {
     Serve(Slot),
-    /// Over `reason`'s limit: answer with the refusal service.
-    Refuse(Overflow, Refusal),
+    /// Over a limit: answer with the refusal service.
+    Refuse(Overflow, metrics::Refusal, Refusal),
     /// Over every limit: close.
     Drop,
 }
@@ -117,24 +117,35 @@ impl Gate {
         let mut counts = self.counts();
         let from_ip = counted_ip.map_or(0, |ip| counts.by_ip.get(&ip).copied().unwrap_or(0));
         let over = if counts.open >= total {
-            Some(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the server holds its limit of {total} connections; retry later"),
+            Some((
+                metrics::Refusal::Connections,
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the server holds its limit of {total} connections; retry later"),
+                ),
             ))
         } else if counts.unauthenticated >= unauthenticated {
-            Some(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{unauthenticated} connections are waiting to authenticate, the server's limit; retry later"),
+            Some((
+                metrics::Refusal::Unauthenticated,
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{unauthenticated} connections are waiting to authenticate, the server's limit; retry later"
+                    ),
+                ),
             ))
         } else if per_ip > 0 && from_ip >= per_ip {
-            Some(Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("this address holds {per_ip} connections, the server's limit per address; close some"),
+            Some((
+                metrics::Refusal::PerAddress,
+                Refusal::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("this address holds {per_ip} connections, the server's limit per address; close some"),
+                ),
             ))
         } else {
             None
         };
-        let Some(refusal) = over else {
+        let Some((reason, refusal)) = over else {
             counts.open += 1;
             counts.unauthenticated += 1;
             if let Some(ip) = counted_ip {
@@ -149,7 +160,7 @@ impl Gate {
         }
         counts.overflow += 1;
         *counts.overflow_by_ip.entry(ip).or_default() += 1;
-        Admission::Refuse(Overflow { gate: self.clone(), ip }, refusal.retry_after(5))
+        Admission::Refuse(Overflow { gate: self.clone(), ip }, reason, refusal.retry_after(5))
     }
 }
 
@@ -216,6 +227,8 @@ pub(crate) async fn serve(
     http.timer(TokioTimer::new()).header_read_timeout(app.config.header_timeout);
     let mut refusing = http1::Builder::new();
     refusing.timer(TokioTimer::new()).header_read_timeout(OVERFLOW_HEADER_TIMEOUT).keep_alive(false);
+    let hub = app.hub.clone();
+    let metrics = &hub.metrics;
     let refusal_router = Router::new().route("/healthz", get(crate::http::ops::healthz)).with_state(app);
     let (shutdown, draining) = watch::channel(false);
     let mut spare = Spare::open();
@@ -248,7 +261,8 @@ pub(crate) async fn serve(
                 let connection = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
                 connections.spawn(until_drained(connection, draining.clone()));
             }
-            Admission::Refuse(overflow, refusal) => {
+            Admission::Refuse(overflow, reason, refusal) => {
+                metrics.refused(reason);
                 let router = refusal_router.clone().fallback(move || std::future::ready(refusal.clone()));
                 let service = service_fn(move |request: Request<Incoming>| {
                     router.clone().oneshot(request.map(axum::body::Body::new))
@@ -259,7 +273,10 @@ pub(crate) async fn serve(
                     let _ = connection.await;
                 });
             }
-            Admission::Drop => drop(tcp),
+            Admission::Drop => {
+                metrics.refused(metrics::Refusal::Overflow);
+                drop(tcp);
+            }
         }
     }
     drop(listener);

@@ -1,16 +1,17 @@
 //! The state every handler and connection shares.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use herald_protocol::Event;
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::{
-    auth::Authenticator,
+    auth::{Authenticator, Identity},
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
     hub::{Hub, PublishId},
-    quota::Quotas,
+    quota::{OverQuota, Quota, Quotas},
     rate::PublishLimits,
     stream::Sessions,
 };
@@ -55,18 +56,41 @@ impl App {
     /// in this process otherwise. With `dedup` (tenant, user, publish id), a
     /// repeat within the dedup window is not broadcast again. Returns the
     /// `seq` and whether it was a repeat.
-    pub(crate) async fn publish(&self, event: Event, dedup: Option<PublishId<'_>>) -> Result<(u64, bool), Unavailable> {
-        match (&self.cluster, dedup) {
+    ///
+    /// An event without a `trace_id` gets a new one, so that every event can
+    /// be followed from its publisher to its subscribers; each publish is
+    /// logged with it and the `seq` it got.
+    pub(crate) async fn publish(
+        &self,
+        mut event: Event,
+        dedup: Option<PublishId<'_>>,
+    ) -> Result<(u64, bool), Unavailable> {
+        let trace_id = event.trace_id.get_or_insert_with(new_trace_id).clone();
+        let (topic, publisher) = (event.topic.clone(), event.data.user_id.clone());
+        let published = match (&self.cluster, dedup) {
             (Some(cluster), dedup) => cluster.publish(&event, dedup).await,
             (None, Some(dedup)) => Ok(self.hub.publish_once(&dedup, event)),
             (None, None) => Ok((self.hub.publish(event), false)),
+        };
+        match &published {
+            Ok((seq, duplicate)) => {
+                info!(target: "herald_server::publish", %topic, seq, duplicate, publisher, %trace_id, "published");
+            }
+            Err(error) => warn!(target: "herald_server::publish", %topic, %trace_id, %error, "not published"),
         }
+        published
     }
 
     /// Whether the node can serve: always on a single node; on a node of a
     /// cluster while it reaches Redis.
     pub(crate) fn healthy(&self) -> bool {
         self.cluster.as_ref().is_none_or(|cluster| cluster.online())
+    }
+
+    /// A place for one session of `identity` from `ip` within the quotas;
+    /// a refusal is counted.
+    pub(crate) fn quota(&self, identity: &Identity, ip: Option<IpAddr>) -> Result<Quota, OverQuota> {
+        self.quotas.open(identity, ip).inspect_err(|over| self.hub.metrics.refused(over.refusal))
     }
 
     pub(crate) fn origin_allowed(&self, origin: Option<&str>) -> bool {
@@ -76,6 +100,22 @@ impl App {
             Some(origin) => origin_in(&self.config.allowed_origins, origin),
         }
     }
+}
+
+/// A W3C trace id: 16 random bytes as hex.
+fn new_trace_id() -> String {
+    format!("{:032x}", fastrand::u128(1..))
+}
+
+/// The trace id of a W3C `traceparent` header
+/// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`), if it is one.
+pub(crate) fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let valid = hex(version, 2) && version != "ff" && hex(trace_id, 32) && hex(parent, 16) && hex(flags, 2);
+    (valid && trace_id.bytes().any(|b| b != b'0')).then(|| trace_id.to_owned())
 }
 
 /// Whether `origin` is on the allow-list; an empty list allows every origin.
@@ -90,5 +130,21 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_headers_give_their_trace_id_and_malformed_ones_nothing() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
+        assert_eq!(trace_id_of(&format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32))), None, "all zeros");
+        assert_eq!(trace_id_of(&format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase())), None);
+        assert_eq!(trace_id_of("00-abc-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of("garbage"), None);
+        assert_eq!(new_trace_id().len(), 32);
     }
 }

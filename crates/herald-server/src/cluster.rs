@@ -36,7 +36,7 @@
 
 use std::{
     convert::Infallible,
-    sync::{Arc, Mutex, PoisonError, RwLock, atomic::Ordering},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -54,7 +54,6 @@ use tracing::{info, warn};
 use crate::{
     ServerConfig, ServerError,
     hub::{Hub, PublishId, Tenant},
-    metrics::Metrics,
 };
 
 /// Longest wait for a connection to Redis.
@@ -189,8 +188,8 @@ impl Cluster {
     fn set_commands(&self, commands: Option<MultiplexedConnection>) {
         let up = commands.is_some();
         *self.commands.write().unwrap_or_else(PoisonError::into_inner) = commands;
-        if let Some(gauge) = &self.hub.metrics.bus_up {
-            gauge.store(up, Ordering::Relaxed);
+        if let Some(bus) = &self.hub.metrics.bus {
+            bus.up.set(i64::from(up));
         }
     }
 
@@ -308,10 +307,14 @@ impl Cluster {
                 invocation.key(key);
             }
             invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms);
+            let started = std::time::Instant::now();
             let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
+            if let Some(bus) = &self.hub.metrics.bus {
+                bus.publish.observe(started.elapsed().as_secs_f64());
+            }
             match reply {
                 Ok(Ok((0, seq))) => {
-                    Metrics::inc(&self.hub.metrics.events_published);
+                    self.hub.metrics.events_published.inc();
                     return Ok((seq, false));
                 }
                 Ok(Ok((1, seq))) => return Ok((seq, true)),
@@ -386,7 +389,7 @@ impl<'a> Message<'a> {
 }
 
 /// `url` without a password, for logs and errors.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {

@@ -1,6 +1,6 @@
 //! Server configuration.
 
-use std::{path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 
@@ -17,7 +17,7 @@ use crate::{ServerError, rate::Rate};
 /// config.dev = true;
 /// config.ping_interval = Duration::from_secs(5);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Secret for HS256 JWTs. Needed unless [`dev`](Self::dev) is on.
@@ -159,6 +159,52 @@ pub struct ServerConfig {
     pub poll_timeout: Duration,
     /// Directory of a built web app served from `/`. Default: none.
     pub static_dir: Option<PathBuf>,
+}
+
+/// Written out to keep the secret, and the password in a Redis URL, out of
+/// logs and `--check-config`.
+#[warn(clippy::missing_fields_in_debug)]
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("dev", &self.dev)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("epoch", &self.epoch)
+            .field("redis", &self.redis.as_deref().map(crate::cluster::redact))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("history_len", &self.history_len)
+            .field("history_max_age", &self.history_max_age)
+            .field("dedup_window", &self.dedup_window)
+            .field("max_publish_ids", &self.max_publish_ids)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("auth_timeout", &self.auth_timeout)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("write_timeout", &self.write_timeout)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("rate_limit_strikes", &self.rate_limit_strikes)
+            .field("http_publish_rate", &self.http_publish_rate)
+            .field("http_publish_burst", &self.http_publish_burst)
+            .field("body_timeout", &self.body_timeout)
+            .field("shutdown_spread", &self.shutdown_spread)
+            .field("reuse_port", &self.reuse_port)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("max_presence_members", &self.max_presence_members)
+            .field("presence_interval", &self.presence_interval)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_unauthenticated", &self.max_unauthenticated)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_subscriptions", &self.max_subscriptions)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("static_dir", &self.static_dir)
+            .finish()
+    }
 }
 
 impl ServerConfig {

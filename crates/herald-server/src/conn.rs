@@ -23,7 +23,8 @@ use crate::{
     auth::Identity,
     extract::Remote,
     hub::{Connection, Frame, PublishId, subscribed_frame},
-    metrics::Metrics,
+    metrics::{AuthFailure, Refusal, Transport},
+    outbox::Queued,
     quota::OverQuota,
     rate::Bucket,
 };
@@ -42,6 +43,8 @@ pub(crate) struct Gone;
 
 /// What carries a connection's messages.
 pub(crate) trait Link: Send {
+    /// What it is, for the metrics.
+    const TRANSPORT: Transport;
     /// The next message from the client; `None` when it is gone.
     fn recv(&mut self) -> impl Future<Output = Option<Result<Inbound, Ending>>> + Send;
     /// Queues a frame for the client without flushing.
@@ -74,31 +77,30 @@ impl Ending {
 /// `remote` stays held while the connection lives: on Herald's own listener
 /// it holds the connection's place within the connection limits.
 pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<String>, origin_ok: bool, remote: Remote) {
+    let metrics = &app.hub.metrics;
     if !origin_ok {
-        Metrics::inc(&app.hub.metrics.auth_failures);
+        metrics.auth_failed(AuthFailure::Origin);
         info!("connection refused: origin not allowed");
-        link.close(Ending::close(close::FORBIDDEN, "origin not allowed")).await;
-        return;
+        return close_link(link, &app, Ending::close(close::FORBIDDEN, "origin not allowed")).await;
     }
     let identity = match authenticate(&mut link, &app, token).await {
         Ok(identity) => identity,
-        Err(ending) => {
-            Metrics::inc(&app.hub.metrics.auth_failures);
+        Err((failure, ending)) => {
+            metrics.auth_failed(failure);
             debug!(reason = %ending.reason, "connection refused");
-            link.close(ending).await;
-            return;
+            return close_link(link, &app, ending).await;
         }
     };
     remote.authenticated();
-    let _quota = match app.quotas.open(&identity, remote.ip) {
+    let _quota = match app.quota(&identity, remote.ip) {
         Ok(quota) => quota,
-        Err(OverQuota(reason)) => {
-            debug!(%reason, "connection refused");
-            link.close(Ending::close(close::RATE_LIMITED, reason)).await;
-            return;
+        Err(OverQuota { message, .. }) => {
+            debug!(%message, "connection refused");
+            return close_link(link, &app, Ending::close(close::RATE_LIMITED, message)).await;
         }
     };
-    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let queue = app.config.outbound_queue;
+    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), queue, L::TRANSPORT);
     debug!(connection = connection.peer.id, user = %identity.user, "connected");
     let now = Instant::now();
     let mut conn = Conn {
@@ -116,45 +118,52 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
         Err(ending) => ending,
     };
     debug!(connection = conn.connection.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
-    let Conn { mut link, connection, .. } = conn;
+    let Conn { link, connection, .. } = conn;
     // Unsubscribed before the close handshake, which may wait on the client.
     drop(connection);
+    close_link(link, &app, ending).await;
+}
+
+/// Ends the link with `ending`, counted by its close code (1006 without one).
+async fn close_link<L: Link>(mut link: L, app: &App, ending: Ending) {
+    app.hub.metrics.closed(ending.code.unwrap_or(close::ABNORMAL));
     link.close(ending).await;
 }
 
 /// The identity from `?token=`, or from a first `auth` message within the deadline.
-async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -> Result<Identity, Ending> {
+/// Why it was refused, for the metrics, and how the connection ends.
+type Refused = (AuthFailure, Ending);
+
+async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -> Result<Identity, Refused> {
+    let check = |token: &str| {
+        app.auth.check(token).map_err(|reason| (AuthFailure::Invalid, Ending::close(close::UNAUTHORIZED, reason)))
+    };
     if let Some(token) = token {
-        return app.auth.check(&token).map_err(|reason| Ending::close(close::UNAUTHORIZED, reason));
+        return check(&token);
     }
     let deadline = Instant::now() + app.config.auth_timeout;
     loop {
         let message = match timeout(deadline - Instant::now(), link.recv()).await {
             Err(_) => {
-                return Err(Ending::close(
-                    close::UNAUTHORIZED,
-                    "no auth message in time; send {\"type\":\"auth\",\"token\":..} first or use ?token=",
-                ));
+                let reason = "no auth message in time; send {\"type\":\"auth\",\"token\":..} first or use ?token=";
+                return Err((AuthFailure::Missing, Ending::close(close::UNAUTHORIZED, reason)));
             }
-            Ok(None) => return Err(Ending::silent()),
-            Ok(Some(Err(ending))) => return Err(ending),
+            Ok(None) => return Err((AuthFailure::Missing, Ending::silent())),
+            Ok(Some(Err(ending))) => return Err((AuthFailure::Missing, ending)),
             Ok(Some(Ok(message))) => message,
         };
         let Inbound::Text(text) = message else { continue };
         match ClientMessage::decode(text.as_str()) {
-            Ok(ClientMessage::Auth { token }) => {
-                return app.auth.check(&token.0).map_err(|reason| Ending::close(close::UNAUTHORIZED, reason));
-            }
+            Ok(ClientMessage::Auth { token }) => return check(&token.0),
             // Liveness checks may come before authentication.
             Ok(ClientMessage::Ping) => {
-                link.feed(ServerMessage::Pong.encode().into()).await.map_err(|_| Ending::silent())?;
-                link.flush().await.map_err(|_| Ending::silent())?;
+                let gone = |_| (AuthFailure::Missing, Ending::silent());
+                link.feed(ServerMessage::Pong.encode().into()).await.map_err(gone)?;
+                link.flush().await.map_err(gone)?;
             }
             _ => {
-                return Err(Ending::close(
-                    close::UNAUTHORIZED,
-                    "not authenticated; send {\"type\":\"auth\",\"token\":..} first or use ?token=",
-                ));
+                let reason = "not authenticated; send {\"type\":\"auth\",\"token\":..} first or use ?token=";
+                return Err((AuthFailure::Missing, Ending::close(close::UNAUTHORIZED, reason)));
             }
         }
     }
@@ -259,12 +268,14 @@ impl<L: Link> Conn<L> {
     /// Writes `batch` with one flush, leaving it empty, then the presence
     /// that did not fit the outbox. A kill (the outbox overflowed while a
     /// write waited on the client) ends the write at once.
-    async fn write_batch(&mut self, batch: &mut VecDeque<Frame>, killed: Pin<&mut impl Future<Output = ()>>) -> Step {
+    async fn write_batch(&mut self, batch: &mut VecDeque<Queued>, killed: Pin<&mut impl Future<Output = ()>>) -> Step {
         let write_timeout = self.app.config.write_timeout;
         let link = &mut self.link;
         let write = timeout(write_timeout, async {
-            while let Some(frame) = batch.pop_front() {
-                link.feed(frame).await?;
+            // The batch (and the fan-out timers it holds) is dropped only
+            // once flushed: then the frames are the socket's.
+            for queued in batch.iter() {
+                link.feed(queued.frame.clone()).await?;
             }
             link.flush().await
         });
@@ -289,7 +300,7 @@ impl<L: Link> Conn<L> {
     }
 
     async fn send(&mut self, frame: Frame) -> Step {
-        Metrics::inc(&self.app.hub.metrics.messages_out);
+        self.app.hub.metrics.messages_out.inc();
         let link = &mut self.link;
         let write = async {
             link.feed(frame).await?;
@@ -340,7 +351,7 @@ impl<L: Link> Conn<L> {
         if !self.check_rate(now).await? {
             return Ok(());
         }
-        Metrics::inc(&self.app.hub.metrics.messages_in);
+        self.app.hub.metrics.messages_in.inc();
         match ClientMessage::decode(text.as_str()) {
             Ok(message) => self.on_client_message(message).await,
             Err(error) => {
@@ -364,6 +375,7 @@ impl<L: Link> Conn<L> {
         if self.bucket.take(self.app.config.inbound_rate(), now) {
             return Ok(true);
         }
+        self.app.hub.metrics.refused(Refusal::MessageRate);
         if self.bucket.strikes > self.app.config.rate_limit_strikes {
             return Err(Ending::close(close::RATE_LIMITED, "rate limited: too many messages; back off"));
         }
@@ -394,11 +406,11 @@ impl<L: Link> Conn<L> {
 
     async fn on_refresh(&mut self, token: &str) -> Step {
         let identity = self.app.auth.check(token).map_err(|reason| {
-            Metrics::inc(&self.app.hub.metrics.auth_failures);
+            self.app.hub.metrics.auth_failed(AuthFailure::Invalid);
             Ending::close(close::UNAUTHORIZED, format!("refresh refused: {reason}"))
         })?;
         if identity.user != self.identity.user || identity.tenant != self.identity.tenant {
-            Metrics::inc(&self.app.hub.metrics.auth_failures);
+            self.app.hub.metrics.auth_failed(AuthFailure::OtherUser);
             return Err(Ending::close(close::UNAUTHORIZED, "refresh token is for another user or tenant"));
         }
         self.expires_at = identity.expires_at(Instant::now());

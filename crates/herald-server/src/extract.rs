@@ -22,7 +22,7 @@ use serde_json::json;
 
 use ipnet::IpNet;
 
-use crate::{accept::Slot, app::App, auth::Identity, metrics::Metrics};
+use crate::{accept::Slot, app::App, auth::Identity, metrics::AuthFailure};
 
 /// A refused request: its status and what to do about it, as `{"error": ..}`.
 #[derive(Debug, Clone)]
@@ -92,12 +92,13 @@ impl FromRequestParts<Arc<App>> for Identity {
 pub(crate) fn identify(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<Identity, Refusal> {
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let refuse = |message: String| {
-        Metrics::inc(&app.hub.metrics.auth_failures);
+    let refuse = |failure: AuthFailure, message: String| {
+        app.hub.metrics.auth_failed(failure);
         Refusal::new(StatusCode::UNAUTHORIZED, message)
     };
-    let token = bearer.or(query_token).ok_or_else(|| refuse("no token: send Authorization: Bearer <token>".into()))?;
-    app.auth.check(token).map_err(refuse)
+    let missing = || refuse(AuthFailure::Missing, "no token: send Authorization: Bearer <token>".into());
+    let token = bearer.or(query_token).ok_or_else(missing)?;
+    app.auth.check(token).map_err(|message| refuse(AuthFailure::Invalid, message))
 }
 
 /// Where a request comes from: the client's address, and on Herald's own
@@ -191,7 +192,7 @@ impl AllowedOrigin {
         if app.origin_allowed(origin) {
             return Ok(Self);
         }
-        Metrics::inc(&app.hub.metrics.auth_failures);
+        app.hub.metrics.auth_failed(AuthFailure::Origin);
         let origin = origin.unwrap_or("(unreadable)");
         let message = format!("origin {origin} is not allowed; the server lists the origins it serves");
         Err(Refusal::new(StatusCode::FORBIDDEN, message))

@@ -33,8 +33,8 @@ use tokio::sync::Notify;
 
 use crate::{
     ServerConfig,
-    metrics::{Metrics, MetricsSnapshot},
-    outbox::{Full, Outbox},
+    metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
+    outbox::{FanoutTimer, Full, Outbox},
     presence::{Changes, Presence},
 };
 
@@ -44,6 +44,9 @@ use crate::{
 pub(crate) type Frame = Utf8Bytes;
 
 const SHARDS: usize = 32;
+
+/// At most one event per this interval has its fan-out timed.
+const FANOUT_SAMPLE: Duration = Duration::from_millis(10);
 
 /// Takes a lock even if a panicking thread poisoned it: the maps stay
 /// consistent because no code panics halfway through an update.
@@ -59,6 +62,8 @@ pub(crate) struct Peer {
     /// The namespace the connection lives in.
     pub(crate) tenant: Tenant,
     pub(crate) outbox: Outbox,
+    /// What carries the connection, for the metrics.
+    transport: Transport,
     kill: Notify,
     /// The close code the connection must close with, 0 while it may live.
     killed: AtomicU16,
@@ -72,8 +77,8 @@ impl Peer {
     /// queue means the consumer fell behind: it is closed with 4009 rather
     /// than buffered without bound. The caller counts what was queued, once
     /// per fan-out rather than with an atomic add per subscriber.
-    fn deliver(&self, frame: &Frame) -> bool {
-        match self.outbox.push(frame) {
+    fn deliver(&self, frame: &Frame, timer: Option<&Arc<FanoutTimer>>) -> bool {
+        match self.outbox.push(frame, timer) {
             Ok(()) => true,
             Err(Full) => {
                 self.kill(close::TOO_SLOW);
@@ -87,7 +92,7 @@ impl Peer {
     /// connection has caught up. Presence traffic is the server's own doing
     /// and never closes a connection.
     fn deliver_presence(&self, frame: &Frame, topic: &Topic) -> bool {
-        if self.outbox.len() < self.outbox.capacity() / 2 && self.outbox.push(frame).is_ok() {
+        if self.outbox.len() < self.outbox.capacity() / 2 && self.outbox.push(frame, None).is_ok() {
             return true;
         }
         let mut stale = lock(&self.stale_presence);
@@ -152,6 +157,11 @@ impl Connection {
     pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic) {
         self.topics.insert(topic.clone());
         self.hub.subscribe_wildcard(&self.peer, topic);
+    }
+
+    /// Counts that the server ended the connection with `code`.
+    pub(crate) fn closed(&self, code: u16) {
+        self.hub.metrics.closed(code);
     }
 
     /// Ends one subscription; returns whether there was one.
@@ -274,6 +284,10 @@ pub(crate) struct Hub {
     /// The highest position of a topic pruned on a single node; see
     /// [`new_topic`](Self::new_topic).
     pruned_seq: AtomicU64,
+    /// When the hub started, and when (nanoseconds after) the next fan-out
+    /// may be timed.
+    started: Instant,
+    next_timed: AtomicU64,
     pub(crate) metrics: Metrics,
 }
 
@@ -306,6 +320,8 @@ impl Hub {
             dedup_window: config.dedup_window,
             dedup_per_shard: config.max_publish_ids.div_ceil(SHARDS).max(1),
             pruned_seq: AtomicU64::new(0),
+            started: Instant::now(),
+            next_timed: AtomicU64::new(0),
             metrics: Metrics::new(clustered),
         }
     }
@@ -336,14 +352,30 @@ impl Hub {
 
     /// The counters, with the gauges of what the hub holds.
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        let mut snapshot = self.metrics.snapshot();
+        self.metrics.snapshot(&self.sizes())
+    }
+
+    /// `/metrics`, with the gauges of what the hub holds.
+    pub(crate) fn render_metrics(&self) -> String {
+        self.metrics.render(&self.sizes())
+    }
+
+    /// What the hub holds, measured now: a pass over topics, publish ids and
+    /// connections, for scrapes rather than the hot path.
+    fn sizes(&self) -> Sizes {
+        let mut sizes = Sizes::default();
         for shard in &self.shards {
             let topics = lock(shard);
-            snapshot.topics += topics.len() as u64;
-            snapshot.history_events += topics.values().map(|state| state.history.len() as u64).sum::<u64>();
+            sizes.topics += topics.len() as u64;
+            sizes.history_events += topics.values().map(|state| state.history.len() as u64).sum::<u64>();
         }
-        snapshot.publish_ids = self.dedup.iter().map(|dedup| lock(dedup).order.len() as u64).sum();
-        snapshot
+        sizes.publish_ids = self.dedup.iter().map(|dedup| lock(dedup).order.len() as u64).sum();
+        for peer in lock(&self.peers).values() {
+            let queued = peer.outbox.len() as u64;
+            sizes.queued_frames += queued;
+            sizes.longest_queue = sizes.longest_queue.max(queued);
+        }
+        sizes
     }
 
     /// Drops history past its age, and topics left with neither
@@ -392,7 +424,13 @@ impl Hub {
     /// Registers a new peer whose frames arrive in its outbox, which holds
     /// at most `queue`. The peer stays registered as long as the returned
     /// [`Connection`] lives.
-    pub(crate) fn connect(self: &Arc<Self>, user: Arc<str>, tenant: Option<Arc<str>>, queue: usize) -> Connection {
+    pub(crate) fn connect(
+        self: &Arc<Self>,
+        user: Arc<str>,
+        tenant: Option<Arc<str>>,
+        queue: usize,
+        transport: Transport,
+    ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Outbox::new(queue);
         let peer = Arc::new(Peer {
@@ -400,12 +438,13 @@ impl Hub {
             user,
             tenant,
             outbox,
+            transport,
             kill: Notify::new(),
             killed: AtomicU16::new(0),
             stale_presence: Mutex::default(),
         });
         lock(&self.peers).insert(id, peer.clone());
-        Metrics::inc(&self.metrics.connections);
+        self.metrics.transport(transport).connections.inc();
         if self.closing.load(Ordering::Acquire) {
             peer.kill(close::GOING_AWAY);
         }
@@ -416,14 +455,14 @@ impl Hub {
     /// killed as too slow counts as one drop, however it noticed.
     fn disconnect<'a>(&self, peer: &Peer, topics: impl IntoIterator<Item = &'a Topic>) {
         if peer.killed() == close::TOO_SLOW {
-            Metrics::inc(&self.metrics.drops);
+            self.metrics.slow_consumers.inc();
         }
         for topic in topics {
             self.unsubscribe(peer, topic);
         }
         let mut peers = lock(&self.peers);
         if peers.remove(&peer.id).is_some() {
-            Metrics::dec(&self.metrics.connections);
+            self.metrics.transport(peer.transport).connections.dec();
         }
         if peers.is_empty() {
             self.peers_gone.notify_waiters();
@@ -470,7 +509,7 @@ impl Hub {
         let seq = state.seq + 1;
         event.seq = Some(seq);
         self.record(state, &tenant, &event.topic, seq, event.encode().into());
-        Metrics::inc(&self.metrics.events_published);
+        self.metrics.events_published.inc();
         seq
     }
 
@@ -501,14 +540,27 @@ impl Hub {
             state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
             state.prune(now, self.history_max_age);
         }
-        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame)).count();
+        let timer = self.fanout_timer();
+        let timer = timer.as_ref();
+        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame, timer)).count();
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
             // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
             let others = peers.values().filter(|peer| !state.subs.contains_key(&peer.id));
-            queued += others.filter(|peer| peer.deliver(&frame)).count();
+            queued += others.filter(|peer| peer.deliver(&frame, timer)).count();
         }
-        Metrics::add(&self.metrics.messages_out, queued);
+        self.metrics.messages_out.inc_by(queued as u64);
+    }
+
+    /// A timer for this event's fan-out, for at most one event per
+    /// [`FANOUT_SAMPLE`]: the histogram then costs the hot path nothing
+    /// measurable, however many events there are.
+    fn fanout_timer(&self) -> Option<Arc<FanoutTimer>> {
+        let now = self.started.elapsed().as_nanos() as u64;
+        let due = self.next_timed.load(Ordering::Relaxed);
+        let next = now + FANOUT_SAMPLE.as_nanos() as u64;
+        (now >= due && self.next_timed.compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed).is_ok())
+            .then(|| FanoutTimer::start(&self.metrics.fanout))
     }
 
     /// Subscribes `peer` to a concrete topic of its tenant. With `since`,
@@ -536,7 +588,7 @@ impl Hub {
         }
         let previous = state.subs.get(&peer.id).map(|sub| (sub.presence, sub.member));
         if previous.is_none() {
-            Metrics::inc(&self.metrics.subscriptions);
+            self.metrics.transport(peer.transport).subscriptions.inc();
         }
         let member = match (presence, previous) {
             (true, Some((true, member))) => member,
@@ -578,7 +630,7 @@ impl Hub {
             let frame: Frame = ServerMessage::PresenceDiff(diff).encode().into();
             let to = state.subs.values().filter(|sub| sub.presence);
             let queued = to.filter(|sub| sub.peer.deliver_presence(&frame, &topic)).count();
-            Metrics::add(&self.metrics.messages_out, queued);
+            self.metrics.messages_out.inc_by(queued as u64);
         }
     }
 
@@ -598,7 +650,7 @@ impl Hub {
             let Some(resources) = wildcards.get_mut(&peer.tenant) else { return };
             if let Some(peers) = resources.get_mut(topic.resource()) {
                 if peers.remove(&peer.id).is_some() {
-                    Metrics::dec(&self.metrics.subscriptions);
+                    self.metrics.transport(peer.transport).subscriptions.dec();
                 }
                 if peers.is_empty() {
                     resources.remove(topic.resource());
@@ -613,7 +665,7 @@ impl Hub {
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let Some(state) = shard.get_mut(&key) else { return };
         if let Some(sub) = state.subs.remove(&peer.id) {
-            Metrics::dec(&self.metrics.subscriptions);
+            self.metrics.transport(peer.transport).subscriptions.dec();
             if sub.member {
                 state.presence.leave(&peer.user);
                 self.presence_changed(state, &peer.tenant, topic);
@@ -630,7 +682,7 @@ impl Hub {
         let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
         let resources = wildcards.entry(peer.tenant.clone()).or_default();
         if resources.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
-            Metrics::inc(&self.metrics.subscriptions);
+            self.metrics.transport(peer.transport).subscriptions.inc();
         }
     }
 
@@ -702,7 +754,7 @@ mod tests {
         let topic = Topic::new("doc:1").unwrap();
         let (task_hub, task_topic) = (hub.clone(), topic.clone());
         let task = std::thread::spawn(move || {
-            let mut connection = task_hub.connect("u-1".into(), None, 8);
+            let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
             connection.subscribe(&task_topic, true, None);
             connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
             panic!("a bug in a connection task");
@@ -710,7 +762,7 @@ mod tests {
         assert!(task.join().is_err(), "the task panicked");
         let metrics = hub.snapshot();
         assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
-        let mut other = hub.connect("u-2".into(), None, 8);
+        let mut other = hub.connect("u-2".into(), None, 8, Transport::WebSocket);
         assert_eq!(other.subscribe(&topic, true, None).members, Some(vec!["u-2".to_owned()]), "u-1 left presence");
     }
 
@@ -718,12 +770,12 @@ mod tests {
     fn presence_that_does_not_fit_a_busy_outbox_is_sent_whole_once_it_has_caught_up() {
         let hub = Arc::new(Hub::new(&ServerConfig::default()));
         let topic = Topic::new("room:1").unwrap();
-        let mut reader = hub.connect("reader".into(), None, 4);
+        let mut reader = hub.connect("reader".into(), None, 4, Transport::WebSocket);
         reader.subscribe(&topic, true, None);
         for _ in 0..2 {
-            reader.peer.outbox.push(&Frame::from("an event")).unwrap();
+            reader.peer.outbox.push(&Frame::from("an event"), None).unwrap();
         }
-        let mut joiner = hub.connect("joiner".into(), None, 4);
+        let mut joiner = hub.connect("joiner".into(), None, 4, Transport::WebSocket);
         joiner.subscribe(&topic, true, None);
         hub.flush_presence();
         assert_eq!(reader.peer.outbox.len(), 2, "half full: the diff was not queued");

@@ -12,11 +12,55 @@
 use std::{
     collections::VecDeque,
     future::poll_fn,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Poll, Waker},
+    time::Instant,
 };
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::hub::Frame;
+
+/// A frame waiting for its connection to write it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Queued {
+    pub(crate) frame: Frame,
+    /// Set on the events whose fan-out is timed: the timer fires when the
+    /// last queued copy is dropped, after its connection wrote it.
+    timer: Option<Arc<FanoutTimer>>,
+}
+
+impl Queued {
+    pub(crate) fn new(frame: Frame, timer: Option<&Arc<FanoutTimer>>) -> Self {
+        Self { frame, timer: timer.cloned() }
+    }
+}
+
+/// Observes, when dropped, how long since the event was received: dropped
+/// with the last copy queued to a subscriber, once that copy was written.
+#[derive(Debug)]
+pub(crate) struct FanoutTimer {
+    start: Instant,
+    histogram: Histogram,
+}
+
+impl FanoutTimer {
+    pub(crate) fn start(histogram: &Histogram) -> Arc<Self> {
+        Arc::new(Self { start: Instant::now(), histogram: histogram.clone() })
+    }
+}
+
+impl Drop for FanoutTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+impl PartialEq for FanoutTimer {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
 
 /// The queue is at its bound: the consumer fell behind.
 #[derive(Debug)]
@@ -30,7 +74,7 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Queued>,
     /// The connection's task, while it waits for frames.
     waker: Option<Waker>,
 }
@@ -57,13 +101,13 @@ impl Outbox {
     }
 
     /// Queues `frame` without waiting.
-    pub(crate) fn push(&self, frame: &Frame) -> Result<(), Full> {
+    pub(crate) fn push(&self, frame: &Frame, timer: Option<&Arc<FanoutTimer>>) -> Result<(), Full> {
         let waker = {
             let mut state = self.lock();
             if state.frames.len() >= self.capacity {
                 return Err(Full);
             }
-            state.frames.push_back(frame.clone());
+            state.frames.push_back(Queued::new(frame.clone(), timer));
             state.waker.take()
         };
         // Woken outside the lock, so the connection never finds it held.
@@ -76,7 +120,7 @@ impl Outbox {
     /// Waits until frames are queued, then moves all of them into `batch`
     /// (which must be empty; its allocation is handed back to the queue).
     /// Cancel-safe: frames stay queued until a call returns them.
-    pub(crate) async fn take_all(&self, batch: &mut VecDeque<Frame>) {
+    pub(crate) async fn take_all(&self, batch: &mut VecDeque<Queued>) {
         debug_assert!(batch.is_empty(), "the previous batch was written");
         poll_fn(|cx| {
             let mut state = self.lock();
@@ -104,6 +148,7 @@ mod tests {
     };
 
     use super::Outbox;
+    use super::Queued;
     use crate::hub::Frame;
 
     struct Count(std::sync::atomic::AtomicUsize);
@@ -124,17 +169,17 @@ mod tests {
         {
             let mut take = Box::pin(outbox.take_all(&mut batch));
             assert!(take.as_mut().poll(&mut cx).is_pending(), "nothing queued yet");
-            outbox.push(&Frame::from("a")).unwrap();
-            outbox.push(&Frame::from("b")).unwrap();
-            assert!(outbox.push(&Frame::from("c")).is_err(), "the bound holds");
+            outbox.push(&Frame::from("a"), None).unwrap();
+            outbox.push(&Frame::from("b"), None).unwrap();
+            assert!(outbox.push(&Frame::from("c"), None).is_err(), "the bound holds");
             assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1, "one wake for two frames");
             assert_eq!(take.as_mut().poll(&mut cx), Poll::Ready(()));
         }
-        assert_eq!(batch, [Frame::from("a"), Frame::from("b")]);
+        assert_eq!(batch, [Queued::new("a".into(), None), Queued::new("b".into(), None)]);
         batch.clear();
-        outbox.push(&Frame::from("d")).unwrap();
+        outbox.push(&Frame::from("d"), None).unwrap();
         assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1, "nobody was waiting");
         assert_eq!(Box::pin(outbox.take_all(&mut batch)).as_mut().poll(&mut cx), Poll::Ready(()));
-        assert_eq!(batch, [Frame::from("d")]);
+        assert_eq!(batch, [Queued::new("d".into(), None)]);
     }
 }

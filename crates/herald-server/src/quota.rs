@@ -12,7 +12,7 @@ use std::{
 
 use axum::http::StatusCode;
 
-use crate::{auth::Identity, extract::Refusal, hub::Tenant};
+use crate::{auth::Identity, extract::Refusal, hub::Tenant, metrics};
 
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
@@ -31,11 +31,14 @@ struct Counts {
 
 /// Why a session was refused, fit for a close reason or an HTTP error.
 #[derive(Debug)]
-pub(crate) struct OverQuota(pub(crate) String);
+pub(crate) struct OverQuota {
+    pub(crate) refusal: metrics::Refusal,
+    pub(crate) message: String,
+}
 
 impl From<OverQuota> for Refusal {
-    fn from(OverQuota(reason): OverQuota) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, reason).retry_after(5)
+    fn from(over: OverQuota) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, over.message).retry_after(5)
     }
 }
 
@@ -57,12 +60,14 @@ impl Quotas {
         let by_user = counts.by_user.get(&user).copied().unwrap_or(0);
         if self.per_user > 0 && by_user >= self.per_user {
             let limit = self.per_user;
-            return Err(OverQuota(format!("this user holds {limit} connections, the server's limit; close some")));
+            let message = format!("this user holds {limit} connections, the server's limit; close some");
+            return Err(OverQuota { refusal: metrics::Refusal::PerUser, message });
         }
         let by_ip = ip.map_or(0, |ip| counts.by_ip.get(&ip).copied().unwrap_or(0));
         if self.per_ip > 0 && by_ip >= self.per_ip {
             let limit = self.per_ip;
-            return Err(OverQuota(format!("this address holds {limit} connections, the server's limit; close some")));
+            let message = format!("this address holds {limit} connections, the server's limit; close some");
+            return Err(OverQuota { refusal: metrics::Refusal::PerAddress, message });
         }
         *counts.by_user.entry(user.clone()).or_default() += 1;
         if let Some(ip) = ip {

@@ -35,6 +35,7 @@ use crate::{
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
     extract::{AllowedOrigin, Body, Params, Refusal, Remote},
     hub::Frame,
+    metrics::Transport,
 };
 
 /// Client frames waiting for the connection task; posts beyond it get 429.
@@ -81,6 +82,8 @@ struct StreamLink {
 }
 
 impl Link for StreamLink {
+    const TRANSPORT: Transport = Transport::Frames;
+
     async fn recv(&mut self) -> Option<Result<Inbound, Ending>> {
         self.inbound.recv().await.map(|text| Ok(Inbound::Text(text.into())))
     }

@@ -19,6 +19,7 @@ use crate::{
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
     extract::{Params, Remote, TokenParam, origin},
     hub::Frame,
+    metrics::Transport,
 };
 
 /// How long a closing connection may take to send its close frame: behind
@@ -46,6 +47,8 @@ pub(crate) async fn upgrade(
 }
 
 impl Link for WebSocket {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
     async fn recv(&mut self) -> Option<Result<Inbound, Ending>> {
         Some(match Self::recv(self).await? {
             Ok(Message::Text(text)) => Ok(Inbound::Text(text)),

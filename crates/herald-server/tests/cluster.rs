@@ -124,6 +124,14 @@ async fn subscribers_on_two_nodes_see_interleaved_publishes_in_one_gap_free_orde
         let mut late = Client::dev(server, "late").await;
         assert_eq!(late.subscribe(&["doc:1"]).await["last_seq"], json!({"doc:1": total}));
     }
+    // Each node times its publishes through Redis (docs/operations.md).
+    for server in [&a, &b] {
+        let metrics = http(server, "GET", "/metrics", &[], "").await.1;
+        assert!(metrics.contains("\nherald_cluster_bus_up 1\n"), "{metrics}");
+        let count = metrics.lines().find_map(|line| line.strip_prefix("herald_cluster_publish_seconds_count "));
+        let count: u64 = count.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{metrics}"));
+        assert!(count >= 2 * PER_PUBLISHER as u64, "{count} publishes timed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,16 +45,8 @@ async fn healthz_and_metrics_answer() {
     assert_eq!(http(&server, "GET", "/healthz", &[], "").await, (200, "ok".to_owned()));
     let (status, body) = http(&server, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
-    for name in [
-        "herald_connections 1",
-        "herald_subscriptions",
-        "herald_messages_in_total",
-        "herald_messages_out_total",
-        "herald_drops_total",
-        "herald_auth_failures_total",
-    ] {
-        assert!(body.contains(name), "{name} missing from {body}");
-    }
+    assert!(body.contains("herald_connections{transport=\"websocket\"} 1"), "{body}");
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics text: {body}");
 }
 
 #[tokio::test]
@@ -260,5 +252,30 @@ async fn http_endpoints_refuse_browsers_on_origins_outside_the_allow_list() {
         assert_eq!(http(&server, "GET", &poll, &plain, "").await.0, expected, "poll from {origin:?}");
         let (status, _) = Sse::open(&server, &format!("/sse?token={reader}&topics=doc:1"), &plain).await;
         assert_eq!(status, expected, "sse from {origin:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_event_carries_a_trace_id_from_its_publisher_the_traceparent_or_a_new_one() {
+    let server = jwt_server().await;
+    let mut reader = Client::authed(&server, &token("reader")).await;
+    reader.subscribe(&["doc:1"]).await;
+    let bearer = format!("Bearer {}", backend_token());
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let with_body_id = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1"},"trace_id":"from-body"}"#;
+    for (body, traceparent, expected) in [
+        (with_body_id, Some(traceparent), Some("from-body")),
+        (BODY, Some(traceparent), Some("4bf92f3577b34da6a3ce929d0e0e4736")),
+        (BODY, None, None),
+    ] {
+        let mut headers = vec![("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+        headers.extend(traceparent.map(|value| ("traceparent", value)));
+        assert_eq!(http(&server, "POST", "/api/publish", &headers, body).await.0, 200);
+        let event = reader.recv().await;
+        let trace_id = event["trace_id"].as_str().unwrap_or_else(|| panic!("no trace id: {event}"));
+        match expected {
+            Some(expected) => assert_eq!(trace_id, expected),
+            None => assert!(trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{trace_id}"),
+        }
     }
 }

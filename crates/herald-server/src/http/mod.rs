@@ -18,6 +18,7 @@ use crate::{
     auth::Identity,
     extract::Refusal,
     hub::{Connection, Frame},
+    metrics::Transport,
     quota::Quota,
 };
 
@@ -85,8 +86,10 @@ pub(crate) fn subscribe(
     topics: Vec<Topic>,
     since: Option<Since>,
     quota: Quota,
+    transport: Transport,
 ) -> Subscribed {
-    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), app.config.outbound_queue);
+    let queue = app.config.outbound_queue;
+    let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), queue, transport);
     let mut out = Subscribed {
         connection,
         _quota: quota,

@@ -14,6 +14,7 @@ use crate::{
     app::App,
     auth::Identity,
     extract::{AllowedOrigin, Params, Refusal, Remote},
+    metrics::Transport,
 };
 
 /// `GET /api/poll?topics=..&since=N&epoch=..`: answers at once with the events
@@ -26,7 +27,7 @@ pub(crate) async fn poll(
     remote: Remote,
     Params(params): Params<StreamParams>,
 ) -> Result<Response, Refusal> {
-    let quota = app.quotas.open(&identity, remote.ip)?;
+    let quota = app.quota(&identity, remote.ip)?;
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
@@ -37,7 +38,7 @@ pub(crate) async fn poll(
         .min(app.config.poll_timeout)
         // A poll answers no later than its token expires.
         .min(Duration::from_secs(identity.expires_in().unwrap_or(u64::MAX)));
-    let mut subscribed = subscribe(&app, &identity, topics, since, quota);
+    let mut subscribed = subscribe(&app, &identity, topics, since, quota, Transport::Poll);
     let mut events = std::mem::take(&mut subscribed.replay);
     if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
         let peer = subscribed.connection.peer.clone();
@@ -45,7 +46,7 @@ pub(crate) async fn poll(
         tokio::select! {
             () = peer.wait_killed() => {}
             () = tokio::time::sleep(wait) => {}
-            () = peer.outbox.take_all(&mut frames) => events.extend(frames),
+            () = peer.outbox.take_all(&mut frames) => events.extend(frames.into_iter().map(|queued| queued.frame)),
         }
     }
     let events: Vec<Box<RawValue>> =

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use herald_protocol::{Event, EventData, EventKind, Payload, Topic, limits::MAX_FRAME_BYTES, now_timestamp};
@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    app::App,
+    app::{App, trace_id_of},
     auth::Identity,
     extract::{AllowedOrigin, Body, JsonContent, Refusal},
     hub::PublishId,
-    metrics::Metrics,
+    metrics,
 };
 
 #[derive(Deserialize)]
@@ -50,6 +50,7 @@ pub(crate) async fn publish(
     State(app): State<Arc<App>>,
     _: AllowedOrigin,
     identity: Identity,
+    headers: HeaderMap,
     _: JsonContent,
     Body(body): Body<MAX_FRAME_BYTES>,
 ) -> Result<Response, Refusal> {
@@ -60,8 +61,8 @@ pub(crate) async fn publish(
         let message = format!("the token does not allow publishing to {}", body.topic);
         return Err(Refusal::new(StatusCode::FORBIDDEN, message));
     }
-    app.publish_limits.check(&identity)?;
-    Metrics::inc(&app.hub.metrics.messages_in);
+    app.publish_limits.check(&identity).inspect_err(|_| app.hub.metrics.refused(metrics::Refusal::PublishRate))?;
+    app.hub.metrics.messages_in.inc();
     let data = body.data;
     // A tenant-bound token publishes only into its tenant; a service token may name any.
     let tenant_id = identity.tenant.as_deref().map(str::to_owned).or(data.tenant_id);
@@ -72,7 +73,10 @@ pub(crate) async fn publish(
         tenant_id,
         timestamp: data.timestamp.unwrap_or_else(now_timestamp),
     };
-    let event = Event { topic: body.topic, event: body.event, data, trace_id: body.trace_id, seq: None };
+    // The body's trace id, or the one of the request's W3C `traceparent`.
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of);
+    let trace_id = body.trace_id.or(traceparent);
+    let event = Event { topic: body.topic, event: body.event, data, trace_id, seq: None };
     event.validate().map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let dedup = body.id.as_deref().map(|id| PublishId { tenant: &identity.tenant, user: &identity.user, id });
     match app.publish(event, dedup).await {

@@ -21,6 +21,8 @@ use crate::{
     app::App,
     extract::{AllowedOrigin, Params, Refusal, Remote, identify},
     hub::{Frame, subscribed_frame},
+    metrics::Transport,
+    outbox::Queued,
 };
 
 /// `GET /sse?topics=..`: Server-Sent Events. Each event is named by its kind
@@ -43,7 +45,7 @@ pub(crate) async fn sse(
     AllowedOrigin::check(&app, &headers)?;
     let identity = identify(&app, &headers, params.token.as_deref())?;
     remote.authenticated();
-    let quota = app.quotas.open(&identity, remote.ip)?;
+    let quota = app.quota(&identity, remote.ip)?;
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.since.as_deref());
     // One id cannot carry positions of several topics.
@@ -51,7 +53,7 @@ pub(crate) async fn sse(
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
     let since = position(&epoch, params.epoch.as_deref(), last_id)?;
-    let subscribed = subscribe(&app, &identity, topics.clone(), since, quota);
+    let subscribed = subscribe(&app, &identity, topics.clone(), since, quota, Transport::Sse);
     let connected = Connected {
         user_id: Some(identity.user.to_string()),
         tenant_id: identity.tenant.as_deref().map(str::to_owned),
@@ -77,7 +79,7 @@ struct SseState {
     subscribed: Subscribed,
     pending: VecDeque<SseEvent>,
     /// Frames taken from the outbox, turned into `pending` events at once.
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Queued>,
     spread: Duration,
     /// When the token expires.
     expiry: Option<Pin<Box<Sleep>>>,
@@ -102,12 +104,14 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
         tokio::select! {
             () = expired => {
                 state.done = true;
+                state.subscribed.connection.closed(close::UNAUTHORIZED);
                 let reason = "token expired; reconnect with a fresh token";
                 let close = json!({"type": "close", "code": close::UNAUTHORIZED, "reason": reason});
                 Some((Ok(SseEvent::default().event("herald.close").data(close.to_string())), state))
             }
             () = peer.wait_killed() => {
                 state.done = true;
+                state.subscribed.connection.closed(peer.killed());
                 let event = if peer.killed() == close::GOING_AWAY {
                     // EventSource reconnects after `retry:`; spread like WebSocket hints.
                     let spread = state.spread.as_millis() as u64;
@@ -119,7 +123,7 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
                 Some((Ok(event), state))
             }
             () = peer.outbox.take_all(&mut state.frames) => {
-                state.pending.extend(state.frames.drain(..).map(|frame| event_of(&frame)));
+                state.pending.extend(state.frames.drain(..).map(|queued| event_of(&queued.frame)));
                 let event = state.pending.pop_front()?;
                 Some((Ok(event), state))
             }
