@@ -63,15 +63,28 @@ export interface FallbackOptions {
 }
 
 interface CommonOptions {
-  /** The server's WebSocket endpoint: `ws://` or `wss://`, e.g. `wss://example.com/ws`. Required. */
+  /**
+   * The server's WebSocket endpoint: `wss://example.com/ws`, or a path such
+   * as `'/ws'` (or an `http(s)://` URL), resolved against the page with `ws:`
+   * or `wss:` following the page's `http:` or `https:`. Required.
+   */
   url: string;
   /**
-   * How the token reaches the server: `'query'` (default) appends
-   * `?token=...` to the URL, as seed-style servers expect; `'message'` sends
+   * How the token reaches the server: `'message'` (default) sends
    * `{type: 'auth', token}` as the first frame, which keeps tokens out of
-   * access logs (recommended with Herald's server).
+   * URLs, access logs and the browser console; `'query'` appends
+   * `?token=...` to the URL, for servers that only read it there.
    */
   auth?: 'query' | 'message';
+  /** `false` keeps the client idle (status `idle`, no connection), e.g. until there is a user. Default true. */
+  enabled?: boolean;
+  /**
+   * `true` logs the session's decisions to the console (`console.info`,
+   * prefixed `[herald]`): connection attempts, reconnect delays,
+   * resubscriptions with their positions, recoveries and resyncs. Tokens are
+   * left out. A function gets the lines instead.
+   */
+  debug?: boolean | ((line: string) => void);
   /** Send a ping after this long without traffic. Default 30000. */
   heartbeatMs?: number;
   /** Declare the connection dead when nothing arrives this long after a ping. Default 10000. */
@@ -80,14 +93,23 @@ interface CommonOptions {
   connectTimeoutMs?: number;
   /** Reject a publish that has no ack after this long, online or offline. Default 30000. */
   publishTimeoutMs?: number;
+  /**
+   * Release the connection once the page has been hidden (a background tab)
+   * this long; when it is visible again the client reconnects and recovers
+   * what it missed by position. Default: keep it.
+   */
+  backgroundTimeoutMs?: number;
   backoff?: BackoffOptions;
   /** SSE fallback settings, or `false` to stay on WebSockets. */
   fallback?: FallbackOptions | false;
 }
 
-/** A fixed token, or none (servers that do not authenticate). */
+/**
+ * A fixed token, or none (servers that do not authenticate). `null` means
+ * there is no user yet: the client stays idle (status `idle`).
+ */
 interface StaticTokenOptions extends CommonOptions {
-  token?: string;
+  token?: string | null;
   getToken?: never;
 }
 
@@ -205,6 +227,12 @@ export interface PublishAck {
 export type DisconnectReason =
   /** `close()` was called. */
   | 'closed'
+  /**
+   * The WebAssembly module could not be loaded or started: live updates are
+   * off, the application goes on. `message` says why; the usual cause is a
+   * Content-Security-Policy without `'wasm-unsafe-eval'` in `script-src`.
+   */
+  | 'unavailable'
   /** The server rejected the token twice in a row (4001). */
   | 'unauthorized'
   /** The server allows nothing the connection asked for (4003). */
@@ -217,6 +245,16 @@ export type Transport = 'websocket' | 'sse';
 
 /** The connection's state; `onStatus` reports every change. */
 export type ConnectionStatus =
+  /** The WebAssembly module is being fetched and instantiated (the first client starts it). */
+  | { state: 'loading' }
+  /** `enabled: false` or `token: null`: no connection until the options change. */
+  | { state: 'idle' }
+  /**
+   * Not a browser page (Node, jsdom in Vitest or Jest, an edge runtime, a
+   * worker): the client never connects; `message` says so. Use
+   * `@herald/realtime/testing` in tests.
+   */
+  | { state: 'unsupported'; message: string }
   | { state: 'connecting' }
   | { state: 'connected'; transport: Transport }
   /** Waiting `nextInMs` before attempt number `attempt`. */
@@ -230,9 +268,12 @@ export type ConnectionStatus =
  * retransmits unacked publishes, and detects half-open connections with
  * heartbeats.
  *
- * The first connection attempt starts after the current task, so a client
- * created and closed in the same tick never opens a socket.
- * Browser-only: constructing one in Node throws.
+ * The constructor returns at once: the first client fetches and
+ * instantiates the WebAssembly module (status `loading`), and what is asked
+ * of it meanwhile (subscriptions, publishes) is carried out once it is
+ * there. The first connection attempt starts after the current task, so a
+ * client created and closed in the same tick never opens a socket. Outside
+ * a browser page (Node, jsdom, edge runtimes) a client stays `unsupported`.
  */
 export class HeraldClient {
   /** @throws Error naming the option that is wrong. */
@@ -259,3 +300,11 @@ export class HeraldClient {
   /** Closes the connection (1000) for good; pending publishes reject. */
   close(): void;
 }
+
+/**
+ * Starts fetching and instantiating the WebAssembly module now, in parallel
+ * with the first render, instead of when the first client is made. Resolves
+ * when it is ready; never rejects (a failure shows in every client's status).
+ * Does nothing outside a browser page.
+ */
+export function preload(): Promise<void>;

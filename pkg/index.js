@@ -1,19 +1,303 @@
-// The package entry: the wasm is instantiated once, here, so that
-// `new HeraldClient(...)` works synchronously after the import.
-import init, { HeraldClient as BrowserClient } from './dist/herald.js';
+// The package entry. It is synchronous and does not touch the wasm: a page
+// renders without waiting for it, and server rendering, edge runtimes and
+// test runners import it for free. The wasm is fetched and instantiated by
+// the first client (or `preload()`); until then a client is 'loading', and
+// what the application asks of it meanwhile is replayed once it is there.
 
-// Server-side rendering imports this module too, but the client only runs in
-// browsers (applications create it in effects), and Node cannot fetch the
-// wasm by URL. So Node skips loading it, and constructing a client there
-// fails with a message that says why instead of a crash inside the glue.
-const inNode = globalThis.process?.versions?.node !== undefined;
+import { checkTopic } from './topic.js';
 
-if (!inNode) await init();
+const BROWSER_ONLY =
+  'the Herald client runs in browser pages only (this is a server, a worker or a DOM emulation such as jsdom): it stays unsupported and never connects';
 
-export const HeraldClient = inNode
-  ? class HeraldClient {
-      constructor() {
-        throw new Error('HeraldClient runs in browsers only; on a server, create it in an effect (see the README: SSR)');
-      }
+/** Why clients cannot run here, or null in a browser page. */
+function unsupportedReason() {
+  // Node, and test runners' DOM emulations inside it (jsdom, happy-dom), and edge runtimes.
+  if (globalThis.process?.versions?.node !== undefined || typeof globalThis.EdgeRuntime === 'string') return BROWSER_ONLY;
+  if (typeof window !== 'object' || typeof WebSocket !== 'function') return BROWSER_ONLY;
+  if (typeof WebAssembly !== 'object') return 'this browser has no WebAssembly: live updates are off';
+  return null;
+}
+
+let loading = null;
+
+/** The wasm client class, loaded once for every client. */
+function load() {
+  loading ??= import('./dist/herald.js').then(async (glue) => {
+    await glue.default();
+    return glue.HeraldClient;
+  });
+  return loading;
+}
+
+/**
+ * Starts fetching and instantiating the wasm now, before the first client
+ * needs it. Resolves once it is ready; never rejects (a failure is reported
+ * by every client's status).
+ */
+export function preload() {
+  if (unsupportedReason() !== null) return Promise.resolve();
+  return load().then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+/** Why the wasm did not load, for people: a CSP that forbids compiling it is the usual cause. */
+function loadFailure(error) {
+  const text = String(error?.message ?? error);
+  const csp = /Content Security Policy|unsafe-eval|CompileError.*(refused|disallowed)/i.test(text)
+    ? "the page's Content-Security-Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src"
+    : 'check that herald_bg.wasm is served next to the bundle, as application/wasm';
+  return {
+    state: 'disconnected',
+    reason: 'unavailable',
+    message: `live updates are off: the WebAssembly module did not load (${text}); ${csp}`,
+  };
+}
+
+// ---------------------------------------------------------------- options
+
+const MILLIS = ['heartbeatMs', 'heartbeatTimeoutMs', 'connectTimeoutMs', 'publishTimeoutMs', 'backgroundTimeoutMs'];
+const BACKOFF_MILLIS = ['initialMs', 'maxMs', 'maxAdvisedMs'];
+
+function fail(message) {
+  throw new Error(`options.${message}`);
+}
+
+function millis(value, name) {
+  if (value != null && !(typeof value === 'number' && value >= 0 && value <= Number.MAX_SAFE_INTEGER)) {
+    fail(`${name} must be a number of milliseconds`);
+  }
+}
+
+/**
+ * `ws:`/`wss:` for a WebSocket URL; a relative one (`/ws`) and an `http(s):`
+ * one follow the page (`https:` pages get `wss:`).
+ */
+function webSocketUrl(url) {
+  if (/^wss?:\/\//i.test(url)) return url;
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
+  if (scheme !== undefined && scheme !== 'http:' && scheme !== 'https:') {
+    fail(`url ${JSON.stringify(url)} must be ws://, wss://, http(s):// or a path such as '/ws'`);
+  }
+  const base = globalThis.location?.href;
+  if (scheme === undefined && base === undefined) {
+    fail(`url ${JSON.stringify(url)} is relative, and there is no page to resolve it against: give ws:// or wss://`);
+  }
+  const resolved = new URL(url, base);
+  resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:';
+  return resolved.href;
+}
+
+/**
+ * Checks the options as the README documents them (a mistake throws at
+ * once, naming the option, whether or not the wasm is there yet) and
+ * returns what the wasm client takes, or `null` while the client is to stay
+ * idle (`enabled: false`, or `token: null`: no user yet).
+ */
+function normalize(options) {
+  if (options === null || typeof options !== 'object') throw new Error("HeraldClient needs options: { url: 'wss://example.com/ws', token }");
+  const { url, token, getToken, auth, enabled, debug, backoff, fallback } = options;
+  if (typeof url !== 'string' || url === '') fail("url is required, e.g. 'wss://example.com/ws' or '/ws'");
+  if (token !== undefined && token !== null && typeof token !== 'string') fail('token must be a string (or null while there is no user)');
+  if (getToken !== undefined && typeof getToken !== 'function') fail('getToken must be a function');
+  if (typeof token === 'string' && getToken !== undefined) fail('token and getToken: give one of them');
+  if (auth !== undefined && auth !== 'message' && auth !== 'query') fail(`auth ${JSON.stringify(auth)} must be 'message' or 'query'`);
+  if (enabled !== undefined && typeof enabled !== 'boolean') fail('enabled must be true or false');
+  if (debug !== undefined && typeof debug !== 'boolean' && typeof debug !== 'function') fail('debug must be true, false or a function');
+  for (const name of MILLIS) millis(options[name], name);
+  if (backoff != null) {
+    if (typeof backoff !== 'object') fail('backoff must be an object');
+    for (const name of BACKOFF_MILLIS) millis(backoff[name], `backoff.${name}`);
+    for (const name of ['factor', 'jitter', 'maxAttempts']) {
+      if (backoff[name] != null && !(typeof backoff[name] === 'number' && backoff[name] >= 0)) fail(`backoff.${name} must be a number`);
     }
-  : BrowserClient;
+  }
+  if (fallback != null && fallback !== false) {
+    if (typeof fallback !== 'object') fail('fallback must be false or an object');
+    millis(fallback.upgradeAfterMs, 'fallback.upgradeAfterMs');
+    if (fallback.sseAfter != null && !(typeof fallback.sseAfter === 'number' && fallback.sseAfter >= 0)) fail('fallback.sseAfter must be a number');
+  }
+  const resolved = webSocketUrl(url);
+  if (enabled === false || token === null) return null;
+  const log = debug === true ? logDecision : typeof debug === 'function' ? debug : undefined;
+  return { ...options, url: resolved, token: token ?? undefined, auth: auth ?? 'message', debug: log && decisionLogger(log) };
+}
+
+// ---------------------------------------------------------------- debug
+
+function logDecision(line) {
+  console.info(`[herald] ${line}`);
+}
+
+/** Frames that carry a token: logged without it. */
+const SECRET = /"token"\s*:\s*"[^"]*"/g;
+
+/**
+ * Turns what the wasm reports (`kind`, value) into lines for people:
+ * reconnect delays, resubscriptions with their positions, recoveries,
+ * resyncs. Tokens are left out.
+ */
+function decisionLogger(log) {
+  return (kind, value) => {
+    switch (kind) {
+      case 'connect':
+        return log(`connecting (${value.transport}) to ${value.url.replace(/([?&]token=)[^&]*/, '$1…')}`);
+      case 'close':
+        return log(`closing the ${value.transport ?? 'transport'}: ${value.code} ${value.reason}`.trimEnd());
+      case 'status':
+        if (value.state === 'reconnecting') return log(`reconnecting in ${value.nextInMs} ms (attempt ${value.attempt})`);
+        return log(value.state === 'disconnected' ? `stopped: ${value.message}` : value.state + (value.transport ? ` over ${value.transport}` : ''));
+      case 'send':
+      case 'receive': {
+        const message = safeParse(value);
+        if (message?.type === 'subscribe') {
+          const since = message.since ? `, recovering from ${JSON.stringify(message.since)}${message.epoch ? ` (epoch ${message.epoch})` : ''}` : '';
+          return log(`subscribing to ${message.topics.join(', ')}${since}`);
+        }
+        if (message?.type === 'subscribed') {
+          const recovered = message.recovered === undefined ? '' : message.recovered ? ': recovered every missed event' : ': not recovered';
+          return log(`subscribed to ${message.topics.join(', ')}${recovered}`);
+        }
+        if (message?.type === 'auth' || message?.type === 'refresh') return log(`sending the token (${message.type})`);
+        if (message?.type === 'unsubscribe') return log(`unsubscribing from ${message.topics.join(', ')}`);
+        if (message?.type === 'error' || message?.type === 'connected') return log(`${kind === 'send' ? '→' : '←'} ${value.replace(SECRET, '"token":"…"')}`);
+        return undefined;
+      }
+      case 'resync':
+        return log(`resync ${value.topic}: ${value.reason} (caches of the topic are invalidated)`);
+      default:
+        return log(`${kind} ${JSON.stringify(value)}`);
+    }
+  };
+}
+
+function safeParse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- the client
+
+/**
+ * A Herald connection. See index.d.ts and the README; this class holds what
+ * the application asked for while the wasm loads, then hands it over.
+ */
+export class HeraldClient {
+  #wasmOptions;
+  #inner = null;
+  #status;
+  #ended = false;
+  #subscriptions = new Set();
+  #statusListeners = new Set();
+  #rawListeners = new Set();
+  #queued = [];
+
+  constructor(options) {
+    this.#wasmOptions = normalize(options);
+    const unsupported = unsupportedReason();
+    if (unsupported !== null) {
+      this.#status = { state: 'unsupported', message: unsupported };
+    } else if (this.#wasmOptions === null) {
+      this.#status = { state: 'idle' };
+    } else {
+      this.#status = { state: 'loading' };
+      load().then(
+        (WasmClient) => this.#start(WasmClient),
+        (error) => this.#end(loadFailure(error)),
+      );
+    }
+  }
+
+  #start(WasmClient) {
+    if (this.#ended) return;
+    let inner;
+    try {
+      inner = new WasmClient(this.#wasmOptions);
+    } catch (error) {
+      return this.#end(loadFailure(error));
+    }
+    this.#inner = inner;
+    inner.onStatus((status) => this.#report(status));
+    inner.onRaw((message) => this.#rawListeners.forEach((listener) => call(listener, message)));
+    for (const subscription of this.#subscriptions) {
+      subscription.stop = inner.subscribe(subscription.topic, subscription.callback, subscription.options);
+    }
+    for (const { args, resolve, reject } of this.#queued.splice(0)) inner.publish(...args).then(resolve, reject);
+  }
+
+  /** Stops for good without a wasm client: closed, or the wasm did not load. */
+  #end(status) {
+    this.#ended = true;
+    this.#report(status);
+    for (const { reject } of this.#queued.splice(0)) reject(new Error(status.message));
+  }
+
+  #report(status) {
+    this.#status = status;
+    this.#statusListeners.forEach((listener) => call(listener, status));
+  }
+
+  subscribe(topic, callback, options) {
+    checkTopic(topic);
+    if (typeof callback !== 'function') throw new Error('subscribe needs a callback function');
+    const subscription = { topic, callback, options, stop: null };
+    if (this.#inner !== null) subscription.stop = this.#inner.subscribe(topic, callback, options);
+    this.#subscriptions.add(subscription);
+    return () => {
+      this.#subscriptions.delete(subscription);
+      subscription.stop?.();
+      subscription.stop = null;
+    };
+  }
+
+  publish(topic, event, entityId, payload) {
+    if (this.#inner !== null) return this.#inner.publish(topic, event, entityId, payload);
+    try {
+      checkTopic(topic);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#status.state !== 'loading') {
+      return Promise.reject(new Error(`cannot publish: the client is ${this.#status.state}${this.#status.message ? ` (${this.#status.message})` : ''}`));
+    }
+    return new Promise((resolve, reject) => this.#queued.push({ args: [topic, event, entityId, payload], resolve, reject }));
+  }
+
+  onStatus(callback) {
+    this.#statusListeners.add(callback);
+    callback(this.status());
+    return () => this.#statusListeners.delete(callback);
+  }
+
+  onRaw(callback) {
+    this.#rawListeners.add(callback);
+    return () => this.#rawListeners.delete(callback);
+  }
+
+  status() {
+    return this.#inner !== null ? this.#inner.status() : this.#status;
+  }
+
+  close() {
+    if (this.#inner !== null) return this.#inner.close();
+    if (this.#ended) return undefined;
+    if (this.#status.state === 'unsupported') {
+      this.#ended = true;
+      return undefined;
+    }
+    return this.#end({ state: 'disconnected', reason: 'closed', message: 'closed by the application' });
+  }
+}
+
+/** Calls application code; an exception there is reported, not thrown into the client. */
+function call(listener, value) {
+  try {
+    listener(value);
+  } catch (error) {
+    globalThis.reportError?.(error);
+  }
+}

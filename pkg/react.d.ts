@@ -46,7 +46,10 @@ export function HeraldProvider(props: HeraldProviderProps): ReactElement;
  */
 export function useHerald(): HeraldClient | null;
 
-/** The connection's status, re-rendering on every change; `{state: 'connecting'}` while there is no client yet. */
+/**
+ * The connection's status, re-rendering on every change; `{state: 'loading'}`
+ * while there is no client yet (the provider's first render, server rendering).
+ */
 export function useConnectionStatus(): ConnectionStatus;
 
 /**
@@ -60,6 +63,11 @@ export function useTopic<P = unknown>(
   handler: (message: TopicMessage<P>) => void,
   options?: SubscribeOptions,
 ): void;
+/**
+ * Without a handler: the latest event of `topic` (re-rendering on each),
+ * `undefined` until one arrives, and again when the topic or client changes.
+ */
+export function useTopic<P = unknown>(topic: Topic | null | undefined, handler?: null, options?: SubscribeOptions): HeraldEvent<P> | undefined;
 
 /** The user ids subscribed to `topic` with presence, kept current; empty until the server reports them. */
 export function usePresence(topic: Topic | null | undefined): readonly string[];
@@ -123,3 +131,53 @@ export function useRevalidateOnEvent<P = unknown>(
   topic: Topic | null | undefined,
   key: SWRKey | ((message: InvalidationMessage<P>) => SWRKey | SWRKeyFilter),
 ): void;
+
+/** The concrete topics a pattern of a topic map covers: `'gift-list:*'` covers every `gift-list:…`. */
+export type TopicsOf<Pattern extends string> = Pattern extends `${infer Resource}:*` ? `${Resource}:${string}` : Pattern;
+
+/** The payload type a topic map gives `Topic` (a union when several patterns cover it). */
+export type PayloadOf<Map, T extends string> = {
+  [Pattern in keyof Map & string]: T extends TopicsOf<Pattern> ? Map[Pattern] : never;
+}[keyof Map & string];
+
+/** The hooks of {@link createHeraldHooks}: the same hooks, with payloads typed by the topic map `Map`. */
+export interface HeraldHooks<Map> {
+  useTopic<T extends TopicsOf<keyof Map & string>>(
+    topic: T | null | undefined,
+    handler: (message: TopicMessage<PayloadOf<Map, T>>) => void,
+    options?: SubscribeOptions,
+  ): void;
+  useTopic<T extends TopicsOf<keyof Map & string>>(
+    topic: T | null | undefined,
+    handler?: null,
+    options?: SubscribeOptions,
+  ): HeraldEvent<PayloadOf<Map, T>> | undefined;
+  usePublish(): <T extends TopicsOf<keyof Map & string>>(
+    topic: T,
+    event: EventType,
+    entityId: string,
+    payload: PayloadOf<Map, T>,
+  ) => Promise<PublishAck>;
+  usePresence(topic: TopicsOf<keyof Map & string> | null | undefined): readonly string[];
+  useInvalidateOnEvent<T extends TopicsOf<keyof Map & string>>(
+    queryClient: InvalidatingQueryClient,
+    topic: T | null | undefined,
+    queryKey: QueryKey | ((message: InvalidationMessage<PayloadOf<Map, T>>) => QueryKey),
+  ): void;
+  useRevalidateOnEvent<T extends TopicsOf<keyof Map & string>>(
+    mutate: SWRMutate,
+    topic: T | null | undefined,
+    key: SWRKey | ((message: InvalidationMessage<PayloadOf<Map, T>>) => SWRKey | SWRKeyFilter),
+  ): void;
+}
+
+/**
+ * The hooks, typed by a map from topic patterns to payload types; only the
+ * map's topics are accepted:
+ *
+ * ```ts
+ * const { useTopic, usePublish } = createHeraldHooks<{ 'gift-list:*': GiftEvent; 'doc:*': DocEdit }>();
+ * useTopic('gift-list:family-123', (m) => m.type === undefined && m.data.payload.bought); // payload: GiftEvent
+ * ```
+ */
+export function createHeraldHooks<Map extends Record<string, unknown>>(): HeraldHooks<Map>;

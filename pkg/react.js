@@ -1,6 +1,8 @@
+'use client';
 // React bindings: a provider that shares or owns a client, and hooks that
 // subscribe while they are mounted. Plain `createElement`, no JSX, so this
-// file ships as it is written.
+// file ships as it is written. 'use client': React Server Components
+// frameworks (Next.js App Router) render these in the browser.
 import {
   createContext,
   createElement,
@@ -19,7 +21,8 @@ import { HeraldClient } from './index.js';
 // creating its client (the first render, and every render on a server).
 const HeraldContext = createContext(undefined);
 
-const CONNECTING = Object.freeze({ state: 'connecting' });
+// No client yet: the provider's first render, and every render on a server.
+const LOADING = Object.freeze({ state: 'loading' });
 const NO_MEMBERS = Object.freeze([]);
 const WITH_PRESENCE = Object.freeze({ presence: true });
 
@@ -82,7 +85,7 @@ export function useHerald() {
 export function useConnectionStatus() {
   const client = useHerald();
   const store = useMemo(() => client && statusStore(client), [client]);
-  return useSyncExternalStore(store?.subscribe ?? noSubscription, store?.getSnapshot ?? connecting, connecting);
+  return useSyncExternalStore(store?.subscribe ?? noSubscription, store?.getSnapshot ?? loading, loading);
 }
 
 // useSyncExternalStore needs the same object until the status changes, and
@@ -100,16 +103,29 @@ function statusStore(client) {
 }
 
 const noSubscription = () => () => {};
-const connecting = () => CONNECTING;
+const loading = () => LOADING;
 
 export function useTopic(topic, handler, options) {
   const client = useHerald();
   const latest = useLatest(handler);
   const presence = options?.presence === true;
+  // Without a handler, the latest event is kept and returned; it belongs to
+  // one subscription, so another client or topic starts without one.
+  const tracking = handler == null;
+  const source = useMemo(() => ({ client, topic }), [client, topic]);
+  const [last, setLast] = useState(null);
   useEffect(() => {
     if (client === null || topic == null) return undefined;
-    return client.subscribe(topic, (message) => latest.current(message), { presence });
+    return client.subscribe(
+      topic,
+      (message) => {
+        if (latest.current != null) latest.current(message);
+        else if (message.type === undefined) setLast({ source, event: message });
+      },
+      { presence },
+    );
   }, [client, topic, presence]);
+  return tracking && last?.source === source ? last.event : undefined;
 }
 
 export function usePresence(topic) {
@@ -148,11 +164,11 @@ export function usePublish() {
 }
 
 export function useInvalidateOnEvent(queryClient, topic, queryKey) {
-  useInvalidation(topic, queryKey, (key) => queryClient.invalidateQueries({ queryKey: key }));
+  useInvalidation(topic, queryKey, queryClient, (key) => queryClient.invalidateQueries({ queryKey: key }));
 }
 
 export function useRevalidateOnEvent(mutate, topic, key) {
-  useInvalidation(topic, key, (swrKey) => mutate(swrKey));
+  useInvalidation(topic, key, mutate, (swrKey) => mutate(swrKey));
 }
 
 /**
@@ -160,10 +176,53 @@ export function useRevalidateOnEvent(mutate, topic, key) {
  * resync events may have been missed, so the cache must not be kept as it is.
  * `key` is a cache key, or a function from the message to one.
  */
-function useInvalidation(topic, key, invalidate) {
+function useInvalidation(topic, key, cache, invalidate) {
   useTopic(topic, (message) => {
     if (message.type === undefined || message.type === 'resync') {
-      invalidate(typeof key === 'function' ? key(message) : key);
+      const resolved = typeof key === 'function' ? key(message) : key;
+      coalesce(cache, resolved, () => invalidate(resolved));
     }
   });
+}
+
+// Refetches in flight, per cache (a QueryClient, SWR's mutate) and key.
+const inFlight = new WeakMap();
+
+/**
+ * Runs `refetch` for `key` unless one runs already; then it runs once more
+ * after that one, if events came meanwhile. A burst of events, or a replay
+ * after a reconnect, costs two refetches at most instead of one per event.
+ * The refetch starts after the current task, so events delivered together
+ * cost one.
+ */
+function coalesce(cache, key, refetch) {
+  let keys = inFlight.get(cache);
+  if (keys === undefined) inFlight.set(cache, (keys = new Map()));
+  // SWR key filters are functions: each is its own key.
+  const id = typeof key === 'function' ? key : JSON.stringify(key);
+  const running = keys.get(id);
+  if (running !== undefined) {
+    running.again = true;
+    return;
+  }
+  const entry = { again: false };
+  keys.set(id, entry);
+  const run = () =>
+    Promise.resolve()
+      .then(() => {
+        entry.again = false;
+        return refetch();
+      })
+      .catch((error) => globalThis.reportError?.(error))
+      .then(() => (entry.again ? run() : keys.delete(id)));
+  run();
+}
+
+/**
+ * The same hooks, typed by a map from topic patterns to payload types:
+ * `createHeraldHooks<{ 'gift-list:*': GiftEvent }>()`. Types only: the
+ * hooks are the ones above.
+ */
+export function createHeraldHooks() {
+  return { useTopic, usePublish, usePresence, useInvalidateOnEvent, useRevalidateOnEvent };
 }

@@ -28,7 +28,7 @@ test('the provider connects, and useConnectionStatus follows the connection down
   }
   await app.waitForJson('status', 'connected again after the server came back', connected);
   const states = (await app.json('status-history')).map((status) => status.state);
-  assert.deepEqual(states.slice(0, 2), ['connecting', 'connected']);
+  assert.deepEqual(states.slice(0, 3), ['loading', 'connecting', 'connected']);
   assert.ok(states.includes('reconnecting'), `went through reconnecting: ${states}`);
 });
 

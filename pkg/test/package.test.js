@@ -18,10 +18,17 @@ test('npm pack lists exactly the intended files', async () => {
     'README.md',
     'dist/herald.js',
     'dist/herald_bg.wasm',
+    'index.cjs',
     'index.d.ts',
     'index.js',
     'package.json',
+    'react.cjs',
     'react.d.ts',
     'react.js',
+    'require.cjs',
+    'testing.cjs',
+    'testing.d.ts',
+    'testing.js',
+    'topic.js',
   ]);
 });

@@ -229,6 +229,9 @@ pub struct Session {
     /// WebSocket attempts in a row that never opened: enough of them switch
     /// to Server-Sent Events ([`SessionConfig::fallback`]).
     websocket_failures: u32,
+    /// The environment delays timers on purpose (a hidden browser tab), so a
+    /// late timer is no sign of sleep.
+    timers_may_lag: bool,
 }
 
 impl Session {
@@ -254,6 +257,7 @@ impl Session {
             id_prefix,
             next_publish: 0,
             websocket_failures: 0,
+            timers_may_lag: false,
         };
         session.emit(SessionEvent::Status(Status::Connecting));
         session
@@ -313,9 +317,12 @@ impl Session {
     /// (a closed laptop lid, a suspended VM) or the process was frozen: the
     /// session then also does what [`wake`](Self::wake) does, so it reconnects
     /// at once instead of after a backoff delay, and checks an open
-    /// connection now instead of trusting it until the next heartbeat.
+    /// connection now instead of trusting it until the next heartbeat. Not
+    /// while [`set_timers_may_lag`](Self::set_timers_may_lag) says that timers
+    /// are throttled on purpose.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let slept = !matches!(self.state, State::Suspended)
+        let slept = !self.timers_may_lag
+            && !matches!(self.state, State::Suspended)
             && self.poll_timeout().is_some_and(|due| now.saturating_duration_since(due) >= SLEEP_THRESHOLD);
         self.fire_timers(now);
         if slept {
@@ -610,6 +617,15 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// Whether the environment may fire timers late on purpose: browsers
+    /// throttle the timers of a hidden tab to about once a minute, which is
+    /// not the machine waking from sleep. While set, a late
+    /// [`handle_timeout`](Self::handle_timeout) only does what is due; the
+    /// driver calls [`wake`](Self::wake) when the page becomes visible.
+    pub fn set_timers_may_lag(&mut self, may_lag: bool) {
+        self.timers_may_lag = may_lag;
     }
 
     /// Closes the transport without stopping the session, and makes no new

@@ -1048,6 +1048,26 @@ fn a_timer_a_little_late_is_not_taken_for_sleep() {
 }
 
 #[test]
+fn a_timer_throttled_in_a_hidden_tab_is_not_taken_for_sleep() {
+    let mut config = no_jitter();
+    config.heartbeat.interval = SECOND * 600;
+    let mut h = Harness::new(config);
+    h.open();
+    publish(&mut h, 1);
+    h.take_sent();
+    h.session.set_timers_may_lag(true);
+    // The publish timeout (30 s) fires a minute late, as a hidden tab's timers do.
+    h.oversleep(SECOND * 60);
+    assert!(h.take_sent().is_empty(), "no ping: the connection was not asleep, only its timers were throttled");
+    assert_eq!(h.closes.len(), 0);
+    // The tab becomes visible: the driver clears the flag and wakes the session, which checks the link.
+    h.session.set_timers_may_lag(false);
+    h.session.wake(h.now);
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "ping"})]);
+}
+
+#[test]
 fn a_suspended_session_stays_suspended_however_late_its_timers_fire() {
     let mut h = Harness::new(no_jitter());
     h.open();

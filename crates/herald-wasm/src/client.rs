@@ -8,14 +8,14 @@
 use std::{cell::RefCell, rc::Rc};
 
 use gloo_timers::callback::Timeout;
-use herald_core::{Instant, Output, Session, SessionEvent, TokenReason};
+use herald_core::{Instant, Output, Session, SessionEvent, TokenReason, Transport};
 use herald_protocol::{EventData, EventKind, Payload, Topic};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
 
 use crate::{
     js,
-    options::{self, TokenSource},
+    options::{self, DriverOptions, TokenSource},
     transport::{self, Carrier},
 };
 
@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     publishes: Vec<(String, Function, Function)>,
     listeners: Vec<Listener>,
     next_id: u32,
+    driver: DriverOptions,
+    /// Releases the connection once the page has stayed hidden `driver.background_timeout`.
+    background: Option<Timeout>,
 }
 
 /// A JavaScript call to make once the session is no longer borrowed.
@@ -81,7 +84,7 @@ impl HeraldClient {
     /// Throws an `Error` naming the option that is wrong.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<Self, JsValue> {
-        let (config, token) = options::parse(&options)?;
+        let (config, token, driver) = options::parse(&options)?;
         let now = Instant::now();
         let inner = Rc::new(RefCell::new(Inner {
             session: Session::new(config, now),
@@ -94,6 +97,8 @@ impl HeraldClient {
             publishes: Vec::new(),
             listeners: Vec::new(),
             next_id: 0,
+            driver,
+            background: None,
         }));
         listen_to_the_page(&inner);
         // The first attempt is due now but starts from the timer, after the
@@ -203,6 +208,7 @@ impl HeraldClient {
                 .remove_event_listener_with_callback(listener.kind, listener.callback.as_ref().unchecked_ref());
         }
         inner.timer = None;
+        inner.background = None;
     }
 
     fn listen(&self, callback: Function, list: fn(&mut Inner) -> &mut Vec<(u32, Function)>) -> Function {
@@ -231,6 +237,21 @@ impl Inner {
     fn next_id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// A received frame, for `options.debug`.
+    pub(crate) fn trace_frame(&self, text: &str) {
+        if self.driver.debug.is_some() {
+            self.trace("receive", &JsValue::from_str(text));
+        }
+    }
+
+    /// Tells `options.debug`, if any, what the session decided: `kind` and a
+    /// value the package's logger turns into a line.
+    pub(crate) fn trace(&self, kind: &str, value: &JsValue) {
+        if let Some(debug) = &self.driver.debug {
+            let _ = debug.call2(&JsValue::NULL, &JsValue::from_str(kind), value);
+        }
     }
 }
 
@@ -267,12 +288,31 @@ pub(crate) fn pump(inner: &Rc<RefCell<Inner>>) {
 }
 
 fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
+    if inner.borrow().driver.debug.is_some() {
+        trace_output(&inner.borrow(), &output);
+    }
     match output {
         Output::NeedToken(reason) => request_token(inner, reason),
         Output::Connect { id, url, transport } => transport::open(inner, id, &url, transport),
         Output::Send { id, text } => transport::send(inner, id, text),
         Output::Close { id, code, reason } => transport::close(&mut inner.borrow_mut(), id, code, &reason),
         Output::Event(event) => dispatch(&mut inner.borrow_mut(), event, calls),
+        _ => {}
+    }
+}
+
+fn trace_output(inner: &Inner, output: &Output) {
+    match output {
+        Output::Connect { url, transport, .. } => {
+            let transport = if *transport == Transport::ServerSentEvents { "sse" } else { "websocket" };
+            inner.trace("connect", &js::Fields::new().set("url", url.as_str()).set("transport", transport).done());
+        }
+        Output::Send { text, .. } => inner.trace("send", &JsValue::from_str(text)),
+        Output::Close { code, reason, .. } => {
+            inner.trace("close", &js::Fields::new().set("code", *code).set("reason", reason.as_str()).done());
+        }
+        Output::Event(SessionEvent::Status(status)) => inner.trace("status", &js::status(status)),
+        Output::Event(SessionEvent::Resync { topic, reason }) => inner.trace("resync", &js::resync(topic, *reason)),
         _ => {}
     }
 }
@@ -404,14 +444,47 @@ fn listen_to_the_page(inner: &Rc<RefCell<Inner>>) {
         signal("pagehide", window.clone().into(), |session, _| session.suspend(Instant::now())),
     ];
     if let Some(document) = document {
-        listeners.push(signal("visibilitychange", document.clone().into(), |session, _| {
-            let visible = web_sys::window()
-                .and_then(|w| w.document())
-                .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
-            if visible {
-                session.wake(Instant::now());
+        let weak = Rc::downgrade(inner);
+        let callback = js::Handler::new(move |_| {
+            if let Some(inner) = weak.upgrade() {
+                on_visibility(&inner, true);
+                pump(&inner);
+            }
+        });
+        let target: web_sys::EventTarget = document.into();
+        let _ = target.add_event_listener_with_callback("visibilitychange", callback.as_ref().unchecked_ref());
+        listeners.push(Listener { target, kind: "visibilitychange", callback });
+    }
+    inner.borrow_mut().listeners = listeners;
+    on_visibility(inner, false);
+}
+
+fn page_hidden() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden)
+}
+
+/// A hidden tab's timers are throttled, which the session must not read as
+/// sleep; after `backgroundTimeoutMs` hidden, the connection is released.
+/// Visible again: the session checks the link (or reconnects, recovering by
+/// position what was missed meanwhile). `changed`: false when the client
+/// starts, which must not start its first attempt before the timer does.
+fn on_visibility(inner: &Rc<RefCell<Inner>>, changed: bool) {
+    let hidden = page_hidden();
+    let mut state = inner.borrow_mut();
+    state.session.set_timers_may_lag(hidden);
+    state.background = None;
+    if !hidden && changed {
+        state.session.wake(Instant::now());
+    } else if let Some(after) = state.driver.background_timeout.filter(|_| hidden) {
+        let weak = Rc::downgrade(inner);
+        let millis = after.as_millis().min(i32::MAX as u128) as u32;
+        state.background = Some(Timeout::new(millis, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().session.suspend(Instant::now());
+                pump(&inner);
             }
         }));
     }
-    inner.borrow_mut().listeners = listeners;
 }

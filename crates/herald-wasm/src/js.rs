@@ -12,20 +12,20 @@ use wasm_bindgen::{JsCast, prelude::*};
 pub(crate) type Handler = Closure<dyn FnMut(web_sys::Event)>;
 
 /// A plain object, field by field.
-struct Fields(Object);
+pub(crate) struct Fields(Object);
 
 impl Fields {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Object::new())
     }
 
-    fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+    pub(crate) fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
         // Setting a property on a plain object cannot fail.
         let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
         self
     }
 
-    fn done(self) -> JsValue {
+    pub(crate) fn done(self) -> JsValue {
         self.0.into()
     }
 }

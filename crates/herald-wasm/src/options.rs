@@ -40,9 +40,17 @@ fn number(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {
         .transpose()
 }
 
-/// The session settings and the token source, or an `Error` that says which
-/// option is wrong.
-pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), JsValue> {
+/// What the driver does besides the session's rules.
+pub(crate) struct DriverOptions {
+    /// `debug(kind, value)`: told every decision of the session (see `client::trace`).
+    pub(crate) debug: Option<Function>,
+    /// Release the connection after the page has been hidden this long.
+    pub(crate) background_timeout: Option<Duration>,
+}
+
+/// The session settings, the token source and the driver's own options, or
+/// an `Error` that says which option is wrong.
+pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource, DriverOptions), JsValue> {
     let url = field(options, "url")
         .and_then(|v| v.as_string())
         .ok_or_else(|| crate::js::error("options.url is required, e.g. 'wss://example.com/ws'"))?;
@@ -61,8 +69,9 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), J
     };
     config.auth = match (&token, field(options, "auth").and_then(|v| v.as_string()).as_deref()) {
         (TokenSource::None, _) => AuthMode::None,
-        (_, None | Some("query")) => AuthMode::Query,
-        (_, Some("message")) => AuthMode::FirstMessage,
+        // The token stays out of URLs, where access logs and the console would show it.
+        (_, None | Some("message")) => AuthMode::FirstMessage,
+        (_, Some("query")) => AuthMode::Query,
         (_, Some(other)) => {
             return Err(crate::js::error(&format!("options.auth {other:?} must be 'query' or 'message'")));
         }
@@ -113,5 +122,10 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource), J
         }
     };
     config.seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    Ok((config, token))
+    let debug = match field(options, "debug") {
+        None => None,
+        Some(debug) => Some(debug.dyn_into().map_err(|_| crate::js::error("options.debug must be a function"))?),
+    };
+    let driver = DriverOptions { debug, background_timeout: millis(options, "backgroundTimeoutMs")? };
+    Ok((config, token, driver))
 }

@@ -96,7 +96,10 @@ fn open_socket(inner: &Rc<RefCell<Inner>>, id: ConnectionId, url: &str) -> Resul
         let weak = weak.clone();
         move |event: web_sys::Event| {
             if let Some(text) = event.unchecked_into::<MessageEvent>().data().as_string() {
-                feed(&weak, |inner| inner.session.handle_frame(Instant::now(), id, &text));
+                feed(&weak, |inner| {
+                    inner.trace_frame(&text);
+                    inner.session.handle_frame(Instant::now(), id, &text);
+                });
             }
         }
     });
@@ -168,7 +171,10 @@ fn on_stream_message(inner: &mut Inner, id: ConnectionId, send_base: &str, text:
             inner.close_carrier(id);
             inner.session.handle_close(now, id, code, &reason);
         }
-        _ => inner.session.handle_frame(now, id, text),
+        _ => {
+            inner.trace_frame(text);
+            inner.session.handle_frame(now, id, text);
+        }
     }
 }
 
