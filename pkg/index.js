@@ -11,8 +11,10 @@ const BROWSER_ONLY =
 
 /** Why clients cannot run here, or null in a browser page. */
 function unsupportedReason() {
-  // Node, and test runners' DOM emulations inside it (jsdom, happy-dom), and edge runtimes.
+  // Node (and Bun, Deno), edge runtimes, and the DOM emulations of test
+  // runners (jsdom, happy-dom), which do not always show `process`.
   if (globalThis.process?.versions?.node !== undefined || typeof globalThis.EdgeRuntime === 'string') return BROWSER_ONLY;
+  if (/jsdom|happydom/i.test(globalThis.navigator?.userAgent ?? '')) return BROWSER_ONLY;
   if (typeof window !== 'object' || typeof WebSocket !== 'function') return BROWSER_ONLY;
   if (typeof WebAssembly !== 'object') return 'this browser has no WebAssembly: live updates are off';
   return null;
@@ -47,7 +49,9 @@ function loadFailure(error) {
   const text = String(error?.message ?? error);
   const csp = /Content Security Policy|unsafe-eval|CompileError.*(refused|disallowed)/i.test(text)
     ? "the page's Content-Security-Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src"
-    : 'check that herald_bg.wasm is served next to the bundle, as application/wasm';
+    : /magic word.*found 3c/i.test(text)
+      ? "the server answered with a page instead of herald_bg.wasm: with Vite's dev server, add optimizeDeps: { exclude: ['@herald/realtime'] } to vite.config"
+      : 'check that herald_bg.wasm is served next to the bundle, as application/wasm';
   return {
     state: 'disconnected',
     reason: 'unavailable',

@@ -20,24 +20,28 @@ export async function pack(dir) {
   return join(dir, JSON.parse(stdout)[0].filename);
 }
 
+let tarball = null;
+
+/** The tarball: HERALD_TARBALL, or one packed now (once per process). */
+function theTarball() {
+  tarball ??= process.env.HERALD_TARBALL
+    ? Promise.resolve(process.env.HERALD_TARBALL)
+    : mkdtemp(join(tmpdir(), 'herald-pack-')).then(pack);
+  return tarball;
+}
+
+/** Installs the tarball into `dir`/node_modules/@herald/realtime, unpacked as npm does (npm's tarballs hold one folder, `package/`). */
+export async function installTarball(dir) {
+  const target = join(dir, 'node_modules/@herald/realtime');
+  await rm(target, { recursive: true, force: true });
+  await mkdir(target, { recursive: true });
+  await run('tar', ['-xzf', await theTarball(), '-C', target, '--strip-components=1']);
+}
+
 let unpacked = null;
 
 /** Resolves with the folder that holds node_modules/@herald/realtime, unpacked from the tarball (once per process). */
 export function packedPackage() {
-  unpacked ??= (async () => {
-    let tarball = process.env.HERALD_TARBALL;
-    let scratch = null;
-    if (!tarball) {
-      scratch = await mkdtemp(join(tmpdir(), 'herald-pack-'));
-      tarball = await pack(scratch);
-    }
-    const target = join(packed, 'node_modules/@herald/realtime');
-    await rm(target, { recursive: true, force: true });
-    await mkdir(target, { recursive: true });
-    // npm's tarballs hold one folder, `package/`.
-    await run('tar', ['-xzf', tarball, '-C', target, '--strip-components=1']);
-    if (scratch) await rm(scratch, { recursive: true, force: true });
-    return packed;
-  })();
+  unpacked ??= installTarball(packed).then(() => packed);
   return unpacked;
 }
