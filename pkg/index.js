@@ -165,7 +165,11 @@ function decisionLogger(log) {
         }
         if (message?.type === 'auth' || message?.type === 'refresh') return log(`sending the token (${message.type})`);
         if (message?.type === 'unsubscribe') return log(`unsubscribing from ${message.topics.join(', ')}`);
-        if (message?.type === 'error' || message?.type === 'connected') return log(`${kind === 'send' ? '→' : '←'} ${value.replace(SECRET, '"token":"…"')}`);
+        if (message?.type === 'connected') {
+          const expires = message.expires_in === undefined ? '' : `, the token expires in ${message.expires_in} s`;
+          return log(`authenticated${message.epoch ? ` (history epoch ${message.epoch})` : ''}${expires}`);
+        }
+        if (message?.type === 'error') return log(`server error: ${value.replace(SECRET, '"token":"…"')}`);
         return undefined;
       }
       case 'resync':

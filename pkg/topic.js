@@ -1,6 +1,7 @@
 // Topics, checked in JavaScript so that a wrong one throws at once, even
 // while the wasm is loading, and in the testing kit: the grammar of
-// herald_protocol::Topic (the browser tests hold the two to the same answers).
+// herald_protocol::Topic (test/testing.test.js holds it to the cases of
+// topic.rs's own tests).
 
 const TOPIC = /^[A-Za-z0-9._-]+:(\*|[A-Za-z0-9._@+=:~-]+)$/;
 const MAX_TOPIC_BYTES = 256;

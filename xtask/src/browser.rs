@@ -1,14 +1,20 @@
 //! The browser tests: the protocol's browser decoder against its corpus (in
 //! Node), then `herald-testbed` (the reference server with a control API)
 //! in the background and the wasm client's tests in headless Chromium
-//! (wasm-bindgen-test) against it.
+//! (wasm-bindgen-test) against it, then the npm package as `npm pack` makes
+//! it: its own tests, and the apps of every bundler it is proven with.
 
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
 };
 
-use crate::shell::{Result, cargo, exec, root, target_dir};
+use crate::shell::{Result, cargo, exec, output, root, target_dir};
+
+/// The folders of `pkg/consumers/`, each with its pinned tools: the bundler
+/// matrix and the README's test-runner recipes (`cargo xtask install` runs
+/// `npm ci` in each).
+pub(crate) const CONSUMERS: [&str; 8] = ["vite5", "vite6", "vite8", "webpack5", "esbuild", "next", "vitest", "jest"];
 
 /// A running testbed; it exits when this is dropped (its stdin closes).
 pub(crate) struct Testbed {
@@ -68,7 +74,15 @@ pub(crate) fn test() -> Result {
     // React hooks in Chromium (after the wasm tests: both count the
     // testbed's connections).
     crate::wasm::build()?;
-    exec(Command::new("npm").arg("test").current_dir(root().join("pkg")).env("HERALD_TESTBED", &testbed.addresses))?;
+    let tarball = pack()?;
+    let package_tests = |args: &[&str]| {
+        let mut command = Command::new("npm");
+        command.args(args).current_dir(root().join("pkg"));
+        command.env("HERALD_TESTBED", &testbed.addresses).env("HERALD_TARBALL", &tarball);
+        command
+    };
+    exec(&mut package_tests(&["test"]))?;
+    exec(&mut package_tests(&["run", "test:consumers"]))?;
     drop(testbed);
     // The web demo as `cargo xtask demo --web` serves it, in Chromium.
     crate::demo::build_web_demo()?;
@@ -79,4 +93,13 @@ pub(crate) fn test() -> Result {
             .current_dir(root().join("web-demo"))
             .env("HERALD_BIN", target_dir().join("debug/herald")),
     )
+}
+
+/// `npm pack` of `pkg/` into `target/npm/`; the tarball's path.
+fn pack() -> Result<String> {
+    let dir = target_dir().join("npm");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let name = output(Command::new("npm").args(["pack", "--silent", "--pack-destination"]).arg(&dir).current_dir(root().join("pkg")))
+        .ok_or("npm pack failed in pkg/")?;
+    Ok(dir.join(name.trim()).display().to_string())
 }

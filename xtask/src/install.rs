@@ -26,6 +26,10 @@ pub(crate) fn run() -> Result {
     npm_ci("tests/seed-server")?;
     wasm_tools()?;
     npm_ci("web-demo")?;
+    // The bundlers and test runners the package is proven with, each pinned in its folder.
+    for consumer in crate::browser::CONSUMERS {
+        npm_ci(&format!("pkg/consumers/{consumer}"))?;
+    }
     // The browser tests: Debian's Chromium and its driver (no browser downloads).
     apt(&["chromium", "chromium-driver"])?;
     apt(&["redis-server"])?; // herald-server's cluster tests run their own Redis servers

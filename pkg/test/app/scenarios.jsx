@@ -105,9 +105,10 @@ export function shared() {
   );
 }
 
-export function topic({ url, topic, label }) {
+/** `options`: more client options (debug, backgroundTimeoutMs, a token of null...). */
+export function topic({ url, topic, label, options }) {
   return (
-    <HeraldProvider options={{ url, token: 'reader' }}>
+    <HeraldProvider options={{ url, token: 'reader', ...options }}>
       <Status />
       <Messages topic={topic} label={label} />
     </HeraldProvider>
@@ -216,6 +217,42 @@ export function everything({ url, shared, topic, presenceTopic, listTopic }) {
         <GiftList topic={listTopic} />
       </WithQueryClient>
       <Publisher topic={topic} />
+    </HeraldProvider>
+  );
+}
+
+function Latest({ topic }) {
+  const event = useTopic(topic);
+  return <Show id="latest" value={event ? [event.data.entity_id, event.seq] : null} />;
+}
+
+/** useTopic without a handler: the latest event. */
+export function latest({ url, topic }) {
+  return (
+    <HeraldProvider options={{ url, token: 'reader' }}>
+      <Status />
+      <Latest topic={topic} />
+    </HeraldProvider>
+  );
+}
+
+/** One query invalidated by every event of its topic; `events` counts what the page received. */
+function Coalesced({ list }) {
+  const queryClient = useQueryClient();
+  const { data } = useQuery({ queryKey: ['slow', list], queryFn: () => fetchJson(`/api/slow/${list}`) });
+  useInvalidateOnEvent(queryClient, `gift-list:${list}`, ['slow', list]);
+  const [events, setEvents] = useState(0);
+  useTopic(`gift-list:${list}`, () => setEvents((n) => n + 1));
+  return <Show id="coalesced" value={{ fetch: data?.fetch ?? null, events }} />;
+}
+
+export function coalesce({ url, list }) {
+  return (
+    <HeraldProvider options={{ url, token: 'reader' }}>
+      <Status />
+      <WithQueryClient>
+        <Coalesced list={list} />
+      </WithQueryClient>
     </HeraldProvider>
   );
 }

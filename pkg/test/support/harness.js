@@ -16,17 +16,19 @@ const EXPECTED_CONSOLE_ERRORS = /^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\
 export async function startHarness() {
   const testbed = Testbed.fromEnv();
   const bundle = await buildApp();
-  const server = await serveApp(bundle.dir);
+  const server = await serveApp(bundle.dir, new URL(testbed.addresses.http).host);
   const browser = await launchBrowser();
   return {
     testbed,
     server,
     /**
-     * A fresh page with the app loaded. Closed after the test `t`, which then
-     * fails if the page had an uncaught error or logged one, or if its
-     * connections did not go away.
+     * A fresh page with the app loaded (`query`: the page's, e.g. `?csp=...`;
+     * `beforeLoad(page)` runs before it loads).
+     * Closed after the test `t`, which then fails if the page had an uncaught
+     * error or logged one (other than those `app.expectErrors` allows), or if
+     * its connections did not go away.
      */
-    async open(t) {
+    async open(t, { query = '', beforeLoad } = {}) {
       const before = await testbed.state();
       const page = await browser.context.newPage();
       const app = new AppPage(page);
@@ -37,7 +39,8 @@ export async function startHarness() {
         );
         if (app.errors.length > 0) throw new Error(`the page reported errors:\n${app.errors.join('\n')}`);
       });
-      await page.goto(server.url, { timeout: 10_000 });
+      await beforeLoad?.(page);
+      await page.goto(`${server.url}/${query}`, { timeout: 10_000 });
       await eventually('the test app to load', () => page.evaluate(() => typeof window.harness), (type) => type === 'object');
       return app;
     },
@@ -54,12 +57,21 @@ class AppPage {
   constructor(page) {
     this.page = page;
     this.errors = [];
+    this.expected = EXPECTED_CONSOLE_ERRORS;
+    /** Every console message, as `type: text`. */
+    this.console = [];
     page.on('pageerror', (error) => this.errors.push(`uncaught: ${error.stack ?? error.message}`));
     page.on('console', (message) => {
-      if (message.type() === 'error' && !EXPECTED_CONSOLE_ERRORS.test(message.text())) {
+      this.console.push(`${message.type()}: ${message.text()}`);
+      if (message.type() === 'error' && !this.expected.test(message.text()) && !this.extra?.test(message.text())) {
         this.errors.push(`console.error: ${message.text()} (${message.location().url})`);
       }
     });
+  }
+
+  /** Console errors matching `pattern` are expected in this test (a CSP refusing the wasm). */
+  expectErrors(pattern) {
+    this.extra = pattern;
   }
 
   /** Renders scenario `name` with `props`, inside <React.StrictMode> unless `strict` is false. */

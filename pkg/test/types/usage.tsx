@@ -1,8 +1,10 @@
 // Type-checked by test/types.test.js (`tsc --noEmit`), never run: every
 // export used as the README shows it, and `@ts-expect-error` on what the
 // types must refuse (the check fails if such a line compiles).
-import { HeraldClient, type ConnectionStatus, type PublishAck, type TopicMessage } from '@herald/realtime';
+import { HeraldClient, preload, type ConnectionStatus, type PublishAck, type TopicMessage } from '@herald/realtime';
+import { createMockClient } from '@herald/realtime/testing';
 import {
+  createHeraldHooks,
   HeraldProvider,
   useConnectionStatus,
   useHerald,
@@ -22,6 +24,12 @@ interface Gift {
 const client = new HeraldClient({ url: 'wss://example.com/ws', token: 't', auth: 'message', fallback: false });
 new HeraldClient({ url: 'wss://example.com/ws', getToken: async (reason) => (reason === 'refresh' ? 'fresh' : 'first') });
 new HeraldClient({ url: 'ws://127.0.0.1:8080/ws', backoff: { initialMs: 100, maxAttempts: 5, maxAdvisedMs: 10000 }, fallback: { sseAfter: 2 } });
+new HeraldClient({ url: '/ws', token: null, enabled: false, debug: true, backgroundTimeoutMs: 60_000 });
+new HeraldClient({ url: 'https://example.com/ws', token: 't', debug: (line: string) => line.length });
+const preloaded: Promise<void> = preload();
+void preloaded;
+// @ts-expect-error: debug is a flag or a function of a line
+new HeraldClient({ url: 'wss://example.com/ws', debug: 'verbose' });
 // @ts-expect-error: url is required
 new HeraldClient({ token: 't' });
 // @ts-expect-error: a token or a token provider, not both
@@ -61,6 +69,9 @@ client.publish('gift-list:1', 'UPDATED', 'gift-7', { bought: true }).then((ack: 
 });
 
 client.onStatus((status: ConnectionStatus) => {
+  if (status.state === 'unsupported') return status.message;
+  if (status.state === 'loading' || status.state === 'idle') return null;
+  if (status.state === 'disconnected' && status.reason === 'unavailable') return status.message;
   if (status.state === 'reconnecting') return status.nextInMs + status.attempt;
   if (status.state === 'disconnected') return status.reason === 'retries_exhausted' ? status.message : null;
   if (status.state === 'connected') return status.transport;
@@ -69,6 +80,39 @@ client.onStatus((status: ConnectionStatus) => {
 });
 client.onRaw((message: unknown) => message);
 client.close();
+
+const mock = createMockClient({ status: { state: 'connecting' } });
+const emitted = mock.emit<Gift>({ topic: 'gift-list:1', data: { entity_id: 'gift-7', payload: { bought: true } } });
+const emittedBought: boolean = emitted.data.payload.bought;
+void emittedBought;
+mock.resync('gift-list:*', 'not_recovered');
+mock.presence('doc:7', ['alice']);
+mock.presenceDiff('doc:7', { left: ['alice'] });
+mock.setStatus({ state: 'reconnecting', attempt: 1, nextInMs: 1000 });
+mock.publishes().forEach((pending) => (pending.topic === 'gift-list:1' ? pending.resolve({ seq: 1 }) : pending.reject('no')));
+const subscribed: string[] = mock.topics();
+void subscribed;
+// @ts-expect-error: not a resync reason
+mock.resync('gift-list:1', 'because');
+
+interface DocEdit {
+  text: string;
+}
+const typed = createHeraldHooks<{ 'gift-list:*': Gift; 'doc:7': DocEdit }>();
+
+function TypedHooks() {
+  typed.useTopic('gift-list:family-123', (message) => (message.type === undefined ? message.data.payload.bought : message.type));
+  const latest = typed.useTopic('doc:7');
+  const text: string | undefined = latest?.data.payload.text;
+  // @ts-expect-error: not a topic of the map
+  typed.useTopic('user:1', () => {});
+  const publish = typed.usePublish();
+  void publish('gift-list:2', 'ADDED', 'gift-9', { bought: false });
+  // @ts-expect-error: gift-list topics carry Gift payloads
+  void publish('gift-list:2', 'ADDED', 'gift-9', { text: 'x' });
+  typed.useInvalidateOnEvent(useQueryClient(), 'gift-list:2', (m) => (m.type === 'resync' ? ['gifts'] : ['gifts', m.data.payload.bought]));
+  return <p>{text}</p>;
+}
 
 export function Providers() {
   const options = { url: 'wss://example.com/ws', getToken: () => 'token' };
@@ -79,6 +123,9 @@ export function Providers() {
       </HeraldProvider>
       <HeraldProvider options={options}>
         <Hooks />
+      </HeraldProvider>
+      <HeraldProvider client={mock}>
+        <TypedHooks />
       </HeraldProvider>
       {/* @ts-expect-error: a client or options, not both */}
       <HeraldProvider client={client} options={options} />
@@ -95,6 +142,9 @@ function Hooks() {
   // @ts-expect-error: the members are read-only
   members.push('me');
   useTopic<Gift>(status.state === 'connected' ? 'gift-list:1' : null, (message) => message.type ?? message.data.payload.bought);
+  const latestGift = useTopic<Gift>('gift-list:1');
+  const latestBought: boolean | undefined = latestGift?.data.payload.bought;
+  void latestBought;
 
   const queryClient: QueryClient = useQueryClient();
   useInvalidateOnEvent(queryClient, 'gift-list:1', ['gift-list', '1']);

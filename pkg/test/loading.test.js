@@ -1,0 +1,87 @@
+// Loading without blocking: the app renders while the wasm is still on its
+// way (held back here, on a throttled link), what it asked for meanwhile is
+// carried out once the wasm is there, and a Content-Security-Policy that
+// forbids compiling WebAssembly turns live updates off without taking the
+// app down.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { eventually } from './support/eventually.js';
+import { startHarness } from './support/harness.js';
+import { uniqueTopic } from './support/topics.js';
+
+let harness;
+before(async () => {
+  harness = await startHarness();
+});
+after(() => harness?.close());
+
+const connected = (status) => status?.state === 'connected';
+
+test('on a throttled link the app renders before the wasm arrives, and subscribes once it is there', async (t) => {
+  const { testbed } = harness;
+  // The wasm is held back until the test has seen the app rendered, from
+  // before the page loads: an entry that waited for the wasm would never
+  // show the app (nor its test harness) while it is held.
+  let requested;
+  const wasmRequested = new Promise((resolve) => (requested = resolve));
+  let release;
+  const released = new Promise((resolve) => (release = resolve));
+  let cdp;
+  const app = await harness.open(t, {
+    beforeLoad: async (page) => {
+      // A slow mobile link for everything the page loads.
+      cdp = await page.context().newCDPSession(page);
+      await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 150, downloadThroughput: 200_000, uploadThroughput: 100_000 });
+      await page.route('**/herald_bg.wasm', async (route) => {
+        requested();
+        await released;
+        await route.continue();
+      });
+    },
+  });
+
+  const topic = uniqueTopic('gift-list');
+  await app.mount('topic', { url: testbed.addresses.ws, topic, label: 'early' });
+  await wasmRequested;
+  // Rendered, with the wasm requested and not yet answered.
+  assert.deepEqual(await app.json('status'), { state: 'loading' });
+  assert.deepEqual(await app.json('messages'), []);
+  assert.deepEqual(await app.json('active'), { topic, label: 'early' }, 'the effects of the first render ran');
+
+  release();
+  await app.waitForJson('status', 'connected once the wasm arrived', connected);
+  // The subscription made while loading reaches the server: publish until an event arrives.
+  const messages = await eventually(
+    'an event on the topic subscribed while loading',
+    async () => {
+      await testbed.publish(topic, { entityId: 'after-load' });
+      return app.json('messages');
+    },
+    (list) => list.length > 0,
+  );
+  assert.deepEqual([messages[0].message.topic, messages[0].message.data.entity_id], [topic, 'after-load']);
+  await cdp.detach();
+});
+
+test("a Content-Security-Policy without 'wasm-unsafe-eval' leaves the app rendering, and the status says why", async (t) => {
+  const policy = "script-src 'self'";
+  const app = await harness.open(t, { query: `?csp=${encodeURIComponent(policy)}` });
+  // Chromium reports the refused compilation on the console itself.
+  app.expectErrors(/Content Security Policy|WebAssembly|wasm-unsafe-eval/);
+  const topic = uniqueTopic('gift-list');
+  await app.mount('topic', { url: harness.testbed.addresses.ws, topic, label: 'csp' });
+  const status = await app.waitForJson('status', 'the load to fail', (value) => value.state === 'disconnected');
+  assert.equal(status.reason, 'unavailable');
+  assert.match(status.message, /live updates are off/);
+  assert.match(status.message, /'wasm-unsafe-eval'/);
+  assert.deepEqual(await app.json('messages'), [], 'the app went on rendering');
+  assert.deepEqual(await app.json('active'), { topic, label: 'csp' });
+});
+
+test("the same policy with 'wasm-unsafe-eval' connects", async (t) => {
+  const policy = "script-src 'self' 'wasm-unsafe-eval'";
+  const app = await harness.open(t, { query: `?csp=${encodeURIComponent(policy)}` });
+  await app.mount('topic', { url: harness.testbed.addresses.ws, topic: uniqueTopic('gift-list'), label: 'allowed' });
+  await app.waitForJson('status', 'connected', connected);
+});
