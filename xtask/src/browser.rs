@@ -99,7 +99,9 @@ pub(crate) fn test() -> Result {
 fn pack() -> Result<String> {
     let dir = target_dir().join("npm");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let name = output(Command::new("npm").args(["pack", "--silent", "--pack-destination"]).arg(&dir).current_dir(root().join("pkg")))
-        .ok_or("npm pack failed in pkg/")?;
+    let name = output(
+        Command::new("npm").args(["pack", "--silent", "--pack-destination"]).arg(&dir).current_dir(root().join("pkg")),
+    )
+    .ok_or("npm pack failed in pkg/")?;
     Ok(dir.join(name.trim()).display().to_string())
 }

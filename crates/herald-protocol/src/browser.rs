@@ -4,8 +4,8 @@
 //! corpus test, `tests/corpus/`, runs both against the same expectations),
 //! with three differences that come from JavaScript numbers and objects:
 //! integers must be below 2^53, `1.0` counts as the integer 1, and of two
-//! equal keys the last wins. Payloads are re-serialized by `JSON.stringify`
-//! (compact, same value).
+//! equal keys the last wins. Payloads stay JavaScript values: one parse per
+//! frame, and the driver hands them on as they are (`Payload::to_js`).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::{
     Ack, Connected, ErrorCode, ErrorMessage, Event, EventData, EventKind, JsonError, Payload, Presence, PresenceDiff,
-    ProtocolError, ServerMessage, Subscribed, Topic, Unsubscribed,
+    ProtocolError, ServerMessage, Subscribed, Topic, Unsubscribed, error::Quoted,
 };
 
 /// JavaScript numbers are exact integers up to here.
@@ -79,7 +79,7 @@ fn unexpected(value: &JsValue) -> String {
     } else if value.as_f64().is_some() {
         "a number".into()
     } else if let Some(s) = value.as_string() {
-        format!("string {s:?}")
+        format!("string {}", Quoted::text(&s))
     } else if Array::is_array(value) {
         "a sequence".into()
     } else {
@@ -263,11 +263,10 @@ impl Fields<'_> {
             return Err(self.fail(format!("invalid type: {}, expected struct EventData", unexpected(&data))));
         }
         let fields = Fields { value: &data, kind: self.kind };
-        let payload = fields.required("payload")?;
-        let payload = JSON::stringify(&payload).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "null".into());
         let data = EventData {
             entity_id: fields.string("entity_id")?,
-            payload: Payload::from_browser(payload),
+            // Kept as `JSON.parse` made it: JavaScript gets it without another round trip.
+            payload: Payload::from_browser(fields.required("payload")?),
             user_id: fields.opt_string("user_id")?,
             tenant_id: fields.opt_string("tenant_id")?,
             timestamp: fields.string("timestamp")?,

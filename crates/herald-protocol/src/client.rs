@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     EventData, EventKind, ProtocolError, Topic,
+    error::Quoted,
     error::check_frame_size,
     limits::{MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
 };
@@ -183,7 +184,7 @@ impl Publish {
         if self.topic.is_wildcard() {
             return Err(ProtocolError::invalid(
                 "publish",
-                format!("topic {:?} is a wildcard; publish to one concrete topic", self.topic.as_str()),
+                format!("topic {} is a wildcard; publish to one concrete topic", Quoted::text(self.topic.as_str())),
             ));
         }
         self.event.validate()?;

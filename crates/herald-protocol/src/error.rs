@@ -24,7 +24,7 @@ pub enum ProtocolError {
     #[error("frame is JSON but not an object; messages are objects like {{\"type\":\"ping\"}}")]
     NotAnObject,
     /// A client message has no `type` field, or one this protocol does not know.
-    #[error("unknown message type {found:?}; expected one of {expected}")]
+    #[error("unknown message type {}; expected one of {expected}", Quoted::text(found))]
     UnknownType {
         /// The `type` found (`""` when missing).
         found: String,
@@ -53,6 +53,45 @@ pub enum ProtocolError {
     },
 }
 
+/// Text in quotes for error messages, escaped as `{:?}` escapes it (quotes,
+/// backslashes, control characters), except that other characters are
+/// written as they are: `{:?}` would pull in the standard library's tables of
+/// printable Unicode, which the browser build would carry for error messages
+/// alone. `'` quotes a character as `{:?}` does.
+pub(crate) struct Quoted<'a>(pub(crate) &'a str, pub(crate) char);
+
+impl<'a> Quoted<'a> {
+    /// `"text"`.
+    pub(crate) fn text(text: &'a str) -> Self {
+        Self(text, '"')
+    }
+}
+
+/// `'c'`, escaped as `{:?}` escapes it (see [`Quoted`]).
+pub(crate) fn quoted_char(c: char) -> String {
+    Quoted(c.encode_utf8(&mut [0; 4]), '\'').to_string()
+}
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let quote = self.1;
+        f.write_char(quote)?;
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c == quote => write!(f, "\\{c}")?,
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char(quote)
+    }
+}
+
 /// What a JSON parser found wrong: `serde_json`'s error, or in a browser
 /// what its `JSON.parse` or the field checks said.
 #[derive(Debug)]
@@ -62,14 +101,14 @@ pub struct JsonError(Repr);
 enum Repr {
     // In a browser serde_json's errors are kept as text, so its error
     // formatting stays out of the build unless serde_json is really used.
-    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    #[cfg(not(wasm_browser))]
     Serde(serde_json::Error),
-    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), allow(dead_code))]
+    #[cfg_attr(not(wasm_browser), allow(dead_code))]
     Message(String),
 }
 
 impl JsonError {
-    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), allow(dead_code))]
+    #[cfg_attr(not(wasm_browser), allow(dead_code))]
     pub(crate) fn message(message: String) -> Self {
         Self(Repr::Message(message))
     }
@@ -77,9 +116,9 @@ impl JsonError {
 
 impl From<serde_json::Error> for JsonError {
     fn from(error: serde_json::Error) -> Self {
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return Self(Repr::Serde(error));
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        #[cfg(wasm_browser)]
         return Self(Repr::Message(error.to_string()));
     }
 }
@@ -87,7 +126,7 @@ impl From<serde_json::Error> for JsonError {
 impl std::fmt::Display for JsonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            #[cfg(not(wasm_browser))]
             Repr::Serde(error) => error.fmt(f),
             Repr::Message(message) => f.write_str(message),
         }
@@ -97,7 +136,7 @@ impl std::fmt::Display for JsonError {
 impl std::error::Error for JsonError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
-            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            #[cfg(not(wasm_browser))]
             Repr::Serde(error) => Some(error),
             Repr::Message(_) => None,
         }

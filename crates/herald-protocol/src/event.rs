@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     JsonError, ProtocolError, Topic,
+    error::{Quoted, quoted_char},
     limits::{MAX_EVENT_NAME_BYTES, MAX_ID_BYTES, MAX_PAYLOAD_BYTES},
 };
 
@@ -105,11 +106,11 @@ impl EventKind {
         } else if let Some((at, ch)) =
             name.char_indices().find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
-            format!("has {ch:?} at byte {at}; use A-Z a-z 0-9 _ - .")
+            format!("has {} at byte {at}; use A-Z a-z 0-9 _ - .", quoted_char(ch))
         } else {
             return Ok(());
         };
-        Err(ProtocolError::invalid("event", format!("event name {name:?} {problem}")))
+        Err(ProtocolError::invalid("event", format!("event name {} {problem}", Quoted::text(name))))
     }
 }
 
@@ -164,16 +165,30 @@ impl<'de> Deserialize<'de> for EventKind {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 ///
-/// In a browser (`wasm32-unknown-unknown`) the text is what `JSON.stringify`
-/// makes of the payload: the same value, compact.
+/// In a browser (`wasm32-unknown-unknown`) a received payload stays the value
+/// the browser's `JSON.parse` made of the frame, handed to JavaScript as it
+/// is ([`Payload::to_js`]); its text is made only if Rust code asks for it.
 #[derive(Clone)]
 pub struct Payload(Text);
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(not(wasm_browser))]
 type Text = Box<RawValue>;
+
 // The browser checks JSON with its own parser; serde_json's stays out of the build.
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-type Text = Box<str>;
+#[cfg(wasm_browser)]
+#[derive(Clone)]
+struct Text {
+    json: std::cell::OnceCell<Box<str>>,
+    /// What `JSON.parse` made of a received payload.
+    value: Option<wasm_bindgen::JsValue>,
+}
+
+#[cfg(wasm_browser)]
+impl Text {
+    fn json(json: String) -> Self {
+        Self { json: std::cell::OnceCell::from(json.into_boxed_str()), value: None }
+    }
+}
 
 impl Payload {
     /// Encodes any serializable value as a payload.
@@ -184,32 +199,45 @@ impl Payload {
     /// Takes JSON text as it is, after checking that it is JSON.
     pub fn from_json(json: impl Into<String>) -> Result<Self, JsonError> {
         let json = json.into();
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return RawValue::from_string(json).map(Self).map_err(JsonError::from);
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-        return crate::browser::check_json(&json).map(|()| Self(json.into()));
+        #[cfg(wasm_browser)]
+        return crate::browser::check_json(&json).map(|()| Self(Text::json(json)));
     }
 
     /// Text known to be JSON (written by a JSON serializer).
     fn checked(json: String) -> Self {
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return Self(RawValue::from_string(json).expect("serde_json writes JSON"));
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-        return Self(json.into());
+        #[cfg(wasm_browser)]
+        return Self(Text::json(json));
     }
 
-    /// What the browser's `JSON.stringify` made of a parsed payload.
-    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-    pub(crate) fn from_browser(json: String) -> Self {
-        Self(json.into())
+    /// A payload the browser's `JSON.parse` made, as it is.
+    #[cfg(wasm_browser)]
+    pub(crate) fn from_browser(value: wasm_bindgen::JsValue) -> Self {
+        Self(Text { json: std::cell::OnceCell::new(), value: Some(value) })
+    }
+
+    /// The payload as a JavaScript value: the one `JSON.parse` made of the
+    /// frame it came in (not parsed again), or one parsed from its text.
+    #[cfg(wasm_browser)]
+    pub fn to_js(&self) -> wasm_bindgen::JsValue {
+        match &self.0.value {
+            Some(value) => value.clone(),
+            None => js_sys::JSON::parse(self.get()).unwrap_or(wasm_bindgen::JsValue::NULL),
+        }
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return self.0.get();
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-        return &self.0;
+        #[cfg(wasm_browser)]
+        return self.0.json.get_or_init(|| {
+            let text = self.0.value.as_ref().and_then(|value| js_sys::JSON::stringify(value).ok());
+            text.and_then(|s| s.as_string()).unwrap_or_else(|| "null".into()).into()
+        });
     }
 
     /// Parses the payload into `T`.
@@ -227,20 +255,20 @@ impl Default for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return self.0.serialize(serializer);
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-        return RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?.serialize(serializer);
+        #[cfg(wasm_browser)]
+        return RawValue::from_string(self.get().to_owned()).map_err(serde::ser::Error::custom)?.serialize(serializer);
     }
 }
 
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         return Ok(Self(raw));
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-        return Ok(Self(raw.get().into()));
+        #[cfg(wasm_browser)]
+        return Ok(Self(Text::json(raw.get().to_owned())));
     }
 }
 
@@ -270,7 +298,7 @@ impl Event {
         if self.topic.is_wildcard() {
             return Err(ProtocolError::invalid(
                 "event",
-                format!("topic {:?} is a wildcard; events go to one concrete topic", self.topic.as_str()),
+                format!("topic {} is a wildcard; events go to one concrete topic", Quoted::text(self.topic.as_str())),
             ));
         }
         self.event.validate()?;
@@ -312,7 +340,7 @@ fn check_id(field: &'static str, value: Option<&str>) -> Result<(), ProtocolErro
 ///
 /// Not on `wasm32-unknown-unknown`, which has no system clock: browsers stamp
 /// with `Date.prototype.toISOString`.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(not(wasm_browser))]
 pub fn now_timestamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -31,7 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[cfg(wasm_browser)]
 mod browser;
 mod client;
 pub mod close;
@@ -45,7 +45,7 @@ mod topic;
 
 pub use client::{ClientMessage, Publish, Subscribe, Token};
 pub use error::{JsonError, ProtocolError};
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(not(wasm_browser))]
 pub use event::now_timestamp;
 pub use event::{Event, EventData, EventKind, Payload};
 pub use server::{

@@ -175,7 +175,7 @@ enum Tagged<'a> {
 }
 
 /// An [`Event`] with the `type` it may carry, for reading events in one pass.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(not(wasm_browser))]
 #[derive(Deserialize)]
 struct EventFrame<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -189,7 +189,7 @@ struct EventFrame<'a> {
     seq: Option<u64>,
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(not(wasm_browser))]
 #[derive(Deserialize)]
 struct Probe<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -231,13 +231,13 @@ impl ServerMessage {
     /// does the parsing; see the `browser` module for the few differences.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
         check_frame_size(text)?;
-        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        #[cfg(wasm_browser)]
         return crate::browser::decode_server(text);
-        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        #[cfg(not(wasm_browser))]
         Self::decode_with_serde(text)
     }
 
-    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    #[cfg(not(wasm_browser))]
     fn decode_with_serde(text: &str) -> Result<Self, ProtocolError> {
         crate::error::check_object(text)?;
         // Nearly every frame a client reads is an event: read those in one

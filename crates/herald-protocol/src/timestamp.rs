@@ -2,14 +2,17 @@
 //! grammar is small, and the browser build should not carry a date library
 //! for one check. A property test compares it with the `time` crate.
 
-use crate::ProtocolError;
+use crate::{ProtocolError, error::Quoted};
 
 /// Checks that `timestamp` is RFC 3339, e.g. `2026-11-25T10:00:00.123Z`.
 pub fn validate_timestamp(timestamp: &str) -> Result<(), ProtocolError> {
     check(timestamp.as_bytes()).map_err(|problem| {
         ProtocolError::invalid(
             "event",
-            format!("data.timestamp {timestamp:?} is not RFC 3339 ({problem}); write e.g. 2026-11-25T10:00:00Z"),
+            format!(
+                "data.timestamp {} is not RFC 3339 ({problem}); write e.g. 2026-11-25T10:00:00Z",
+                Quoted::text(timestamp)
+            ),
         )
     })
 }

@@ -4,7 +4,10 @@ use std::{borrow::Borrow, fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::limits::MAX_TOPIC_BYTES;
+use crate::{
+    error::{Quoted, quoted_char},
+    limits::MAX_TOPIC_BYTES,
+};
 
 /// A validated topic such as `gift-list:family-123`, or a wildcard such as
 /// `gift-list:*` that matches every identifier of one resource type.
@@ -37,7 +40,7 @@ pub struct Topic {
 
 /// Why a string is not a valid [`Topic`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("topic {topic:?}: {kind}")]
+#[error("topic {}: {kind}", Quoted::text(topic))]
 pub struct TopicError {
     /// The rejected text (cut to [`MAX_TOPIC_BYTES`] so errors stay small).
     pub topic: String,
@@ -88,8 +91,8 @@ pub enum TopicErrorKind {
 fn describe(ch: char) -> String {
     match ch {
         ' ' => "space".to_owned(),
-        c if c.is_control() => format!("control character {:?}", c),
-        c => format!("{c:?}"),
+        c if c.is_control() => format!("control character {}", quoted_char(c)),
+        c => quoted_char(c),
     }
 }
 

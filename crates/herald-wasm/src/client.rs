@@ -8,15 +8,15 @@
 use std::{cell::RefCell, rc::Rc};
 
 use gloo_timers::callback::Timeout;
-use herald_core::{Instant, Output, Session, SessionEvent, TokenReason, Transport};
-use herald_protocol::{EventData, EventKind, Payload, Topic};
+use herald_core::{ConnectionId, Instant, Output, Session, SessionEvent, TokenReason, Transport};
+use herald_protocol::{EventData, EventKind, Payload, Topic, close};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
 
 use crate::{
     js,
     options::{self, DriverOptions, TokenSource},
-    transport::{self, Carrier},
+    transport::{Signal, Transports},
 };
 
 /// A Herald connection in the browser. It reconnects with backoff and
@@ -56,9 +56,9 @@ struct Subscriber {
 }
 
 pub(crate) struct Inner {
-    pub(crate) session: Session,
+    session: Session,
     token: TokenSource,
-    pub(crate) transports: Vec<Carrier>,
+    transports: Transports,
     timer: Option<Timeout>,
     subscribers: Vec<Subscriber>,
     on_status: Vec<(u32, Function)>,
@@ -86,20 +86,23 @@ impl HeraldClient {
     pub fn new(options: JsValue) -> Result<Self, JsValue> {
         let (config, token, driver) = options::parse(&options)?;
         let now = Instant::now();
-        let inner = Rc::new(RefCell::new(Inner {
-            session: Session::new(config, now),
-            token,
-            transports: Vec::new(),
-            timer: None,
-            subscribers: Vec::new(),
-            on_status: Vec::new(),
-            on_raw: Vec::new(),
-            publishes: Vec::new(),
-            listeners: Vec::new(),
-            next_id: 0,
-            driver,
-            background: None,
-        }));
+        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<RefCell<Inner>>| {
+            let sink = Feed(weak.clone());
+            RefCell::new(Inner {
+                session: Session::new(config, now),
+                token,
+                transports: Transports::new(sink),
+                timer: None,
+                subscribers: Vec::new(),
+                on_status: Vec::new(),
+                on_raw: Vec::new(),
+                publishes: Vec::new(),
+                listeners: Vec::new(),
+                next_id: 0,
+                driver,
+                background: None,
+            })
+        });
         listen_to_the_page(&inner);
         // The first attempt is due now but starts from the timer, after the
         // current task: a client closed right away (React StrictMode mounts,
@@ -239,16 +242,9 @@ impl Inner {
         self.next_id
     }
 
-    /// A received frame, for `options.debug`.
-    pub(crate) fn trace_frame(&self, text: &str) {
-        if self.driver.debug.is_some() {
-            self.trace("receive", &JsValue::from_str(text));
-        }
-    }
-
     /// Tells `options.debug`, if any, what the session decided: `kind` and a
     /// value the package's logger turns into a line.
-    pub(crate) fn trace(&self, kind: &str, value: &JsValue) {
+    fn trace(&self, kind: &str, value: &JsValue) {
         if let Some(debug) = &self.driver.debug {
             let _ = debug.call2(&JsValue::NULL, &JsValue::from_str(kind), value);
         }
@@ -262,8 +258,39 @@ extern "C" {
     fn report_error(error: &JsValue);
 }
 
+/// Feeds what the transports report to the session, then pumps.
+#[derive(Clone)]
+pub(crate) struct Feed(std::rc::Weak<RefCell<Inner>>);
+
+impl Feed {
+    pub(crate) fn signal(&self, id: ConnectionId, signal: Signal) {
+        if let Some(inner) = self.0.upgrade() {
+            on_signal(&mut inner.borrow_mut(), id, signal);
+            pump(&inner);
+        }
+    }
+}
+
+/// What a transport reported, fed to the session.
+fn on_signal(inner: &mut Inner, id: ConnectionId, signal: Signal) {
+    let now = Instant::now();
+    match signal {
+        Signal::Open => inner.session.handle_open(now, id),
+        Signal::Frame(text) => {
+            if inner.driver.debug.is_some() {
+                inner.trace("receive", &JsValue::from_str(&text));
+            }
+            inner.session.handle_frame(now, id, &text);
+        }
+        Signal::Closed { code, reason } => {
+            inner.transports.close(id, close::NORMAL, "");
+            inner.session.handle_close(now, id, code, &reason);
+        }
+    }
+}
+
 /// Carries out every output of the session, then arms the timer.
-pub(crate) fn pump(inner: &Rc<RefCell<Inner>>) {
+fn pump(inner: &Rc<RefCell<Inner>>) {
     loop {
         let outputs: Vec<Output> = {
             let mut state = inner.borrow_mut();
@@ -293,9 +320,20 @@ fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
     }
     match output {
         Output::NeedToken(reason) => request_token(inner, reason),
-        Output::Connect { id, url, transport } => transport::open(inner, id, &url, transport),
-        Output::Send { id, text } => transport::send(inner, id, text),
-        Output::Close { id, code, reason } => transport::close(&mut inner.borrow_mut(), id, code, &reason),
+        Output::Connect { id, url, transport } => {
+            let mut state = inner.borrow_mut();
+            if let Err(problem) = state.transports.open(id, &url, transport) {
+                state.session.handle_close(Instant::now(), id, None, &problem);
+            }
+        }
+        Output::Send { id, text } => {
+            let mut state = inner.borrow_mut();
+            if state.transports.send(id, text).is_err() {
+                state.transports.close(id, close::NORMAL, "");
+                state.session.handle_close(Instant::now(), id, None, "send failed");
+            }
+        }
+        Output::Close { id, code, reason } => inner.borrow_mut().transports.close(id, code, &reason),
         Output::Event(event) => dispatch(&mut inner.borrow_mut(), event, calls),
         _ => {}
     }

@@ -4,7 +4,7 @@
 
 use herald_core::{DisconnectReason, PublishId, ResyncReason, Status, Transport};
 use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, Topic};
-use js_sys::{Array, JSON, Object, Promise, Reflect};
+use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, prelude::*};
 
 /// Every browser event handler has this one type, so that the wasm and its
@@ -20,9 +20,22 @@ impl Fields {
     }
 
     pub(crate) fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        self.put(key, &value.into())
+    }
+
+    /// Not generic, so that the wasm carries it once.
+    fn put(self, key: &str, value: &JsValue) -> Self {
         // Setting a property on a plain object cannot fail.
-        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), value);
         self
+    }
+
+    /// Sets `key` if there is a value: an absent optional field stays absent.
+    fn optional(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.put(key, &JsValue::from_str(value)),
+            None => self,
+        }
     }
 
     pub(crate) fn done(self) -> JsValue {
@@ -34,9 +47,27 @@ fn strings(items: &[String]) -> Array {
     items.iter().map(|s| JsValue::from_str(s)).collect()
 }
 
-/// An event in the seed's shape: `{topic, event, data, trace_id?, seq?}`.
+/// An event in the seed's shape: `{topic, event, data, trace_id?, seq?}`,
+/// built field by field around the payload as `JSON.parse` made it (the
+/// frame is parsed once, and nothing is serialized again).
 pub(crate) fn event(event: &Event) -> JsValue {
-    JSON::parse(&event.encode()).unwrap_or(JsValue::NULL)
+    let data = &event.data;
+    let fields = Fields::new()
+        .set("entity_id", data.entity_id.as_str())
+        .put("payload", &data.payload.to_js())
+        .optional("user_id", data.user_id.as_deref())
+        .optional("tenant_id", data.tenant_id.as_deref())
+        .set("timestamp", data.timestamp.as_str());
+    let event_fields = Fields::new()
+        .set("topic", event.topic.as_str())
+        .set("event", event.event.as_str())
+        .put("data", &fields.done())
+        .optional("trace_id", event.trace_id.as_deref());
+    match event.seq {
+        Some(seq) => event_fields.set("seq", seq as f64),
+        None => event_fields,
+    }
+    .done()
 }
 
 pub(crate) fn resync(topic: &Topic, reason: ResyncReason) -> JsValue {
@@ -106,8 +137,12 @@ pub(crate) fn refused(topic: &str, error: &ErrorMessage) -> JsValue {
 
 /// `{id, seq, duplicate}`: what a publish's Promise resolves with.
 pub(crate) fn ack(id: &PublishId, seq: Option<u64>, duplicate: bool) -> JsValue {
-    let seq = seq.map_or(JsValue::UNDEFINED, |seq| JsValue::from(seq as f64));
-    Fields::new().set("id", &id.0).set("seq", seq).set("duplicate", duplicate).done()
+    let ack = Fields::new().set("id", &id.0).set("duplicate", duplicate);
+    match seq {
+        Some(seq) => ack.set("seq", seq as f64),
+        None => ack,
+    }
+    .done()
 }
 
 pub(crate) fn error(message: &str) -> JsValue {

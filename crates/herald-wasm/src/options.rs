@@ -55,7 +55,7 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource, Dr
         .and_then(|v| v.as_string())
         .ok_or_else(|| crate::js::error("options.url is required, e.g. 'wss://example.com/ws'"))?;
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-        return Err(crate::js::error(&format!("options.url {url:?} must start with ws:// or wss://")));
+        return Err(crate::js::error(&format!("options.url '{url}' must start with ws:// or wss://")));
     }
     let mut config = SessionConfig::new(url);
     let token = match (field(options, "token"), field(options, "getToken")) {
@@ -73,7 +73,7 @@ pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource, Dr
         (_, None | Some("message")) => AuthMode::FirstMessage,
         (_, Some("query")) => AuthMode::Query,
         (_, Some(other)) => {
-            return Err(crate::js::error(&format!("options.auth {other:?} must be 'query' or 'message'")));
+            return Err(crate::js::error(&format!("options.auth '{other}' must be 'query' or 'message'")));
         }
     };
     if let Some(interval) = millis(options, "heartbeatMs")? {
