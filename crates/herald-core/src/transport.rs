@@ -68,11 +68,10 @@ impl FallbackConfig {
         if let Some(url) = &self.url {
             return Some(url.clone());
         }
-        let (scheme, rest) = ws_url.split_once("://")?;
-        let scheme = match scheme {
-            "ws" => "http",
-            "wss" => "https",
-            _ => return None,
+        // Prefixes rather than a substring search, whose searcher the browser build would carry for this alone.
+        let (scheme, rest) = match ws_url.strip_prefix("ws://") {
+            Some(rest) => ("http", rest),
+            None => ("https", ws_url.strip_prefix("wss://")?),
         };
         let path = rest.split(['?', '#']).next()?;
         let base = path.strip_suffix("/ws").or_else(|| path.strip_suffix("/ws/"))?;

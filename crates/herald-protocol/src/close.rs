@@ -33,7 +33,9 @@ pub const RETRY_AFTER_KEY: &str = "retry_after_ms=";
 /// assert_eq!(retry_after_ms("bye"), None);
 /// ```
 pub fn retry_after_ms(reason: &str) -> Option<u64> {
-    let start = reason.find(RETRY_AFTER_KEY)? + RETRY_AFTER_KEY.len();
+    // A window scan rather than `str::find`, whose searcher the browser build would carry for this alone.
+    let key = RETRY_AFTER_KEY.as_bytes();
+    let start = reason.as_bytes().windows(key.len()).position(|window| window == key)? + key.len();
     let digits = reason[start..].split(|c: char| !c.is_ascii_digit()).next()?;
     digits.parse().ok()
 }
