@@ -43,6 +43,9 @@ export function App({ user, list, topic, heraldUrl, outageSecs }) {
 function ConnectionBadge() {
   const status = useConnectionStatus();
   const text = {
+    loading: () => 'loading…',
+    idle: () => 'idle',
+    unsupported: () => status.message,
     connecting: () => 'connecting…',
     connected: () => `live (${status.transport})`,
     reconnecting: () => `reconnecting: attempt ${status.attempt}, next in ${(status.nextInMs / 1000).toFixed(1)} s`,

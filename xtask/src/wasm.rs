@@ -12,11 +12,15 @@ use crate::{
 /// Where the generated files go, inside the package.
 const OUT_DIR: &str = "pkg/dist";
 
-/// The most the `.wasm` and its JS glue may weigh together, gzipped: just
-/// above what they weigh now, so that growth is a decision rather than an
-/// accident. BENCHMARKS.md ("Browser package size") says what the bytes are
-/// and what was cut to get here.
-pub(crate) const BUDGET_GZIPPED: usize = 60 * 1024;
+/// The most the `.wasm` and its JS glue may weigh together, gzipped: what
+/// they weigh now (53,210 B) plus the byte budgets BENCHMARKS.md's "Browser
+/// package size" gives the features still to come, so that growth is a
+/// decision rather than an accident. That section says what the bytes are,
+/// what was cut to get here, and why [`TARGET_GZIPPED`] is not met yet.
+pub(crate) const BUDGET_GZIPPED: usize = 54 * 1024;
+
+/// Issue 14's target, 35 KB: reported, not enforced (see BUDGET_GZIPPED).
+const TARGET_GZIPPED: usize = 35 * 1024;
 
 pub(crate) fn run(args: &[String]) -> Result {
     if let Some(unknown) = args.first() {
@@ -66,10 +70,14 @@ pub(crate) fn build() -> Result<usize> {
     let (wasm_gz, glue_gz) = (gzipped(&wasm)?, gzipped(&glue)?);
     let total = wasm_gz + glue_gz;
     eprintln!(
-        "\nbrowser package: herald_bg.wasm {} B ({wasm_gz} B gzipped) + herald.js {} B ({glue_gz} B gzipped) = {total} B ({:.1} KiB) gzipped; budget {BUDGET_GZIPPED} B",
+        "\nbrowser package: herald_bg.wasm {} B ({wasm_gz} B gzipped) + herald.js {} B ({glue_gz} B gzipped) = {total} B ({:.1} KiB) gzipped; budget {BUDGET_GZIPPED} B; target {TARGET_GZIPPED} B ({})",
         size(&wasm)?,
         size(&glue)?,
         total as f64 / 1024.0,
+        match total.checked_sub(TARGET_GZIPPED) {
+            Some(over) => format!("{over} B over"),
+            None => "met".to_owned(),
+        },
     );
     if total > BUDGET_GZIPPED {
         return Err(format!(
