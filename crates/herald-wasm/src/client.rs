@@ -78,9 +78,11 @@ type Call = (Function, JsValue);
 #[wasm_bindgen]
 impl HeraldClient {
     /// `new HeraldClient({ url, token | getToken, auth, heartbeatMs, heartbeatTimeoutMs,
-    /// connectTimeoutMs, publishTimeoutMs,
+    /// connectTimeoutMs, publishTimeoutMs, backgroundTimeoutMs, debug,
     /// backoff: { initialMs, maxMs, factor, jitter, maxAttempts, maxAdvisedMs },
-    /// fallback: false | { sseAfter, upgradeAfterMs, url } })`.
+    /// fallback: false | { sseAfter, upgradeAfterMs, url } })`, as the
+    /// package's `index.js` passes them after checking them (`url` absolute,
+    /// `auth` defaulting to `'message'`, `debug` a function of `(kind, value)`).
     /// Throws an `Error` naming the option that is wrong.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<Self, JsValue> {
