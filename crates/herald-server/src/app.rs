@@ -6,7 +6,7 @@ use herald_protocol::Event;
 use tokio::task::JoinHandle;
 
 use crate::{
-    auth::Authenticator,
+    auth::Auth,
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
     hub::{Hub, PublishId},
@@ -18,7 +18,7 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Auth,
     pub(crate) hub: Arc<Hub>,
     /// Set on a node of a cluster.
     pub(crate) cluster: Option<Arc<Cluster>>,
@@ -37,7 +37,7 @@ impl App {
     /// tokio runtime.
     pub(crate) fn new(
         config: ServerConfig,
-        auth: Authenticator,
+        auth: Auth,
         hub: Arc<Hub>,
         cluster: Option<(Arc<Cluster>, JoinHandle<()>)>,
     ) -> Self {

@@ -69,7 +69,7 @@
 
 mod accept;
 mod app;
-mod auth;
+pub mod auth;
 mod cluster;
 mod config;
 mod conn;
@@ -90,7 +90,7 @@ mod stream;
 mod testing;
 mod ws;
 
-pub use auth::{Claims, mint_token};
+pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use herald::{Herald, HeraldBuilder};
