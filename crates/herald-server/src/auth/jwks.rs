@@ -53,6 +53,7 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// - RSA keys check RS256, RS384, RS512, PS256, PS384 and PS512, EC keys
 ///   ES256 (P-256) or ES384 (P-384), or only the key's `alg` when it names
 ///   one. Other keys (`oct`, `OKP`, `"use":"enc"`) are skipped.
+/// - Clones share the cached keys and the cooldown.
 ///
 /// ```no_run
 /// use herald_server::{Herald, auth::Jwks};
