@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Tokens are checked by an [`Authenticator`]: HS256 with a secret, RS256 or
+//! ES256 with an identity provider's public key or JWKS URL, development
+//! mode, or a closure of your own (a session store); see [`auth`].
+//!
 //! The `testing` feature adds hooks that imitate failures (a restart that
 //! keeps or loses the history, dropped connections) for tests and demos.
 //!

@@ -15,7 +15,7 @@ pub enum AuthError {
     #[error("token expired; get a fresh one")]
     Expired,
     /// The token's `nbf` is still ahead.
-    #[error("token not valid yet (its nbf is in the future)")]
+    #[error("token not valid yet (its nbf is in the future); check the issuer's clock")]
     NotYetValid,
     /// The signature was not made by the server's key.
     #[error("token signature does not match the server's key; sign it with that key")]
@@ -31,13 +31,13 @@ pub enum AuthError {
     #[error("token audience (aud) is not this server's; get a token for this service")]
     Audience,
     /// The token's `iss` is not the issuer the server trusts.
-    #[error("token issuer (iss) is not the one this server trusts")]
+    #[error("token issuer (iss) is not the one this server trusts; get a token from that issuer")]
     Issuer,
     /// The claims are missing or of the wrong type.
     #[error("token claims invalid: {0}")]
     Claims(String),
     /// Not a JWT at all.
-    #[error("token is not a valid JWT")]
+    #[error("token is not a valid JWT; send the token as it was issued")]
     Malformed,
     /// The token's `kid` is not in the identity provider's key set, even
     /// after fetching it again (or it was fetched too recently to ask again).
