@@ -17,8 +17,12 @@ use crate::duration;
 /// backends publish with POST /api/publish and `Authorization: Bearer <token>`.
 ///
 /// Production: `herald serve --secret "$(openssl rand -hex 32)"`, then mint tokens with
-/// `herald token --secret .. --user ..`. Development: `herald serve --dev` accepts any
-/// token as the user id. Every flag can also be set by the environment variable shown.
+/// `herald token --secret .. --user ..`. With an identity provider's tokens instead: its public
+/// key (`--jwt-public-key`, RS256/ES256) or its key set (`--jwks-url`), with `--jwt-audience`
+/// and `--jwt-issuer`. Development: `herald serve --dev` accepts any token as the user id.
+/// A refused token closes a WebSocket with 4001 and the reason (after the upgrade, never HTTP
+/// 401) and answers HTTP requests with 401 (503 while the key set cannot be fetched).
+/// Every flag can also be set by the environment variable shown.
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 ///
 /// Endpoints: GET /ws (WebSocket), POST /api/publish, GET /sse?topics=.. (Server-Sent Events),
@@ -43,9 +47,27 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HERALD_ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Secret for HS256 tokens. Required unless --dev.
+    /// Secret for HS256 tokens. One of --secret, --jwt-public-key and --jwks-url is required
+    /// unless --dev.
     #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Public key (RSA or EC, PEM) of the RS256/ES256 tokens an identity provider signs: a file,
+    /// or the PEM text itself (-----BEGIN PUBLIC KEY-----..). HS256 tokens are then refused.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "FILE|PEM")]
+    jwt_public_key: Option<String>,
+    /// URL of an identity provider's key set (JWKS), e.g. https://idp.example/.well-known/jwks.json.
+    /// Fetched on the first token, cached, fetched again when a token names an unknown key id
+    /// (rotation; at most every 30s) and every 10 minutes; each fetch gives up after 5s. While it
+    /// cannot be fetched, the keys fetched before stay in use.
+    #[arg(long, env = "HERALD_JWKS_URL", value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Audience a token's `aud` must name (comma-separated or repeated). Without it, tokens that
+    /// carry an `aud` are refused.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE", value_delimiter = ',')]
+    jwt_audience: Vec<String>,
+    /// Issuer a token's `iss` must be. Without it, `iss` is not checked.
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
     /// Development mode: accept ANY token as the user id. Insecure.
     #[arg(long, env = "HERALD_DEV")]
     dev: bool,
@@ -71,7 +93,8 @@ pub(crate) struct ServeArgs {
     /// Close connections that send nothing for this long.
     #[arg(long, env = "HERALD_IDLE_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     idle_timeout: Duration,
-    /// Deadline for the first auth message when the URL has no ?token=.
+    /// Deadline for the first auth message when the URL has no ?token=, and for one check of a
+    /// token (fetching the JWKS included).
     #[arg(long, env = "HERALD_AUTH_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
     auth_timeout: Duration,
     /// Frames queued per connection before a slow consumer is closed (4009).
@@ -161,6 +184,10 @@ impl ServeArgs {
     fn config(self) -> ServerConfig {
         let mut config = ServerConfig::default();
         config.secret = self.secret;
+        config.jwt_public_key = self.jwt_public_key;
+        config.jwks_url = self.jwks_url;
+        config.jwt_audience = self.jwt_audience;
+        config.jwt_issuer = self.jwt_issuer;
         config.dev = self.dev;
         config.allowed_origins = self.allowed_origins;
         config.static_dir = self.static_dir;
@@ -203,9 +230,14 @@ fn check_config(args: ServeArgs) -> Result<(), String> {
     let addr = args.addr.clone();
     let config = args.config();
     config.validate().map_err(|error| format!("the configuration is not valid: {error}"))?;
-    let mode = match (&config.secret, config.dev) {
-        (_, true) => "development mode (any token is the user id)",
-        _ => "HS256 tokens",
+    let mode = if config.dev {
+        "development mode (any token is the user id)"
+    } else if config.jwks_url.is_some() {
+        "tokens checked against the JWKS URL's keys"
+    } else if config.jwt_public_key.is_some() {
+        "tokens checked against the public key"
+    } else {
+        "HS256 tokens"
     };
     println!("configuration OK: would listen on {addr} with {mode}");
     println!("{config:#?}");

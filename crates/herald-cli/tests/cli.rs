@@ -195,6 +195,43 @@ async fn serve_without_a_secret_or_dev_explains_what_to_pass() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--secret"));
 }
 
+/// A test key of herald-server's tests/keys.
+fn test_key(name: &str) -> String {
+    format!("{}/../herald-server/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn serve_checks_an_identity_providers_tokens_with_its_public_key_and_audience() {
+    let (_server, url) =
+        serve(&["--jwt-public-key", &test_key("ec-a.pub.pem"), "--jwt-audience", "herald"], Some("warn"));
+    let sign = |aud: &str| {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+        let claims = serde_json::json!({"sub": "u-1", "aud": aud, "exp": exp, "publish": ["doc:*"]});
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(test_key("ec-a.pem")).unwrap()).unwrap();
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
+    };
+    let connected = next_text(&mut open(&format!("{url}?token={}", sign("herald"))).await).await;
+    assert!(connected.contains(r#""user_id":"u-1""#), "{connected}");
+    assert!(http_publish(&url, &sign("herald")).await.contains("200"));
+    let elsewhere = sign("billing");
+    assert_eq!(close_code(&mut open(&format!("{url}?token={elsewhere}")).await).await, close::UNAUTHORIZED);
+    assert!(http_publish(&url, &elsewhere).await.contains("401"));
+    // An HS256 token is no use against a public key.
+    let hs256 = mint(&["--secret", "cli-secret", "--user", "u-1"]);
+    assert_eq!(close_code(&mut open(&format!("{url}?token={hs256}")).await).await, close::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn serve_with_two_token_keys_says_to_keep_one() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--secret", "s", "--jwks-url", "https://idp.example/jwks.json"])
+        .env_remove("HERALD_DEV")
+        .output()
+        .expect("herald runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keep one of --secret, --jwt-public-key and --jwks-url"));
+}
+
 #[tokio::test]
 async fn serve_with_an_unreachable_redis_says_what_to_check_and_exits_non_zero() {
     // Nothing listens on a port just freed.
@@ -388,6 +425,9 @@ fn serve_help_lists_every_limit_with_its_default() {
         assert!(help.contains(flag), "{flag} is missing from `herald serve --help`");
     }
     assert!(help.contains("docs/protocol.md (\"Limits\")"), "the help points at the table");
+    for flag in ["--secret", "--jwt-public-key", "--jwks-url", "--jwt-audience", "--jwt-issuer"] {
+        assert!(help.contains(flag), "{flag} is missing from `herald serve --help`");
+    }
 }
 
 #[test]
@@ -403,7 +443,7 @@ fn check_config_says_what_the_server_would_run_with_without_the_secret() {
 
     let output = check(&["--history-len", "10"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no token secret"), "nothing started to find out");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no way to check tokens"), "nothing started to find out");
     let output = check(&["--dev", "--epoch", "e1", "--redis", "redis://127.0.0.1:1"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("keeps its epoch in Redis"));
 }

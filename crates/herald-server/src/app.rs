@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
-    auth::{Authenticator, Identity},
+    auth::{Auth, Identity},
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
     hub::{Hub, PublishId},
@@ -19,7 +19,7 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Auth,
     pub(crate) hub: Arc<Hub>,
     /// Set on a node of a cluster.
     pub(crate) cluster: Option<Arc<Cluster>>,
@@ -38,7 +38,7 @@ impl App {
     /// tokio runtime.
     pub(crate) fn new(
         config: ServerConfig,
-        auth: Authenticator,
+        auth: Auth,
         hub: Arc<Hub>,
         cluster: Option<(Arc<Cluster>, JoinHandle<()>)>,
     ) -> Self {

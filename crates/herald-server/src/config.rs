@@ -1,10 +1,14 @@
 //! Server configuration.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 
-use crate::{ServerError, rate::Rate};
+use crate::{
+    ServerError,
+    auth::{Authenticator, Dev, Jwks, Jwt},
+    rate::Rate,
+};
 
 /// Everything the server can be told. Build it with [`Default`] and change
 /// fields, or use [`HeraldBuilder`](crate::HeraldBuilder)'s methods:
@@ -20,9 +24,23 @@ use crate::{ServerError, rate::Rate};
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Secret for HS256 JWTs. Needed unless [`dev`](Self::dev) is on.
-    /// Default: none.
+    /// Secret for HS256 JWTs. One of this, [`jwt_public_key`](Self::jwt_public_key)
+    /// and [`jwks_url`](Self::jwks_url) is needed unless [`dev`](Self::dev)
+    /// is on (or the [`HeraldBuilder`](crate::HeraldBuilder) is given an
+    /// [`authenticator`](crate::HeraldBuilder::authenticator)). Default: none.
     pub secret: Option<String>,
+    /// The public key (RSA or EC) of RS256/ES256 JWTs: PEM text
+    /// (`-----BEGIN PUBLIC KEY-----..`), or the path of a PEM file. See
+    /// [`Jwt::public_key_pem`](crate::auth::Jwt::public_key_pem). Default: none.
+    pub jwt_public_key: Option<String>,
+    /// The URL of an identity provider's key set (JWKS) that signs the JWTs.
+    /// See [`Jwks`](crate::auth::Jwks). Default: none.
+    pub jwks_url: Option<String>,
+    /// Audiences a JWT's `aud` must name one of. Empty: tokens with an `aud`
+    /// are refused. Default: empty.
+    pub jwt_audience: Vec<String>,
+    /// The issuer a JWT's `iss` must be. Default: none (not checked).
+    pub jwt_issuer: Option<String>,
     /// Development mode: any non-empty token is accepted as the user id, and
     /// that user may subscribe and publish anything. Insecure; the server logs
     /// a warning. Default: `false`.
@@ -66,7 +84,8 @@ pub struct ServerConfig {
     /// Default: 60 s.
     pub idle_timeout: Duration,
     /// Deadline for the first `{"type":"auth"}` message when the URL carries
-    /// no `?token=`. Default: 10 s.
+    /// no `?token=`, and for one check of credentials by the authenticator
+    /// (e.g. fetching an identity provider's keys). Default: 10 s.
     pub auth_timeout: Duration,
     /// Frames queued per connection before the server gives up on a consumer
     /// that reads too slowly (close 4009). Default: 1,024.
@@ -168,6 +187,10 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
             .field("dev", &self.dev)
             .field("allowed_origins", &self.allowed_origins)
             .field("epoch", &self.epoch)
@@ -214,9 +237,21 @@ impl ServerConfig {
         self.check().map(drop)
     }
 
-    /// [`validate`](Self::validate), returning the token secret (`None` in
-    /// development mode).
-    pub(crate) fn check(&self) -> Result<Option<String>, ServerError> {
+    /// [`validate`](Self::validate), returning the authenticator the
+    /// configuration names (reading [`jwt_public_key`](Self::jwt_public_key)'s
+    /// file, fetching nothing).
+    pub(crate) fn check(&self) -> Result<Arc<dyn Authenticator>, ServerError> {
+        self.check_limits()?;
+        self.authenticator()
+    }
+
+    /// Whether the configuration names a way to authenticate.
+    pub(crate) fn has_auth(&self) -> bool {
+        self.dev || self.secret.is_some() || self.jwt_public_key.is_some() || self.jwks_url.is_some()
+    }
+
+    /// Checks everything but authentication.
+    pub(crate) fn check_limits(&self) -> Result<(), ServerError> {
         let invalid = |problem: &str| Err(ServerError::Config(problem.to_owned()));
         if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
             return invalid("ping interval and idle timeout must be above zero");
@@ -235,10 +270,32 @@ impl ServerConfig {
         if self.redis_prefix.is_empty() {
             return invalid("the Redis key prefix must not be empty");
         }
-        match (&self.secret, self.dev) {
-            (_, true) => Ok(None),
-            (Some(secret), false) if !secret.is_empty() => Ok(Some(secret.clone())),
-            _ => invalid("no token secret: pass --secret or set HERALD_SECRET (or --dev for development)"),
+        Ok(())
+    }
+
+    fn authenticator(&self) -> Result<Arc<dyn Authenticator>, ServerError> {
+        let invalid = |problem: &str| Err(ServerError::Config(problem.to_owned()));
+        if self.dev {
+            return Ok(Arc::new(Dev));
+        }
+        let rules = |jwt: Jwt| {
+            let jwt = self.jwt_audience.iter().fold(jwt, |jwt, audience| jwt.audience(audience));
+            self.jwt_issuer.iter().fold(jwt, |jwt, issuer| jwt.issuer(issuer))
+        };
+        match (&self.secret, &self.jwt_public_key, &self.jwks_url) {
+            (Some(secret), None, None) if secret.is_empty() => {
+                invalid("the token secret is empty: pass a long random one (openssl rand -hex 32)")
+            }
+            (Some(secret), None, None) => Ok(Arc::new(rules(Jwt::hs256(secret)?))),
+            (None, Some(key), None) => Ok(Arc::new(rules(Jwt::public_key_pem(&read_pem(key)?)?))),
+            (None, None, Some(url)) => {
+                let jwks = self.jwt_audience.iter().fold(Jwks::new(url)?, |jwks, audience| jwks.audience(audience));
+                Ok(Arc::new(self.jwt_issuer.iter().fold(jwks, |jwks, issuer| jwks.issuer(issuer))))
+            }
+            (None, None, None) => invalid(
+                "no way to check tokens: pass --secret (HS256), --jwt-public-key or --jwks-url (or --dev for development)",
+            ),
+            _ => invalid("more than one token key: keep one of --secret, --jwt-public-key and --jwks-url"),
         }
     }
 
@@ -251,10 +308,22 @@ impl ServerConfig {
     }
 }
 
+/// The PEM text of `key`: itself, or the file it names.
+fn read_pem(key: &str) -> Result<Vec<u8>, ServerError> {
+    if key.trim_start().starts_with("-----BEGIN") {
+        return Ok(key.as_bytes().to_vec());
+    }
+    std::fs::read(key).map_err(|e| ServerError::Config(format!("cannot read the JWT public key file {key:?}: {e}")))
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            jwt_public_key: None,
+            jwks_url: None,
+            jwt_audience: Vec::new(),
+            jwt_issuer: None,
             dev: false,
             allowed_origins: Vec::new(),
             epoch: None,

@@ -11,6 +11,7 @@
 
 use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
+use axum::http::HeaderMap;
 use herald_protocol::{
     Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
     Subscribe, Topic, Unsubscribed, close, error_code,
@@ -19,6 +20,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info};
 
 use crate::{
+    AuthError, Credentials,
     app::App,
     auth::Identity,
     extract::Remote,
@@ -74,16 +76,24 @@ impl Ending {
 
 /// Runs a connection to its end: checks the origin and the token, then
 /// serves until the client leaves or the connection must close.
+/// `headers` are the opening request's, for the authenticator.
 /// `remote` stays held while the connection lives: on Herald's own listener
 /// it holds the connection's place within the connection limits.
-pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<String>, origin_ok: bool, remote: Remote) {
+pub(crate) async fn run<L: Link>(
+    mut link: L,
+    app: Arc<App>,
+    token: Option<String>,
+    headers: HeaderMap,
+    origin_ok: bool,
+    remote: Remote,
+) {
     let metrics = &app.hub.metrics;
     if !origin_ok {
         metrics.auth_failed(AuthFailure::Origin);
         info!("connection refused: origin not allowed");
         return close_link(link, &app, Ending::close(close::FORBIDDEN, "origin not allowed")).await;
     }
-    let identity = match authenticate(&mut link, &app, token).await {
+    let identity = match authenticate(&mut link, &app, token, &headers).await {
         Ok(identity) => identity,
         Err((failure, ending)) => {
             metrics.auth_failed(failure);
@@ -104,8 +114,9 @@ pub(crate) async fn run<L: Link>(mut link: L, app: Arc<App>, token: Option<Strin
     debug!(connection = connection.peer.id, user = %identity.user, "connected");
     let now = Instant::now();
     let mut conn = Conn {
-        expires_at: identity.expires_at(now),
+        expires_at: identity.deadline(now),
         identity,
+        headers,
         link,
         app: app.clone(),
         connection,
@@ -130,16 +141,23 @@ async fn close_link<L: Link>(mut link: L, app: &App, ending: Ending) {
     link.close(ending).await;
 }
 
-/// The identity from `?token=`, or from a first `auth` message within the deadline.
 /// Why it was refused, for the metrics, and how the connection ends.
 type Refused = (AuthFailure, Ending);
 
-async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -> Result<Identity, Refused> {
-    let check = |token: &str| {
-        app.auth.check(token).map_err(|reason| (AuthFailure::Invalid, Ending::close(close::UNAUTHORIZED, reason)))
-    };
-    if let Some(token) = token {
-        return check(&token);
+/// The identity from `?token=` (or the request's headers, as the
+/// authenticator reads them), or else from a first `auth` message within
+/// the deadline.
+async fn authenticate<L: Link>(
+    link: &mut L,
+    app: &App,
+    token: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Identity, Refused> {
+    let refuse = |error: AuthError| (AuthFailure::from(&error), Ending::close(close::UNAUTHORIZED, error.to_string()));
+    match app.auth.check(Credentials::new(token.as_deref(), headers)).await {
+        // Without a token in the URL the client may send one in an `auth` message.
+        Err(AuthError::Missing) if token.is_none() => {}
+        result => return result.map_err(refuse),
     }
     let deadline = Instant::now() + app.config.auth_timeout;
     loop {
@@ -154,7 +172,9 @@ async fn authenticate<L: Link>(link: &mut L, app: &App, token: Option<String>) -
         };
         let Inbound::Text(text) = message else { continue };
         match ClientMessage::decode(text.as_str()) {
-            Ok(ClientMessage::Auth { token }) => return check(&token.0),
+            Ok(ClientMessage::Auth { token }) => {
+                return app.auth.check(Credentials::new(Some(&token.0), headers)).await.map_err(refuse);
+            }
             // Liveness checks may come before authentication.
             Ok(ClientMessage::Ping) => {
                 let gone = |_| (AuthFailure::Missing, Ending::silent());
@@ -185,6 +205,8 @@ struct Conn<L> {
     link: L,
     app: Arc<App>,
     identity: Identity,
+    /// The opening request's, for the authenticator on `refresh`.
+    headers: HeaderMap,
     connection: Connection,
     bucket: Bucket,
     last_inbound: Instant,
@@ -405,15 +427,15 @@ impl<L: Link> Conn<L> {
     }
 
     async fn on_refresh(&mut self, token: &str) -> Step {
-        let identity = self.app.auth.check(token).map_err(|reason| {
-            self.app.hub.metrics.auth_failed(AuthFailure::Invalid);
-            Ending::close(close::UNAUTHORIZED, format!("refresh refused: {reason}"))
+        let identity = self.app.auth.check(Credentials::new(Some(token), &self.headers)).await.map_err(|error| {
+            self.app.hub.metrics.auth_failed(AuthFailure::from(&error));
+            Ending::close(close::UNAUTHORIZED, format!("refresh refused: {error}"))
         })?;
         if identity.user != self.identity.user || identity.tenant != self.identity.tenant {
             self.app.hub.metrics.auth_failed(AuthFailure::OtherUser);
             return Err(Ending::close(close::UNAUTHORIZED, "refresh token is for another user or tenant"));
         }
-        self.expires_at = identity.expires_at(Instant::now());
+        self.expires_at = identity.deadline(Instant::now());
         self.identity = identity;
         // A new `connected` tells the client the new `expires_in`.
         self.send_connected().await?;

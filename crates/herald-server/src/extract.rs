@@ -22,7 +22,7 @@ use serde_json::json;
 
 use ipnet::IpNet;
 
-use crate::{accept::Slot, app::App, auth::Identity, metrics::AuthFailure};
+use crate::{AuthError, Credentials, Identity, accept::Slot, app::App, metrics::AuthFailure};
 
 /// A refused request: its status and what to do about it, as `{"error": ..}`.
 #[derive(Debug, Clone)]
@@ -74,13 +74,14 @@ pub(crate) struct TokenParam {
     pub(crate) token: Option<String>,
 }
 
-/// The caller, from `Authorization: Bearer ..` or `?token=`.
+/// The caller, from `Authorization: Bearer ..` or `?token=` (or the
+/// request's headers, as the authenticator reads them).
 impl FromRequestParts<Arc<App>> for Identity {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Refusal> {
         let Params(TokenParam { token }) = Params::from_request_parts(parts, app).await?;
-        let identity = identify(app, &parts.headers, token.as_deref())?;
+        let identity = identify(app, &parts.headers, token.as_deref()).await?;
         if let Some(slot) = parts.extensions.get::<Arc<Slot>>() {
             slot.authenticated();
         }
@@ -88,17 +89,22 @@ impl FromRequestParts<Arc<App>> for Identity {
     }
 }
 
-/// The identity of a request: its bearer token, or else `query_token`.
-pub(crate) fn identify(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<Identity, Refusal> {
+/// The identity of a request: its bearer token, or else `query_token`,
+/// and its headers. A refusal is 401, or 503 when the authenticator cannot
+/// answer now.
+pub(crate) async fn identify(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<Identity, Refusal> {
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let refuse = |failure: AuthFailure, message: String| {
-        app.hub.metrics.auth_failed(failure);
-        Refusal::new(StatusCode::UNAUTHORIZED, message)
-    };
-    let missing = || refuse(AuthFailure::Missing, "no token: send Authorization: Bearer <token>".into());
-    let token = bearer.or(query_token).ok_or_else(missing)?;
-    app.auth.check(token).map_err(|message| refuse(AuthFailure::Invalid, message))
+    let credentials = Credentials::new(bearer.or(query_token), headers);
+    app.auth.check(credentials).await.map_err(|error| {
+        app.hub.metrics.auth_failed(AuthFailure::from(&error));
+        match error {
+            AuthError::Unavailable(_) => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()).retry_after(5)
+            }
+            _ => Refusal::new(StatusCode::UNAUTHORIZED, error.to_string()),
+        }
+    })
 }
 
 /// Where a request comes from: the client's address, and on Herald's own

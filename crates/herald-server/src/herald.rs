@@ -1,6 +1,6 @@
 //! [`Herald`]: the server as a part of your service, and its builder.
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use axum::Router;
 use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
@@ -8,7 +8,8 @@ use tokio::{net::ToSocketAddrs, time::timeout};
 use tracing::warn;
 
 use crate::{
-    MetricsSnapshot, ServerConfig, ServerError, ServerHandle, app::App, auth::Authenticator, cluster::Cluster, hub::Hub,
+    Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, app::App, auth::Auth, cluster::Cluster,
+    hub::Hub,
 };
 
 /// Herald inside your service: an axum [`Router`] to mount next to your own
@@ -130,26 +131,46 @@ impl Herald {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HeraldBuilder {
     config: ServerConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for HeraldBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeraldBuilder")
+            .field("config", &self.config)
+            .field("authenticator", &self.authenticator.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl HeraldBuilder {
     /// Starts from `config`.
     pub fn new(config: ServerConfig) -> Self {
-        Self { config }
+        Self { config, authenticator: None }
     }
 
     /// Development mode: any non-empty token is accepted as the user id.
+    /// A shortcut for an authenticator.
     pub fn dev(mut self, dev: bool) -> Self {
         self.config.dev = dev;
         self
     }
 
-    /// Secret of HS256 tokens.
+    /// Secret of HS256 tokens: a shortcut for
+    /// [`authenticator`](Self::authenticator)`(`[`Jwt::hs256`](crate::auth::Jwt::hs256)`(secret)?)`.
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.config.secret = Some(secret.into());
+        self
+    }
+
+    /// Who checks tokens and sessions, instead of the configuration's
+    /// secret, public key or JWKS URL (which must then be unset): one of
+    /// [`auth`](crate::auth)'s, or a closure. See [`Authenticator`].
+    pub fn authenticator(mut self, authenticator: impl Authenticator + 'static) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
         self
     }
 
@@ -239,7 +260,18 @@ impl HeraldBuilder {
     /// an unreachable Redis is [`ServerError::Redis`].
     pub async fn build(self) -> Result<Herald, ServerError> {
         let config = self.config;
-        let secret = config.check()?;
+        let authenticator = match self.authenticator {
+            Some(_) if config.has_auth() => {
+                return Err(ServerError::Config(
+                    "an authenticator is given, and also a secret, public key, JWKS URL or dev mode: keep one".into(),
+                ));
+            }
+            Some(authenticator) => {
+                config.check_limits()?;
+                authenticator
+            }
+            None => config.check()?,
+        };
         if config.dev {
             warn!(
                 "DEVELOPMENT MODE: any non-empty token is accepted as the user id and may publish anywhere; never use --dev in production"
@@ -253,7 +285,7 @@ impl HeraldBuilder {
             }
             None => None,
         };
-        let auth = Authenticator::new(secret.as_deref());
+        let auth = Auth::new(authenticator, config.auth_timeout);
         Ok(Herald { app: Arc::new(App::new(config, auth, hub, cluster)) })
     }
 

@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Tokens are checked by an [`Authenticator`]: HS256 with a secret, RS256 or
+//! ES256 with an identity provider's public key or JWKS URL, development
+//! mode, or a closure of your own (a session store); see [`auth`].
+//!
 //! The `testing` feature adds hooks that imitate failures (a restart that
 //! keeps or loses the history, dropped connections) for tests and demos.
 //!
@@ -69,7 +73,7 @@
 
 mod accept;
 mod app;
-mod auth;
+pub mod auth;
 mod cluster;
 mod config;
 mod conn;
@@ -90,7 +94,7 @@ mod stream;
 mod testing;
 mod ws;
 
-pub use auth::{Claims, mint_token};
+pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use herald::{Herald, HeraldBuilder};

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::AuthError;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -97,8 +99,13 @@ impl Refusal {
 pub(crate) enum AuthFailure {
     /// No token at all, or no `auth` message in time.
     Missing,
-    /// A token that does not verify or parse.
+    /// A token that does not verify or parse, or that the authenticator refused.
     Invalid,
+    Expired,
+    /// A token whose `nbf` is in the future.
+    NotYetValid,
+    /// The authenticator could not answer (a key set out of reach).
+    Unavailable,
     /// A refresh for another user or tenant.
     OtherUser,
     /// A browser on an origin outside the allow-list.
@@ -110,8 +117,23 @@ impl AuthFailure {
         match self {
             Self::Missing => "missing",
             Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Unavailable => "unavailable",
             Self::OtherUser => "other_user",
             Self::Origin => "origin",
+        }
+    }
+}
+
+impl From<&AuthError> for AuthFailure {
+    fn from(error: &AuthError) -> Self {
+        match error {
+            AuthError::Missing => Self::Missing,
+            AuthError::Expired => Self::Expired,
+            AuthError::NotYetValid => Self::NotYetValid,
+            AuthError::Unavailable(_) => Self::Unavailable,
+            _ => Self::Invalid,
         }
     }
 }
@@ -292,7 +314,8 @@ impl Metrics {
     }
 }
 
-const AUTH_REASONS: [&str; 4] = ["missing", "invalid", "other_user", "origin"];
+const AUTH_REASONS: [&str; 7] =
+    ["missing", "invalid", "expired", "not_yet_valid", "unavailable", "other_user", "origin"];
 const REFUSAL_REASONS: [&str; 7] =
     ["connections", "unauthenticated", "per_address", "per_user", "overflow", "publish_rate", "message_rate"];
 

@@ -117,10 +117,11 @@ pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>, re
     out_tx.try_send(hello.into()).expect("a new channel has room");
     app.sessions.insert(id.clone(), in_tx);
     let registered = Registered { app: app.clone(), id };
+    let headers = headers.clone();
     let link = StreamLink { inbound: in_rx, outbound: Some(out_tx) };
     tokio::spawn(async move {
         let _registered = registered;
-        crate::conn::run(link, app, token, origin_ok, remote).await;
+        crate::conn::run(link, app, token, headers, origin_ok, remote).await;
     });
     let events = stream::unfold(out_rx, |mut rx| async move {
         let frame = rx.recv().await?;

@@ -43,7 +43,7 @@ pub(crate) async fn upgrade(
         .write_buffer_size(config.write_buffer_size)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::run(socket, app, token, origin_ok, remote))
+        .on_upgrade(move |socket| crate::conn::run(socket, app, token, headers, origin_ok, remote))
 }
 
 impl Link for WebSocket {

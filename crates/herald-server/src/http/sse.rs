@@ -43,7 +43,7 @@ pub(crate) async fn sse(
         return Ok(crate::stream::open(app, &headers, params.token, remote));
     }
     AllowedOrigin::check(&app, &headers)?;
-    let identity = identify(&app, &headers, params.token.as_deref())?;
+    let identity = identify(&app, &headers, params.token.as_deref()).await?;
     remote.authenticated();
     let quota = app.quota(&identity, remote.ip)?;
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
@@ -69,7 +69,7 @@ pub(crate) async fn sse(
     pending.push_back(SseEvent::default().event("herald.subscribed").data(frame.as_str()));
     let spread = app.config.shutdown_spread;
     // A plain stream cannot be refreshed: it ends when its token expires.
-    let expiry = identity.expires_at(tokio::time::Instant::now()).map(|at| Box::pin(tokio::time::sleep_until(at)));
+    let expiry = identity.deadline(tokio::time::Instant::now()).map(|at| Box::pin(tokio::time::sleep_until(at)));
     let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, expiry, done: false };
     let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
     Ok(Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response())
