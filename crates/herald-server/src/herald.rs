@@ -1,6 +1,6 @@
 //! [`Herald`]: the server as a part of your service, and its builder.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use axum::Router;
 use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
@@ -8,7 +8,8 @@ use tokio::{net::ToSocketAddrs, time::timeout};
 use tracing::warn;
 
 use crate::{
-    MetricsSnapshot, ServerConfig, ServerError, ServerHandle, app::App, auth::Authenticator, cluster::Cluster, hub::Hub,
+    MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, auth::Authenticator,
+    cluster::Cluster, hub::Hub,
 };
 
 /// Herald inside your service: an axum [`Router`] to mount next to your own
@@ -220,6 +221,15 @@ impl HeraldBuilder {
     /// the new one. Unix only; for [`bind`](Self::bind).
     pub fn reuse_port(mut self, reuse: bool) -> Self {
         self.config.reuse_port = reuse;
+        self
+    }
+
+    /// Serves HTTPS and `wss://` with the PEM certificate chain at `cert`
+    /// and its key at `key`, reloaded when they change; see
+    /// [`ServerConfig::tls`]. For [`bind`](Self::bind): a mounted router
+    /// leaves TLS to the host app.
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.tls = Some(TlsFiles::new(cert, key));
         self
     }
 

@@ -9,8 +9,9 @@
 //!   middleware: [`Herald::builder`], then [`Herald::router`] and the
 //!   in-process handle ([`Herald::publish`], [`Herald::metrics`],
 //!   [`Herald::shutdown`]);
-//! - on its own listener, with its connection limits: [`Server::bind`] (in a
-//!   program or a test) or [`HeraldBuilder::bind`];
+//! - on its own listener, with its connection limits and optionally TLS
+//!   ([`ServerConfig::tls`]): [`Server::bind`] (in a program or a test) or
+//!   [`HeraldBuilder::bind`];
 //! - as a process: `herald serve` (crate `herald-cli`).
 //!
 //! ```no_run
@@ -88,6 +89,7 @@ mod router;
 mod stream;
 #[cfg(feature = "testing")]
 mod testing;
+mod tls;
 mod ws;
 
 pub use auth::{Claims, mint_token};
@@ -99,3 +101,4 @@ pub use listen::{Server, ServerHandle};
 pub use metrics::MetricsSnapshot;
 #[cfg(feature = "testing")]
 pub use testing::Epoch;
+pub use tls::TlsFiles;

@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     pub(crate) events_published: AtomicU64,
     pub(crate) drops: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
 }
 
 /// A copy of the server's counters at one instant.
@@ -37,6 +38,10 @@ pub struct MetricsSnapshot {
     pub drops: u64,
     /// Rejected tokens and origins.
     pub auth_failures: u64,
+    /// TLS handshakes on Herald's own listener that failed or did not
+    /// finish in time (the client distrusts the certificate, speaks plain
+    /// HTTP, or is a scanner).
+    pub tls_handshake_failures: u64,
     /// Topics the server holds state for (subscribers, history or a position).
     pub topics: u64,
     /// Events kept in topics' histories for recovery.
@@ -75,6 +80,7 @@ impl Metrics {
             events_published: self.events_published.load(Relaxed),
             drops: self.drops.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
+            tls_handshake_failures: self.tls_handshake_failures.load(Relaxed),
             cluster_bus_up: self.bus_up.as_ref().map(|up| up.load(Relaxed)),
             ..MetricsSnapshot::default()
         }
@@ -85,7 +91,7 @@ impl MetricsSnapshot {
     /// The Prometheus text format.
     pub(crate) fn render(&self) -> String {
         let s = self;
-        let rows: [(&str, &str, &str, u64); 10] = [
+        let rows: [(&str, &str, &str, u64); 11] = [
             ("herald_connections", "gauge", "Open connections.", s.connections),
             ("herald_subscriptions", "gauge", "Live subscriptions.", s.subscriptions),
             ("herald_messages_in_total", "counter", "Messages received from clients.", s.messages_in),
@@ -93,6 +99,7 @@ impl MetricsSnapshot {
             ("herald_events_published_total", "counter", "Events published.", s.events_published),
             ("herald_drops_total", "counter", "Slow consumers dropped (close 4009).", s.drops),
             ("herald_auth_failures_total", "counter", "Rejected tokens and origins.", s.auth_failures),
+            ("herald_tls_handshake_failures_total", "counter", "Failed TLS handshakes.", s.tls_handshake_failures),
             ("herald_topics", "gauge", "Topics held (subscribers, history or a position).", s.topics),
             ("herald_history_events", "gauge", "Events kept for recovery.", s.history_events),
             ("herald_publish_ids", "gauge", "Publish ids remembered for deduplication.", s.publish_ids),
