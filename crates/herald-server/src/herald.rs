@@ -39,8 +39,9 @@ use crate::{
 /// ```
 ///
 /// Mounted this way, the limits of Herald's own listener (request head
-/// timeout, connections in all, before authentication and per TCP peer) are
-/// the host's to set; every other limit holds. With
+/// timeout, connections in all, before authentication and per TCP peer) and
+/// TLS ([`ServerConfig::tls`] is not used) are the host's to set; every other
+/// limit holds. With
 /// `into_make_service_with_connect_info::<SocketAddr>()` the limits per
 /// client address apply too. [`HeraldBuilder::bind`] runs Herald on its own
 /// listener instead, as `herald serve` does.
