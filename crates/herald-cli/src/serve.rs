@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
-use herald_server::{HeraldBuilder, IpNet, ServerConfig};
+use herald_server::{HeraldBuilder, IpNet, ServerConfig, TlsFiles};
 use tracing::Level;
 use tracing_subscriber::{EnvFilter, filter::filter_fn, prelude::*};
 
@@ -28,6 +28,10 @@ use crate::duration;
 /// Endpoints: GET /ws (WebSocket), POST /api/publish, GET /sse?topics=.. (Server-Sent Events),
 /// GET /api/poll?topics=..&since=.. (long poll), GET /healthz, GET /metrics (Prometheus).
 /// SIGINT/SIGTERM: connections are closed with 1001 and a spread reconnect hint, then exit 0.
+///
+/// TLS: `--tls-cert fullchain.pem --tls-key key.pem` serves https:// and wss:// (HTTP/1.1).
+/// The files are read again on SIGHUP and when they change (checked every 2 s): new connections
+/// get the new certificate, open ones keep theirs; a bad file keeps the previous one and is logged.
 ///
 /// Limits: everything a client can make the server hold is bounded, before authentication too:
 /// request heads and bodies (time and size), connections (in all, before authentication, per
@@ -178,6 +182,13 @@ pub(crate) struct ServeArgs {
     /// Longest wait of GET /api/poll.
     #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = duration::parse)]
     poll_timeout: Duration,
+    /// Serve https:// and wss:// with this certificate chain (PEM, the server's certificate first,
+    /// then intermediates). Needs --tls-key. The handshake must finish within --header-timeout.
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -221,6 +232,7 @@ impl ServeArgs {
         config.max_publish_ids = self.max_publish_ids;
         config.http_publish_rate = self.http_publish_rate;
         config.http_publish_burst = self.http_publish_burst;
+        config.tls = self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles::new(cert, key));
         config
     }
 }
@@ -295,6 +307,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async move {
         let server = HeraldBuilder::new(args.config()).bind(addr).await.map_err(|e| e.to_string())?;
         let ready = format!("herald listening on {} (WebSocket {})", server.http_url(), server.ws_url());
+        // Before the line below: whoever waits for it may send SIGHUP at once.
+        server.reload_tls_on_hangup();
         // Signals are caught from here on, so whoever waits for the line below may signal at once.
         let stopped = server.shutdown_on_signal();
         eprintln!("{ready}");

@@ -395,6 +395,46 @@ async fn a_server_that_runs_out_of_file_descriptors_keeps_accepting_once_they_ar
     assert!(server.log().contains("out of file descriptors"), "the shedding is logged: {}", server.log());
 }
 
+#[tokio::test]
+async fn serve_with_tls_files_speaks_wss_and_sighup_switches_the_certificate() {
+    use herald_test_support::tls::{CertFiles, TestCa, connect, peer_certificate};
+    let ca = TestCa::new();
+    let first = ca.issue();
+    let files = CertFiles::new(&first);
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let (server, url) = serve(&["--dev", "--tls-cert", cert, "--tls-key", key], Some("info"));
+    assert!(url.starts_with("wss://127.0.0.1:"), "{url}");
+    let addr = url.trim_start_matches("wss://").trim_end_matches("/ws").parse().expect("an address");
+    let trusting = Some(tokio_tungstenite::Connector::Rustls(ca.client_config()));
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(format!("{url}?token=u1"), None, false, trusting);
+    let (mut ws, _) = timeout(WAIT, connecting).await.expect("in time").expect("a wss:// handshake");
+    assert!(next_text(&mut ws).await.contains(r#""type":"connected""#));
+    let before = timeout(WAIT, connect(addr, ca.client_config())).await.expect("in time").expect("handshake");
+    assert_eq!(peer_certificate(&before), first.der);
+
+    let second = ca.issue();
+    files.write(&second);
+    server.signal("HUP");
+    timeout(WAIT, async {
+        while !server.log().contains("TLS certificate reloaded") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no reload logged: {}", server.log()));
+    assert!(server.log().contains("SIGHUP: reloading"), "{}", server.log());
+    let after = timeout(WAIT, connect(addr, ca.client_config())).await.expect("in time").expect("handshake");
+    assert_eq!(peer_certificate(&after), second.der, "new connections get the new certificate");
+    send(&mut ws, r#"{"type":"subscribe","topics":["doc:1"]}"#.to_owned()).await;
+    assert!(next_text(&mut ws).await.contains("subscribed"), "the open WebSocket keeps working");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_herald")).args(["serve", "--help"]).output().expect("herald runs");
+    let help = String::from_utf8(output.stdout).expect("UTF-8");
+    for needed in ["--tls-cert <PEM>", "--tls-key <PEM>", "HERALD_TLS_CERT", "HERALD_TLS_KEY", "SIGHUP"] {
+        assert!(help.contains(needed), "{needed} is missing from `herald serve --help`");
+    }
+}
+
 #[test]
 fn serve_help_lists_every_limit_with_its_default() {
     let output = Command::new(env!("CARGO_BIN_EXE_herald")).args(["serve", "--help"]).output().expect("herald runs");

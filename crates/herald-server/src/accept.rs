@@ -8,6 +8,11 @@
 //! and per-address limits it is served; over one it is answered by a small
 //! refusal service (which still answers `/healthz`) from a bounded overflow
 //! pool; beyond that pool it is closed at once.
+//!
+//! With TLS, the handshake comes after the gate (a connection in its
+//! handshake holds a slot and counts as not yet authenticated) and within
+//! the header timeout; refused connections get their answer over TLS too,
+//! so that a client reads why.
 
 use std::{
     collections::HashMap,
@@ -29,9 +34,13 @@ use axum::{
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::{oneshot, watch},
+    time::timeout,
 };
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_util::either::Either;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -212,23 +221,26 @@ impl Drop for Overflow {
     }
 }
 
-/// Accepts and serves connections on `listener` until `stop` fires, then
-/// asks every HTTP connection to finish its request and close, and returns
-/// once they have. (WebSockets, no longer HTTP once upgraded, are closed by
-/// the hub.)
+/// Accepts and serves connections on `listener` (over TLS with `tls`) until
+/// `stop` fires, then asks every HTTP connection to finish its request and
+/// close, and returns once they have. (WebSockets, no longer HTTP once
+/// upgraded, are closed by the hub.)
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     gate: Arc<Gate>,
     router: Router,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let header_timeout = app.config.header_timeout;
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(app.config.header_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let mut refusing = http1::Builder::new();
     refusing.timer(TokioTimer::new()).header_read_timeout(OVERFLOW_HEADER_TIMEOUT).keep_alive(false);
     let hub = app.hub.clone();
     let metrics = &hub.metrics;
+    let handshakes = Handshakes { tls, app: app.clone() };
     let refusal_router = Router::new().route("/healthz", get(crate::http::ops::healthz)).with_state(app);
     let (shutdown, draining) = watch::channel(false);
     let mut spare = Spare::open();
@@ -258,8 +270,17 @@ pub(crate) async fn serve(
                     request.extensions_mut().insert(slot.clone());
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 });
-                let connection = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-                connections.spawn(until_drained(connection, draining.clone()));
+                let (http, handshakes, mut draining) = (http.clone(), handshakes.clone(), draining.clone());
+                connections.spawn(async move {
+                    // A handshake in progress is abandoned when draining starts.
+                    let io = tokio::select! {
+                        io = handshakes.secure(tcp, header_timeout) => io,
+                        () = async { drop(draining.wait_for(|draining| *draining).await) } => None,
+                    };
+                    let Some(io) = io else { return };
+                    let connection = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+                    until_drained(connection, draining).await;
+                });
             }
             Admission::Refuse(overflow, reason, refusal) => {
                 metrics.refused(reason);
@@ -267,10 +288,12 @@ pub(crate) async fn serve(
                 let service = service_fn(move |request: Request<Incoming>| {
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 });
-                let connection = refusing.serve_connection(TokioIo::new(tcp), service);
+                let (refusing, handshakes) = (refusing.clone(), handshakes.clone());
                 tokio::spawn(async move {
                     let _overflow = overflow;
-                    let _ = connection.await;
+                    if let Some(io) = handshakes.secure(tcp, OVERFLOW_HEADER_TIMEOUT).await {
+                        let _ = refusing.serve_connection(TokioIo::new(io), service).await;
+                    }
                 });
             }
             Admission::Drop => {
@@ -284,12 +307,44 @@ pub(crate) async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// A connection's stream: TCP, or TLS over it (boxed: plain connections
+/// stay small).
+type Io = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// The TLS handshakes of a listener, if it has TLS.
+#[derive(Clone)]
+struct Handshakes {
+    tls: Option<TlsAcceptor>,
+    app: Arc<App>,
+}
+
+impl Handshakes {
+    /// `tcp` as it is to be served: as it is without TLS, else once its
+    /// handshake completes within `limit`. A failed handshake is counted and
+    /// the connection dropped (with its slot).
+    async fn secure(&self, tcp: TcpStream, limit: Duration) -> Option<Io> {
+        let Some(tls) = &self.tls else { return Some(Either::Left(tcp)) };
+        let peer = tcp.peer_addr().ok();
+        let failure = match timeout(limit, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => return Some(Either::Right(Box::new(stream))),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no handshake within {limit:?}"),
+        };
+        // Scanners, plain HTTP and clients that distrust the certificate end
+        // here: worth a counter, not a warning.
+        self.app.hub.metrics.tls_handshake_failures.inc();
+        debug!(?peer, error = %failure, "TLS handshake failed");
+        None
+    }
+}
+
 /// Serves `connection` to its end; once draining starts, lets it finish the
 /// request in flight and close.
-async fn until_drained<S, B>(
-    connection: http1::UpgradeableConnection<TokioIo<TcpStream>, S>,
+async fn until_drained<I, S, B>(
+    connection: http1::UpgradeableConnection<TokioIo<I>, S>,
     mut draining: watch::Receiver<bool>,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: hyper::body::Body + 'static,

@@ -5,7 +5,7 @@ use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 use ipnet::IpNet;
 
 use crate::{
-    ServerError,
+    ServerError, TlsFiles,
     auth::{Authenticator, Dev, Jwks, Jwt},
     rate::Rate,
 };
@@ -139,7 +139,9 @@ pub struct ServerConfig {
     /// Longest wait for a request's head (its request line and headers),
     /// including the WebSocket handshake's and the next request's on an idle
     /// keep-alive connection; a connection that sends none in time is
-    /// closed. Applies to Herald's own listener. Default: 10 s.
+    /// closed. With [`tls`](Self::tls), the TLS handshake must also finish
+    /// within it, before the wait for the head begins. Applies to Herald's
+    /// own listener. Default: 10 s.
     pub header_timeout: Duration,
     /// Connections the server holds at most; one over it is answered 503
     /// (`/healthz` is still answered) and closed. `None`: what the process's
@@ -178,6 +180,17 @@ pub struct ServerConfig {
     pub poll_timeout: Duration,
     /// Directory of a built web app served from `/`. Default: none.
     pub static_dir: Option<PathBuf>,
+    /// Serve HTTPS and `wss://` (TLS 1.2 and 1.3, rustls) with this
+    /// certificate and key. Both files are read at start, where a bad one
+    /// is an error naming it, and again whenever they change (checked every
+    /// 2 s), on [`ServerHandle::reload_tls`](crate::ServerHandle::reload_tls)
+    /// and, after [`ServerHandle::reload_tls_on_hangup`](crate::ServerHandle::reload_tls_on_hangup),
+    /// on SIGHUP: new connections get the new certificate, open ones keep
+    /// theirs, and a reload that fails keeps the previous one and logs
+    /// what to fix. Applies to Herald's own listener only: mounted with
+    /// [`Herald::router`](crate::Herald::router), TLS is the host app's
+    /// (or its proxy's). Default: none (plain HTTP and `ws://`).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Written out to keep the secret, and the password in a Redis URL, out of
@@ -226,6 +239,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_subscriptions", &self.max_subscriptions)
             .field("poll_timeout", &self.poll_timeout)
             .field("static_dir", &self.static_dir)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -269,6 +283,9 @@ impl ServerConfig {
         }
         if self.redis_prefix.is_empty() {
             return invalid("the Redis key prefix must not be empty");
+        }
+        if let Some(files) = &self.tls {
+            crate::tls::check(files).map_err(|error| ServerError::Config(error.to_string()))?;
         }
         Ok(())
     }
@@ -359,6 +376,7 @@ impl Default for ServerConfig {
             max_subscriptions: 1_000,
             poll_timeout: Duration::from_secs(25),
             static_dir: None,
+            tls: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`Herald`]: the server as a part of your service, and its builder.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::Router;
 use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
@@ -8,8 +8,8 @@ use tokio::{net::ToSocketAddrs, time::timeout};
 use tracing::warn;
 
 use crate::{
-    Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, app::App, auth::Auth, cluster::Cluster,
-    hub::Hub,
+    Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, auth::Auth,
+    cluster::Cluster, hub::Hub,
 };
 
 /// Herald inside your service: an axum [`Router`] to mount next to your own
@@ -39,8 +39,9 @@ use crate::{
 /// ```
 ///
 /// Mounted this way, the limits of Herald's own listener (request head
-/// timeout, connections in all, before authentication and per TCP peer) are
-/// the host's to set; every other limit holds. With
+/// timeout, connections in all, before authentication and per TCP peer) and
+/// TLS ([`ServerConfig::tls`] is not used) are the host's to set; every other
+/// limit holds. With
 /// `into_make_service_with_connect_info::<SocketAddr>()` the limits per
 /// client address apply too. [`HeraldBuilder::bind`] runs Herald on its own
 /// listener instead, as `herald serve` does.
@@ -241,6 +242,15 @@ impl HeraldBuilder {
     /// the new one. Unix only; for [`bind`](Self::bind).
     pub fn reuse_port(mut self, reuse: bool) -> Self {
         self.config.reuse_port = reuse;
+        self
+    }
+
+    /// Serves HTTPS and `wss://` with the PEM certificate chain at `cert`
+    /// and its key at `key`, reloaded when they change; see
+    /// [`ServerConfig::tls`]. For [`bind`](Self::bind): a mounted router
+    /// leaves TLS to the host app.
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.tls = Some(TlsFiles::new(cert, key));
         self
     }
 

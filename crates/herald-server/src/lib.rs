@@ -9,8 +9,9 @@
 //!   middleware: [`Herald::builder`], then [`Herald::router`] and the
 //!   in-process handle ([`Herald::publish`], [`Herald::metrics`],
 //!   [`Herald::shutdown`]);
-//! - on its own listener, with its connection limits: [`Server::bind`] (in a
-//!   program or a test) or [`HeraldBuilder::bind`];
+//! - on its own listener, with its connection limits and optionally TLS
+//!   ([`ServerConfig::tls`]): [`Server::bind`] (in a program or a test) or
+//!   [`HeraldBuilder::bind`];
 //! - as a process: `herald serve` (crate `herald-cli`).
 //!
 //! ```no_run
@@ -92,6 +93,7 @@ mod router;
 mod stream;
 #[cfg(feature = "testing")]
 mod testing;
+mod tls;
 mod ws;
 
 pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
@@ -103,3 +105,4 @@ pub use listen::{Server, ServerHandle};
 pub use metrics::MetricsSnapshot;
 #[cfg(feature = "testing")]
 pub use testing::Epoch;
+pub use tls::TlsFiles;

@@ -1,6 +1,6 @@
 //! Herald on its own listener: [`Server::bind`], [`ServerHandle`].
 
-use std::{io, net::SocketAddr, ops::Deref, time::Duration};
+use std::{io, net::SocketAddr, ops::Deref, sync::Arc, time::Duration};
 
 use tokio::{
     net::{TcpListener, TcpSocket, ToSocketAddrs},
@@ -10,7 +10,7 @@ use tokio::{
 };
 use tracing::info;
 
-use crate::{Herald, HeraldBuilder, ServerError, accept::Gate};
+use crate::{Herald, HeraldBuilder, ServerError, accept::Gate, tls::Tls};
 
 /// Starts servers on their own listener. See [`Server::bind`] and
 /// [`Herald`] for mounting Herald in your own axum app instead.
@@ -50,6 +50,8 @@ pub struct ServerHandle {
     pub(crate) herald: Herald,
     addr: SocketAddr,
     listening: Option<Listening>,
+    /// With [`ServerConfig::tls`](crate::ServerConfig::tls).
+    tls: Option<Arc<Tls>>,
 }
 
 #[derive(Debug)]
@@ -69,10 +71,18 @@ impl Deref for ServerHandle {
 impl ServerHandle {
     /// Serves `herald` on `addr`.
     pub(crate) async fn listen(herald: Herald, addr: impl ToSocketAddrs) -> Result<Self, ServerError> {
+        let tls = match &herald.app.config.tls {
+            Some(files) => {
+                let tls = Tls::load(files).await.map_err(|error| ServerError::Config(error.to_string()))?;
+                tokio::spawn(crate::tls::watch(Arc::downgrade(&tls)));
+                Some(tls)
+            }
+            None => None,
+        };
         let listener = bind(addr, herald.app.config.reuse_port).await?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: "?".into(), source })?;
-        info!(%addr, epoch = %herald.epoch(), "herald listening");
-        let mut handle = Self { herald, addr, listening: None };
+        info!(%addr, epoch = %herald.epoch(), tls = tls.is_some(), "herald listening");
+        let mut handle = Self { herald, addr, listening: None, tls };
         handle.serve(listener);
         Ok(handle)
     }
@@ -82,7 +92,8 @@ impl ServerHandle {
         let app = self.herald.app.clone();
         app.hub.reopen();
         let gate = Gate::new(&app.config);
-        let task = tokio::spawn(crate::accept::serve(listener, app, gate, self.herald.router(), stopped));
+        let tls = self.tls.as_ref().map(Tls::acceptor);
+        let task = tokio::spawn(crate::accept::serve(listener, tls, app, gate, self.herald.router(), stopped));
         self.listening = Some(Listening { stop, task });
     }
 
@@ -91,14 +102,41 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `ws://<addr>/ws`.
+    /// `ws://<addr>/ws`, or `wss://<addr>/ws` with TLS (clients that check
+    /// the certificate's name connect to a name it holds instead of the address).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` with TLS.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the TLS certificate and key files again (see
+    /// [`ServerConfig::tls`](crate::ServerConfig::tls)): new connections get
+    /// the new certificate, open ones keep theirs. On an error the previous
+    /// certificate stays, and the error (also logged) says what to fix.
+    /// Herald reloads by itself when the files change; this is for a host
+    /// that knows sooner.
+    pub async fn reload_tls(&self) -> Result<(), ServerError> {
+        let Some(tls) = &self.tls else {
+            return Err(ServerError::Config("this server has no TLS to reload (ServerConfig::tls is not set)".into()));
+        };
+        tls.reload().await.map_err(|error| ServerError::Config(error.to_string()))
+    }
+
+    /// Reloads the TLS certificate and key (as [`reload_tls`](Self::reload_tls))
+    /// on every SIGHUP from this call on, as `herald serve` does. Installing
+    /// the handler means SIGHUP no longer ends the process. Does nothing
+    /// without TLS, or on systems other than Unix. Call it on a tokio runtime.
+    pub fn reload_tls_on_hangup(&self) {
+        #[cfg(unix)]
+        if let Some(tls) = &self.tls {
+            crate::tls::reload_on_hangup(Arc::downgrade(tls));
+        }
     }
 
     /// Stops gracefully: stops accepting, closes every connection with 1001

@@ -154,6 +154,8 @@ pub(crate) struct Metrics {
     pub(crate) messages_out: Counter,
     pub(crate) events_published: Counter,
     pub(crate) slow_consumers: Counter,
+    /// TLS handshakes on Herald's own listener that failed or did not finish in time.
+    pub(crate) tls_handshake_failures: Counter,
     closes: Family<CodeLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
@@ -218,6 +220,7 @@ impl Metrics {
             messages_out: Counter::default(),
             events_published: Counter::default(),
             slow_consumers: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             closes: Family::default(),
             refusals: Family::default(),
             auth_failures: Family::default(),
@@ -236,6 +239,8 @@ impl Metrics {
         r.register("events_published", "Events published", self.events_published.clone());
         let slow = self.slow_consumers.clone();
         r.register("slow_consumer_closes", "Consumers closed for falling behind (close 4009)", slow);
+        let tls = "TLS handshakes that failed or did not finish in time (a client distrusting the certificate, plain HTTP, a scanner)";
+        r.register("tls_handshake_failures", tls, self.tls_handshake_failures.clone());
         r.register(
             "closes",
             "Connections the server closed, by close code (1006: without a close frame)",
@@ -292,6 +297,7 @@ impl Metrics {
             drops: self.slow_consumers.get(),
             auth_failures: sum_family(&self.auth_failures, &AUTH_REASONS),
             refusals: sum_family(&self.refusals, &REFUSAL_REASONS),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
             topics: sizes.topics,
             history_events: sizes.history_events,
             publish_ids: sizes.publish_ids,
@@ -339,6 +345,10 @@ pub struct MetricsSnapshot {
     pub auth_failures: u64,
     /// Connections and requests turned away by a limit.
     pub refusals: u64,
+    /// TLS handshakes on Herald's own listener that failed or did not
+    /// finish in time (the client distrusts the certificate, speaks plain
+    /// HTTP, or is a scanner).
+    pub tls_handshake_failures: u64,
     /// Topics the server holds state for (subscribers, history or a position).
     pub topics: u64,
     /// Events kept in topics' histories for recovery.

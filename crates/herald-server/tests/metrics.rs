@@ -84,6 +84,10 @@ async fn every_documented_series_is_served_and_moves() {
         let family = series.strip_suffix("_total").unwrap_or(&series);
         assert!(after.contains(&format!("# TYPE {family} ")), "{series} is not served:\n{after}");
         let (was, is) = (value(&before, &series), value(&values, &series));
+        // TLS handshakes move in tests/tls.rs, on a server with TLS.
+        if series.starts_with("herald_tls_") {
+            continue;
+        }
         assert!(is > was || (was.is_nan() && is > 0.0), "{series} did not move: {was} -> {is}\n{during}\n{after}");
     }
 }

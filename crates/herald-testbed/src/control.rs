@@ -21,6 +21,7 @@ use crate::gate::Gate;
 pub(crate) struct Testbed {
     pub(crate) dev: Mutex<ServerHandle>,
     pub(crate) secure: Mutex<ServerHandle>,
+    pub(crate) tls: Mutex<ServerHandle>,
     pub(crate) gate: Gate,
     pub(crate) secret: &'static str,
 }

@@ -2,7 +2,10 @@
 //! one themselves — code in a browser. It starts
 //!
 //! * a development-mode server (any token is the user id),
-//! * a server that checks HS256 tokens (for 4001 handling), and
+//! * a server that checks HS256 tokens (for 4001 handling),
+//! * a development-mode server on `wss://`, with a certificate made at
+//!   start (`tls_spki` names its key for Chromium's
+//!   `--ignore-certificate-errors-spki-list`, which trusts that key alone), and
 //! * a gate in front of the first that can refuse WebSocket upgrades while
 //!   passing plain HTTP, as proxies that block WebSocket do, or drop every
 //!   byte of its connections without closing them (a dead link),
@@ -14,7 +17,7 @@
 //!
 //! | control request | does |
 //! | --- | --- |
-//! | `POST /publish?topic=..&event=..&entity_id=..[&server=secure]`, body: payload JSON | publishes; answers `{"seq":N}` |
+//! | `POST /publish?topic=..&event=..&entity_id=..[&server=secure\|tls]`, body: payload JSON | publishes; answers `{"seq":N}` |
 //! | `POST /pause`, `POST /resume?epoch=same\|new`, `POST /restart?epoch=same\|new` | takes the server down gracefully (1001 + hint), brings it back |
 //! | `POST /disconnect?code=1006` | closes every connection with that code |
 //! | `POST /token?user=..&ttl=60[&topics=a:*,b:1]` | a valid token for the secure server (every topic, or only those) |
@@ -28,6 +31,7 @@ mod gate;
 use std::{sync::Arc, time::Duration};
 
 use herald_server::{Server, ServerHandle};
+use herald_test_support::tls::{CertFiles, TestCa};
 use tokio::{io::AsyncReadExt, net::TcpListener, sync::Mutex};
 
 /// The token secret of the secure server; tests get tokens from `POST /token`.
@@ -46,6 +50,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let spread = Duration::from_millis(200);
     let dev = Server::builder().dev(true).shutdown_spread(spread).bind("127.0.0.1:0").await?;
     let secure = Server::builder().secret(SECRET).shutdown_spread(spread).bind("127.0.0.1:0").await?;
+    let certificate = TestCa::new().issue();
+    // Kept (in a temporary directory) until the testbed exits.
+    let files = CertFiles::new(&certificate);
+    let tls = Server::builder().dev(true).tls(&files.cert, &files.key).bind("127.0.0.1:0").await?;
     let gate = gate::Gate::start(dev.local_addr()).await?;
     let control = TcpListener::bind("127.0.0.1:0").await?;
     let addresses = serde_json::json!({
@@ -53,11 +61,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "ws": dev.ws_url(),
         "http": dev.http_url(),
         "secure_ws": secure.ws_url(),
+        "tls_ws": tls.ws_url(),
+        "tls_spki": certificate.spki_sha256(),
         "gated_ws": format!("ws://{}/ws", gate.addr()),
         "gated_http": format!("http://{}", gate.addr()),
     });
     println!("{addresses}");
-    let state = Arc::new(control::Testbed { dev: Mutex::new(dev), secure: Mutex::new(secure), gate, secret: SECRET });
+    let state = Arc::new(control::Testbed {
+        dev: Mutex::new(dev),
+        secure: Mutex::new(secure),
+        tls: Mutex::new(tls),
+        gate,
+        secret: SECRET,
+    });
     let serve = axum::serve(control, control::router(state));
     tokio::select! {
         result = serve => result?,
@@ -72,10 +88,11 @@ async fn stdin_closed() {
     while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
-/// Picks the server a request is about: `?server=secure`, or the dev server.
+/// Picks the server a request is about: `?server=secure`, `?server=tls`, or the dev server.
 fn pick<'a>(testbed: &'a control::Testbed, which: Option<&str>) -> &'a Mutex<ServerHandle> {
     match which {
         Some("secure") => &testbed.secure,
+        Some("tls") => &testbed.tls,
         _ => &testbed.dev,
     }
 }

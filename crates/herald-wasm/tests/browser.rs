@@ -1,8 +1,9 @@
 //! The browser client in headless Chromium against the real reference
 //! server (`herald-testbed`, started by `cargo xtask ci`): connect,
-//! subscribe, receive, restarts with and without history, publish acks,
-//! offline publishes, 4001, and the page's signals: `online`, the
-//! back/forward cache (`pagehide`/`pageshow`) and `visibilitychange`.
+//! subscribe, receive (over `wss://` too), restarts with and without
+//! history, publish acks, offline publishes, 4001, and the page's signals:
+//! `online`, the back/forward cache (`pagehide`/`pageshow`) and
+//! `visibilitychange`.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -40,6 +41,21 @@ async fn events_arrive_as_plain_objects_in_the_seed_shape() {
     assert_eq!(text(&event, "trace_id"), "t-1");
     assert!(text(&event, "data.timestamp").ends_with('Z'));
     assert_eq!(&status.states()[..2], ["connecting", "connected"]);
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_server_with_tls_is_reached_over_wss_and_its_events_arrive() {
+    let url = testbed().tls_ws;
+    assert!(url.starts_with("wss://"), "{url}");
+    let options = object(&[("url", url.into()), ("token", "tls-reader".into()), ("backoff", fast_backoff())]);
+    let client = HeraldClient::new(options).expect("valid options");
+    let events = Recorder::new();
+    let _unsubscribe = client.subscribe("wasm-tls:1", events.function(), JsValue::UNDEFINED).unwrap();
+    let probe = subscribed_on("tls", &events, "wasm-tls:1").await;
+    let seq = publish_on("tls", "wasm-tls:1", "gift-7").await;
+    eventually("the event over wss://", 5_000, || events.seqs().contains(&seq)).await;
+    assert_eq!(seq, probe + 1);
     client.close();
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Testbed {
     pub(crate) ws: String,
     pub(crate) secure_ws: String,
     pub(crate) gated_ws: String,
+    /// A dev server on `wss://`, whose key the browser is told to trust.
+    pub(crate) tls_ws: String,
 }
 
 pub(crate) fn testbed() -> Testbed {
@@ -25,7 +27,13 @@ pub(crate) fn testbed() -> Testbed {
     };
     let value: serde_json::Value = serde_json::from_str(json).expect("HERALD_TESTBED is herald-testbed's JSON line");
     let field = |name: &str| value[name].as_str().unwrap_or_else(|| panic!("HERALD_TESTBED lacks {name}")).to_owned();
-    Testbed { control: field("control"), ws: field("ws"), secure_ws: field("secure_ws"), gated_ws: field("gated_ws") }
+    Testbed {
+        control: field("control"),
+        ws: field("ws"),
+        secure_ws: field("secure_ws"),
+        gated_ws: field("gated_ws"),
+        tls_ws: field("tls_ws"),
+    }
 }
 
 /// Calls the control API (`POST` unless the path is `state`) and returns its JSON answer.
@@ -48,7 +56,12 @@ pub(crate) async fn control(path: &str, body: &str) -> JsValue {
 
 /// Publishes on the dev server; returns the `seq`.
 pub(crate) async fn publish(topic: &str, entity_id: &str) -> u64 {
-    let answer = control(&format!("publish?topic={topic}&entity_id={entity_id}"), r#"{"n":1}"#).await;
+    publish_on("dev", topic, entity_id).await
+}
+
+/// Publishes on the testbed's `server` (`dev`, `secure` or `tls`); returns the `seq`.
+pub(crate) async fn publish_on(server: &str, topic: &str, entity_id: &str) -> u64 {
+    let answer = control(&format!("publish?server={server}&topic={topic}&entity_id={entity_id}"), r#"{"n":1}"#).await;
     get(&answer, "seq").as_f64().expect("a seq") as u64
 }
 
@@ -144,8 +157,13 @@ pub(crate) async fn eventually(what: &str, limit_ms: u32, mut done: impl FnMut()
 /// Waits until the server delivers to `recorder` on `topic`: publishes
 /// probes until one arrives. Returns the probe's `seq`.
 pub(crate) async fn subscribed(recorder: &Recorder, topic: &str) -> u64 {
+    subscribed_on("dev", recorder, topic).await
+}
+
+/// [`subscribed`] on the testbed's `server`.
+pub(crate) async fn subscribed_on(server: &str, recorder: &Recorder, topic: &str) -> u64 {
     for _ in 0..50 {
-        let seq = publish(topic, "probe").await;
+        let seq = publish_on(server, topic, "probe").await;
         for _ in 0..10 {
             if recorder.seqs().contains(&seq) {
                 return seq;
