@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `ci`: install what the tests need (idempotently), then check formatting,
-//!   lints and every test. The README's test command; `.ci/run` calls it.
+//!   lints, every test and the crates as published. The README's test
+//!   command; `.ci/run` calls it.
 //! - `demo`: the main job, for someone who just cloned the repo (`--web`: in a browser).
 //! - `install`: only the install step of `ci`.
 //! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         "browser" => install::run().and_then(|()| browser::test()),
         _ => {
             eprintln!("usage: cargo xtask <ci | demo | install | bench | package | wasm | browser>");
-            eprintln!("  ci       install test dependencies, then fmt, clippy and every test");
+            eprintln!("  ci       install test dependencies, then fmt, clippy, every test and the packages");
             eprintln!("  demo     show Herald working end to end (--web: in a browser, on http://127.0.0.1:8080)");
             eprintln!("  install  only install what the tests need");
             eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
