@@ -1,8 +1,16 @@
 //! `cargo xtask package`: every crate meant for crates.io, packaged as
-//! `cargo publish` would package it, built from its package, and each binary
-//! installed from its package, all offline.
+//! `cargo publish` would package it, built from its package against the
+//! others' packages, and each binary installed from its package, offline.
+//!
+//! Not `cargo package`'s own verification: it resolves the crates to each
+//! other through a temporary registry whose crates keep their version from
+//! run to run, so cargo reuses what it unpacked and built in an earlier run
+//! (in `CARGO_HOME` and `target/`) and checks a crate against its
+//! dependencies' *old* packages. Unpacked into directories instead, the
+//! packages are rebuilt whenever they change, like any path dependency.
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -16,13 +24,14 @@ struct Crate {
     name: String,
     version: String,
     bins: Vec<String>,
-    /// Another published crate depends on it.
-    dependency: bool,
+    /// The workspace crates it depends on, dev-dependencies included.
+    all_deps: Vec<String>,
+    /// The same without dev-dependencies: what a dependent builds of it.
+    build_deps: Vec<String>,
 }
 
 impl Crate {
-    /// Where `cargo package` unpacked its `.crate` to verify it.
-    fn packaged(&self, packages: &Path) -> PathBuf {
+    fn unpacked(&self, packages: &Path) -> PathBuf {
         packages.join(format!("{}-{}", self.name, self.version))
     }
 }
@@ -37,30 +46,46 @@ pub(crate) fn run() -> Result {
 /// fetched) everything.
 pub(crate) fn check() -> Result {
     let crates = publishable()?;
-    // Together, so that each is verified (built from its `.crate`) against
-    // the others' `.crate`s through a temporary local registry, as if they
-    // were published in dependency order.
+    // Together, so that the lockfile of each package names the others at
+    // their new versions, as if they were published in dependency order.
     let mut package = cargo();
-    package.args(["package", "--offline", "--locked"]);
+    package.args(["package", "--offline", "--locked", "--no-verify"]);
     for krate in &crates {
         package.args(["-p", &krate.name]);
     }
     exec(&mut package)?;
 
+    // Cargo looks for no workspace above a `target/package` directory, so
+    // each unpacked package is a project of its own, as it is for a user.
     let packages = target_dir().join("package");
+    for krate in &crates {
+        let dir = krate.unpacked(&packages);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        }
+        let archive = packages.join(format!("{}-{}.crate", krate.name, krate.version));
+        // -m: files dated now, not at the fixed date cargo stamps into every
+        // package, so that cargo sees what changed since the last build.
+        exec(Command::new("tar").arg("-xzmf").arg(archive).arg("-C").arg(&packages))?;
+    }
+    // Each built alone from its package, with its own features and
+    // lockfile; no --locked, since the patches below change the lockfile's
+    // Herald entries, and only those.
+    for krate in &crates {
+        let mut build = cargo();
+        build.args(["build", "--offline", "--manifest-path"]).arg(krate.unpacked(&packages).join("Cargo.toml"));
+        build.arg("--target-dir").arg(target_dir());
+        patch(&mut build, &crates, krate, &packages);
+        exec(&mut build)?;
+    }
+    // `cargo install` from the package, with what the build above left:
+    // nothing is compiled again (a debug build, as the one above).
     let root = target_dir().join("package-install");
     for krate in crates.iter().filter(|krate| !krate.bins.is_empty()) {
         let mut install = cargo();
-        // A debug build in the target directory the verification used: only
-        // Herald's crates are built again, not their dependencies.
         install.args(["install", "--offline", "--locked", "--debug", "--force", "--path"]);
-        install.arg(krate.packaged(&packages)).arg("--target-dir").arg(target_dir()).arg("--root").arg(&root);
-        // The packaged manifest asks crates.io for the other Herald crates,
-        // which are not published (at this version) yet: their packages stand in.
-        for dependency in crates.iter().filter(|c| c.dependency) {
-            let path = dependency.packaged(&packages).display().to_string();
-            install.arg("--config").arg(format!("patch.crates-io.{}.path={path:?}", dependency.name));
-        }
+        install.arg(krate.unpacked(&packages)).arg("--target-dir").arg(target_dir()).arg("--root").arg(&root);
+        patch(&mut install, &crates, krate, &packages);
         exec(&mut install)?;
         for bin in &krate.bins {
             exec(Command::new(root.join("bin").join(bin)).arg("--version"))?;
@@ -69,38 +94,59 @@ pub(crate) fn check() -> Result {
     Ok(())
 }
 
+/// Points the packaged manifest's crates.io dependencies on the other Herald
+/// crates (not published yet, or not at this version) at their packages:
+/// those that `krate`'s build resolves, since an unused patch is a warning.
+fn patch(command: &mut Command, crates: &[Crate], krate: &Crate, packages: &Path) {
+    let find = |name: &str| crates.iter().find(|c| c.name == name);
+    let mut needed = BTreeSet::new();
+    let mut pending: Vec<&str> = krate.all_deps.iter().map(String::as_str).collect();
+    while let Some(name) = pending.pop() {
+        if name != krate.name
+            && let Some(dependency) = find(name)
+            && needed.insert(name)
+        {
+            pending.extend(dependency.build_deps.iter().map(String::as_str));
+        }
+    }
+    for dependency in needed.into_iter().filter_map(find) {
+        let path = dependency.unpacked(packages).display().to_string();
+        command.arg("--config").arg(format!("patch.crates-io.{}.path={path:?}", dependency.name));
+    }
+}
+
 /// The workspace's packages without `publish = false`, from `cargo metadata`.
 fn publishable() -> Result<Vec<Crate>> {
     let json = output(cargo().args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--locked"]))
         .ok_or("`cargo metadata` failed")?;
     let metadata: Value = serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
-    let published: Vec<&Value> = metadata["packages"]
-        .as_array()
-        .ok_or("cargo metadata lists no packages")?
+    let packages = metadata["packages"].as_array().ok_or("cargo metadata lists no packages")?;
+    let published: Vec<&Value> = packages
         .iter()
         .filter(|package| package["publish"].as_array().is_none_or(|registries| !registries.is_empty()))
         .collect();
-    let name = |package: &Value| package["name"].as_str().unwrap_or_default().to_owned();
-    let depended_on = |wanted: &str| {
-        published.iter().any(|package| {
-            package["dependencies"].as_array().into_iter().flatten().any(|dependency| {
-                dependency["name"] == wanted && dependency["kind"].is_null() && dependency["path"].is_string()
-            })
-        })
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    // Path dependencies: the workspace's own crates.
+    let deps = |package: &Value, dev: bool| -> Vec<String> {
+        let list = package["dependencies"].as_array().into_iter().flatten();
+        list.filter(|dependency| dependency["path"].is_string() && (dev || dependency["kind"] != "dev"))
+            .map(|dependency| text(&dependency["name"]))
+            .collect()
     };
     Ok(published
         .iter()
         .map(|package| Crate {
-            name: name(package),
-            version: package["version"].as_str().unwrap_or_default().to_owned(),
+            name: text(&package["name"]),
+            version: text(&package["version"]),
             bins: package["targets"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter(|target| target["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin")))
-                .filter_map(|target| target["name"].as_str().map(str::to_owned))
+                .map(|target| text(&target["name"]))
                 .collect(),
-            dependency: depended_on(&name(package)),
+            all_deps: deps(package, true),
+            build_deps: deps(package, false),
         })
         .collect())
 }
