@@ -126,10 +126,12 @@ fn publishable() -> Result<Vec<Crate>> {
         .filter(|package| package["publish"].as_array().is_none_or(|registries| !registries.is_empty()))
         .collect();
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-    // Path dependencies: the workspace's own crates.
+    // The workspace's own crates, but not those named by path alone: cargo
+    // package leaves those out.
     let deps = |package: &Value, dev: bool| -> Vec<String> {
         let list = package["dependencies"].as_array().into_iter().flatten();
-        list.filter(|dependency| dependency["path"].is_string() && (dev || dependency["kind"] != "dev"))
+        list.filter(|dependency| dependency["path"].is_string() && dependency["req"] != "*")
+            .filter(|dependency| dev || dependency["kind"] != "dev")
             .map(|dependency| text(&dependency["name"]))
             .collect()
     };
