@@ -18,13 +18,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! This crate re-exports the native client ([`Client`]), the wire protocol
-//! ([`protocol`]) and the sans-IO session core ([`core`]).
+//! This crate is the native client ([`Client`]) and every type its API
+//! names. To write a driver of your own, use the sans-IO session core and the
+//! wire protocol directly: the crates `herald-core` and `herald-protocol`.
+//!
+//! # Features
+//!
+//! - `rustls-0_23`: `ClientBuilder::tls_config`, which takes a
+//!   `rustls::ClientConfig` of rustls 0.23 (for a private CA or a client
+//!   certificate). Without it, `wss://` trusts the Mozilla roots.
+//!
+//! Other crates' types in this API: `futures::Stream` (0.3) for
+//! [`Subscription`] and [`Events`], `tokio::sync::watch` (1) for
+//! [`Client::status`], `tracing::Span` (0.1) for [`EventSpan`] and
+//! `serde::Serialize` (1) for payloads.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use herald_client::*;
-pub use herald_core as core;
-pub use herald_protocol as protocol;
+pub use herald_client::{Ack, Client, ClientBuilder, Error, EventSpan, Events, Result, Subscription, Update};
+// The types that the client's methods, statuses and updates name.
+pub use herald_core::{
+    AuthMode, BackoffConfig, DisconnectReason, PublishFailure, PublishId, ResyncReason, SessionEvent, Status,
+    TokenReason, Transport,
+};
+pub use herald_protocol::{
+    ErrorCode, ErrorMessage, Event, EventData, EventKind, JsonError, Payload, Presence, PresenceDiff, ProtocolError,
+    Topic, TopicError, TopicErrorKind, error_code,
+};
 
 /// The README's Rust examples, compiled (and the runnable ones run) as doctests.
 #[doc = include_str!("../README.md")]

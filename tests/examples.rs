@@ -15,7 +15,8 @@ mod publish_after_write;
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use herald::{Update, protocol::close};
+use herald::Update;
+use herald_protocol::close;
 use herald_test_support::{
     native::{server, subscribed},
     within_for as within,

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::shell::{Result, cargo, exec, output, root};
+use crate::shell::{Result, cargo, exec, output, root, target_dir};
 
 const START: &str = "<!-- bench:start -->";
 const END: &str = "<!-- bench:end -->";
@@ -86,8 +86,9 @@ pub(crate) fn run(args: &[String]) -> Result {
         Some("--quick") => true,
         Some(other) => return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick]`")),
     };
-    exec(cargo().args(["build", "--release", "-p", "herald-cli"]))?;
-    let herald = root().join("target/release/herald");
+    exec(cargo().args(["build", "--release", "-p", "herald-cli", "-p", "herald-bench"]))?;
+    let herald = target_dir().join("release/herald");
+    let generator = target_dir().join("release/herald-bench");
     let peers = prepare_peers()?;
 
     let loads = &FANOUT[..if quick { 2 } else { FANOUT.len() }];
@@ -103,7 +104,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             let name = kind.name();
             // A fresh server per load, so one load's leftovers do not skew the next.
             let server = start(kind, &herald, &peers)?;
-            let json = bench(&herald, &["fanout", "--url", &server.url, "--json"], load.args)?;
+            let json = bench(&generator, &["fanout", "--url", &server.url, "--json"], load.args)?;
             drop(server);
             let r: Value = serde_json::from_str(&json).map_err(|e| format!("bench output is not JSON: {e}"))?;
             let ms = |key: &str| r["latency"][key].as_f64().unwrap_or(f64::NAN) / 1000.0;
@@ -127,7 +128,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         let name = kind.name();
         let server = start(kind, &herald, &peers)?;
         let pid = server.child.id().to_string();
-        let json = bench(&herald, &["idle", "--url", &server.url, "--server-pid", &pid, "--json"], idle)?;
+        let json = bench(&generator, &["idle", "--url", &server.url, "--server-pid", &pid, "--json"], idle)?;
         drop(server);
         let r: Value = serde_json::from_str(&json).map_err(|e| format!("bench output is not JSON: {e}"))?;
         writeln!(
@@ -141,7 +142,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
 
     let clients = if quick { 1000 } else { STORM_CLIENTS };
-    let storm_rows = storm(&herald, &peers, clients)?;
+    let storm_rows = storm(&herald, &generator, &peers, clients)?;
 
     let mut section = String::new();
     writeln!(section, "{}\n", machine()).ok();
@@ -251,10 +252,10 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// Runs `herald bench ..` as its own process (its own file limit) and returns its JSON.
-fn bench(herald: &Path, args: &[&str], load: &[&str]) -> Result<String> {
-    let mut command = Command::new(herald);
-    command.arg("bench").args(args).args(load);
+/// Runs `herald-bench ..` as its own process (its own file limit) and returns its JSON.
+fn bench(generator: &Path, args: &[&str], load: &[&str]) -> Result<String> {
+    let mut command = Command::new(generator);
+    command.args(args).args(load);
     eprintln!("$ {}", crate::shell::describe(&command));
     let json = output(&mut command).ok_or_else(|| format!("`{}` failed", crate::shell::describe(&command)))?;
     eprintln!("  {}", json.trim());
@@ -309,14 +310,14 @@ fn write_benchmarks(section: &str) -> Result {
     Ok(())
 }
 
-/// `herald bench storm` against `herald serve`, restarted (a new process on
+/// `herald-bench storm` against `herald serve`, restarted (a new process on
 /// the same port, then SIGTERM to the old one) when the bench says it is ready.
-fn storm(herald: &Path, peers: &Path, clients: usize) -> Result<String> {
+fn storm(herald: &Path, generator: &Path, peers: &Path, clients: usize) -> Result<String> {
     let port = free_port()?;
     let server = start_on(Kind::Herald, port, herald, peers)?;
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let mut command = Command::new(herald);
-    command.args(["bench", "storm", "--url", &url, "--clients", &clients.to_string(), "--json"]);
+    let mut command = Command::new(generator);
+    command.args(["storm", "--url", &url, "--clients", &clients.to_string(), "--json"]);
     eprintln!("$ {}", crate::shell::describe(&command));
     let mut bench = command
         .stdout(Stdio::piped())

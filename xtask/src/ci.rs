@@ -27,6 +27,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     exec(&mut wasm_clippy(&["herald-core", "herald-protocol"], "--lib"))?;
     exec(&mut wasm_clippy(&["herald-wasm"], "--all-targets"))?;
     exec(cargo().args(["test", "--workspace", "--locked"]))?;
+    crate::package::check()?;
     crate::browser::test()?;
     fuzz()?;
     Ok(())

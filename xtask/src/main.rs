@@ -1,10 +1,12 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `ci`: install what the tests need (idempotently), then check formatting,
-//!   lints and every test. The README's test command; `.ci/run` calls it.
+//!   lints, every test and the crates as published. The README's test
+//!   command; `.ci/run` calls it.
 //! - `demo`: the main job, for someone who just cloned the repo (`--web`: in a browser).
 //! - `install`: only the install step of `ci`.
 //! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
+//! - `package`: only the packaging step of `ci` (the crates as published, and `cargo install`).
 //! - `wasm`: the browser client, built into the npm package in `pkg/`.
 //! - `browser`: only the browser tests (headless Chromium against `herald-testbed`).
 
@@ -13,6 +15,7 @@ mod browser;
 mod ci;
 mod demo;
 mod install;
+mod package;
 mod shell;
 mod wasm;
 
@@ -27,14 +30,16 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "install" => install::run(),
         "bench" => bench::run(rest),
+        "package" => package::run(),
         "wasm" => wasm::run(rest),
         "browser" => install::run().and_then(|()| browser::test()),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo | install | bench | wasm | browser>");
-            eprintln!("  ci       install test dependencies, then fmt, clippy and every test");
+            eprintln!("usage: cargo xtask <ci | demo | install | bench | package | wasm | browser>");
+            eprintln!("  ci       install test dependencies, then fmt, clippy, every test and the packages");
             eprintln!("  demo     show Herald working end to end (--web: in a browser, on http://127.0.0.1:8080)");
             eprintln!("  install  only install what the tests need");
             eprintln!("  bench    benchmarks against Herald's server and the peers, into BENCHMARKS.md");
+            eprintln!("  package  package the crates for crates.io, build them and install the CLI from the packages");
             eprintln!("  wasm     build the browser client into the npm package in pkg/");
             eprintln!("  browser  only the browser tests, in headless Chromium");
             return if task == "help" || task == "--help" { ExitCode::SUCCESS } else { ExitCode::from(2) };

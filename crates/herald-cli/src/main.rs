@@ -1,9 +1,8 @@
-//! `herald`: run Herald's reference server, mint tokens, listen, publish, benchmark.
+//! `herald`: run Herald's reference server, mint tokens, listen, publish, demo.
 //!
 //! Each subcommand lives in its own module with a clap `Args` struct and a
 //! `run` function; add a subcommand by adding a module and a variant below.
 
-mod bench;
 mod connect;
 mod demo;
 mod duration;
@@ -38,7 +37,6 @@ enum Command {
     Listen(listen::ListenArgs),
     Publish(publish::PublishArgs),
     Demo(demo::DemoArgs),
-    Bench(bench::BenchArgs),
     Token(token::TokenArgs),
 }
 
@@ -49,7 +47,6 @@ fn main() -> ExitCode {
         Command::Listen(args) => listen::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
         Command::Token(args) => token::run(args),
     };
     match result {

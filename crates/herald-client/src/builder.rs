@@ -164,6 +164,10 @@ impl ClientBuilder {
     /// TLS settings for `wss://`: a `rustls` 0.23 `ClientConfig`, e.g. with
     /// your own root certificates (a private CA, a development certificate)
     /// or a client certificate. Default: the Mozilla roots of `webpki-roots`.
+    ///
+    /// Behind the feature `rustls-0_23`, since it ties this API to that
+    /// rustls version.
+    #[cfg(feature = "rustls-0_23")]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self

@@ -37,7 +37,14 @@
 //! the next heartbeat. `Instant` stops while Linux and macOS sleep, so the
 //! task also compares it with the wall clock every 2 s and wakes the session
 //! when they drift apart by [`herald_core::SLEEP_THRESHOLD`].
+//!
+//! # Features
+//!
+//! - `rustls-0_23`: `ClientBuilder::tls_config`, which takes a
+//!   `rustls::ClientConfig` of rustls 0.23 (for a private CA or a client
+//!   certificate). Without it, `wss://` trusts the Mozilla roots.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod client;

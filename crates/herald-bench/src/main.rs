@@ -1,20 +1,20 @@
-//! `herald bench`: load a server the way real traffic would, and measure it.
+//! `herald-bench`: load a server the way real traffic would, and measure it.
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use herald_bench::{PublishVia, fanout, idle, storm};
 
 /// Measure a server that speaks Herald's protocol (or its common subset).
 ///
 /// Examples:
-///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
-///   herald bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000 --publish http
-///   herald bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
-///   herald bench storm --url ws://127.0.0.1:8080/ws --clients 10000   # then restart the server
-#[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
-pub(crate) struct BenchArgs {
+///   herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
+///   herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000 --publish http
+///   herald-bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
+///   herald-bench storm --url ws://127.0.0.1:8080/ws --clients 10000   # then restart the server
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
     #[command(subcommand)]
     mode: Mode,
 }
@@ -112,9 +112,19 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} {value}: give a positive number of seconds"))
 }
 
-pub(crate) fn run(args: BenchArgs) -> Result<(), String> {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    match args.mode {
+    match cli.mode {
         Mode::Fanout(a) => {
             let mut options = fanout::FanoutOptions::new(a.url);
             options.subscribers = a.subscribers;
