@@ -73,6 +73,7 @@ mod auth;
 mod cluster;
 mod config;
 mod conn;
+mod durable;
 mod error;
 mod extract;
 mod herald;
@@ -85,6 +86,7 @@ mod presence;
 mod quota;
 mod rate;
 mod router;
+mod store;
 mod stream;
 #[cfg(feature = "testing")]
 mod testing;
