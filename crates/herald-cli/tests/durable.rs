@@ -300,3 +300,21 @@ async fn a_reuse_port_deploy_hands_the_store_over_without_a_resync() {
     let log = new.expect("deployed").log();
     assert!(log.contains("epoch and history kept"), "{log}");
 }
+
+#[test]
+fn serve_help_explains_what_a_restart_keeps_with_and_without_a_data_dir() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald")).args(["serve", "--help"]).output().expect("herald runs");
+    let help = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(help.contains("--data-dir <DIR>") && help.contains("HERALD_DATA_DIR"), "{help}");
+    assert!(help.contains("without --data-dir") && help.contains("kill -9"), "{help}");
+}
+
+#[test]
+fn check_config_refuses_a_data_dir_with_redis() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--check-config", "--dev", "--data-dir", "/tmp/herald", "--redis", "redis://127.0.0.1:1"])
+        .output()
+        .expect("herald runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keeps its history in Redis"));
+}
