@@ -33,6 +33,10 @@ use crate::duration;
 /// The files are read again on SIGHUP and when they change (checked every 2 s): new connections
 /// get the new certificate, open ones keep theirs; a bad file keeps the previous one and is logged.
 ///
+/// History: without --data-dir the epoch and every topic's history live in memory, and a
+/// restart starts a new epoch (every client resyncs). With --data-dir they survive restarts,
+/// --reuse-port deploys and crashes, and reconnecting clients recover what they missed.
+///
 /// Limits: everything a client can make the server hold is bounded, before authentication too:
 /// request heads and bodies (time and size), connections (in all, before authentication, per
 /// address, per user), subscriptions, presence, queued frames, message and publish rates,
@@ -123,6 +127,13 @@ pub(crate) struct ServeArgs {
     /// --reuse-port` on the same address, then SIGTERM the old one; its clients reconnect to the new.
     #[arg(long, env = "HERALD_REUSE_PORT")]
     reuse_port: bool,
+    /// Keep the epoch, every topic's history and the publish ids in DIR (file herald.redb), so
+    /// that restarts, --reuse-port deploys and crashes (kill -9) keep them and clients recover
+    /// instead of resyncing. A publish is acked only once it is on disk (fsync). One process
+    /// holds DIR at a time: a new one waits for the old one to shut down, holding its requests
+    /// up to 10 s. An unreadable store is moved aside and a new epoch starts. Not with --redis.
+    #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Name of the event history (default: random at start; a cluster keeps its own in Redis).
     #[arg(long, env = "HERALD_EPOCH")]
     epoch: Option<String>,
@@ -218,6 +229,7 @@ impl ServeArgs {
         config.epoch = self.epoch;
         config.redis = self.redis;
         config.redis_prefix = self.redis_prefix;
+        config.data_dir = self.data_dir;
         config.poll_timeout = self.poll_timeout;
         config.header_timeout = self.header_timeout;
         config.body_timeout = self.body_timeout;

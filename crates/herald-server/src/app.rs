@@ -10,6 +10,7 @@ use crate::{
     auth::{Auth, Identity},
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
+    durable::Durable,
     hub::{Hub, PublishId},
     quota::{OverQuota, Quota, Quotas},
     rate::PublishLimits,
@@ -23,6 +24,8 @@ pub(crate) struct App {
     pub(crate) hub: Arc<Hub>,
     /// Set on a node of a cluster.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Set with a data directory: publishes go through the store.
+    pub(crate) durable: Option<Arc<Durable>>,
     /// The open `mode=frames` streams.
     pub(crate) sessions: Sessions,
     pub(crate) publish_limits: PublishLimits,
@@ -41,6 +44,7 @@ impl App {
         auth: Auth,
         hub: Arc<Hub>,
         cluster: Option<(Arc<Cluster>, JoinHandle<()>)>,
+        durable: Option<Arc<Durable>>,
     ) -> Self {
         let publish_limits = PublishLimits::new(config.http_publish_rate());
         let quotas = Quotas::new(config.max_connections_per_user, config.max_connections_per_ip);
@@ -49,11 +53,12 @@ impl App {
             tasks.push(AbortOnDrop(bus));
             cluster
         });
-        Self { config, auth, hub, cluster, sessions: Sessions::default(), publish_limits, quotas, _tasks: tasks }
+        let sessions = Sessions::default();
+        Self { config, auth, hub, cluster, durable, sessions, publish_limits, quotas, _tasks: tasks }
     }
 
     /// Publishes a validated event: through Redis on a node of a cluster,
-    /// in this process otherwise. With `dedup` (tenant, user, publish id), a
+    /// through the store with a data directory, in this process otherwise. With `dedup` (tenant, user, publish id), a
     /// repeat within the dedup window is not broadcast again. Returns the
     /// `seq` and whether it was a repeat.
     ///
@@ -67,10 +72,11 @@ impl App {
     ) -> Result<(u64, bool), Unavailable> {
         let trace_id = event.trace_id.get_or_insert_with(new_trace_id).clone();
         let (topic, publisher) = (event.topic.clone(), event.data.user_id.clone());
-        let published = match (&self.cluster, dedup) {
-            (Some(cluster), dedup) => cluster.publish(&event, dedup).await,
-            (None, Some(dedup)) => Ok(self.hub.publish_once(&dedup, event)),
-            (None, None) => Ok((self.hub.publish(event), false)),
+        let published = match (&self.cluster, &self.durable, dedup) {
+            (Some(cluster), _, dedup) => cluster.publish(&event, dedup).await,
+            (None, Some(durable), dedup) => durable.publish(event, dedup.map(|d| d.key())).await,
+            (None, None, Some(dedup)) => Ok(self.hub.publish_once(&dedup, event)),
+            (None, None, None) => Ok((self.hub.publish(event), false)),
         };
         match &published {
             Ok((seq, duplicate)) => {
@@ -81,10 +87,13 @@ impl App {
         published
     }
 
-    /// Whether the node can serve: always on a single node; on a node of a
-    /// cluster while it reaches Redis.
-    pub(crate) fn healthy(&self) -> bool {
-        self.cluster.as_ref().is_none_or(|cluster| cluster.online())
+    /// Why the node cannot serve, if it cannot: a node of a cluster that
+    /// cannot reach Redis, or a process that does not hold its store.
+    pub(crate) fn unhealthy(&self) -> Option<String> {
+        if self.cluster.as_ref().is_some_and(|cluster| !cluster.online()) {
+            return Some("the cluster bus (Redis) is unreachable".into());
+        }
+        self.durable.as_ref().filter(|durable| !durable.is_open()).map(|durable| durable.unavailable().0)
     }
 
     /// A place for one session of `identity` from `ip` within the quotas;

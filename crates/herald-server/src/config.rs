@@ -65,6 +65,23 @@ pub struct ServerConfig {
     /// Prefix of the cluster's Redis keys and channel, so that several
     /// clusters can share one Redis. Default: `herald`.
     pub redis_prefix: String,
+    /// Keeps the epoch, every topic's position and history, and the
+    /// publish ids in a store in this directory (file `herald.redb`,
+    /// created if missing), so that a restart, a deploy or a crash keeps
+    /// them: reconnecting clients recover what they missed instead of
+    /// resyncing. A publish is acked, and its event delivered, only once it
+    /// is on disk (fsync), so no `seq` is ever handed out twice.
+    ///
+    /// One process holds the store at a time: another one started on the
+    /// same directory (a `--reuse-port` deploy) waits for it, and so do the
+    /// connections it accepts meanwhile (10 s at most, then 503); the
+    /// holder lets go of it when it shuts down. A store that cannot be read
+    /// is moved aside (`herald.redb.unreadable-<time>`) and a new epoch
+    /// starts. Not with [`redis`](Self::redis) (a cluster keeps its history
+    /// in Redis) nor [`epoch`](Self::epoch) (the store keeps its own).
+    /// Default: none (the history lives in memory and a restart starts a
+    /// new epoch).
+    pub data_dir: Option<PathBuf>,
     /// Events kept per topic for recovery. Default: 1,000.
     pub history_len: usize,
     /// Longest time an event stays in a topic's history. Default: 5 minutes.
@@ -209,6 +226,7 @@ impl fmt::Debug for ServerConfig {
             .field("epoch", &self.epoch)
             .field("redis", &self.redis.as_deref().map(crate::cluster::redact))
             .field("redis_prefix", &self.redis_prefix)
+            .field("data_dir", &self.data_dir)
             .field("history_len", &self.history_len)
             .field("history_max_age", &self.history_max_age)
             .field("dedup_window", &self.dedup_window)
@@ -281,6 +299,16 @@ impl ServerConfig {
                 "a cluster keeps its epoch in Redis: drop the epoch setting (--epoch, HERALD_EPOCH) when using Redis",
             );
         }
+        if self.data_dir.is_some() && self.redis.is_some() {
+            return invalid(
+                "a cluster keeps its history in Redis: drop the data directory (--data-dir, HERALD_DATA_DIR) when using Redis",
+            );
+        }
+        if self.data_dir.is_some() && self.epoch.is_some() {
+            return invalid(
+                "the data directory keeps the epoch: drop the epoch setting (--epoch, HERALD_EPOCH) when using --data-dir",
+            );
+        }
         if self.redis_prefix.is_empty() {
             return invalid("the Redis key prefix must not be empty");
         }
@@ -346,6 +374,7 @@ impl Default for ServerConfig {
             epoch: None,
             redis: None,
             redis_prefix: "herald".into(),
+            data_dir: None,
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),
             dedup_window: Duration::from_secs(300),

@@ -33,6 +33,19 @@ pub enum ServerError {
         /// What went wrong.
         reason: String,
     },
+    /// The store of [`ServerConfig::data_dir`](crate::ServerConfig::data_dir)
+    /// could not be opened (the directory cannot be created or read, the
+    /// disk fails). A store that opens but cannot be read is not an error:
+    /// it is moved aside and a new epoch starts.
+    #[error(
+        "cannot open the store in {dir}: {reason}; check that the directory exists or can be created, that this user may read and write it, and that the disk has room"
+    )]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A node of a cluster could not publish through Redis; the message says
     /// whether the event may have been published.
     #[error("{0}")]

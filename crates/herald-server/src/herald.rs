@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::{
     Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, auth::Auth,
-    cluster::Cluster, hub::Hub,
+    cluster::Cluster, durable::Durable, hub::Hub,
 };
 
 /// Herald inside your service: an axum [`Router`] to mount next to your own
@@ -64,7 +64,9 @@ impl Herald {
     }
 
     /// The current epoch (it changes when the history is lost, and on a node
-    /// of a cluster when Redis restarts or loses its data).
+    /// of a cluster when Redis restarts or loses its data). With a
+    /// [data directory](ServerConfig::data_dir), the store's, once this
+    /// process holds the store.
     pub fn epoch(&self) -> String {
         self.app.hub.epoch().to_string()
     }
@@ -110,9 +112,15 @@ impl Herald {
 
     /// Closes every connection with 1001 and a reconnect hint spread over
     /// [`ServerConfig::shutdown_spread`] (and every one that opens after),
-    /// and waits, at most 10 s, for them to finish.
+    /// and waits, at most 10 s, for them to finish. With a
+    /// [data directory](ServerConfig::data_dir), lets go of the store first
+    /// (publishes from then on are refused), so that a replacement process
+    /// takes it at once.
     pub async fn shutdown(&self) {
         self.app.hub.close(close::GOING_AWAY);
+        if let Some(durable) = &self.app.durable {
+            durable.close().await;
+        }
         if timeout(Duration::from_secs(10), self.app.hub.all_gone()).await.is_err() {
             warn!("connections still open 10 s after shutdown began");
         }
@@ -295,8 +303,12 @@ impl HeraldBuilder {
             }
             None => None,
         };
+        let durable = match &config.data_dir {
+            Some(dir) => Some(Durable::open(&config, dir, &hub).await?),
+            None => None,
+        };
         let auth = Auth::new(authenticator, config.auth_timeout);
-        Ok(Herald { app: Arc::new(App::new(config, auth, hub, cluster)) })
+        Ok(Herald { app: Arc::new(App::new(config, auth, hub, cluster, durable)) })
     }
 
     /// [`build`](Self::build)s Herald and serves it on `addr`, with the

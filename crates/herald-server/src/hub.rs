@@ -209,6 +209,9 @@ struct TopicState {
     known: bool,
     seq: u64,
     history: VecDeque<Stored>,
+    /// With a store: the oldest `seq` the store may still hold, so that a
+    /// prune pass reports only topics whose history moved since the last.
+    stored_from: u64,
     subs: HashMap<u64, Sub>,
     presence: Presence,
 }
@@ -248,13 +251,45 @@ pub(crate) struct PublishId<'a> {
 }
 
 /// A [`PublishId`] kept for the dedup window.
-type DedupKey = (Tenant, Arc<str>, String);
+pub(crate) type DedupKey = (Tenant, Arc<str>, String);
+
+impl PublishId<'_> {
+    pub(crate) fn key(&self) -> DedupKey {
+        (self.tenant.clone(), self.user.clone(), self.id.to_owned())
+    }
+}
 
 /// Remembered client publish ids, so retransmissions are acked, not re-broadcast.
 #[derive(Default)]
 struct Dedup {
     seen: HashMap<DedupKey, u64>,
     order: VecDeque<(Instant, DedupKey)>,
+}
+
+impl Dedup {
+    /// Forgets ids past the window, and the oldest beyond `max` (a
+    /// retransmission of one of those would be broadcast again).
+    fn expire(&mut self, now: Instant, window: Duration, max: usize) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) <= window && self.order.len() < max {
+                break;
+            }
+            if let Some((_, expired)) = self.order.pop_front() {
+                self.seen.remove(&expired);
+            }
+        }
+    }
+}
+
+/// A topic a prune pass dropped history of, for the store to drop too.
+#[derive(Debug)]
+pub(crate) struct Dropped {
+    pub(crate) tenant: Tenant,
+    pub(crate) topic: String,
+    /// The topic's position when it was pruned.
+    pub(crate) seq: u64,
+    /// The oldest `seq` still kept, or `None` when the whole topic went.
+    pub(crate) keep_from: Option<u64>,
 }
 
 pub(crate) struct Hub {
@@ -284,6 +319,9 @@ pub(crate) struct Hub {
     /// The highest position of a topic pruned on a single node; see
     /// [`new_topic`](Self::new_topic).
     pruned_seq: AtomicU64,
+    /// With a store (`ServerConfig::data_dir`): what prune passes dropped,
+    /// until the store's writer takes it.
+    dropped: Option<Mutex<Vec<Dropped>>>,
     /// When the hub started, and when (nanoseconds after) the next fan-out
     /// may be timed.
     started: Instant,
@@ -320,9 +358,10 @@ impl Hub {
             dedup_window: config.dedup_window,
             dedup_per_shard: config.max_publish_ids.div_ceil(SHARDS).max(1),
             pruned_seq: AtomicU64::new(0),
+            dropped: config.data_dir.is_some().then(Mutex::default),
             started: Instant::now(),
             next_timed: AtomicU64::new(0),
-            metrics: Metrics::new(clustered),
+            metrics: Metrics::new(clustered, config.data_dir.is_some()),
         }
     }
 
@@ -383,16 +422,56 @@ impl Hub {
     /// comes back to a dropped topic with a position resyncs.
     pub(crate) fn prune_idle(&self) {
         let now = Instant::now();
+        let mut dropped = Vec::new();
         for shard in &self.shards {
-            lock(shard).retain(|_, state| {
+            lock(shard).retain(|(tenant, topic), state| {
                 state.prune(now, self.history_max_age);
                 let keep = !state.subs.is_empty() || !state.history.is_empty();
                 if !keep && !self.clustered {
                     self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
                 }
+                let front = state.history.front().map_or(state.seq + 1, |e| e.seq);
+                if self.dropped.is_some() && (!keep || front > state.stored_from) {
+                    state.stored_from = front;
+                    let keep_from = keep.then_some(front);
+                    dropped.push(Dropped { tenant: tenant.clone(), topic: topic.clone(), seq: state.seq, keep_from });
+                }
                 keep
             });
         }
+        if let Some(pending) = &self.dropped {
+            lock(pending).append(&mut dropped);
+        }
+    }
+
+    /// What prune passes dropped since the last call, for the store.
+    pub(crate) fn take_dropped(&self) -> Vec<Dropped> {
+        self.dropped.as_ref().map(|pending| std::mem::take(&mut *lock(pending))).unwrap_or_default()
+    }
+
+    /// The highest position of any pruned topic: a new topic numbers from above it.
+    pub(crate) fn pruned_seq(&self) -> u64 {
+        self.pruned_seq.load(Ordering::Relaxed)
+    }
+
+    /// Takes `epoch` as the history's name, before anyone connected (a
+    /// store's, at start).
+    pub(crate) fn set_epoch(&self, epoch: &str) {
+        *self.epoch.write().unwrap_or_else(PoisonError::into_inner) = epoch.into();
+    }
+
+    /// Restores a topic a store kept: its position, and its history, oldest
+    /// first, as `(seq, when it was published, frame)`.
+    pub(crate) fn restore_topic(&self, tenant: Tenant, topic: String, seq: u64, history: Vec<(u64, Instant, Frame)>) {
+        let mut shard = self.shard(&tenant, &topic);
+        let state = shard.entry((tenant, topic)).or_insert_with(|| self.new_topic());
+        state.seq = seq;
+        state.history = history.into_iter().map(|(seq, at, frame)| Stored { seq, at, frame }).collect();
+    }
+
+    /// Restores the highest position of the topics pruned before a restart.
+    pub(crate) fn restore_pruned_seq(&self, seq: u64) {
+        self.pruned_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// Forgets every topic's position and history (a node of a cluster that
@@ -497,6 +576,22 @@ impl Hub {
             }
             notified.await;
         }
+    }
+
+    /// A single node's position of `topic` in `tenant`'s namespace: where its
+    /// next event numbers from.
+    pub(crate) fn position(&self, tenant: &Tenant, topic: &str) -> u64 {
+        let shard = self.shard(tenant, topic);
+        shard.get(&(tenant.clone(), topic.to_owned())).map_or_else(|| self.pruned_seq(), |state| state.seq)
+    }
+
+    /// Delivers an event the store numbered and committed: keeps it in the
+    /// history and queues it to the namespace's subscribers.
+    pub(crate) fn deliver_committed(&self, tenant: &Tenant, topic: &Topic, seq: u64, frame: Frame) {
+        let mut shard = self.shard(tenant, topic.as_str());
+        let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
+        self.record(state, tenant, topic, seq, frame);
+        self.metrics.events_published.inc();
     }
 
     /// Assigns the next `seq` of the event's topic in the namespace of its
@@ -696,20 +791,10 @@ impl Hub {
     /// both copies through, each broadcast with a `seq` of its own, which no
     /// client can recognise as a duplicate.
     pub(crate) fn publish_once(&self, publish: &PublishId<'_>, event: Event) -> (u64, bool) {
-        let key: DedupKey = (publish.tenant.clone(), publish.user.clone(), publish.id.to_owned());
-        let index = (self.hasher.hash_one(&key) as usize) % SHARDS;
-        let mut dedup = lock(&self.dedup[index]);
+        let key = publish.key();
+        let mut dedup = self.dedup_shard(&key);
         let now = Instant::now();
-        // Forgotten: ids past the window, and the oldest beyond the count
-        // (a retransmission of one of those would be broadcast again).
-        while let Some((at, _)) = dedup.order.front() {
-            if now.duration_since(*at) <= self.dedup_window && dedup.order.len() < self.dedup_per_shard {
-                break;
-            }
-            if let Some((_, expired)) = dedup.order.pop_front() {
-                dedup.seen.remove(&expired);
-            }
-        }
+        dedup.expire(now, self.dedup_window, self.dedup_per_shard);
         if let Some(&seq) = dedup.seen.get(&key) {
             return (seq, true);
         }
@@ -717,6 +802,28 @@ impl Hub {
         dedup.seen.insert(key.clone(), seq);
         dedup.order.push_back((now, key));
         (seq, false)
+    }
+
+    fn dedup_shard(&self, key: &DedupKey) -> MutexGuard<'_, Dedup> {
+        lock(&self.dedup[(self.hasher.hash_one(key) as usize) % SHARDS])
+    }
+
+    /// The `seq` an id was published with, if it is remembered. With a
+    /// store, whose writer alone publishes, checking and remembering need
+    /// not be one step as in [`publish_once`](Self::publish_once).
+    pub(crate) fn published_id(&self, key: &DedupKey) -> Option<u64> {
+        let mut dedup = self.dedup_shard(key);
+        dedup.expire(Instant::now(), self.dedup_window, self.dedup_per_shard);
+        dedup.seen.get(key).copied()
+    }
+
+    /// Remembers that `key` was published as `seq` at `at`.
+    pub(crate) fn remember_id(&self, key: DedupKey, seq: u64, at: Instant) {
+        let mut dedup = self.dedup_shard(&key);
+        dedup.expire(Instant::now(), self.dedup_window, self.dedup_per_shard);
+        if dedup.seen.insert(key.clone(), seq).is_none() {
+            dedup.order.push_back((at, key));
+        }
     }
 }
 

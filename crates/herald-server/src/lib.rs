@@ -78,6 +78,7 @@ pub mod auth;
 mod cluster;
 mod config;
 mod conn;
+mod durable;
 mod error;
 mod extract;
 mod herald;
@@ -90,6 +91,7 @@ mod presence;
 mod quota;
 mod rate;
 mod router;
+mod store;
 mod stream;
 #[cfg(feature = "testing")]
 mod testing;

@@ -164,6 +164,9 @@ pub(crate) struct Metrics {
     /// On a node of a cluster: whether it is on the cluster bus (Redis), and
     /// how long a publish takes there.
     pub(crate) bus: Option<Bus>,
+    /// With a store (`ServerConfig::data_dir`): its file's size in bytes,
+    /// set by its writer after each commit.
+    pub(crate) store_bytes: Option<Gauge>,
     /// Set when scraped.
     held: Held,
 }
@@ -201,7 +204,7 @@ pub(crate) struct Sizes {
 }
 
 impl Metrics {
-    pub(crate) fn new(clustered: bool) -> Self {
+    pub(crate) fn new(clustered: bool, durable: bool) -> Self {
         let mut registry = Registry::with_prefix("herald");
         let connections = Family::<TransportLabels, Gauge>::default();
         let subscriptions = Family::<TransportLabels, Gauge>::default();
@@ -226,6 +229,7 @@ impl Metrics {
             auth_failures: Family::default(),
             fanout: latency(),
             bus: clustered.then(|| Bus { up: Gauge::default(), publish: latency() }),
+            store_bytes: durable.then(Gauge::default),
             held: Held::default(),
             registry,
         };
@@ -260,6 +264,9 @@ impl Metrics {
             r.register("cluster_bus_up", "1 while this node of a cluster reaches Redis, 0 while not", bus.up.clone());
             let publish = "Publishing through Redis: numbering, dedup and fan-out to every node";
             r.register_with_unit("cluster_publish", publish, Unit::Seconds, bus.publish.clone());
+        }
+        if let Some(bytes) = &self.store_bytes {
+            r.register_with_unit("store", "Size of the store's file (--data-dir)", Unit::Bytes, bytes.clone());
         }
         self
     }

@@ -6,6 +6,7 @@ use axum::{
     Router,
     extract::Request,
     http::{HeaderName, Method, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -17,7 +18,7 @@ use tower_http::{
 
 use crate::{
     app::{App, origin_in},
-    http, stream, ws,
+    durable, http, stream, ws,
 };
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -26,9 +27,13 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/publish", post(http::publish::publish))
         .route("/sse", get(http::sse::sse))
         .route("/sse/send", post(stream::send))
-        .route("/api/poll", get(http::poll::poll))
-        .route("/healthz", get(http::ops::healthz))
-        .route("/metrics", get(http::ops::metrics));
+        .route("/api/poll", get(http::poll::poll));
+    // Everything above needs the store's epoch and positions (or numbers events).
+    let router = match &app.durable {
+        Some(_) => router.route_layer(middleware::from_fn_with_state(app.clone(), durable::hold_until_open)),
+        None => router,
+    };
+    let router = router.route("/healthz", get(http::ops::healthz)).route("/metrics", get(http::ops::metrics));
     let router = match &app.config.static_dir {
         Some(dir) => router.fallback_service(web_app(dir)),
         None => router,

@@ -57,12 +57,17 @@ impl ServerHandle {
                 "a node of a cluster cannot drop the history alone: it belongs to the cluster and changes when Redis restarts".into(),
             ));
         }
+        if app.durable.is_some() {
+            return Err(ServerError::Config(
+                "a server with a data directory let go of its store when paused: build a new one on the same directory, as a restarted process would".into(),
+            ));
+        }
         if epoch == Epoch::New {
             let mut config = app.config.clone();
             // Even a configured epoch must change: the history is gone.
             config.epoch = None;
             let hub = Arc::new(Hub::new(&config));
-            let app = App::new(app.config.clone(), app.auth.clone(), hub, None);
+            let app = App::new(app.config.clone(), app.auth.clone(), hub, None, None);
             self.herald = Herald { app: Arc::new(app) };
         }
         let listener = self.rebind().await?;

@@ -8,11 +8,23 @@ use herald_test_support::*;
 use serde_json::json;
 
 /// The series names in docs/operations.md's table, with whether they are a
-/// cluster's only.
-fn documented() -> Vec<(String, bool)> {
+/// cluster's only or a data directory's only.
+fn documented() -> Vec<(String, Only)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md")).unwrap();
     let rows = doc.lines().filter_map(|line| line.strip_prefix("| `herald_")?.split_once('`'));
-    rows.map(|(name, _)| (format!("herald_{name}"), name.starts_with("cluster_"))).collect()
+    let only = |name: &str| match name {
+        _ if name.starts_with("cluster_") => Only::Cluster,
+        _ if name.starts_with("store_") => Only::DataDir,
+        _ => Only::Every,
+    };
+    rows.map(|(name, _)| (format!("herald_{name}"), only(name))).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Every,
+    Cluster,
+    DataDir,
 }
 
 /// Each series' value, summed over its labels (a histogram by its count).
@@ -75,9 +87,9 @@ async fn every_documented_series_is_served_and_moves() {
 
     let documented = documented();
     assert!(documented.len() >= 15, "the table was read: {documented:?}");
-    for (series, cluster_only) in documented {
-        if cluster_only {
-            assert!(!after.contains(&series), "{series} is a cluster's only");
+    for (series, only) in documented {
+        if only != Only::Every {
+            assert!(!after.contains(&series), "{series} is a cluster's or a data directory's only");
             continue;
         }
         // OpenMetrics names a counter's family without its `_total`.
@@ -89,6 +101,28 @@ async fn every_documented_series_is_served_and_moves() {
             continue;
         }
         assert!(is > was || (was.is_nan() && is > 0.0), "{series} did not move: {was} -> {is}\n{during}\n{after}");
+    }
+}
+
+#[tokio::test]
+async fn the_store_series_are_served_with_a_data_dir_and_move() {
+    let dir = TempDir::new();
+    let mut builder = Server::builder().dev(true);
+    builder.config_mut().data_dir = Some(dir.path().to_owned());
+    let server = builder.bind("127.0.0.1:0").await.unwrap();
+    let (_, before) = scrape(&server).await;
+    // Enough to grow the file past what redb allocates up front.
+    let payload = json!("z".repeat(40_000));
+    for n in 0..200 {
+        server.publish(&format!("doc:{n}"), "UPDATED", "1", &payload).await.unwrap();
+    }
+    let (after, values) = scrape(&server).await;
+    let store_series: Vec<_> = documented().into_iter().filter(|(_, only)| *only == Only::DataDir).collect();
+    assert!(!store_series.is_empty(), "the table lists the store's series");
+    for (series, _) in store_series {
+        assert!(after.contains(&format!("# TYPE {series} ")), "{series} is not served:\n{after}");
+        let (was, is) = (value(&before, &series), value(&values, &series));
+        assert!(is > was, "{series} did not move: {was} -> {is}");
     }
 }
 

@@ -1,10 +1,11 @@
 //! What Herald's tests share: waiting with a deadline (every test ends by
 //! itself), protocol v1 and HTTP spoken by hand, real `redis-server`s, a TCP
-//! proxy that breaks the network on command, TLS for loopback, and helpers
-//! for the native client. Not published.
+//! proxy that breaks the network on command, TLS for loopback, temporary
+//! directories, and helpers for the native client. Not published.
 
 #![allow(missing_debug_implementations, reason = "helpers hold sockets and processes; nothing prints them")]
 
+pub mod dir;
 pub mod http;
 pub mod native;
 pub mod proxy;
@@ -14,6 +15,7 @@ pub mod wire;
 
 use std::{future::Future, time::Duration};
 
+pub use dir::TempDir;
 pub use herald_server::{Claims, Epoch, Server, ServerHandle, mint_token};
 pub use http::*;
 pub use redis::{RedisLink, RedisServer};

@@ -10,13 +10,13 @@ use axum::{
 
 use crate::{app::App, extract::Refusal};
 
-/// `ok`, or 503 while a node of a cluster cannot reach Redis (a load
-/// balancer then sends new clients to another node).
+/// `ok`, or 503 while a node of a cluster cannot reach Redis or a process
+/// does not hold its store (a load balancer then sends new clients to
+/// another node).
 pub(crate) async fn healthz(State(app): State<Arc<App>>) -> Response {
-    if app.healthy() {
-        "ok".into_response()
-    } else {
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the cluster bus (Redis) is unreachable").into_response()
+    match app.unhealthy() {
+        None => "ok".into_response(),
+        Some(why) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 
