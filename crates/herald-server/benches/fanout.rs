@@ -37,8 +37,10 @@ fn main() {
 async fn run(subscribers: u64, events: u64, window: u64) {
     let mut builder = Server::builder().dev(true).rate_limit(0, 0, 0);
     builder.config_mut().outbound_queue = 4096;
-    // Every subscriber comes from 127.0.0.1: lift the per-address cap.
+    // Every subscriber is user `bench` from 127.0.0.1: lift the caps per
+    // address and per user.
     builder.config_mut().max_connections_per_ip = 0;
+    builder.config_mut().max_connections_per_user = 0;
     let server = builder.bind("127.0.0.1:0").await.expect("the server starts");
     let url = format!("{}?token=bench", server.ws_url());
     let delivered = Arc::new(AtomicU64::new(0));
