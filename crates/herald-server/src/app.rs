@@ -62,15 +62,11 @@ impl App {
     /// repeat within the dedup window is not broadcast again. Returns the
     /// `seq` and whether it was a repeat.
     ///
-    /// An event without a `trace_id` gets a new one, so that every event can
-    /// be followed from its publisher to its subscribers; each publish is
-    /// logged with it and the `seq` it got.
-    pub(crate) async fn publish(
-        &self,
-        mut event: Event,
-        dedup: Option<PublishId<'_>>,
-    ) -> Result<(u64, bool), Unavailable> {
-        let trace_id = event.trace_id.get_or_insert_with(new_trace_id).clone();
+    /// Each publish is logged with the `seq` it got and its trace id: the
+    /// publisher's (which the event carries to its subscribers), or a new
+    /// one for the log alone (every subscriber's frame would grow by it).
+    pub(crate) async fn publish(&self, event: Event, dedup: Option<PublishId<'_>>) -> Result<(u64, bool), Unavailable> {
+        let trace_id = event.trace_id.clone().unwrap_or_else(new_trace_id);
         let (topic, publisher) = (event.topic.clone(), event.data.user_id.clone());
         let published = match (&self.cluster, &self.durable, dedup) {
             (Some(cluster), _, dedup) => cluster.publish(&event, dedup).await,

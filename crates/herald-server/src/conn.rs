@@ -293,13 +293,16 @@ impl<L: Link> Conn<L> {
     async fn write_batch(&mut self, batch: &mut VecDeque<Queued>, killed: Pin<&mut impl Future<Output = ()>>) -> Step {
         let write_timeout = self.app.config.write_timeout;
         let link = &mut self.link;
+        // Frames are moved into the socket, not cloned: every subscriber's
+        // copy shares one reference count, which a clone and a drop per
+        // frame would make every writer contend on. The fan-out timers
+        // (few: events are sampled) are kept until the flush.
+        let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
         let write = timeout(write_timeout, async {
-            // The batch (and the fan-out timers it holds) is dropped only
-            // once flushed: then the frames are the socket's.
-            for queued in batch.iter() {
-                link.feed(queued.frame.clone()).await?;
+            while let Some(queued) = batch.pop_front() {
+                link.feed(queued.frame).await?;
             }
-            link.flush().await
+            link.flush().await.map(|()| drop(timers))
         });
         tokio::select! {
             result = write => match result {
@@ -317,7 +320,6 @@ impl<L: Link> Conn<L> {
                 self.send_message(ServerMessage::Presence(Presence { topic, members })).await?;
             }
         }
-        batch.clear();
         Ok(())
     }
 

@@ -34,6 +34,11 @@ impl Queued {
     pub(crate) fn new(frame: Frame, timer: Option<&Arc<FanoutTimer>>) -> Self {
         Self { frame, timer: timer.cloned() }
     }
+
+    /// Takes the fan-out timer, to drop it when the frame has been written.
+    pub(crate) fn take_timer(&mut self) -> Option<Arc<FanoutTimer>> {
+        self.timer.take()
+    }
 }
 
 /// Observes, when dropped, how long since the event was received: dropped

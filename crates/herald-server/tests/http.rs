@@ -256,7 +256,7 @@ async fn http_endpoints_refuse_browsers_on_origins_outside_the_allow_list() {
 }
 
 #[tokio::test]
-async fn every_event_carries_a_trace_id_from_its_publisher_the_traceparent_or_a_new_one() {
+async fn an_event_carries_its_publishers_trace_id_or_the_traceparents() {
     let server = jwt_server().await;
     let mut reader = Client::authed(&server, &token("reader")).await;
     reader.subscribe(&["doc:1"]).await;
@@ -272,10 +272,6 @@ async fn every_event_carries_a_trace_id_from_its_publisher_the_traceparent_or_a_
         headers.extend(traceparent.map(|value| ("traceparent", value)));
         assert_eq!(http(&server, "POST", "/api/publish", &headers, body).await.0, 200);
         let event = reader.recv().await;
-        let trace_id = event["trace_id"].as_str().unwrap_or_else(|| panic!("no trace id: {event}"));
-        match expected {
-            Some(expected) => assert_eq!(trace_id, expected),
-            None => assert!(trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{trace_id}"),
-        }
+        assert_eq!(event["trace_id"].as_str(), expected, "{event}");
     }
 }
