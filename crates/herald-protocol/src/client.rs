@@ -198,6 +198,12 @@ impl Publish {
                 format!("topic {} is a wildcard; publish to one concrete topic", Quoted::text(self.topic.as_str())),
             ));
         }
+        if self.ephemeral && self.if_seq.is_some() {
+            return Err(ProtocolError::invalid(
+                "publish",
+                "an ephemeral event has no seq, so it cannot be conditional: drop if_seq or ephemeral",
+            ));
+        }
         self.event.validate()?;
         self.data.validate()
     }

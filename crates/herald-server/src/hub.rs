@@ -596,16 +596,36 @@ impl Hub {
 
     /// Assigns the next `seq` of the event's topic in the namespace of its
     /// `tenant_id`, keeps it in the history and queues it to the namespace's
-    /// subscribers. Returns the `seq`. The caller has validated the event.
-    pub(crate) fn publish(&self, mut event: Event) -> u64 {
+    /// subscribers. Returns the `seq`. With `if_seq`, only while the topic is
+    /// at that `seq`. The caller has validated the event.
+    pub(crate) fn publish(&self, mut event: Event, if_seq: Option<u64>) -> Result<u64, Conflict> {
         let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
         let mut shard = self.shard(&tenant, event.topic.as_str());
         let state = shard.entry((tenant.clone(), event.topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
+        if let Some(expected) = if_seq
+            && expected != state.seq
+        {
+            return Err(Conflict { current: state.seq });
+        }
         let seq = state.seq + 1;
         event.seq = Some(seq);
         self.record(state, &tenant, &event.topic, seq, event.encode().into());
         self.metrics.events_published.inc();
-        seq
+        Ok(seq)
+    }
+
+    /// Queues an ephemeral event to the current subscribers of its topic in
+    /// the namespace of its `tenant_id`: no `seq`, no history.
+    pub(crate) fn broadcast(&self, event: &Event) {
+        let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
+        self.broadcast_frame(&tenant, &event.topic, &event.encode().into());
+    }
+
+    /// [`broadcast`](Self::broadcast) of an encoded event (from the cluster channel).
+    pub(crate) fn broadcast_frame(&self, tenant: &Tenant, topic: &Topic, frame: &Frame) {
+        let shard = self.shard(tenant, topic.as_str());
+        let subs = shard.get(&(tenant.clone(), topic.as_str().to_owned())).map(|state| &state.subs);
+        self.fan_out(subs, tenant, topic, frame);
     }
 
     /// Applies an event of a cluster, numbered by Redis, in the order the
@@ -635,14 +655,20 @@ impl Hub {
             state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
             state.prune(now, self.history_max_age);
         }
+        self.fan_out(Some(&state.subs), tenant, topic, &frame);
+    }
+
+    /// Queues `frame` to the topic's subscribers `subs` and to those of its
+    /// resource's wildcard in `tenant`'s namespace.
+    fn fan_out(&self, subs: Option<&HashMap<u64, Sub>>, tenant: &Tenant, topic: &Topic, frame: &Frame) {
         let timer = self.fanout_timer();
         let timer = timer.as_ref();
-        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame, timer)).count();
+        let mut queued = subs.map_or(0, |subs| subs.values().filter(|sub| sub.peer.deliver(frame, timer)).count());
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
             // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
-            let others = peers.values().filter(|peer| !state.subs.contains_key(&peer.id));
-            queued += others.filter(|peer| peer.deliver(&frame, timer)).count();
+            let others = peers.values().filter(|peer| !subs.is_some_and(|subs| subs.contains_key(&peer.id)));
+            queued += others.filter(|peer| peer.deliver(frame, timer)).count();
         }
         self.metrics.messages_out.inc_by(queued as u64);
     }
@@ -790,18 +816,25 @@ impl Hub {
     /// there, then finds the first copy's `seq`. Separate steps would let
     /// both copies through, each broadcast with a `seq` of its own, which no
     /// client can recognise as a duplicate.
-    pub(crate) fn publish_once(&self, publish: &PublishId<'_>, event: Event) -> (u64, bool) {
+    pub(crate) fn publish_once(
+        &self,
+        publish: &PublishId<'_>,
+        event: Event,
+        if_seq: Option<u64>,
+    ) -> Result<(u64, bool), Conflict> {
         let key = publish.key();
         let mut dedup = self.dedup_shard(&key);
         let now = Instant::now();
         dedup.expire(now, self.dedup_window, self.dedup_per_shard);
+        // A conditional publish sent again after a reconnect is its first
+        // copy's duplicate, not a conflict with itself.
         if let Some(&seq) = dedup.seen.get(&key) {
-            return (seq, true);
+            return Ok((seq, true));
         }
-        let seq = self.publish(event);
+        let seq = self.publish(event, if_seq)?;
         dedup.seen.insert(key.clone(), seq);
         dedup.order.push_back((now, key));
-        (seq, false)
+        Ok((seq, false))
     }
 
     fn dedup_shard(&self, key: &DedupKey) -> MutexGuard<'_, Dedup> {
@@ -843,6 +876,13 @@ pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
             _ = prune.tick() => hub.prune_idle(),
         }
     }
+}
+
+/// A conditional publish (`if_seq`) found its topic at another `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Conflict {
+    /// The topic's `seq`.
+    pub(crate) current: u64,
 }
 
 /// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.

@@ -144,7 +144,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     let mut watcher = Client::dev(&b, "watcher").await;
     watcher.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        b.publish("doc:1", "UPDATED", "1", &json!(format!("before-{n}"))).await.unwrap();
+        b.publish("doc:1", "UPDATED", "1", &json!(format!("before-{n}"))).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
     drop(client);
@@ -152,7 +152,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     // Published through both nodes while the client is away.
     for n in 4..=6 {
         let node = if n % 2 == 0 { &a } else { &b };
-        node.publish("doc:1", "UPDATED", "1", &json!(format!("away-{n}"))).await.unwrap();
+        node.publish("doc:1", "UPDATED", "1", &json!(format!("away-{n}"))).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut watcher, 6).await), (1..=6).collect::<Vec<_>>());
     let mut moved = Client::dev(&b, "mover").await;
@@ -162,7 +162,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     assert_eq!(seqs(&replayed), [4, 5, 6], "the missed events, once each, from either node");
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":6}}));
-    a.publish("doc:1", "UPDATED", "1", &json!("after")).await.unwrap();
+    a.publish("doc:1", "UPDATED", "1", &json!("after")).await.unwrap().seq;
     assert_eq!(events(&mut moved, 1).await, [(7, "after".to_owned())], "live delivery goes on, nothing twice");
 }
 
@@ -173,7 +173,7 @@ async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
     let mut watcher = Client::dev(&b, "watcher").await;
     watcher.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut watcher, 3).await), [1, 2, 3], "node B has them");
     let poll = |epoch: &str| format!("/api/poll?topics=doc:1&since=1&epoch={epoch}&token=u");
@@ -194,7 +194,7 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
     drop(client);
@@ -207,7 +207,7 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
     // The next event is the client's new position.
-    a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap();
+    a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap().seq;
     assert_eq!(events(&mut moved, 1).await, [(3, "3".to_owned())]);
 }
 
@@ -228,7 +228,7 @@ async fn a_publish_id_repeated_on_another_node_is_acked_with_the_first_seq_and_n
     assert_eq!(publish_http(&a, "writer", Some("p-1"), "first").await, (200, json!({"seq":1,"duplicate":true})));
     // Ids are per user: another user's p-1 is new.
     assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2})));
-    a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap();
+    a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap().seq;
 
     let seen = events(&mut reader, 3).await;
     assert_eq!(seen, [(1, "first".into()), (2, "other".into()), (3, "last".into())], "broadcast once");
@@ -242,7 +242,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
     assert_eq!(a.metrics().cluster_bus_up, Some(true));
@@ -288,7 +288,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":old_epoch});
     back.send(&body.to_string()).await;
     assert_eq!(back.recv().await["recovered"], false, "an old epoch's position cannot be recovered");
-    let seq = b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap();
+    let seq = b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap().seq;
     assert_eq!(seq, 1, "numbers start over in the new epoch");
     assert_eq!(events(&mut back, 1).await, [(1, "new".to_owned())]);
 }
@@ -309,7 +309,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
 
@@ -318,7 +318,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     health_becomes(&a, 503).await;
     // The cluster goes on without node A.
     for n in 3..=4 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     let mut late = Client::dev(&a, "late").await;
     late.subscribe(&["doc:1"]).await;
@@ -337,7 +337,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
         json!({"type":"subscribed","topics":["doc:1"],"recovered":false}),
         "3 and 4 never reached A"
     );
-    b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap();
+    b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap().seq;
     assert_eq!(events(&mut back, 1).await, [(5, "5".to_owned())]);
 }
 
@@ -347,11 +347,11 @@ async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch
     let a = node(&redis).await;
     let old_epoch = a.epoch();
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     redis.save().await;
     // Published after the snapshot: a restart brings the counter back to 2.
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap(), 3);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap().seq, 3);
     redis.kill();
     health_becomes(&a, 503).await;
     redis.restart().await;
@@ -362,7 +362,7 @@ async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch
     client.send(&body.to_string()).await;
     assert_eq!(client.recv().await["recovered"], false);
     // The restored counter goes on from the snapshot, in the new epoch.
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("again")).await.unwrap(), 3);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("again")).await.unwrap().seq, 3);
     assert_eq!(events(&mut client, 1).await, [(3, "again".to_owned())]);
 }
 
@@ -377,7 +377,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
         client.subscribe(&["doc:1"]).await;
     }
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
     }
     assert_eq!(seqs(&events(&mut on_a, 2).await), [1, 2]);
     assert_eq!(seqs(&events(&mut on_b, 2).await), [1, 2]);
@@ -385,7 +385,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
     redis.flush_all().await;
     // Node B finds the epoch gone when it publishes: it names a new one and
     // publishes in it; node A learns it from the event.
-    assert_eq!(b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap(), 1);
+    assert_eq!(b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap().seq, 1);
     for client in [&mut on_a, &mut on_b] {
         let (code, reason) = client.closed().await;
         assert_eq!(code, 1001, "{reason}");
@@ -402,7 +402,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":old_epoch});
     back.send(&body.to_string()).await;
     assert_eq!(back.recv().await["recovered"], false);
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("next")).await.unwrap(), 2);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("next")).await.unwrap().seq, 2);
     assert_eq!(events(&mut back, 1).await, [(2, "next".to_owned())]);
 }
 
@@ -435,7 +435,7 @@ async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
             json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"globex","tenant_id":"globex"}});
         let (status, _) = post_publish(&a, &service, &body.to_string()).await;
         assert_eq!(status, 200);
-        b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap();
+        b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap().seq;
     }
     for (client, own, count) in
         [(&mut acme, "acme", ROUNDS), (&mut globex, "globex", ROUNDS), (&mut untenanted, "untenanted", ROUNDS)]

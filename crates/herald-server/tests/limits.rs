@@ -97,7 +97,7 @@ async fn connections_waiting_to_authenticate_are_capped_and_health_checks_still_
     let (status, head, body) = http_with_head(&server, "GET", "/api/poll?token=u&topics=doc:1", &[], "").await;
     assert_eq!(status, 503);
     assert!(body.contains("waiting to authenticate") && head.contains("retry-after: 5"), "{head}{body}");
-    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     assert_eq!(member.recv().await["seq"], seq, "an authenticated connection is unaffected");
 
     drop(waiting);
@@ -216,7 +216,7 @@ async fn a_presence_flood_is_announced_in_batches_and_closes_no_reader() {
     // that the last joiner left.
     let last = format!("u-{}", JOINERS - 1);
     reader.presence_until("room:1", "left", &last).await;
-    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     loop {
         let message = reader.recv().await;
         if message["seq"] == seq {
@@ -255,7 +255,7 @@ async fn a_topics_presence_lists_at_most_its_cap_and_says_so_to_the_rest() {
     assert_eq!((note["type"].as_str(), note["code"].as_u64(), note.get("topic")), (Some("error"), Some(429), None));
     assert!(note["message"].as_str().unwrap().contains("at most 2 users"), "{note}");
     // The subscription stands: carol gets events and presence.
-    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     loop {
         let message = carol.recv().await;
         if message["seq"] == seq {
@@ -270,13 +270,13 @@ async fn a_topics_presence_lists_at_most_its_cap_and_says_so_to_the_rest() {
 async fn idle_topics_are_pruned_and_numbering_goes_on_above_what_clients_may_hold() {
     let server = dev_server(|config| config.history_max_age = Duration::from_millis(200)).await;
     for n in 1..=3 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
     }
     assert_eq!((server.metrics().topics, server.metrics().history_events), (1, 3));
     eventually("the idle topic to be pruned", || server.metrics().topics == 0).await;
     assert_eq!(server.metrics().history_events, 0);
 
-    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap(), 4, "no seq given twice");
+    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq, 4, "no seq given twice");
     let mut client = Client::dev(&server, "u-1").await;
     let resume = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
     client.send(&resume.to_string()).await;

@@ -60,7 +60,7 @@ async fn each_tenant_sees_a_gap_free_seq_of_its_own_events_and_recovers_by_it() 
             "data":{"entity_id":"1","payload":"acme","tenant_id":"globex","timestamp":"2026-01-01T00:00:00Z"}});
         writer.send(&publish.to_string()).await;
         acks.push(writer.recv().await["seq"].as_u64().expect("an ack with a seq"));
-        acks.push(server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap());
+        acks.push(server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap().seq);
         acks.push(publish_as_service(&server, "acme", "acme").await);
     }
     // Answered seqs count per namespace: globex, acme (writer), none, acme (service).
@@ -68,7 +68,7 @@ async fn each_tenant_sees_a_gap_free_seq_of_its_own_events_and_recovers_by_it() 
     assert_eq!(acks, expected_acks);
     publish_as_service(&server, "acme", "last").await;
     publish_as_service(&server, "globex", "last").await;
-    server.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap().seq;
 
     for (client, tenant, count) in
         [(&mut acme, "acme", 2 * ROUNDS), (&mut globex, "globex", ROUNDS), (&mut untenanted, "untenanted", ROUNDS)]
@@ -110,7 +110,7 @@ async fn long_poll_and_sse_read_the_namespace_of_their_token() {
     service.send(&publish.to_string()).await;
     assert_eq!(service.recv().await["seq"], 1, "the first event of globex");
     publish_as_service(&server, "acme", "acme").await;
-    server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap();
+    server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap().seq;
 
     let globex = tenant_token("g", "globex");
     let path = format!("/api/poll?topics=doc:1&since=0&epoch={epoch}&token={globex}");

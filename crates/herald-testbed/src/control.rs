@@ -83,7 +83,14 @@ async fn publish(State(testbed): Shared, Query(params): Params, body: String) ->
             timestamp: herald_protocol::now_timestamp(),
         };
         let kind = EventKind::from(params.get("event").map_or("UPDATED", String::as_str));
-        Ok::<_, String>(Event { topic, event: kind, data, trace_id: params.get("trace_id").cloned(), seq: None })
+        Ok::<_, String>(Event {
+            topic,
+            event: kind,
+            data,
+            trace_id: params.get("trace_id").cloned(),
+            seq: None,
+            ephemeral: false,
+        })
     })();
     match event {
         Ok(event) => match server(&testbed, &params).lock().await.publish_event(event).await {
