@@ -23,7 +23,7 @@ use crate::{SessionEvent, topic_map::TopicMap};
 ///
 /// let live = SessionEvent::Live { topic: topic.clone(), position: Some(Position::new("e1", 4)) };
 /// let mut told = Vec::new();
-/// router.route(&live, |reader| told.push(*reader));
+/// router.route(live, |reader, _| told.push(*reader));
 /// assert_eq!(told, ["first reader", "second reader"]);
 /// // A reader that comes now joins a live topic: the driver tells it so at once.
 /// assert_eq!(router.add(topic, "late reader"), Added::Live);
@@ -94,14 +94,19 @@ impl<H> Router<H> {
 
     /// Keeps the subscribers of `topic` that `keep` says to. Returns whether
     /// none is left: then unsubscribe the session.
-    pub fn retain(&mut self, topic: &str, keep: impl FnMut(&H) -> bool) -> bool {
+    pub fn retain(&mut self, topic: &str, keep: impl FnMut(&mut H) -> bool) -> bool {
         let Some(route) = self.topics.get_mut(topic) else { return false };
-        route.handles.retain(keep);
+        route.handles.retain_mut(keep);
         if !route.handles.is_empty() {
             return false;
         }
         self.drop_route(topic);
         true
+    }
+
+    /// The subscribers of exactly `topic`.
+    pub fn handles_of_mut(&mut self, topic: &str) -> impl Iterator<Item = &mut H> {
+        self.topics.get_mut(topic).into_iter().flat_map(|route| route.handles.iter_mut())
     }
 
     /// Every subscriber, for what concerns all of them (a flush, the end).
@@ -116,51 +121,57 @@ impl<H> Router<H> {
     /// - a resync of a wildcard: every subscriber of its resource;
     /// - `Live`, `Unconfirmed` and a refusal: the topic's own subscribers (a
     ///   refusal also removes them).
-    pub fn route(&mut self, event: &SessionEvent, mut deliver: impl FnMut(&mut H)) {
-        match event {
+    ///
+    /// Each subscriber but the last gets a copy; the last gets `event`
+    /// itself, so the common single reader costs no copy.
+    pub fn route(&mut self, event: SessionEvent, mut deliver: impl FnMut(&mut H, SessionEvent)) {
+        let mut refused = None;
+        match &event {
             SessionEvent::Live { topic, .. } => self.set_state(topic, State::Live),
             SessionEvent::Unconfirmed { topic } => self.set_state(topic, State::Unconfirmed),
+            SessionEvent::SubscribeFailed { topic, .. } => refused = Some(topic.clone()),
             _ => {}
         }
+        // Indices of the routes, so that `event` is free to move into the last delivery.
+        let routes = self.routes(&event);
+        let mut remaining: usize = routes.iter().map(|&at| self.topics.0[at].1.handles.len()).sum();
+        let mut event = Some(event);
+        for at in routes {
+            for handle in &mut self.topics.0[at].1.handles {
+                remaining -= 1;
+                let item = if remaining == 0 { event.take() } else { event.clone() };
+                if let Some(item) = item {
+                    deliver(handle, item);
+                }
+            }
+        }
+        if let Some(topic) = refused {
+            self.drop_route(&topic);
+        }
+    }
+
+    /// Where [`route`](Self::route) delivers `event`: indices into `topics`.
+    fn routes(&self, event: &SessionEvent) -> Vec<usize> {
+        let all = self.topics.0.iter().enumerate();
         match target(event) {
             Target::Topic { topic, wildcard } => {
+                let mut routes = Vec::with_capacity(2);
                 if wildcard && self.wildcards > 0 {
-                    let routes = self.topics.0.iter_mut().filter(|(t, _)| t.is_wildcard() && t.matches_str(topic));
-                    routes.flat_map(|(_, route)| route.handles.iter_mut()).for_each(&mut deliver);
+                    routes.extend(all.filter(|(_, (t, _))| t.is_wildcard() && t.matches_str(topic)).map(|(at, _)| at));
                 }
-                if let Some(route) = self.topics.get_mut(topic) {
-                    route.handles.iter_mut().for_each(deliver);
-                }
+                routes.extend(self.topics.find(topic).ok());
+                routes
             }
             Target::Resource(resource) => {
-                let routes = self.topics.0.iter_mut().filter(|(t, _)| t.resource() == resource);
-                routes.flat_map(|(_, route)| route.handles.iter_mut()).for_each(deliver);
+                all.filter(|(_, (t, _))| t.resource() == resource).map(|(at, _)| at).collect()
             }
-            Target::Nobody => {}
-        }
-        if let SessionEvent::SubscribeFailed { topic, .. } = event {
-            self.drop_route(topic);
+            Target::Nobody => Vec::new(),
         }
     }
 
     /// How many subscribers [`route`](Self::route) gives `event` to.
     pub fn count(&self, event: &SessionEvent) -> usize {
-        let handles = |route: &Route<H>| route.handles.len();
-        match target(event) {
-            Target::Topic { topic, wildcard } => {
-                let wildcards = if wildcard && self.wildcards > 0 {
-                    let routes = self.topics.0.iter().filter(|(t, _)| t.is_wildcard() && t.matches_str(topic));
-                    routes.map(|(_, route)| handles(route)).sum()
-                } else {
-                    0
-                };
-                wildcards + self.topics.get(topic).map_or(0, handles)
-            }
-            Target::Resource(resource) => {
-                self.topics.0.iter().filter(|(t, _)| t.resource() == resource).map(|(_, route)| handles(route)).sum()
-            }
-            Target::Nobody => 0,
-        }
+        self.routes(event).iter().map(|&at| self.topics.0[at].1.handles.len()).sum()
     }
 
     fn set_state(&mut self, topic: &Topic, state: State) {
@@ -237,7 +248,7 @@ mod tests {
     fn to(router: &mut Router<&'static str>, event: &SessionEvent) -> Vec<&'static str> {
         let count = router.count(event);
         let mut names = Vec::new();
-        router.route(event, |name| names.push(*name));
+        router.route(event.clone(), |name, _| names.push(*name));
         assert_eq!(count, names.len(), "count and route agree on {event:?}");
         names.sort_unstable();
         names
