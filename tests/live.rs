@@ -69,6 +69,9 @@ async fn a_subscription_knows_its_position_and_a_publish_answers_with_one() {
     let ack = client.publish("doc:1", "UPDATED", "1", &json!(4)).await.unwrap();
     assert_eq!(ack.position, Some(Position::new(current.epoch.clone(), 4)));
     assert_eq!(server.position("doc:1").await.unwrap(), Position::new(current.epoch, 4));
+    // The ack may come before the event: the session's position moves once the event is in.
+    let (seqs, _) = events(&mut subscription, 1).await;
+    assert_eq!(seqs, [4]);
 
     // A second reader of a live topic is told so at once, with the topic's position.
     let mut second = client.subscribe("doc:1").await.unwrap();

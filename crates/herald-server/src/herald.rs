@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::{
     Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, app::NotPublished,
-    auth::Auth, cluster::Cluster, durable::Durable, hub::Hub,
+    auth::Auth, cluster::Cluster, durable::Durable, hub::Hub, hub::PublishId,
 };
 
 fn not_published(error: NotPublished) -> ServerError {
@@ -57,6 +57,20 @@ pub struct Herald {
     pub(crate) app: Arc<App>,
 }
 
+/// The publisher [`Herald::publish_once`]'s keys are kept under: publish ids
+/// are per publisher, so the process's keys stay apart from its clients'.
+const IN_PROCESS: &str = "herald:in-process";
+
+/// A publish [`Herald::publish_once`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The event's position (the first copy's, for a duplicate).
+    pub position: Position,
+    /// The key was used before: this publish was not broadcast again.
+    pub duplicate: bool,
+}
+
 impl Herald {
     /// A builder, with development mode off and the default configuration.
     pub fn builder() -> HeraldBuilder {
@@ -91,6 +105,35 @@ impl Herald {
     /// [`ServerError::Unavailable`].
     pub async fn publish_event(&self, event: Event) -> Result<Position, ServerError> {
         self.numbered(event, None).await
+    }
+
+    /// [`publish_event`](Self::publish_event) at most once per `key`: a
+    /// second publish with the same key (and tenant) within
+    /// [`ServerConfig::dedup_window`] is not broadcast again, and answers
+    /// with the first copy's position and `duplicate: true`. With durable
+    /// history or a cluster, the key outlives a restart of this process.
+    ///
+    /// This is what a transactional outbox's relay needs: it publishes each
+    /// row with the row's id as the key, then deletes the row; after a crash
+    /// between the two, the row is published again and acked as a duplicate.
+    ///
+    /// ```no_run
+    /// # async fn run(herald: herald_server::Herald, event: herald_protocol::Event) -> Result<(), herald_server::ServerError> {
+    /// let published = herald.publish_once(event, "outbox-row-17").await?;
+    /// if published.duplicate {
+    ///     println!("already announced as {}", published.position);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_once(&self, mut event: Event, key: &str) -> Result<Published, ServerError> {
+        event.ephemeral = false;
+        event.validate()?;
+        let tenant = event.data.tenant_id.as_deref().map(Arc::from);
+        let user = Arc::from(IN_PROCESS);
+        let dedup = PublishId { tenant: &tenant, user: &user, id: key };
+        let published = self.app.publish(event, Some(dedup), None).await.map_err(not_published)?;
+        let position = published.position.expect("a numbered event has a position");
+        Ok(Published { position, duplicate: published.duplicate })
     }
 
     /// [`publish_event`](Self::publish_event), accepted only while the

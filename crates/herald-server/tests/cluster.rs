@@ -144,7 +144,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     let mut watcher = Client::dev(&b, "watcher").await;
     watcher.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        b.publish("doc:1", "UPDATED", "1", &json!(format!("before-{n}"))).await.unwrap().seq;
+        b.publish("doc:1", "UPDATED", "1", &json!(format!("before-{n}"))).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
     drop(client);
@@ -152,7 +152,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     // Published through both nodes while the client is away.
     for n in 4..=6 {
         let node = if n % 2 == 0 { &a } else { &b };
-        node.publish("doc:1", "UPDATED", "1", &json!(format!("away-{n}"))).await.unwrap().seq;
+        node.publish("doc:1", "UPDATED", "1", &json!(format!("away-{n}"))).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut watcher, 6).await), (1..=6).collect::<Vec<_>>());
     let mut moved = Client::dev(&b, "mover").await;
@@ -162,7 +162,7 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     assert_eq!(seqs(&replayed), [4, 5, 6], "the missed events, once each, from either node");
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":6}}));
-    a.publish("doc:1", "UPDATED", "1", &json!("after")).await.unwrap().seq;
+    a.publish("doc:1", "UPDATED", "1", &json!("after")).await.unwrap();
     assert_eq!(events(&mut moved, 1).await, [(7, "after".to_owned())], "live delivery goes on, nothing twice");
 }
 
@@ -173,7 +173,7 @@ async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
     let mut watcher = Client::dev(&b, "watcher").await;
     watcher.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut watcher, 3).await), [1, 2, 3], "node B has them");
     let poll = |epoch: &str| format!("/api/poll?topics=doc:1&since=1&epoch={epoch}&token=u");
@@ -194,7 +194,7 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
     drop(client);
@@ -207,7 +207,7 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
     // The next event is the client's new position.
-    a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap().seq;
+    a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap();
     assert_eq!(events(&mut moved, 1).await, [(3, "3".to_owned())]);
 }
 
@@ -225,10 +225,13 @@ async fn a_publish_id_repeated_on_another_node_is_acked_with_the_first_seq_and_n
     let again = publish_ws(&mut on_b, "p-1", "first").await;
     assert_eq!((&again["seq"], &again["duplicate"]), (&json!(1), &json!(true)), "{again}");
     // The same user and id over HTTP, on either node.
-    assert_eq!(publish_http(&a, "writer", Some("p-1"), "first").await, (200, json!({"seq":1,"duplicate":true})));
+    assert_eq!(
+        publish_http(&a, "writer", Some("p-1"), "first").await,
+        (200, json!({"seq":1,"epoch":a.epoch(),"duplicate":true}))
+    );
     // Ids are per user: another user's p-1 is new.
-    assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2})));
-    a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap().seq;
+    assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2,"epoch":b.epoch()})));
+    a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap();
 
     let seen = events(&mut reader, 3).await;
     assert_eq!(seen, [(1, "first".into()), (2, "other".into()), (3, "last".into())], "broadcast once");
@@ -242,7 +245,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=3 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut client, 3).await), [1, 2, 3]);
     assert_eq!(a.metrics().cluster_bus_up, Some(true));
@@ -267,7 +270,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     assert_eq!((&refused["type"], &refused["code"], &refused["id"]), (&json!("error"), &json!(500), &json!("p-down")));
     assert!(refused["message"].as_str().unwrap().contains("cluster bus"), "{refused}");
     match a.publish("doc:1", "UPDATED", "1", &json!("lost")).await {
-        Err(ServerError::Unavailable(message)) => assert!(message.contains("not published"), "{message}"),
+        Err(ServerError::Unavailable(message)) => assert!(message.contains("nothing was published"), "{message}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
 
@@ -309,7 +312,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
 
@@ -318,7 +321,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     health_becomes(&a, 503).await;
     // The cluster goes on without node A.
     for n in 3..=4 {
-        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        b.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     let mut late = Client::dev(&a, "late").await;
     late.subscribe(&["doc:1"]).await;
@@ -337,7 +340,7 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
         json!({"type":"subscribed","topics":["doc:1"],"recovered":false}),
         "3 and 4 never reached A"
     );
-    b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap().seq;
+    b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap();
     assert_eq!(events(&mut back, 1).await, [(5, "5".to_owned())]);
 }
 
@@ -347,7 +350,7 @@ async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch
     let a = node(&redis).await;
     let old_epoch = a.epoch();
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     redis.save().await;
     // Published after the snapshot: a restart brings the counter back to 2.
@@ -377,7 +380,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
         client.subscribe(&["doc:1"]).await;
     }
     for n in 1..=2 {
-        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap().seq;
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
     }
     assert_eq!(seqs(&events(&mut on_a, 2).await), [1, 2]);
     assert_eq!(seqs(&events(&mut on_b, 2).await), [1, 2]);
@@ -435,7 +438,7 @@ async fn tenants_stay_apart_across_nodes_each_with_a_gap_free_seq() {
             json!({"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":"globex","tenant_id":"globex"}});
         let (status, _) = post_publish(&a, &service, &body.to_string()).await;
         assert_eq!(status, 200);
-        b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap().seq;
+        b.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap();
     }
     for (client, own, count) in
         [(&mut acme, "acme", ROUNDS), (&mut globex, "globex", ROUNDS), (&mut untenanted, "untenanted", ROUNDS)]

@@ -39,9 +39,9 @@ async fn a_server_started_again_on_its_data_dir_keeps_the_epoch_the_history_and_
     let epoch = server.epoch();
     let mut publisher = Client::dev(&server, "writer").await;
     publisher.send(&publish("p-1", "1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     for n in 2..=3 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     server.shutdown().await;
 
@@ -59,7 +59,10 @@ async fn a_server_started_again_on_its_data_dir_keeps_the_epoch_the_history_and_
     // A retransmission after the restart is a duplicate, not a new event.
     let mut publisher = Client::dev(&server, "writer").await;
     publisher.send(&publish("p-1", "1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
     assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq, 4);
     assert_eq!(reader.recv().await["seq"], 4, "the duplicate was not broadcast");
 }
@@ -70,7 +73,7 @@ async fn history_restored_after_a_restart_keeps_within_the_limits() {
     let server = durable(dir.path()).await;
     let epoch = server.epoch();
     for n in 1..=5 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     server.shutdown().await;
 
@@ -89,7 +92,7 @@ async fn a_topic_pruned_before_a_restart_numbers_on_from_above_its_old_position(
     let short = |config: &mut herald_server::ServerConfig| config.history_max_age = Duration::from_millis(100);
     let server = durable_with(dir.path(), short).await;
     for n in 1..=3 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     eventually("the idle topic to be pruned", || server.metrics().topics == 0).await;
     server.shutdown().await;
@@ -120,13 +123,13 @@ async fn a_store_replaced_by_an_older_copy_starts_a_new_epoch() {
     let store = dir.path().join("herald.redb");
     let server = durable(dir.path()).await;
     let epoch = server.epoch();
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
     server.shutdown().await;
     let backup = std::fs::read(&store).unwrap();
 
     let server = durable(dir.path()).await;
     assert_eq!(server.epoch(), epoch);
-    server.publish("doc:1", "UPDATED", "2", &json!(2)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "2", &json!(2)).await.unwrap();
     server.shutdown().await;
     // Restored from the backup: seq 2 is not in it, and would be given again.
     std::fs::write(&store, backup).unwrap();

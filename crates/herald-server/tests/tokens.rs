@@ -80,7 +80,7 @@ async fn a_plain_sse_stream_ends_when_its_token_expires() {
     assert_eq!(status, 200);
     assert_eq!(field(&sse.next().await, "event"), Some("herald.connected"));
     assert_eq!(field(&sse.next().await, "event"), Some("herald.subscribed"));
-    server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
     assert_eq!(field(&sse.next().await, "id"), Some("1"));
 
     let end = sse.next().await;

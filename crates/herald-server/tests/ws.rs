@@ -117,7 +117,7 @@ async fn a_refresh_that_allows_fewer_topics_ends_the_ones_it_no_longer_allows() 
     ended.sort();
     assert_eq!(ended, ["note:*", "note:1"]);
     assert_eq!(server.metrics().subscriptions, 1);
-    server.publish("note:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
+    server.publish("note:1", "UPDATED", "1", &json!({})).await.unwrap();
     let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     let event = client.recv().await;
     assert_eq!((event["topic"].as_str(), event["seq"].as_u64()), (Some("doc:1"), Some(seq)), "nothing of note:1");
@@ -136,7 +136,7 @@ async fn a_forbidden_topic_gets_error_4003_and_other_subscriptions_work() {
     );
     let subscribed = client.recv().await;
     assert_eq!(subscribed["topics"], json!(["doc:7"]));
-    server.publish("doc:7", "UPDATED", "7", &json!({"n":1})).await.unwrap().seq;
+    server.publish("doc:7", "UPDATED", "7", &json!({"n":1})).await.unwrap();
     assert_eq!(client.recv().await["topic"], "doc:7");
 }
 
@@ -153,9 +153,9 @@ async fn fan_out_delivers_each_event_once_in_seq_order_including_wildcards() {
     assert_eq!(subscribed["last_seq"], json!({"doc:1":0}), "{subscribed}");
     let queued_before = server.metrics().messages_out;
     for n in 0..3 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
-    server.publish("doc:2", "ADDED", "x", &json!(null)).await.unwrap().seq;
+    server.publish("doc:2", "ADDED", "x", &json!(null)).await.unwrap();
     for client in [&mut exact, &mut wild, &mut both] {
         for seq in 1..=3 {
             let event = client.recv().await;
@@ -180,8 +180,8 @@ async fn unsubscribe_stops_delivery() {
     client.subscribe(&["doc:1", "doc:2"]).await;
     client.send(r#"{"type":"unsubscribe","topics":["doc:1"]}"#).await;
     assert_eq!(client.recv().await, json!({"type":"unsubscribed","topics":["doc:1"]}));
-    server.publish("doc:1", "UPDATED", "1", &json!(null)).await.unwrap().seq;
-    server.publish("doc:2", "UPDATED", "2", &json!(null)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!(null)).await.unwrap();
+    server.publish("doc:2", "UPDATED", "2", &json!(null)).await.unwrap();
     assert_eq!(client.recv().await["topic"], "doc:2");
     assert_eq!(server.metrics().subscriptions, 1);
 }
@@ -196,7 +196,7 @@ async fn resubscribe(server: &ServerHandle, user: &str, body: serde_json::Value)
 async fn subscribe_with_since_replays_the_gap_then_says_recovered() {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     for n in 1..=5 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":server.epoch()});
     let mut client = resubscribe(&server, "u1", body).await;
@@ -204,7 +204,7 @@ async fn subscribe_with_since_replays_the_gap_then_says_recovered() {
     assert_eq!(client.recv().await["seq"], 5);
     let subscribed = client.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":5}}));
-    server.publish("doc:1", "UPDATED", "6", &json!(6)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "6", &json!(6)).await.unwrap();
     assert_eq!(client.recv().await["seq"], 6);
 }
 
@@ -212,7 +212,7 @@ async fn subscribe_with_since_replays_the_gap_then_says_recovered() {
 async fn a_gap_longer_than_the_history_is_not_recovered() {
     let server = Server::builder().dev(true).history(2, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
     for n in 1..=5 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
     let mut client = resubscribe(&server, "u1", body).await;
@@ -226,11 +226,11 @@ async fn events_older_than_the_history_age_are_not_replayed() {
     let max_age = Duration::from_secs(1);
     let server = Server::builder().dev(true).history(100, max_age).bind("127.0.0.1:0").await.unwrap();
     for n in 1..=3 {
-        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap().seq;
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
     // Ages out 1..=3; the count limit (100) is far away.
     tokio::time::sleep(max_age + Duration::from_millis(200)).await;
-    server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap();
 
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
     let mut client = resubscribe(&server, "u1", body).await;
@@ -247,7 +247,7 @@ async fn events_older_than_the_history_age_are_not_replayed() {
 #[tokio::test]
 async fn another_epoch_is_not_recovered_and_wildcards_never_are() {
     let server = Server::bind("127.0.0.1:0").await.unwrap();
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
     let body = json!({"type":"subscribe","topics":["doc:1","user:*"],"since":{"doc:1":0},"epoch":"not-this-one"});
     let mut client = resubscribe(&server, "u1", body).await;
     let subscribed = client.recv().await;
@@ -269,7 +269,7 @@ async fn restart_with_the_same_epoch_keeps_history_and_a_new_epoch_loses_it() {
     let epoch = server.epoch();
     let mut client = Client::dev(&server, "u1").await;
     client.subscribe(&["doc:1"]).await;
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
     assert_eq!(client.recv().await["seq"], 1);
 
     let restarting = tokio::spawn(async move {
@@ -281,7 +281,7 @@ async fn restart_with_the_same_epoch_keeps_history_and_a_new_epoch_loses_it() {
     assert!(close::retry_after_ms(&reason).is_some_and(|ms| ms < 5_000), "{reason}");
     let server = within("the restart", restarting).await.unwrap();
     assert_eq!((server.local_addr(), server.epoch()), (addr, epoch.clone()));
-    server.publish("doc:1", "UPDATED", "2", &json!(2)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "2", &json!(2)).await.unwrap();
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":epoch});
     let mut client = resubscribe(&server, "u1", body.clone()).await;
     assert_eq!(client.recv().await["seq"], 2);
@@ -307,7 +307,7 @@ async fn events_published_while_paused_are_replayed_after_resume() {
     let epoch = server.epoch();
     let mut client = Client::dev(&server, "u1").await;
     client.subscribe(&["doc:1"]).await;
-    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq;
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
     assert_eq!(client.recv().await["seq"], 1);
 
     let pausing = tokio::spawn(async move {
@@ -360,9 +360,12 @@ async fn client_publish_is_acked_and_a_retransmission_is_not_rebroadcast() {
         .to_string()
     };
     publisher.send(&publish("p-1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     publisher.send(&publish("p-1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
     publisher.send(&publish("p-2")).await;
     assert_eq!(publisher.recv().await["seq"], 2);
     let first = watcher.recv().await;
@@ -383,12 +386,19 @@ async fn a_publish_id_is_forgotten_after_the_dedup_window() {
         "data":{"entity_id":"1","payload":null,"timestamp":"2026-01-01T00:00:00Z"}})
     .to_string();
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
     tokio::time::sleep(window + Duration::from_millis(200)).await;
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":2}), "a new publish after the window");
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":2,"epoch":server.epoch()}),
+        "a new publish after the window"
+    );
     assert_eq!(watcher.recv().await["seq"], 1);
     assert_eq!(watcher.recv().await["seq"], 2);
 }
