@@ -139,6 +139,12 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Why a Redis Cluster is refused at start.
+const REDIS_CLUSTER_REFUSED: &str = "this is a Redis Cluster, which Herald does not support: its publish script \
+     reads and writes the epoch, a topic's seq and the publish ids in one atomic call, which a Redis Cluster \
+     allows only within one hash slot, and one channel carries every event to every node. Point --redis at a \
+     single Redis (with replicas and Sentinel for failover)";
+
 /// The subscribed connection, whose driver hands each message to the hub.
 pub(crate) struct Bus {
     conn: MultiplexedConnection,
@@ -179,9 +185,22 @@ impl Cluster {
             hub,
             commands: RwLock::default(),
         });
+        if cluster.is_redis_cluster().await.map_err(|e| refuse(e.to_string()))? {
+            return Err(refuse(REDIS_CLUSTER_REFUSED.into()));
+        }
         let bus = cluster.connect().await.map_err(|e| refuse(e.to_string()))?;
         info!(url = %shown, epoch = %cluster.hub.epoch(), "joined the cluster");
         Ok((cluster, bus))
+    }
+
+    /// Whether the server is a node of a Redis Cluster (`cluster_enabled:1`).
+    async fn is_redis_cluster(&self) -> Result<bool, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REPLY_TIMEOUT));
+        let mut connection = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut connection).await?;
+        Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
     }
 
     /// Whether the node is on the bus (publishes can go through).

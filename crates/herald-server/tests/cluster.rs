@@ -472,3 +472,32 @@ async fn a_bad_or_unreachable_redis_is_a_clear_error_at_start() {
     let both = Server::builder().dev(true).redis(redis.url()).epoch("fixed").bind("127.0.0.1:0").await;
     assert!(matches!(both, Err(ServerError::Config(ref m)) if m.contains("epoch")), "{both:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_a_password_joins_and_a_wrong_password_is_a_clear_error_without_the_secret() {
+    let acl = ["--user", "herald", "on", ">s3cret-pass", "~*", "&*", "+@all"];
+    let redis = RedisServer::start_with(&acl).await;
+    let a = Server::builder().dev(true).redis(redis.url_as("herald", "s3cret-pass")).bind("127.0.0.1:0").await.unwrap();
+    let b = Server::builder().dev(true).redis(redis.url_as("herald", "s3cret-pass")).bind("127.0.0.1:0").await.unwrap();
+    let mut reader = Client::dev(&b, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    let seq = a.publish("doc:1", "UPDATED", "1", &json!("as herald")).await.unwrap().seq;
+    assert_eq!(events(&mut reader, 1).await, [(seq, "as herald".to_owned())]);
+
+    let wrong = Server::builder().dev(true).redis(redis.url_as("herald", "wrong-pass")).bind("127.0.0.1:0").await;
+    let error = wrong.expect_err("a wrong password is refused at start");
+    let message = error.to_string();
+    assert!(matches!(error, ServerError::Redis { .. }), "{error:?}");
+    assert!(!message.contains("wrong-pass"), "the password stays out of the message: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_is_refused_at_start_with_the_reason() {
+    let dir = TempDir::new();
+    let nodes = dir.path().join("nodes.conf");
+    let redis =
+        RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", nodes.to_str().unwrap()]).await;
+    let error = Server::builder().dev(true).redis(redis.url()).bind("127.0.0.1:0").await.expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("Redis Cluster") && message.contains("single Redis"), "{message}");
+}
