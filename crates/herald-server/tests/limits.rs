@@ -302,3 +302,41 @@ async fn remembered_publish_ids_are_bounded_by_count() {
     publisher.send(&publish(499)).await;
     assert_eq!(publisher.recv().await["duplicate"], true, "the newest id is still remembered");
 }
+
+#[tokio::test]
+async fn history_is_bounded_in_bytes_per_topic_and_in_all_and_what_it_dropped_resyncs() {
+    let server = dev_server(|config| {
+        config.history_max_bytes = 4_000;
+        config.history_total_bytes = 10_000;
+    })
+    .await;
+    let kilobyte = "x".repeat(1_000);
+    // One topic: its oldest events go once it is over its 4,000 bytes.
+    for n in 1..=10 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(kilobyte)).await.unwrap();
+    }
+    let held = server.metrics();
+    assert!(held.history_bytes <= 4_000, "{} bytes kept for one topic", held.history_bytes);
+    assert!((2..=3).contains(&held.history_events), "{} events of about 1.2 KB kept", held.history_events);
+
+    // Many topics: together they stay under 10,000 bytes.
+    for topic in 2..=20 {
+        for n in 1..=3 {
+            server.publish(&format!("doc:{topic}"), "UPDATED", &n.to_string(), &json!(kilobyte)).await.unwrap();
+        }
+        assert!(server.metrics().history_bytes <= 10_000, "{} bytes in all", server.metrics().history_bytes);
+    }
+    assert!(http(&server, "GET", "/metrics", &[], "").await.1.contains("\nherald_history_bytes "));
+
+    // A client behind what was dropped is told to resync, never given a gap;
+    // one within what is kept recovers.
+    let mut behind = Client::dev(&server, "u-1").await;
+    let resume = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
+    behind.send(&resume.to_string()).await;
+    assert_eq!(behind.recv().await["recovered"], false);
+    let mut recent = Client::dev(&server, "u-2").await;
+    let resume = json!({"type":"subscribe","topics":["doc:20"],"since":{"doc:20":2},"epoch":server.epoch()});
+    recent.send(&resume.to_string()).await;
+    assert_eq!(recent.recv().await["seq"], 3, "the kept event is replayed");
+    assert_eq!(recent.recv().await["recovered"], true);
+}
