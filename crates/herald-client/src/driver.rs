@@ -388,23 +388,22 @@ impl Driver {
         // The session sends the first subscriber's `from` to the server; a
         // later one's is checked against where the topic stands.
         let from = if added == Added::First { None } else { options.from.clone() };
-        if added == Added::First || options.presence {
-            if let Err(herald_core::SubscribeError::Stopped(reason)) =
+        if (added == Added::First || options.presence)
+            && let Err(herald_core::SubscribeError::Stopped(reason)) =
                 self.session.subscribe(now(), topic.clone(), options)
-            {
-                let mut error = Some(Error::Stopped(reason));
-                self.subscribers.retain(topic.as_str(), |s| {
-                    if s.id != id {
-                        return true;
-                    }
-                    // The only subscriber that is not yet told anything is this one.
-                    if let (Some(reply), Some(error)) = (s.ready.take(), error.take()) {
-                        let _ = reply.send(Err(error));
-                    }
-                    false
-                });
-                return;
-            }
+        {
+            let mut error = Some(Error::Stopped(reason));
+            self.subscribers.retain(topic.as_str(), |s| {
+                if s.id != id {
+                    return true;
+                }
+                // The only subscriber that is not yet told anything is this one.
+                if let (Some(reply), Some(error)) = (s.ready.take(), error.take()) {
+                    let _ = reply.send(Err(error));
+                }
+                false
+            });
+            return;
         }
         let position = if joined { self.session.position_of(topic.as_str()) } else { None };
         if let Some(subscriber) = self.subscribers.handles_of_mut(topic.as_str()).find(|s| s.id == id) {
