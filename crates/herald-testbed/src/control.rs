@@ -94,7 +94,8 @@ async fn publish(State(testbed): Shared, Query(params): Params, body: String) ->
     })();
     match event {
         Ok(event) => match server(&testbed, &params).lock().await.publish_event(event).await {
-            Ok(seq) => ok(json!({ "seq": seq })),
+            // As `POST /api/publish` answers: the event's position.
+            Ok(position) => ok(json!({ "seq": position.seq, "epoch": position.epoch })),
             Err(error) => bad(error.to_string()),
         },
         Err(message) => bad(message),
