@@ -51,6 +51,7 @@ pub(crate) async fn keep_fresh(cache: &GiftCache, mut updates: Subscription) -> 
                 cache.invalidate_entries_if(move |key, _| key.starts_with(&prefix))?;
                 println!("resync {topic} ({reason:?}): every cached {} entry invalidated", topic.resource());
             }
+            Update::Live { .. } => println!("live: every change from here on invalidates"),
             _ => {}
         }
     }
@@ -64,10 +65,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client =
         Client::builder(url).token("gift-service").on_status(|status| eprintln!("herald: {status}")).connect()?;
-    // One wildcard subscription covers every gift list.
+    // One wildcard subscription covers every gift list. It resolves once the
+    // server confirmed it, so what is loaded below cannot miss a change.
     let updates = client.subscribe("gift-list:*").await?;
 
-    // Warm the cache the way request handlers would.
+    // Warm the cache the way request handlers would (after subscribing: race-free).
     let topic = "gift-list:family-123".to_owned();
     let list = cache.get_with(topic.clone(), async { Arc::new(load_from_database(&topic).await) }).await;
     println!("cached {} (loaded at {:?})", list.topic, list.loaded_at);

@@ -151,8 +151,42 @@ export interface HeraldEvent<P = unknown> {
   data: EventData<P>;
   /** For observability. */
   trace_id?: string;
-  /** The per-topic position, from servers that support recovery. */
+  /** The per-topic position, from servers that support recovery; absent from ephemeral events. */
   seq?: number;
+  /** An ephemeral event (a typing indicator, a cursor): for the subscribers of the moment, never stored or replayed. */
+  ephemeral?: true;
+}
+
+/**
+ * Where a topic stands: the `seq` of its last event within the server's
+ * history `epoch`. A backend reads it (`GET /api/position?topic=`) before
+ * its data and returns both; subscribe with it as `since`.
+ */
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
+/**
+ * The server confirmed the subscription: everything up to `position` was
+ * delivered, and what follows comes live. It comes first, and again after a
+ * reconnect that recovered what was missed (a `resync` comes where it
+ * could not). `position` is `null` for a wildcard.
+ */
+export interface LiveMessage {
+  type: 'live';
+  topic: Topic;
+  position: Position | null;
+}
+
+/**
+ * The subscription was sent to a server that never confirms subscriptions
+ * (a plain broadcast server): events flow, but nothing proves none was
+ * missed before the first. It never becomes `live`.
+ */
+export interface UnconfirmedMessage {
+  type: 'unconfirmed';
+  topic: Topic;
 }
 
 /**
@@ -203,6 +237,8 @@ export interface RefusedMessage {
 /** Everything a subscription callback receives. Switch on `message.type`. */
 export type TopicMessage<P = unknown> =
   | HeraldEvent<P>
+  | LiveMessage
+  | UnconfirmedMessage
   | ResyncMessage
   | PresenceMessage
   | PresenceDiffMessage
@@ -211,14 +247,83 @@ export type TopicMessage<P = unknown> =
 export interface SubscribeOptions {
   /** Also receive `presence` and `presence_diff` messages for the topic. */
   presence?: boolean;
+  /**
+   * Where the application's data stands, e.g. the position a REST response
+   * gave with it: the server replays every event after it, or, where it
+   * cannot, a `resync` comes before `live`.
+   */
+  since?: Position;
+}
+
+/**
+ * What `subscribe` returns: call it (or its `unsubscribe`) to unsubscribe.
+ * `live` resolves with the position (`null` for a wildcard or a server that
+ * never confirms) once the server confirmed the subscription, and rejects
+ * with a {@link HeraldError} of kind `'refused'` (with the server's `code`)
+ * if it refuses the topic. It stays pending while the client does not run
+ * (loading, unsupported, stopped).
+ */
+export interface Subscription {
+  (): void;
+  unsubscribe(): void;
+  live: Promise<Position | null>;
+}
+
+export interface PublishOptions {
+  /** For the subscribers of the moment only (typing indicators, cursors): no `seq`, never stored, replayed or sent again; only while connected. */
+  ephemeral?: boolean;
+  /** Accepted only if the topic's `seq` is still this; otherwise a `'conflict'` error with `currentSeq`. */
+  ifSeq?: number;
+  /** Correlates the event with the request that caused it. */
+  traceId?: string;
+}
+
+/**
+ * Why a publish or a subscription failed, for programs; `message` is for people.
+ * - `invalid`: a wrong topic, payload or option;
+ * - `queue_full`: too many publishes wait for their ack;
+ * - `offline`: an ephemeral publish while not connected;
+ * - `unsupported`: the server does not announce `feature` (`ephemeral`, `if_seq`): not sent;
+ * - `not_sent`: an ephemeral publish whose connection was lost before its ack;
+ * - `conflict`: `ifSeq` was not the topic's `seq`; rebase on `currentSeq` and retry;
+ * - `rejected`: the server refused the publish (`code`);
+ * - `refused`: the server refused a subscription (`code`, `topic`);
+ * - `timeout`: no ack within `publishTimeoutMs`;
+ * - `stopped`: the client stopped.
+ */
+export type HeraldErrorKind =
+  | 'invalid'
+  | 'queue_full'
+  | 'offline'
+  | 'unsupported'
+  | 'not_sent'
+  | 'conflict'
+  | 'rejected'
+  | 'refused'
+  | 'timeout'
+  | 'stopped';
+
+/** The `Error` a publish rejects with, and a refused subscription's `live`. */
+export interface HeraldError extends Error {
+  kind: HeraldErrorKind;
+  /** `conflict`: the topic's current `seq`. */
+  currentSeq?: number;
+  /** `rejected`, `refused`: the server's code. */
+  code?: number | string;
+  /** `unsupported`: the feature the server does not announce. */
+  feature?: string;
+  /** `refused`: the topic. */
+  topic?: Topic;
 }
 
 /** The server's answer to a publish. */
 export interface PublishAck {
   /** The publish id the client chose. */
   id: string;
-  /** The `seq` the event got; absent from a server that does not number events. */
+  /** The `seq` the event got; absent from a server that does not number events, and for an ephemeral event. */
   seq?: number;
+  /** The event's position, from a server that names its epoch: the `since` of data that includes it. */
+  position?: Position;
   /** The server had accepted this publish before (a retransmission) and did not broadcast it again. */
   duplicate: boolean;
 }
@@ -280,17 +385,25 @@ export class HeraldClient {
   constructor(options: HeraldOptions);
   /**
    * Calls `callback` with every event of `topic` (a wildcard matches every
-   * identifier), and with the other {@link TopicMessage}s. Returns a function
-   * that unsubscribes.
-   * @throws Error for an invalid topic.
+   * identifier), and with the other {@link TopicMessage}s: `live` first,
+   * once the server confirmed the subscription. Returns a
+   * {@link Subscription}: a function that unsubscribes, with `live`.
+   * @throws Error for an invalid topic or `since`.
    */
-  subscribe<P = unknown>(topic: Topic, callback: (message: TopicMessage<P>) => void, options?: SubscribeOptions): () => void;
+  subscribe<P = unknown>(topic: Topic, callback: (message: TopicMessage<P>) => void, options?: SubscribeOptions): Subscription;
   /**
-   * Publishes an event; resolves on the server's ack. Rejects with an
-   * `Error` for invalid input, a refusal, a timeout or a closed client.
-   * While offline the publish waits in a bounded queue.
+   * Publishes an event; resolves on the server's ack. Rejects with a
+   * {@link HeraldError} for invalid input, a refusal, a conflict, a timeout
+   * or a closed client. While offline the publish waits in a bounded queue
+   * (an ephemeral one is refused: it would be stale once sent).
    */
-  publish(topic: Topic, event: EventType, entityId: string, payload: unknown): Promise<PublishAck>;
+  publish(topic: Topic, event: EventType, entityId: string, payload: unknown, options?: PublishOptions): Promise<PublishAck>;
+  /**
+   * A new token for a client made with `token`: sent at once as a `refresh`
+   * while connected (no reconnect, nothing to recover), used for every
+   * connection after. `<HeraldProvider options>` calls it when `token` changes.
+   */
+  setToken(token: string): void;
   /** Calls `callback` at once with the current status, then on every change. Returns a function that stops it. */
   onStatus(callback: (status: ConnectionStatus) => void): () => void;
   /** Calls `callback` with every JSON message that is not a Herald message (from plain broadcast servers). Returns a function that stops it. */

@@ -231,9 +231,7 @@ export class HeraldClient {
     this.#inner = inner;
     inner.onStatus((status) => this.#report(status));
     inner.onRaw((message) => this.#rawListeners.forEach((listener) => call(listener, message)));
-    for (const subscription of this.#subscriptions) {
-      subscription.stop = inner.subscribe(subscription.topic, subscription.callback, subscription.options);
-    }
+    for (const subscription of this.#subscriptions) attach(inner, subscription);
     for (const { args, resolve, reject } of this.#queued.splice(0)) inner.publish(...args).then(resolve, reject);
   }
 
@@ -252,18 +250,27 @@ export class HeraldClient {
   subscribe(topic, callback, options) {
     checkTopic(topic);
     if (typeof callback !== 'function') throw new Error('subscribe needs a callback function');
-    const subscription = { topic, callback, options, stop: null };
-    if (this.#inner !== null) subscription.stop = this.#inner.subscribe(topic, callback, options);
+    checkSince(options?.since);
+    const subscription = { topic, callback, options, stop: null, settle: null };
+    const live = new Promise((resolve, reject) => (subscription.settle = { resolve, reject }));
+    // Awaiting `live` is optional: a refusal nobody awaits must not be an
+    // unhandled rejection (the callback hears `refused` too).
+    live.catch(() => {});
+    if (this.#inner !== null) attach(this.#inner, subscription);
     this.#subscriptions.add(subscription);
-    return () => {
+    const unsubscribe = () => {
       this.#subscriptions.delete(subscription);
       subscription.stop?.();
       subscription.stop = null;
     };
+    // Callable, as an effect's cleanup; and a handle.
+    unsubscribe.unsubscribe = unsubscribe;
+    unsubscribe.live = live;
+    return unsubscribe;
   }
 
-  publish(topic, event, entityId, payload) {
-    if (this.#inner !== null) return this.#inner.publish(topic, event, entityId, payload);
+  publish(topic, event, entityId, payload, options) {
+    if (this.#inner !== null) return this.#inner.publish(topic, event, entityId, payload, options);
     try {
       checkTopic(topic);
     } catch (error) {
@@ -272,7 +279,19 @@ export class HeraldClient {
     if (this.#status.state !== 'loading') {
       return Promise.reject(new Error(`cannot publish: the client is ${this.#status.state}${this.#status.message ? ` (${this.#status.message})` : ''}`));
     }
-    return new Promise((resolve, reject) => this.#queued.push({ args: [topic, event, entityId, payload], resolve, reject }));
+    if (options?.ephemeral === true) {
+      // As the wasm client refuses one while offline: it would be stale once sent.
+      return Promise.reject(Object.assign(new Error('ephemeral events are sent only while connected'), { kind: 'offline' }));
+    }
+    return new Promise((resolve, reject) => this.#queued.push({ args: [topic, event, entityId, payload, options], resolve, reject }));
+  }
+
+  setToken(token) {
+    if (typeof token !== 'string') throw new Error('setToken needs a string');
+    if (this.#inner !== null) return this.#inner.setToken(token);
+    // Not started yet: the first connection uses it.
+    if (this.#wasmOptions !== null && typeof this.#wasmOptions.token === 'string') this.#wasmOptions.token = token;
+    return undefined;
   }
 
   onStatus(callback) {
@@ -298,6 +317,20 @@ export class HeraldClient {
       return undefined;
     }
     return this.#end({ state: 'disconnected', reason: 'closed', message: 'closed by the application' });
+  }
+}
+
+/** Subscribes `subscription` on the wasm client; its `live` follows the wasm one's. */
+function attach(inner, subscription) {
+  subscription.stop = inner.subscribe(subscription.topic, subscription.callback, subscription.options);
+  subscription.stop.live.then(subscription.settle.resolve, subscription.settle.reject);
+}
+
+/** `since` is checked here too, so that a wrong one throws whether or not the wasm is there yet. */
+function checkSince(since) {
+  if (since == null) return;
+  if (typeof since !== 'object' || typeof since.epoch !== 'string' || !Number.isSafeInteger(since.seq) || since.seq < 0) {
+    throw new Error(`options.since must be a position {epoch: string, seq: number}, not ${JSON.stringify(since)}`);
   }
 }
 

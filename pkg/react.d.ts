@@ -11,7 +11,9 @@ import type {
   HeraldClient,
   HeraldEvent,
   HeraldOptions,
+  Position,
   PublishAck,
+  PublishOptions,
   ResyncMessage,
   SubscribeOptions,
   Topic,
@@ -53,16 +55,28 @@ export function useHerald(): HeraldClient | null;
 export function useConnectionStatus(): ConnectionStatus;
 
 /**
+ * Where a hook's subscription stands: `'subscribing'` until the server
+ * confirms it, `'live'` once it has (and after a reconnect that recovered),
+ * `'resyncing'` after a resync (events may have been missed) until the next
+ * live or event, `'unconfirmed'` with a server that never confirms.
+ */
+export type TopicStatus = 'subscribing' | 'live' | 'resyncing' | 'unconfirmed';
+
+/**
  * Calls `handler` with every message of `topic` while mounted: events,
- * `resync`, `refused`, and presence with `{presence: true}`. A new `handler`
- * on each render does not resubscribe (the latest is called); a new `topic`
- * does. `null` or `undefined` subscribes to nothing.
+ * `live`, `resync`, `refused`, and presence with `{presence: true}`, and
+ * returns where the subscription stands. A new `handler` on each render does
+ * not resubscribe (the latest is called); a new `topic` does. `null` or
+ * `undefined` subscribes to nothing. `options.since` is read when the
+ * topic's subscription starts. When the provider's client is replaced (new
+ * options that need a new connection), the hook subscribes again from the
+ * last position it saw: missed events are replayed, or a resync comes.
  */
 export function useTopic<P = unknown>(
   topic: Topic | null | undefined,
   handler: (message: TopicMessage<P>) => void,
   options?: SubscribeOptions,
-): void;
+): { status: TopicStatus };
 /**
  * Without a handler: the latest event of `topic` (re-rendering on each),
  * `undefined` until one arrives, and again when the topic or client changes.
@@ -73,13 +87,35 @@ export function useTopic<P = unknown>(topic: Topic | null | undefined, handler?:
 export function usePresence(topic: Topic | null | undefined): readonly string[];
 
 /** Publishes through the provider's client; see {@link HeraldClient.publish}. */
-export type Publish = (topic: Topic, event: EventType, entityId: string, payload: unknown) => Promise<PublishAck>;
+export type Publish = (topic: Topic, event: EventType, entityId: string, payload: unknown, options?: PublishOptions) => Promise<PublishAck>;
+
+export interface TypingOptions {
+  /** Your user id, left out of `typing` (the server echoes your own events). */
+  self?: string;
+  /** At most one `TYPING` event per this many milliseconds (2000). */
+  throttleMs?: number;
+  /** An indicator is dropped this long after its last event (5000). */
+  expireMs?: number;
+}
+
+/**
+ * Who is typing on `topic` (user ids), and `notify()` to call on every
+ * keystroke: it publishes an ephemeral `TYPING` event at most once per
+ * `throttleMs`, and an indicator expires `expireMs` after its last event.
+ * Best effort: offline or with a server without ephemeral events, nothing is sent.
+ */
+export function useTyping(topic: Topic | null | undefined, options?: TypingOptions): { typing: readonly string[]; notify: () => void };
 
 /** A function that publishes; it rejects while the provider's client is not created yet. */
 export function usePublish(): Publish;
 
-/** What makes a cache entry stale: an event, or a resync (events may have been missed). */
-export type InvalidationMessage<P = unknown> = HeraldEvent<P> | ResyncMessage;
+/**
+ * What makes a cache entry stale: an event, or a resync (events may have
+ * been missed). The first `live` of a subscription that had no `since`
+ * comes as a resync with reason `'subscribed'`: what was loaded before it
+ * may have missed a change.
+ */
+export type InvalidationMessage<P = unknown> = HeraldEvent<P> | ResyncMessage | (Omit<ResyncMessage, 'reason'> & { reason: 'subscribed' });
 
 /** A TanStack Query key. */
 export type QueryKey = readonly unknown[];
@@ -90,9 +126,12 @@ export interface InvalidatingQueryClient {
 }
 
 /**
- * Invalidates TanStack Query's `queryKey` on every event of `topic`, and
- * on every resync of it (a reconnect that could not recover, a gap), so a
- * cache never stays silently stale. `queryKey` may be a function of the
+ * Invalidates TanStack Query's `queryKey` once when the subscription goes
+ * live (a query loaded before may have missed a change), then on every
+ * event of `topic` (not ephemeral ones) and on every resync of it (a
+ * reconnect that could not recover, a gap), so a cache never stays silently
+ * stale. A reconnect that recovered invalidates nothing more: the missed
+ * events are replayed. `queryKey` may be a function of the
  * message; on a resync it must name everything the topic may have changed:
  *
  * ```ts
@@ -103,7 +142,18 @@ export function useInvalidateOnEvent<P = unknown>(
   queryClient: InvalidatingQueryClient,
   topic: Topic | null | undefined,
   queryKey: QueryKey | ((message: InvalidationMessage<P>) => QueryKey),
+  options?: InvalidationOptions,
 ): void;
+
+/**
+ * `since`: the position your data was loaded at (a REST response's, read
+ * before the data): the server replays every change after it, so the first
+ * live refetches nothing. Read when the subscription starts: subscribe once
+ * the data is there (`data ? topic : null`).
+ */
+export interface InvalidationOptions {
+  since?: Position;
+}
 
 /** An SWR key: a string, an array or an object (not a function: a function is read as a function of the message). */
 export type SWRKey = string | readonly unknown[] | { readonly [field: string]: unknown };
@@ -130,6 +180,7 @@ export function useRevalidateOnEvent<P = unknown>(
   mutate: SWRMutate,
   topic: Topic | null | undefined,
   key: SWRKey | ((message: InvalidationMessage<P>) => SWRKey | SWRKeyFilter),
+  options?: InvalidationOptions,
 ): void;
 
 /** The concrete topics a pattern of a topic map covers: `'gift-list:*'` covers every `gift-list:…`. */
@@ -146,7 +197,7 @@ export interface HeraldHooks<Map> {
     topic: T | null | undefined,
     handler: (message: TopicMessage<PayloadOf<Map, T>>) => void,
     options?: SubscribeOptions,
-  ): void;
+  ): { status: TopicStatus };
   useTopic<T extends TopicsOf<keyof Map & string>>(
     topic: T | null | undefined,
     handler?: null,
@@ -157,17 +208,21 @@ export interface HeraldHooks<Map> {
     event: EventType,
     entityId: string,
     payload: PayloadOf<Map, T>,
+    options?: PublishOptions,
   ) => Promise<PublishAck>;
+  useTyping(topic: TopicsOf<keyof Map & string> | null | undefined, options?: TypingOptions): { typing: readonly string[]; notify: () => void };
   usePresence(topic: TopicsOf<keyof Map & string> | null | undefined): readonly string[];
   useInvalidateOnEvent<T extends TopicsOf<keyof Map & string>>(
     queryClient: InvalidatingQueryClient,
     topic: T | null | undefined,
     queryKey: QueryKey | ((message: InvalidationMessage<PayloadOf<Map, T>>) => QueryKey),
+    options?: InvalidationOptions,
   ): void;
   useRevalidateOnEvent<T extends TopicsOf<keyof Map & string>>(
     mutate: SWRMutate,
     topic: T | null | undefined,
     key: SWRKey | ((message: InvalidationMessage<PayloadOf<Map, T>>) => SWRKey | SWRKeyFilter),
+    options?: InvalidationOptions,
   ): void;
 }
 

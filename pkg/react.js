@@ -44,24 +44,41 @@ function useOwnedClient(options) {
   const [client, setClient] = useState(null);
   const key = options == null ? null : optionsKey(options);
   const getToken = useLatest(options?.getToken);
+  const token = typeof options?.token === 'string' ? options.token : null;
+  // The token each client was made with or last given.
+  const applied = useRef(new WeakMap());
   useEffect(() => {
     if (key === null) return undefined;
     // `options` is read only when its content (the key) changed; the latest
     // getToken is called, so an inline function does not reconnect.
     const latestToken = options.getToken && ((reason) => getToken.current(reason));
     const created = new HeraldClient(latestToken ? { ...options, getToken: latestToken } : options);
+    applied.current.set(created, token);
     setClient(created);
     return () => {
       created.close();
       setClient(null);
     };
   }, [key]);
+  // A new token (a refreshed one, from state) goes to the live session as a
+  // `refresh`: no reconnect, so nothing to recover and nothing to refetch.
+  useEffect(() => {
+    if (client === null || token === null || applied.current.get(client) === token) return;
+    applied.current.set(client, token);
+    client.setToken(token);
+  }, [client, token]);
   return client;
 }
 
-/** The options' content, so that an equal object literal on every render keeps the client. */
+/**
+ * The options' content, so that an equal object literal on every render
+ * keeps the client. A token's value is left out (a new one is a refresh of
+ * the same session), not whether there is one (`null`: no user, no client).
+ */
 function optionsKey(options) {
-  return JSON.stringify(options, (_, value) => (typeof value === 'function' ? '[function]' : value));
+  return JSON.stringify(options, (name, value) =>
+    typeof value === 'function' ? '[function]' : name === 'token' && typeof value === 'string' ? '[token]' : value,
+  );
 }
 
 /** A ref to the value of the latest committed render, for callbacks that must not resubscribe. */
@@ -106,26 +123,79 @@ const noSubscription = () => () => {};
 const loading = () => LOADING;
 
 export function useTopic(topic, handler, options) {
-  const client = useHerald();
   const latest = useLatest(handler);
-  const presence = options?.presence === true;
   // Without a handler, the latest event is kept and returned; it belongs to
   // one subscription, so another client or topic starts without one.
   const tracking = handler == null;
-  const source = useMemo(() => ({ client, topic }), [client, topic]);
   const [last, setLast] = useState(null);
+  const { source, status } = useSubscription(
+    topic,
+    (message) => {
+      if (latest.current != null) latest.current(message);
+      else if (message.type === undefined) setLast({ source, event: message });
+    },
+    options,
+  );
+  if (tracking) return last?.source === source ? last.event : undefined;
+  return { status };
+}
+
+/**
+ * Subscribes while mounted and says where the subscription stands:
+ * `'subscribing'` until the server confirms it, `'live'` once it has (and
+ * again after a reconnect that recovered), `'resyncing'` after a resync
+ * until the next live or event, `'unconfirmed'` with a server that never
+ * confirms. `onMessage(message, unsynced)`: `unsynced` is true for the first
+ * `live` of a subscription that started from no position, before which
+ * anything loaded may have missed a change.
+ *
+ * The hook remembers where its topic stands (the last live position and the
+ * `seq` of every event since): when the client changes (new options that
+ * need a new connection), it subscribes again from there, so the server
+ * replays what the switch missed, or says resync.
+ */
+function useSubscription(topic, onMessage, options) {
+  const client = useHerald();
+  const latest = useLatest(onMessage);
+  const presence = options?.presence === true;
+  // `since` counts when the topic's subscription starts, not on every render.
+  const since = useLatest(options?.since);
+  const at = useRef({ topic: undefined, position: null });
+  const source = useMemo(() => ({ client, topic }), [client, topic]);
+  const [status, setStatus] = useState({ source: null, status: 'subscribing' });
   useEffect(() => {
     if (client === null || topic == null) return undefined;
+    if (at.current.topic !== topic) at.current = { topic, position: since.current ?? null };
+    const tracked = at.current;
+    const from = tracked.position;
+    let unsynced = from === null;
+    const report = (next) => setStatus((current) => (current.source === source && current.status === next ? current : { source, status: next }));
+    const subscribeOptions = from === null ? { presence } : { presence, since: from };
     return client.subscribe(
       topic,
       (message) => {
-        if (latest.current != null) latest.current(message);
-        else if (message.type === undefined) setLast({ source, event: message });
+        let first = false;
+        if (message.type === 'live') {
+          if (message.position !== null) tracked.position = message.position;
+          first = unsynced;
+          unsynced = false;
+          report('live');
+        } else if (message.type === 'unconfirmed') {
+          report('unconfirmed');
+        } else if (message.type === 'resync') {
+          report('resyncing');
+        } else if (message.type === undefined) {
+          if (message.seq !== undefined && tracked.position !== null && message.seq > tracked.position.seq) {
+            tracked.position = { epoch: tracked.position.epoch, seq: message.seq };
+          }
+          setStatus((current) => (current.source === source && current.status === 'resyncing' ? { source, status: 'live' } : current));
+        }
+        latest.current(message, first);
       },
-      { presence },
+      subscribeOptions,
     );
   }, [client, topic, presence]);
-  return tracking && last?.source === source ? last.event : undefined;
+  return { source, status: status.source === source ? status.status : 'subscribing' };
 }
 
 export function usePresence(topic) {
@@ -155,34 +225,43 @@ function applyDiff(members, { joined, left }) {
 export function usePublish() {
   const client = useHerald();
   return useCallback(
-    (topic, event, entityId, payload) =>
+    (topic, event, entityId, payload, options) =>
       client === null
         ? Promise.reject(new Error('the Herald client is not created yet: <HeraldProvider options> creates it after its first render'))
-        : client.publish(topic, event, entityId, payload),
+        : client.publish(topic, event, entityId, payload, options),
     [client],
   );
 }
 
-export function useInvalidateOnEvent(queryClient, topic, queryKey) {
-  useInvalidation(topic, queryKey, queryClient, (key) => queryClient.invalidateQueries({ queryKey: key }));
+export function useInvalidateOnEvent(queryClient, topic, queryKey, options) {
+  useInvalidation(topic, queryKey, queryClient, (key) => queryClient.invalidateQueries({ queryKey: key }), options);
 }
 
-export function useRevalidateOnEvent(mutate, topic, key) {
-  useInvalidation(topic, key, mutate, (swrKey) => mutate(swrKey));
+export function useRevalidateOnEvent(mutate, topic, key, options) {
+  useInvalidation(topic, key, mutate, (swrKey) => mutate(swrKey), options);
 }
 
 /**
  * Calls `invalidate` on every event of `topic` and on every resync: after a
- * resync events may have been missed, so the cache must not be kept as it is.
- * `key` is a cache key, or a function from the message to one.
+ * resync events may have been missed, so the cache must not be kept as it
+ * is. Also once on the first `live` of a subscription that started from no
+ * position: a query loaded before the server confirmed the subscription may
+ * have missed a change made meanwhile. A `live` after a reconnect that
+ * recovered does not: what was missed was replayed as events. Ephemeral
+ * events change no stored data. `key` is a cache key, or a function from the
+ * message (an event or a resync; the first live counts as a resync) to one.
+ * `options.since`: where the cached data stands (a REST response's
+ * position); the server replays what came after it, so the first live
+ * refetches nothing.
  */
-function useInvalidation(topic, key, cache, invalidate) {
-  useTopic(topic, (message) => {
-    if (message.type === undefined || message.type === 'resync') {
-      const resolved = typeof key === 'function' ? key(message) : key;
-      coalesce(cache, resolved, () => invalidate(resolved));
-    }
-  });
+function useInvalidation(topic, key, cache, invalidate, options) {
+  useSubscription(topic, (message, unsynced) => {
+    const stale = unsynced || message.type === 'resync' || (message.type === undefined && message.ephemeral !== true);
+    if (!stale) return;
+    const cause = unsynced ? { type: 'resync', topic: message.topic, reason: 'subscribed' } : message;
+    const resolved = typeof key === 'function' ? key(cause) : key;
+    coalesce(cache, resolved, () => invalidate(resolved));
+  }, options?.since == null ? undefined : { since: options.since });
 }
 
 // Refetches in flight, per cache (a QueryClient, SWR's mutate) and key.
@@ -218,11 +297,64 @@ function coalesce(cache, key, refetch) {
   run();
 }
 
+const TYPING = 'TYPING';
+
+/**
+ * Who is typing on `topic`, and `notify()` to call on every keystroke.
+ * `notify` publishes an ephemeral `TYPING` event (for the subscribers of the
+ * moment; never stored or replayed) at most once per `throttleMs`; an
+ * indicator is dropped `expireMs` after its last event, so a closed tab or a
+ * lost connection does not leave anyone typing forever. `self` (your user
+ * id) is left out of the list. Publishing is best effort: offline, or with a
+ * server without ephemeral events, nothing is sent.
+ */
+export function useTyping(topic, { self, throttleMs = 2000, expireMs = 5000 } = {}) {
+  const client = useHerald();
+  const source = useMemo(() => ({ client, topic }), [client, topic]);
+  const [typists, setTypists] = useState({ source: null, until: new Map() });
+  const sent = useRef({ source: null, at: -Infinity });
+  useSubscription(topic, (message) => {
+    if (message.type !== undefined || message.event !== TYPING) return;
+    const who = message.data.user_id ?? message.data.entity_id;
+    if (who === self) return;
+    setTypists((current) => {
+      const until = new Map(current.source === source ? current.until : undefined);
+      until.set(who, Date.now() + expireMs);
+      return { source, until };
+    });
+  });
+  const until = typists.source === source ? typists.until : null;
+  // One timer, for the indicator that expires first.
+  useEffect(() => {
+    if (until === null || until.size === 0) return undefined;
+    const next = Math.min(...until.values());
+    const timer = setTimeout(() => {
+      setTypists((current) => {
+        if (current.until !== until) return current;
+        const now = Date.now();
+        return { source, until: new Map([...until].filter(([, at]) => at > now)) };
+      });
+    }, Math.max(0, next - Date.now()));
+    return () => clearTimeout(timer);
+  }, [until, source]);
+  const notify = useCallback(() => {
+    if (client === null || topic == null) return;
+    const now = Date.now();
+    if (sent.current.source === source && now - sent.current.at < throttleMs) return;
+    sent.current = { source, at: now };
+    client.publish(topic, TYPING, self ?? '', null, { ephemeral: true }).catch((error) => {
+      if (!['offline', 'not_sent', 'unsupported'].includes(error?.kind)) globalThis.reportError?.(error);
+    });
+  }, [client, topic, source, self, throttleMs]);
+  const typing = useMemo(() => (until === null ? NO_MEMBERS : Object.freeze([...until.keys()])), [until]);
+  return { typing, notify };
+}
+
 /**
  * The same hooks, typed by a map from topic patterns to payload types:
  * `createHeraldHooks<{ 'gift-list:*': GiftEvent }>()`. Types only: the
  * hooks are the ones above.
  */
 export function createHeraldHooks() {
-  return { useTopic, usePublish, usePresence, useInvalidateOnEvent, useRevalidateOnEvent };
+  return { useTopic, usePublish, usePresence, useInvalidateOnEvent, useRevalidateOnEvent, useTyping };
 }

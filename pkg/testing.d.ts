@@ -14,7 +14,9 @@ import type {
   EventData,
   HeraldClient,
   HeraldEvent,
+  Position,
   PublishAck,
+  PublishOptions,
   ResyncReason,
   Topic,
 } from './index.js';
@@ -27,6 +29,8 @@ export interface PendingPublish {
   event: string;
   entityId: string;
   payload: unknown;
+  /** What the application passed (`{}` when nothing). */
+  options: PublishOptions;
   /** Acks it: the promise resolves with `{id, seq (the topic's next), duplicate: false}` and what `ack` overrides. */
   resolve(ack?: Partial<PublishAck>): void;
   /** Refuses it: the promise rejects with `error` (an `Error`, or a message). */
@@ -53,13 +57,19 @@ export interface MockClient extends HeraldClient {
   publishes(): PendingPublish[];
   /** Delivers an event to the subscriptions of its topic and of wildcards over it; returns it complete. */
   emit<P = unknown>(event: MockEvent<P>): HeraldEvent<P>;
+  /** The server confirms the topic's subscriptions: a `live` message, and their `live` Promises resolve with `position`. */
+  live(topic: Topic, position?: Position | null): void;
+  /** The `since` each subscription of `topic` was made with (`null` for none), in order. */
+  since(topic: Topic): (Position | null)[];
+  /** The last token given to `setToken`. */
+  token?: string;
   /** A `resync` for the topic's subscriptions (and wildcards over it, or under it). Default reason `not_recovered`. */
   resync(topic: Topic, reason?: ResyncReason): void;
   /** A `presence` message, for subscriptions made with `{presence: true}`. */
   presence(topic: Topic, members: readonly string[]): void;
   /** A `presence_diff` message, for subscriptions made with `{presence: true}`. */
   presenceDiff(topic: Topic, diff: { joined?: readonly string[]; left?: readonly string[] }): void;
-  /** The server refuses the topic: its subscriptions get `refused` and are dropped. */
+  /** The server refuses the topic: its subscriptions get `refused` (and their `live` rejects) and are dropped. */
   refuse(topic: Topic, error?: { code?: number | string; message?: string }): void;
   /** A message that is not Herald's, for `onRaw` listeners. */
   raw(message: unknown): void;

@@ -31,14 +31,20 @@ class MockClient {
     checkTopic(topic);
     if (typeof callback !== 'function') throw new Error('subscribe needs a callback function');
     this.#alive('subscribe');
-    const subscription = { topic, callback, presence: options?.presence === true };
+    const subscription = { topic, callback, presence: options?.presence === true, since: options?.since ?? null, settle: null };
+    const live = new Promise((resolve, reject) => (subscription.settle = { resolve, reject }));
+    // As the real client's: a refusal nobody awaits is no unhandled rejection.
+    live.catch(() => {});
     this.#subscriptions.add(subscription);
-    return () => {
+    const unsubscribe = () => {
       this.#subscriptions.delete(subscription);
     };
+    unsubscribe.unsubscribe = unsubscribe;
+    unsubscribe.live = live;
+    return unsubscribe;
   }
 
-  publish(topic, event, entityId, payload) {
+  publish(topic, event, entityId, payload, options = {}) {
     try {
       checkTopic(topic);
       this.#alive('publish');
@@ -53,6 +59,7 @@ class MockClient {
         event,
         entityId,
         payload,
+        options,
         resolve: (ack = {}) => {
           this.#settled(pending);
           resolve({ id, seq: this.#nextSeq(topic), duplicate: false, ...ack });
@@ -64,6 +71,10 @@ class MockClient {
       };
       this.#publishes.push(pending);
     });
+  }
+
+  setToken(token) {
+    this.token = token;
   }
 
   onStatus(callback) {
@@ -113,6 +124,21 @@ class MockClient {
     return full;
   }
 
+  /** The server confirms `topic`'s subscriptions: `{type: 'live', topic, position}`, and their `live` resolves. */
+  live(topic, position = null) {
+    checkTopic(topic);
+    this.#deliver({ type: 'live', topic, position }, (pattern, s) => {
+      if (pattern !== topic) return false;
+      s.settle.resolve(position);
+      return true;
+    });
+  }
+
+  /** Where each subscription of `topic` said it starts (`since`), in order: for tests of REST positions. */
+  since(topic) {
+    return [...this.#subscriptions].filter((s) => s.topic === topic).map((s) => s.since);
+  }
+
   /** Tells the topic's subscribers (and those of wildcards over it) that events may have been missed. */
   resync(topic, reason = 'not_recovered') {
     checkTopic(topic);
@@ -133,7 +159,10 @@ class MockClient {
   refuse(topic, { code = 4003, message = 'forbidden' } = {}) {
     const refused = [...this.#subscriptions].filter((s) => s.topic === topic);
     refused.forEach((s) => this.#subscriptions.delete(s));
-    refused.forEach((s) => s.callback({ type: 'refused', topic, code, message }));
+    refused.forEach((s) => {
+      s.settle.reject(Object.assign(new Error(`subscription to ${topic} refused (${code}): ${message}`), { kind: 'refused', topic, code }));
+      s.callback({ type: 'refused', topic, code, message });
+    });
   }
 
   /** A JSON message that is not Herald's, for `onRaw` listeners. */

@@ -38,12 +38,12 @@
 pub use herald_client::{Ack, Client, ClientBuilder, Error, EventSpan, Events, Result, Subscription, Update};
 // The types that the client's methods, statuses and updates name.
 pub use herald_core::{
-    AuthMode, BackoffConfig, DisconnectReason, PublishFailure, PublishId, ResyncReason, SessionEvent, Status,
-    TokenReason, Transport,
+    AuthMode, BackoffConfig, DisconnectReason, PublishFailure, PublishId, PublishOptions, ResyncReason, SessionEvent,
+    Status, SubscribeOptions, TokenReason, Transport,
 };
 pub use herald_protocol::{
-    ErrorCode, ErrorMessage, Event, EventData, EventKind, JsonError, Payload, Presence, PresenceDiff, ProtocolError,
-    Topic, TopicError, TopicErrorKind, error_code,
+    ErrorCode, ErrorMessage, Event, EventData, EventKind, JsonError, Payload, Position, Presence, PresenceDiff,
+    ProtocolError, Topic, TopicError, TopicErrorKind, error_code,
 };
 
 /// The README's Rust examples, compiled (and the runnable ones run) as doctests.

@@ -40,7 +40,7 @@ async fn a_subscriber_that_reads_too_slowly_gets_a_resync_instead_of_unbounded_m
     assert_eq!(lagged.0.as_str(), "feed:1");
     assert_eq!(lagged.1, ResyncReason::Lagged);
     // Reading again, the subscriber gets new events.
-    let seq = server.publish("feed:1", "ADDED", "late", &json!(null)).await.unwrap();
+    let seq = server.publish("feed:1", "ADDED", "late", &json!(null)).await.unwrap().seq;
     let next = within(Duration::from_secs(10), "a live event", async {
         loop {
             if let Update::Event(event) = sub.next().await.unwrap()
@@ -77,7 +77,7 @@ async fn events_streams_everything_and_dropping_a_subscription_unsubscribes() {
     // A second subscription of the same topic keeps it alive when the first drops.
     let mut second = client.subscribe("doc:1").await.unwrap();
     drop(sub);
-    let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "x", &json!(null)).await.unwrap().seq;
     let (seqs, _) = herald_test_support::native::events(&mut second, 1).await;
     assert_eq!(seqs, vec![seq]);
     drop(second);
@@ -99,7 +99,7 @@ async fn a_subscription_outlives_the_client_handle_and_its_drop_ends_the_connect
     let mut sub = client.subscribe("doc:9").await.unwrap();
     subscribed(&server, &mut sub, "doc:9").await;
     drop(client);
-    let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).await.unwrap();
+    let seq = server.publish("doc:9", "UPDATED", "x", &json!(null)).await.unwrap().seq;
     assert_eq!(
         herald_test_support::native::events(&mut sub, 1).await.0,
         vec![seq],
@@ -183,9 +183,13 @@ async fn a_refused_publish_says_so_once_and_every_topic_refused_stops_the_client
     );
     assert!(matches!(error, herald::Error::Rejected { .. }));
 
-    let mut admin = client.subscribe("admin:1").await.unwrap();
-    let refused = within(Duration::from_secs(10), "the refusal", admin.next()).await;
-    assert!(matches!(&refused, Some(Update::Rejected(error)) if error.message.contains("admin:1")), "{refused:?}");
+    let refused = within(Duration::from_secs(10), "the refusal", client.subscribe("admin:1")).await.unwrap_err();
+    assert!(
+        matches!(&refused, herald::Error::SubscribeRejected { topic, message, .. }
+            if topic == "admin:1" && message.contains("admin:1")),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().starts_with("the server refused the subscription to admin:1 (4003)"), "{refused}");
     // The only topic asked for is forbidden: connected, the client would wait for nothing.
     herald_test_support::native::status(&client, "the client to stop", |s| matches!(s, Status::Disconnected { .. }))
         .await;

@@ -16,7 +16,7 @@ use serde_json::json;
 const SECONDS_10: Duration = Duration::from_secs(10);
 
 async fn publish(server: &herald_server::ServerHandle, topic: &str, n: u32) -> u64 {
-    server.publish(topic, "UPDATED", &n.to_string(), &json!({ "n": n })).await.expect("a valid event")
+    server.publish(topic, "UPDATED", &n.to_string(), &json!({ "n": n })).await.expect("a valid event").seq
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

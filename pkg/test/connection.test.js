@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { eventually } from './support/eventually.js';
 import { startHarness } from './support/harness.js';
 import { uniqueTopic } from './support/topics.js';
 
@@ -46,12 +47,32 @@ test('an equal options object on every render keeps the connection; new content 
   const kept = await testbed.state();
   assert.equal(kept.gate_accepted, start.gate_accepted + 1, 'one TCP connection for all the renders');
 
-  await app.update({ url, token: 'second', renders: 4 });
-  await app.waitForJson('clients', 'a second client for the new token', (clients) => clients === 2);
+  await app.update({ url, token: 'first', renders: 4, extra: { heartbeatMs: 20_000 } });
+  await app.waitForJson('clients', 'a second client for the new options', (clients) => clients === 2);
   await app.waitForJson('status', 'the new client connected', connected);
   await testbed.waitForState('the old connection closed and the new one open', (state) =>
     state.gate_accepted === start.gate_accepted + 2 && state.connections === start.connections + 1,
   );
+});
+
+test('a new token goes to the live session as a refresh: same client, same connection, no reconnect', async (t) => {
+  const { testbed } = harness;
+  const app = await harness.open(t);
+  const url = testbed.addresses.secure_ws;
+  const start = await testbed.state('secure');
+  await app.mount('status', { url, token: await testbed.token('refreshing', 3600), renders: 0 });
+  await app.waitForJson('status', 'connected', connected);
+  const before = await eventually('the connection', () => testbed.state('secure'), (state) => state.connections === start.connections + 1);
+
+  await app.update({ url, token: await testbed.token('refreshing', 7200), renders: 1 });
+  await app.waitForJson('renders', 'the render with the new token', (renders) => renders === 1);
+  const after = await eventually('the refresh frame', () => testbed.state('secure'), (state) => state.messages_in > before.messages_in);
+  assert.equal(after.messages_in, before.messages_in + 1, 'one refresh frame');
+  assert.equal(after.auth_failures, start.auth_failures, 'accepted');
+  assert.equal(after.connections, before.connections, 'the same connection');
+  assert.equal(await app.json('clients'), 1, 'the same client');
+  const states = (await app.json('status-history')).map((status) => status.state);
+  assert.ok(!states.includes('reconnecting'), `no reconnect: ${states}`);
 });
 
 test('a provider given a client never closes it', async (t) => {

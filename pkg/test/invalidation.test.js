@@ -1,6 +1,8 @@
 // Cache invalidation as seed 000 describes it: an event makes TanStack
 // Query refetch (SWR revalidate), and so does a resync, the client's word
-// that events may have been missed. The fake REST API counts the refetches.
+// that events may have been missed, and the subscription's first `live`
+// (what loaded before it may have missed a change); a reconnect that
+// recovered does not. The fake REST API counts the refetches.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -33,45 +35,87 @@ test('the README example refetches on an event and after a restart that lost the
   const path = '/api/gifts/family-123';
   const shown = (text, why) =>
     eventually(`the list to show "${text}" (${why})`, () => app.evaluate(() => document.querySelector('ul')?.textContent), (shownText) => shownText === text);
-  await fetched(path, 1, 'the first render');
-  await shown('Scarf, fetch 1', 'the first fetch');
+  await fetched(path, 2, 'the first render, then the subscription going live');
+  await shown('Scarf, fetch 2', 'the fetch after live');
 
   await harness.testbed.publish('gift-list:family-123', { entityId: 'gift-7', payload: { bought: true } });
-  await fetched(path, 2, 'the event');
-  await shown('Scarf, fetch 2', 'the refetch');
+  await fetched(path, 3, 'the event');
+  await shown('Scarf, fetch 3', 'the refetch');
 
   // A new epoch: the server cannot replay what the client may have missed, so the client says resync.
   await harness.testbed.restart('new');
-  await fetched(path, 3, 'the resync after the restart');
-  await shown('Scarf, fetch 3', 'the refetch after the resync');
+  await fetched(path, 4, 'the resync after the restart');
+  await shown('Scarf, fetch 4', 'the refetch after the resync');
 });
 
 test('a queryKey function invalidates the entity of an event, and everything of the topic on a resync', async (t) => {
   const list = uniqueId();
   const app = await mounted(t, 'queryKeys', { list });
   const fetches = (a, b) => (gifts) => gifts.a === a && gifts.b === b;
-  await app.waitForJson('gifts', 'both fetched once', fetches(1, 1));
+  await app.waitForJson('gifts', 'both fetched again once live', fetches(2, 2));
 
   await harness.testbed.publish(`gift-list:${list}`, { entityId: 'a' });
-  await app.waitForJson('gifts', 'a refetched, b not', fetches(2, 1));
+  await app.waitForJson('gifts', 'a refetched, b not', fetches(3, 2));
   await harness.testbed.publish(`gift-list:${list}`, { entityId: 'b' });
-  await app.waitForJson('gifts', 'b refetched, a not again', fetches(2, 2));
+  await app.waitForJson('gifts', 'b refetched, a not again', fetches(3, 3));
 
   await harness.testbed.restart('new');
-  const gifts = await app.waitForJson('gifts', 'both refetched after the resync', fetches(3, 3));
-  assert.deepEqual(gifts.log, ['event a', 'event b', 'resync not_recovered']);
+  const gifts = await app.waitForJson('gifts', 'both refetched after the resync', fetches(4, 4));
+  assert.deepEqual(gifts.log, ['resync subscribed', 'event a', 'event b', 'resync not_recovered']);
 });
 
 test('useRevalidateOnEvent makes SWR revalidate a key on an event, and every matching key on a resync', async (t) => {
   const list = uniqueId();
   const app = await mounted(t, 'swr', { list });
   const fetches = (a, b) => (gifts) => gifts.a === a && gifts.b === b;
-  await app.waitForJson('gifts', 'both fetched once', fetches(1, 1));
+  await app.waitForJson('gifts', 'both revalidated once live', fetches(2, 2));
 
   await harness.testbed.publish(`gift-list:${list}`, { entityId: 'b' });
-  await app.waitForJson('gifts', 'b revalidated, a not', fetches(1, 2));
+  await app.waitForJson('gifts', 'b revalidated, a not', fetches(2, 3));
 
   await harness.testbed.restart('new');
-  await app.waitForJson('gifts', 'both revalidated after the resync', fetches(2, 3));
-  assert.equal(harness.server.hits(`/api/swr/${list}/a`), 2);
+  await app.waitForJson('gifts', 'both revalidated after the resync', fetches(3, 4));
+  assert.equal(harness.server.hits(`/api/swr/${list}/a`), 3);
+});
+
+/** Mounts the `fresh` scenario on `url`; its list is `/api/fresh/<list>` and its topic `gift-list:<list>`. */
+async function fresh(t, url) {
+  const app = await harness.open(t);
+  const list = uniqueId();
+  await app.mount('fresh', { url, list });
+  return { app, list, path: `/api/fresh/${list}` };
+}
+
+test('a change published between the query loading and the server confirming the subscription still reaches the list', async (t) => {
+  const { testbed } = harness;
+  // The gate refuses the WebSocket: the query loads, the subscription cannot go live yet.
+  await testbed.block(true);
+  t.after(() => testbed.block(false));
+  const { app, list, path } = await fresh(t, testbed.addresses.gated_ws);
+  const loaded = await app.waitForJson('fresh', 'the list loaded', (value) => value.fetch === 1);
+  assert.equal(loaded.status, 'subscribing');
+  await testbed.publish(`gift-list:${list}`, { entityId: 'meanwhile' });
+  const before = harness.server.hits(path);
+
+  await testbed.block(false);
+  const shown = await app.waitForJson('fresh', 'the list refetched once live', (value) => value.status === 'live' && value.fetch > before);
+  assert.equal(shown.lives, 1);
+  assert.equal(harness.server.hits(path), before + 1, 'one refetch: the one the first live asked for');
+});
+
+test('a reconnect that recovered refetches nothing; the next event refetches once', async (t) => {
+  const { testbed } = harness;
+  const { app, list, path } = await fresh(t, testbed.addresses.ws);
+  await app.waitForJson('fresh', 'live, and refetched once for it', (value) => value.status === 'live' && value.fetch === 2);
+
+  await testbed.disconnect(1006);
+  await app.waitForJson('status-history', 'the reconnect', (history) => history.some((status) => status.state === 'reconnecting'));
+  await app.waitForJson('fresh', 'live again after recovering', (value) => value.lives === 2 && value.status === 'live');
+  assert.equal(harness.server.hits(path), 2, 'no refetch for the recovered reconnect');
+
+  // Had the reconnect refetched, this would be fetch 4 (or a 5th after it).
+  await testbed.publish(`gift-list:${list}`, { entityId: 'after' });
+  await app.waitForJson('fresh', 'the refetch for the event', (value) => value.fetch === 3);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(harness.server.hits(path), 3);
 });

@@ -82,3 +82,26 @@ test("topics follow herald_protocol::Topic's grammar (the cases of topic.rs's te
     assert.throws(() => mock.subscribe(invalid, () => {}), /is not a topic/, JSON.stringify(invalid));
   }
 });
+
+test("live confirms the topic's subscriptions and resolves their live; a refusal rejects it; since and publish options are kept", async () => {
+  const mock = createMockClient();
+  const seen = recorder();
+  const since = { epoch: 'e1', seq: 41 };
+  const subscription = mock.subscribe('gift-list:1', seen.record, { since });
+  const wildcard = recorder();
+  mock.subscribe('gift-list:*', wildcard.record);
+  assert.deepEqual(mock.since('gift-list:1'), [since]);
+  mock.live('gift-list:1', { epoch: 'e1', seq: 44 });
+  assert.deepEqual(await subscription.live, { epoch: 'e1', seq: 44 });
+  assert.deepEqual(seen.seen, [{ type: 'live', topic: 'gift-list:1', position: { epoch: 'e1', seq: 44 } }]);
+  assert.deepEqual(wildcard.seen, [], 'live is for the topic itself');
+
+  const refused = mock.subscribe('secret:1', () => {});
+  mock.refuse('secret:1', { code: 4003, message: 'forbidden' });
+  await assert.rejects(refused.live, (error) => error.kind === 'refused' && error.code === 4003);
+
+  mock.publish('doc:7', 'TYPING', 'me', null, { ephemeral: true });
+  assert.deepEqual(mock.publishes()[0].options, { ephemeral: true });
+  subscription.unsubscribe();
+  assert.deepEqual(mock.topics(), ['gift-list:*']);
+});

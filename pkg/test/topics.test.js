@@ -111,3 +111,30 @@ test('usePresence shows both users of two providers, follows one leaving, and ge
   await testbed.disconnect(1006);
   await app.waitForJson('alice-sees', 'the reconnect with the latest token', (members) => members.join() === 'carol');
 });
+
+test('new options that need a new connection resubscribe from where the topic was: what the switch missed is replayed', async (t) => {
+  const { testbed } = harness;
+  const topic = uniqueTopic('gift-list');
+  const url = testbed.addresses.gated_ws;
+  const { app } = await subscribed(t, { url, topic, options: { fallback: false, backoff: { initialMs: 50, maxMs: 200 } } });
+  await app.waitForJson('lives', 'live', (lives) => lives.length === 1);
+  const first = await testbed.publish(topic, { entityId: 'before' });
+  await app.waitForJson('messages', 'the first event', (list) => list.length === 1);
+
+  // The new client cannot connect until the gate opens: these events come while no client is subscribed.
+  await testbed.block(true);
+  t.after(() => testbed.block(false));
+  await app.update({ url, topic, options: { fallback: false, backoff: { initialMs: 50, maxMs: 200 }, heartbeatMs: 20_000 } });
+  await app.waitForJson('topic-status', 'the new subscription waiting', (status) => status === 'subscribing');
+  const missed = [await testbed.publish(topic, { entityId: 'missed-1' }), await testbed.publish(topic, { entityId: 'missed-2' })];
+  await testbed.block(false);
+
+  const messages = await app.waitForJson('messages', 'the missed events', (list) => list.length === 3);
+  assert.deepEqual(
+    messages.map(({ message }) => [message.type, message.seq]),
+    [first, ...missed].map((seq) => [undefined, seq]),
+    'replayed from the last position, no resync',
+  );
+  const lives = await app.waitForJson('lives', 'live on the new client', (list) => list.length === 2);
+  assert.equal(lives[1].seq, missed[1]);
+});

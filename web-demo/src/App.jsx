@@ -1,7 +1,10 @@
 // A shared gift list that never shows stale data: the list is fetched with
 // TanStack Query, and every change announced through Herald (by this window,
 // another window, or the simulated shopper) invalidates it, as does a resync
-// after an outage that lost history.
+// after an outage that lost history. This window's own changes show at once
+// (optimistic), are taken back if the backend refuses them, and settle when
+// the backend's event comes; who is typing a gift idea shows live
+// (ephemeral events: never stored, gone when the typist stops).
 import { useRef, useState } from 'react';
 import { QueryClient, QueryClientProvider, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import {
@@ -10,6 +13,7 @@ import {
   useInvalidateOnEvent,
   usePresence,
   useTopic,
+  useTyping,
 } from '@herald/realtime/react';
 import { demo, gifts } from './api.js';
 import { SeqTracker } from './seq.js';
@@ -72,35 +76,62 @@ function GiftList({ list, topic, user }) {
   // The whole point: refetch on every change anyone announces, and after a resync.
   useInvalidateOnEvent(queryClient, topic, queryKey);
 
-  // Our own writes refresh our own list even while Herald is down; other
-  // windows learn about them through Herald.
-  const refresh = { onSettled: () => queryClient.invalidateQueries({ queryKey }) };
-  const add = useMutation({ mutationFn: (name) => gifts.add(list, name, user), ...refresh });
-  const toggle = useMutation({ mutationFn: (gift) => gifts.setBought(list, gift.id, !gift.bought, user), ...refresh });
-  const remove = useMutation({ mutationFn: (gift) => gifts.remove(list, gift.id), ...refresh });
+  // Our own writes show at once. A write the backend refuses is taken back
+  // (and the list refetched, in case others changed it meanwhile); one it
+  // accepts settles when its event comes through Herald, as everyone's do.
+  const optimistic = (apply) => ({
+    onMutate: async (input) => {
+      // A refetch in flight would overwrite the optimistic list with an older one.
+      await queryClient.cancelQueries({ queryKey });
+      queryClient.setQueryData(queryKey, (current) => apply(current ?? [], input));
+    },
+    onError: () => queryClient.invalidateQueries({ queryKey }),
+  });
+  const pendingId = useRef(0);
+  const add = useMutation({
+    mutationFn: ({ name }) => gifts.add(list, name, user),
+    ...optimistic((current, { id, name }) => [...current, { id, name, by: user, bought: false, pending: true }]),
+    onError: (_, { id }) => {
+      queryClient.setQueryData(queryKey, (current) => current?.filter((gift) => gift.id !== id));
+      queryClient.invalidateQueries({ queryKey });
+    },
+  });
+  const toggle = useMutation({
+    mutationFn: (gift) => gifts.setBought(list, gift.id, !gift.bought, user),
+    ...optimistic((current, changed) => current.map((gift) => (gift.id === changed.id ? { ...gift, bought: !changed.bought, pending: true } : gift))),
+  });
+  const remove = useMutation({ mutationFn: (gift) => gifts.remove(list, gift.id), onSettled: () => queryClient.invalidateQueries({ queryKey }) });
   const failed = add.error ?? toggle.error ?? remove.error ?? error;
+  const { typing, notify } = useTyping(topic, { self: user });
 
   const onSubmit = (e) => {
     e.preventDefault();
     const input = e.currentTarget.elements.gift;
-    if (input.value.trim()) add.mutate(input.value.trim(), { onSuccess: () => (input.value = '') });
+    const name = input.value.trim();
+    if (!name) return;
+    input.value = '';
+    add.mutate({ id: `pending-${(pendingId.current += 1)}`, name });
   };
   return (
     <section className="list">
       <form onSubmit={onSubmit}>
-        <input name="gift" placeholder="Add a gift idea" maxLength={80} autoComplete="off" />
-        <button type="submit" disabled={add.isPending}>Add</button>
+        {/* No maxLength: the backend's own limit (80) refuses a longer name, and the page takes it back. */}
+        <input name="gift" placeholder="Add a gift idea" autoComplete="off" onChange={notify} />
+        <button type="submit">Add</button>
       </form>
+      <p className="meta typing" data-testid="typing">
+        {typing.length === 0 ? '\u00a0' : `${[...typing].sort().join(', ')} ${typing.length === 1 ? 'is' : 'are'} typing…`}
+      </p>
       {failed && <p className="error" role="alert">{failed.message}</p>}
       <ul data-testid="gifts">
         {data?.map((gift) => (
-          <li key={gift.id} data-id={gift.id} className={gift.bought ? 'bought' : ''}>
+          <li key={gift.id} data-id={gift.id} className={[gift.bought && 'bought', gift.pending && 'pending'].filter(Boolean).join(' ')}>
             <label>
-              <input type="checkbox" checked={gift.bought} onChange={() => toggle.mutate(gift)} />
+              <input type="checkbox" checked={gift.bought} disabled={gift.pending} onChange={() => toggle.mutate(gift)} />
               <span className="name">{gift.name}</span>
             </label>
             <span className="by">{gift.by}</span>
-            <button type="button" className="remove" title="Remove" onClick={() => remove.mutate(gift)}>×</button>
+            <button type="button" className="remove" title="Remove" disabled={gift.pending} onClick={() => remove.mutate(gift)}>×</button>
           </li>
         ))}
       </ul>
@@ -152,7 +183,7 @@ function EventLog({ topic }) {
       line = `resync (${message.reason}): events may be lost, list refetched`;
     } else if (message.type === 'refused') {
       line = `refused: ${message.message ?? 'not allowed'}`;
-    } else if (message.type === undefined) {
+    } else if (message.type === undefined && !message.ephemeral) {
       tracker.record(message.seq);
       line = `seq ${message.seq}: ${message.event} ${message.data.entity_id} by ${message.data.payload?.by ?? message.data.user_id ?? '?'}`;
     }

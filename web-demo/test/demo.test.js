@@ -154,3 +154,58 @@ test('a write that loses a race says why in the page, and the list is right agai
   await eventually('the error', () => page.getByRole('alert').textContent(), (text) => text.includes('deleted meanwhile'));
   await showsServerList(page, 'the list without the deleted gift');
 });
+
+/** Holds this page's POSTs of new gifts until the returned function is called. */
+async function holdAdds(page) {
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  await page.route('**/api/lists/family-123/gifts', async (route) => {
+    if (route.request().method() === 'POST') await held;
+    await route.continue();
+  });
+  return release;
+}
+
+const pendingNames = (page) => page.locator('[data-testid=gifts] li.pending .name').allTextContents();
+
+test('a new gift shows at once, settles on its event, and one the backend refuses is taken back', async () => {
+  const page = await openAs('dora');
+  await eventually('a live connection', () => state(page), (s) => s === 'connected');
+
+  let release = await holdAdds(page);
+  await page.fill('input[name=gift]', 'Kite');
+  await page.click('button[type=submit]');
+  await eventually('the gift shown before the backend answered', () => pendingNames(page), (names) => names.includes('Kite'));
+  release();
+  await eventually('settled by the event: no longer pending', () => pendingNames(page), (names) => names.length === 0);
+  await showsServerList(page, 'the list with the new gift');
+
+  // The backend refuses names over 80 characters.
+  const tooLong = 'A kite with a very long name '.repeat(3).trim();
+  assert.ok(tooLong.length > 80);
+  release = await holdAdds(page);
+  await page.fill('input[name=gift]', tooLong);
+  await page.click('button[type=submit]');
+  await eventually('the refused gift shown at first', () => pendingNames(page), (names) => names.includes(tooLong));
+  release();
+  await eventually('the backend says why', () => page.getByRole('alert').textContent(), (text) => text.includes('a gift needs a name'));
+  await eventually('the gift taken back', () => pageNames(page), (names) => !names.includes(tooLong));
+  await showsServerList(page, 'the list as the backend has it');
+  await page.unrouteAll();
+});
+
+test('typing in one window shows in the other, and the indicator expires when the typing stops', async () => {
+  const erin = await openAs('erin');
+  const finn = await openAs('finn');
+  for (const page of [erin, finn]) await eventually('a live connection', () => state(page), (s) => s === 'connected');
+  const typing = (page) => page.textContent('[data-testid=typing]');
+
+  await erin.fill('input[name=gift]', 'Bicy');
+  const shown = Date.now();
+  await eventually("erin typing, in finn's window", () => typing(finn), (text) => text.includes('erin is typing'));
+  assert.ok(!(await typing(erin)).includes('erin'), 'nobody is told they are typing themselves');
+  await eventually('the indicator gone once erin stopped', () => typing(finn), (text) => !text.includes('erin'), { timeoutMs: 15_000 });
+  assert.ok(Date.now() - shown >= 3_000, 'not before it expired (5 s after the last keystroke)');
+  // Typing indicators are ephemeral: none reaches the event log.
+  assert.ok(!(await finn.textContent('[data-testid=log]')).includes('TYPING'));
+});

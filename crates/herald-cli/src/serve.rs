@@ -92,6 +92,12 @@ pub(crate) struct ServeArgs {
     /// How long events stay in the history.
     #[arg(long, env = "HERALD_HISTORY_MAX_AGE", default_value = "5m", value_parser = duration::parse)]
     history_max_age: Duration,
+    /// Bytes of history one topic keeps at most (its oldest events go first).
+    #[arg(long, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1 << 20)]
+    history_max_bytes: usize,
+    /// Bytes of history all topics keep together at most.
+    #[arg(long, env = "HERALD_HISTORY_TOTAL_BYTES", default_value_t = 256 << 20)]
+    history_total_bytes: usize,
     /// How long client publish ids are remembered to drop retransmissions.
     #[arg(long, env = "HERALD_DEDUP_WINDOW", default_value = "5m", value_parser = duration::parse)]
     dedup_window: Duration,
@@ -214,6 +220,8 @@ impl ServeArgs {
         config.allowed_origins = self.allowed_origins;
         config.static_dir = self.static_dir;
         config.history_len = self.history_len;
+        config.history_max_bytes = self.history_max_bytes;
+        config.history_total_bytes = self.history_total_bytes;
         config.history_max_age = self.history_max_age;
         config.dedup_window = self.dedup_window;
         config.ping_interval = self.ping_interval;

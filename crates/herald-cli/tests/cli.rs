@@ -460,6 +460,8 @@ fn serve_help_lists_every_limit_with_its_default() {
         "--http-publish-rate",
         "--history-len",
         "--history-max-age",
+        "--history-max-bytes",
+        "--history-total-bytes",
         "--dedup-window",
         "--max-publish-ids",
         "--idle-timeout",

@@ -5,8 +5,8 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use herald_core::{PublishId, Status};
-use herald_protocol::{EventData, EventKind, Payload, Topic};
+use herald_core::{PublishId, PublishOptions, Status, SubscribeOptions};
+use herald_protocol::{EventData, EventKind, Payload, Position, Topic};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,11 +25,16 @@ use crate::{ClientBuilder, Error, Events, Result, Subscription, driver::Command}
 /// use herald_client::{Client, Update};
 ///
 /// let client = Client::builder("ws://127.0.0.1:8080/ws").token("dev-user").connect()?;
+/// // Resolves once the server confirmed the subscription: from here on, nothing is missed.
 /// let mut gifts = client.subscribe("gift-list:family-123").await?;
 /// let ack = client.publish("gift-list:family-123", "UPDATED", "gift-7", &serde_json::json!({"bought": true})).await?;
-/// println!("published as seq {:?}", ack.seq);
-/// if let Some(Update::Event(event)) = gifts.next().await {
-///     println!("{} {}", event.event, event.data.entity_id);
+/// println!("published at {:?}", ack.position);
+/// while let Some(update) = gifts.next().await {
+///     match update {
+///         Update::Live { position } => println!("live at {position:?}"),
+///         Update::Event(event) => println!("{} {}", event.event, event.data.entity_id),
+///         _ => {}
+///     }
 /// }
 /// client.close().await;
 /// # Ok(()) }
@@ -48,8 +53,12 @@ pub struct Client {
 pub struct Ack {
     /// The publish id.
     pub id: PublishId,
-    /// The `seq` the event got, if the server numbers events.
+    /// The `seq` the event got, if the server numbers events (not an ephemeral one).
     pub seq: Option<u64>,
+    /// The event's position, `{epoch, seq}`, if the server names its epoch:
+    /// hand it to readers that start from it
+    /// ([`Client::subscribe_from`]).
+    pub position: Option<Position>,
     /// The server had accepted it before (a retransmission after a reconnect).
     pub duplicate: bool,
 }
@@ -65,26 +74,50 @@ impl Client {
         ClientBuilder::new(url)
     }
 
-    /// Subscribes to a topic (`gift-list:123`) or wildcard (`gift-list:*`).
-    /// The subscription survives reconnects; drop it to unsubscribe.
+    /// Subscribes to a topic (`gift-list:123`) or wildcard (`gift-list:*`),
+    /// and resolves once the server confirmed it: every event published
+    /// after that reaches the subscription. Its first item is
+    /// [`Update::Live`]. Drop it to unsubscribe; it survives reconnects.
+    ///
+    /// While offline, it waits for the connection (wrap it in a timeout to
+    /// give up). Against a server that never confirms subscriptions it
+    /// resolves once the subscribe is written, and the subscription is
+    /// [unconfirmed](Subscription::is_confirmed). A refusal is
+    /// [`Error::SubscribeRejected`].
     pub async fn subscribe(&self, topic: &str) -> Result<Subscription> {
-        self.subscribe_inner(topic, false).await
+        self.subscribe_with(topic, SubscribeOptions::default()).await
     }
 
     /// Like [`subscribe`](Self::subscribe), and also receives presence:
     /// who else is subscribed with presence.
     pub async fn subscribe_with_presence(&self, topic: &str) -> Result<Subscription> {
-        self.subscribe_inner(topic, true).await
+        self.subscribe_with(topic, SubscribeOptions::default().presence()).await
     }
 
-    async fn subscribe_inner(&self, topic: &str, presence: bool) -> Result<Subscription> {
+    /// Subscribes starting after `position`, for example the one a REST
+    /// response gave with the data it returned: the events since are
+    /// replayed before [`Update::Live`], or, where the server cannot replay
+    /// them, an [`Update::Resync`] says to load again.
+    ///
+    /// ```no_run
+    /// # async fn run(client: herald_client::Client, loaded_at: herald_client::Position) -> Result<(), herald_client::Error> {
+    /// // The backend read the position before the data, and returned both.
+    /// let gifts = client.subscribe_from("gift-list:family-123", loaded_at).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe_from(&self, topic: &str, position: Position) -> Result<Subscription> {
+        self.subscribe_with(topic, SubscribeOptions::default().from(position)).await
+    }
+
+    /// Subscribes with every option: presence, a starting position.
+    pub async fn subscribe_with(&self, topic: &str, options: SubscribeOptions) -> Result<Subscription> {
         let topic = Topic::new(topic)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.capacity);
         let (reply, done) = oneshot::channel();
-        self.send(Command::Subscribe { topic: topic.clone(), presence, id, tx, reply }).await?;
-        done.await.map_err(|_| self.stopped())??;
-        Ok(Subscription { topic, rx, _client: self.commands.clone() })
+        self.send(Command::Subscribe { topic: topic.clone(), options, id, tx, reply }).await?;
+        let ready = done.await.map_err(|_| self.stopped())??;
+        Ok(Subscription { topic, ready, rx, _client: self.commands.clone() })
     }
 
     /// Publishes an event and waits for the server's ack. While offline the
@@ -97,7 +130,7 @@ impl Client {
         entity_id: impl Into<String>,
         payload: &(impl Serialize + ?Sized),
     ) -> Result<Ack> {
-        self.publish_traced(topic, event, entity_id, payload, None).await
+        self.publish_with(topic, event, entity_id, payload, PublishOptions::default()).await
     }
 
     /// [`publish`](Self::publish) with a `trace_id` that subscribers' logs can correlate.
@@ -109,6 +142,37 @@ impl Client {
         payload: &(impl Serialize + ?Sized),
         trace_id: Option<String>,
     ) -> Result<Ack> {
+        let mut options = PublishOptions::default();
+        options.trace_id = trace_id;
+        self.publish_with(topic, event, entity_id, payload, options).await
+    }
+
+    /// Publishes with every option: a trace id, ephemeral (typing
+    /// indicators: current subscribers only, no `seq`, no retransmission),
+    /// or conditional on the topic's `seq` (fails with
+    /// [`Error::Conflict`] if someone published since).
+    ///
+    /// ```no_run
+    /// # async fn run(client: herald_client::Client) -> Result<(), herald_client::Error> {
+    /// use herald_client::{Error, PublishOptions};
+    ///
+    /// let doc = serde_json::json!({"title": "Gifts 2026"});
+    /// match client.publish_with("doc:7", "UPDATED", "7", &doc, PublishOptions::default().if_seq(41)).await {
+    ///     Ok(ack) => println!("saved at {:?}", ack.position),
+    ///     Err(Error::Conflict { current }) => println!("someone saved first (seq {current}): reload and merge"),
+    ///     Err(error) => return Err(error),
+    /// }
+    /// client.publish_with("doc:7", "TYPING", "7", &(), PublishOptions::default().ephemeral()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        event: impl Into<EventKind>,
+        entity_id: impl Into<String>,
+        payload: &(impl Serialize + ?Sized),
+        options: PublishOptions,
+    ) -> Result<Ack> {
         let topic = Topic::new(topic)?;
         let data = EventData {
             entity_id: entity_id.into(),
@@ -118,7 +182,7 @@ impl Client {
             timestamp: herald_protocol::now_timestamp(),
         };
         let (reply, done) = oneshot::channel();
-        self.send(Command::Publish { topic, event: event.into(), data, trace_id, reply }).await?;
+        self.send(Command::Publish { topic, event: event.into(), data, options, reply }).await?;
         done.await.map_err(|_| self.stopped())?
     }
 

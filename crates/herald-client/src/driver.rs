@@ -3,7 +3,7 @@
 //! file only moves bytes, time and calls between it and tokio.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -12,9 +12,10 @@ use std::{
 
 use futures::{FutureExt, SinkExt, StreamExt, stream::FuturesUnordered};
 use herald_core::{
-    ConnectionId, Instant, Output, PublishId, SLEEP_THRESHOLD, Session, SessionEvent, Status, TokenReason,
+    Added, ConnectionId, Instant, Output, PublishId, PublishOptions, ResyncReason, Router, SLEEP_THRESHOLD, Session,
+    SessionEvent, Status, SubscribeOptions, TokenReason,
 };
-use herald_protocol::{Event, EventData, EventKind, Topic, limits::MAX_FRAME_BYTES};
+use herald_protocol::{Event, EventData, EventKind, Position, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch},
@@ -28,7 +29,7 @@ use tokio_tungstenite::{
 };
 use tracing::{debug, warn};
 
-use crate::{Ack, Error, EventSpan, Result, Update, outlet::Outlet};
+use crate::{Ack, Error, EventSpan, Result, Update, outlet::Outlet, subscription::Ready};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = (ConnectionId, Result<Box<Ws>, String>)> + Send>>;
@@ -42,16 +43,16 @@ pub(crate) type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
 pub(crate) enum Command {
     Subscribe {
         topic: Topic,
-        presence: bool,
+        options: SubscribeOptions,
         id: u64,
         tx: mpsc::Sender<Update>,
-        reply: oneshot::Sender<Result<()>>,
+        reply: oneshot::Sender<Result<Ready>>,
     },
     Publish {
         topic: Topic,
         event: EventKind,
         data: EventData,
-        trace_id: Option<String>,
+        options: PublishOptions,
         reply: oneshot::Sender<Result<Ack>>,
     },
     Events {
@@ -91,8 +92,7 @@ pub(crate) struct Driver {
     socket: Option<(ConnectionId, Box<Ws>)>,
     connecting: Option<Connecting>,
     token_request: Option<TokenFuture>,
-    subscribers: BTreeMap<Topic, Vec<(u64, Outlet<Update>)>>,
-    wildcards: usize,
+    subscribers: Router<Subscriber>,
     events: Vec<Outlet<SessionEvent>>,
     publishes: HashMap<PublishId, oneshot::Sender<Result<Ack>>>,
     closing: Vec<oneshot::Sender<()>>,
@@ -168,8 +168,7 @@ impl Driver {
             socket: None,
             connecting: None,
             token_request: None,
-            subscribers: BTreeMap::new(),
-            wildcards: 0,
+            subscribers: Router::default(),
             events: Vec::new(),
             publishes: HashMap::new(),
             closing: Vec::new(),
@@ -352,27 +351,9 @@ impl Driver {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Subscribe { topic, presence, id, tx, reply } => {
-                let result = self.session.subscribe(now(), topic.clone(), presence).map_err(|e| match e {
-                    herald_core::SubscribeError::Stopped(reason) => Error::Stopped(reason),
-                    _ => Error::Closed,
-                });
-                if result.is_ok() {
-                    if topic.is_wildcard() && !self.subscribers.contains_key(&topic) {
-                        self.wildcards += 1;
-                    }
-                    let reader = tx.clone();
-                    let watched = topic.clone();
-                    self.dropped.push(Box::pin(async move {
-                        reader.closed().await;
-                        (watched, id)
-                    }));
-                    self.subscribers.entry(topic).or_default().push((id, Outlet::new(tx)));
-                }
-                let _ = reply.send(result);
-            }
-            Command::Publish { topic, event, data, trace_id, reply } => {
-                match self.session.publish(now(), topic, event, data, trace_id) {
+            Command::Subscribe { topic, options, id, tx, reply } => self.subscribe(topic, options, id, tx, reply),
+            Command::Publish { topic, event, data, options, reply } => {
+                match self.session.publish(now(), topic, event, data, options) {
                     Ok(publish) => {
                         self.publishes.insert(publish, reply);
                     }
@@ -389,14 +370,58 @@ impl Driver {
         }
     }
 
-    fn remove_subscriber(&mut self, topic: &Topic, id: u64) {
-        let Some(entries) = self.subscribers.get_mut(topic) else { return };
-        entries.retain(|(entry, _)| *entry != id);
-        if entries.is_empty() {
-            self.subscribers.remove(topic);
-            if topic.is_wildcard() {
-                self.wildcards -= 1;
+    /// Adds a subscriber. Its `subscribe` call resolves when the topic is
+    /// live (at once if it is already), unconfirmed, or refused.
+    fn subscribe(
+        &mut self,
+        topic: Topic,
+        options: SubscribeOptions,
+        id: u64,
+        tx: mpsc::Sender<Update>,
+        reply: oneshot::Sender<Result<Ready>>,
+    ) {
+        let reader = tx.clone();
+        let watched = topic.clone();
+        let subscriber = Subscriber { id, outlet: Outlet::new(tx), ready: Some(reply), from: None };
+        let added = self.subscribers.add(topic.clone(), subscriber);
+        let joined = matches!(added, Added::Live | Added::Unconfirmed);
+        // The session sends the first subscriber's `from` to the server; a
+        // later one's is checked against where the topic stands.
+        let from = if added == Added::First { None } else { options.from.clone() };
+        if (added == Added::First || options.presence)
+            && let Err(herald_core::SubscribeError::Stopped(reason)) =
+                self.session.subscribe(now(), topic.clone(), options)
+        {
+            let mut error = Some(Error::Stopped(reason));
+            self.subscribers.retain(topic.as_str(), |s| {
+                if s.id != id {
+                    return true;
+                }
+                // The only subscriber that is not yet told anything is this one.
+                if let (Some(reply), Some(error)) = (s.ready.take(), error.take()) {
+                    let _ = reply.send(Err(error));
+                }
+                false
+            });
+            return;
+        }
+        let position = if joined { self.session.position_of(topic.as_str()) } else { None };
+        if let Some(subscriber) = self.subscribers.handles_of_mut(topic.as_str()).find(|s| s.id == id) {
+            subscriber.from = from;
+            match added {
+                Added::Live => subscriber.deliver(SessionEvent::Live { topic: topic.clone(), position }),
+                Added::Unconfirmed => subscriber.deliver(SessionEvent::Unconfirmed { topic: topic.clone() }),
+                _ => {}
             }
+        }
+        self.dropped.push(Box::pin(async move {
+            reader.closed().await;
+            (watched, id)
+        }));
+    }
+
+    fn remove_subscriber(&mut self, topic: &Topic, id: u64) {
+        if self.subscribers.retain(topic.as_str(), |s| s.id != id) {
             self.session.unsubscribe(now(), topic.as_str());
         }
     }
@@ -421,38 +446,23 @@ impl Driver {
                 if tracing::enabled!(target: "herald", tracing::Level::DEBUG) {
                     event.span().in_scope(|| debug!(target: "herald", "event received"));
                 }
-                let topic = event.topic.clone();
-                self.route(&topic, Update::Event(event));
+                self.route(SessionEvent::Event(event));
             }
-            SessionEvent::Resync { topic, reason } => {
-                debug!(%topic, ?reason, "resync");
-                if topic.is_wildcard() {
-                    // Every subscription of the resource may have missed events.
-                    let matching: Vec<Topic> =
-                        self.subscribers.keys().filter(|t| t.resource() == topic.resource()).cloned().collect();
-                    for t in matching {
-                        self.route_exact(&t, Update::Resync { topic: topic.clone(), reason });
-                    }
-                } else {
-                    self.route(&topic.clone(), Update::Resync { topic, reason });
-                }
-            }
-            SessionEvent::Presence(presence) => self.route(&presence.topic.clone(), Update::Presence(presence)),
-            SessionEvent::PresenceDiff(diff) => self.route(&diff.topic.clone(), Update::PresenceDiff(diff)),
             SessionEvent::SubscribeFailed { topic, error } => {
                 warn!(%topic, code = %error.code, message = %error.message, "subscription refused");
-                if let Some((topic, mut entries)) = self.subscribers.remove_entry(topic.as_str()) {
-                    if topic.is_wildcard() {
-                        self.wildcards -= 1;
-                    }
-                    for (_, outlet) in &mut entries {
-                        outlet.deliver(Update::Rejected(error.clone()));
-                    }
-                }
+                self.route(SessionEvent::SubscribeFailed { topic, error });
             }
-            SessionEvent::PublishAcked { id, seq, duplicate } => {
+            event @ (SessionEvent::Resync { .. }
+            | SessionEvent::Live { .. }
+            | SessionEvent::Unconfirmed { .. }
+            | SessionEvent::Presence(_)
+            | SessionEvent::PresenceDiff(_)) => {
+                debug!(?event, "subscription update");
+                self.route(event);
+            }
+            SessionEvent::PublishAcked { id, seq, position, duplicate } => {
                 if let Some(reply) = self.publishes.remove(&id) {
-                    let _ = reply.send(Ok(Ack { id, seq, duplicate }));
+                    let _ = reply.send(Ok(Ack { id, seq, position, duplicate }));
                 }
             }
             SessionEvent::PublishFailed { id, error } => {
@@ -472,49 +482,66 @@ impl Driver {
         }
     }
 
-    /// Delivers to the subscribers of a concrete topic and of its wildcard.
-    fn route(&mut self, topic: &Topic, update: Update) {
-        let wildcard = if self.wildcards > 0 { Topic::new(format!("{}:*", topic.resource())).ok() } else { None };
-        let readers = |subscribers: &BTreeMap<Topic, Vec<(u64, Outlet<Update>)>>, topic: &Topic| {
-            subscribers.get(topic).map_or(0, Vec::len)
-        };
-        let mut remaining =
-            readers(&self.subscribers, topic) + wildcard.as_ref().map_or(0, |w| readers(&self.subscribers, w));
-        let mut update = Some(update);
-        if let Some(wildcard) = &wildcard {
-            self.deliver_to(wildcard, &mut update, &mut remaining);
-        }
-        self.deliver_to(topic, &mut update, &mut remaining);
-    }
-
-    /// Delivers to the subscribers of exactly `topic`.
-    fn route_exact(&mut self, topic: &Topic, update: Update) {
-        let mut remaining = self.subscribers.get(topic).map_or(0, Vec::len);
-        self.deliver_to(topic, &mut Some(update), &mut remaining);
-    }
-
-    /// Gives each reader of `topic` a copy; the last of the `remaining`
-    /// readers gets the update itself, so one reader costs no copy.
-    fn deliver_to(&mut self, topic: &Topic, update: &mut Option<Update>, remaining: &mut usize) {
-        let Some(entries) = self.subscribers.get_mut(topic) else { return };
-        // A reader that is gone is removed as soon as `dropped` notices; skip it until then.
-        for (_, outlet) in entries.iter_mut() {
-            *remaining -= 1;
-            let item = if *remaining == 0 { update.take() } else { update.clone() };
-            if let Some(item) = item {
-                outlet.deliver(item);
-                self.lagging |= outlet.is_lagging();
-            }
-        }
+    fn route(&mut self, event: SessionEvent) {
+        let lagging = &mut self.lagging;
+        self.subscribers.route(event, |subscriber, event| {
+            subscriber.deliver(event);
+            *lagging |= subscriber.outlet.is_lagging();
+        });
     }
 
     fn flush_outlets(&mut self) {
-        for (_, outlet) in self.subscribers.values_mut().flatten() {
-            outlet.flush();
+        let mut lagging = false;
+        for subscriber in self.subscribers.handles_mut() {
+            subscriber.outlet.flush();
+            lagging |= subscriber.outlet.is_lagging();
         }
         self.events.retain_mut(Outlet::flush);
-        self.lagging = self.subscribers.values().flatten().any(|(_, o)| o.is_lagging())
-            || self.events.iter().any(Outlet::is_lagging);
+        self.lagging = lagging || self.events.iter().any(Outlet::is_lagging);
+    }
+}
+
+/// One `Subscription` (or a `subscribe` call still waiting for its answer).
+struct Subscriber {
+    id: u64,
+    outlet: Outlet<Update>,
+    /// The `subscribe` call, until the topic is live, unconfirmed or refused.
+    ready: Option<oneshot::Sender<Result<Ready>>>,
+    /// Where this subscriber said it already is, when another subscriber of
+    /// the topic made the session's subscription: if the topic is further
+    /// when it goes live, this one missed events and resyncs first.
+    from: Option<Position>,
+}
+
+impl Subscriber {
+    fn deliver(&mut self, event: SessionEvent) {
+        match &event {
+            SessionEvent::Live { topic, position } => {
+                if let Some(from) = self.from.take()
+                    && position.as_ref().is_none_or(|at| at.epoch != from.epoch || at.seq > from.seq)
+                {
+                    let reason = ResyncReason::NotRecovered;
+                    self.outlet.deliver(Update::Resync { topic: topic.clone(), reason });
+                }
+                self.answer(Ok(Ready { position: position.clone(), confirmed: true }));
+            }
+            SessionEvent::Unconfirmed { .. } => self.answer(Ok(Ready { position: None, confirmed: false })),
+            SessionEvent::SubscribeFailed { topic, error } if self.ready.is_some() => {
+                let (topic, code, message) = (topic.clone(), error.code.clone(), error.message.clone());
+                // The call fails; no stream is made, so nothing else to deliver.
+                return self.answer(Err(Error::SubscribeRejected { topic, code, message }));
+            }
+            _ => {}
+        }
+        if let Some(update) = Update::from_session(event) {
+            self.outlet.deliver(update);
+        }
+    }
+
+    fn answer(&mut self, ready: Result<Ready>) {
+        if let Some(reply) = self.ready.take() {
+            let _ = reply.send(ready);
+        }
     }
 }
 

@@ -41,6 +41,36 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// The server refused the subscription (e.g. `4003`: the token may not
+    /// read this topic).
+    #[error("the server refused the subscription to {topic} ({code}): {message}")]
+    SubscribeRejected {
+        /// The topic.
+        topic: String,
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// A conditional publish (`if_seq`) found the topic at another `seq`:
+    /// someone published first. Reload, rebase the change on `current`, and
+    /// publish again with it.
+    #[error("conflict: the topic is at seq {current}, not the if_seq given; reload, rebase and retry")]
+    Conflict {
+        /// The topic's current `seq`.
+        current: u64,
+    },
+    /// The server does not announce the feature the publish needs
+    /// (`ephemeral` or `if_seq`); it was not sent.
+    #[error("the server does not support {feature} publishes; it was not sent (upgrade the server)")]
+    Unsupported {
+        /// The feature, as servers announce it.
+        feature: &'static str,
+    },
+    /// An ephemeral publish while offline, or whose connection was lost
+    /// before its ack: ephemeral events are never queued or sent again.
+    #[error("the ephemeral event was not sent: the client is offline (ephemeral events are never queued)")]
+    NotSent,
     /// No ack arrived in time.
     #[error("no ack within {} ms; the server may be down, or may not ack publishes", after.as_millis())]
     Timeout {
@@ -64,6 +94,9 @@ impl From<PublishFailure> for Error {
             PublishFailure::Timeout { after } => Self::Timeout { after },
             PublishFailure::Stopped(reason) => Self::Stopped(reason),
             PublishFailure::Rejected { code, message } => Self::Rejected { code, message },
+            PublishFailure::Conflict { current } => Self::Conflict { current },
+            PublishFailure::Unsupported { feature } => Self::Unsupported { feature },
+            PublishFailure::NotSent => Self::NotSent,
             _ => Self::Closed,
         }
     }
@@ -75,6 +108,8 @@ impl From<herald_core::PublishError> for Error {
             herald_core::PublishError::Invalid(e) => Self::Invalid(e),
             herald_core::PublishError::QueueFull { capacity } => Self::QueueFull { capacity },
             herald_core::PublishError::Stopped(reason) => Self::Stopped(reason),
+            herald_core::PublishError::Unsupported { feature } => Self::Unsupported { feature },
+            herald_core::PublishError::Offline => Self::NotSent,
             _ => Self::Closed,
         }
     }

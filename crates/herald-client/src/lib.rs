@@ -7,9 +7,12 @@
 //! use herald_client::{Client, Update};
 //!
 //! let client = Client::builder("ws://127.0.0.1:8080/ws").token("dev-user").connect()?;
+//! // Resolves once the server confirmed the subscription.
 //! let mut gifts = client.subscribe("gift-list:family-123").await?;
 //! while let Some(update) = gifts.next().await {
 //!     match update {
+//!         // Live from here on (again after a reconnect that lost nothing).
+//!         Update::Live { position } => println!("live at {position:?}"),
 //!         Update::Event(event) => println!("{} {}", event.event, event.data.entity_id),
 //!         // Events may have been missed: invalidate everything cached for the topic.
 //!         Update::Resync { topic, .. } => println!("resync {topic}"),
@@ -58,8 +61,9 @@ pub use builder::ClientBuilder;
 pub use client::{Ack, Client};
 pub use error::{Error, Result};
 pub use herald_core::{
-    AuthMode, BackoffConfig, DisconnectReason, PublishId, ResyncReason, SessionEvent, Status, TokenReason,
+    AuthMode, BackoffConfig, DisconnectReason, PublishId, PublishOptions, ResyncReason, SessionEvent, Status,
+    SubscribeOptions, TokenReason,
 };
-pub use herald_protocol::{Event, EventKind, Topic};
+pub use herald_protocol::{Event, EventKind, Position, Topic};
 pub use span::EventSpan;
 pub use subscription::{Events, Subscription, Update};

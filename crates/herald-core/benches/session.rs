@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use herald_core::{AuthMode, Instant, Output, Session, SessionConfig};
+use herald_core::{AuthMode, Instant, Output, Session, SessionConfig, SubscribeOptions};
 
 fn connected_session(topics: usize) -> (Session, herald_core::ConnectionId) {
     let mut config = SessionConfig::new("ws://127.0.0.1:9/ws");
@@ -13,7 +13,7 @@ fn connected_session(topics: usize) -> (Session, herald_core::ConnectionId) {
     let now = Instant::now();
     let mut session = Session::new(config, now);
     for n in 0..topics {
-        session.subscribe(now, format!("gift-list:{n}").parse().unwrap(), false).unwrap();
+        session.subscribe(now, format!("gift-list:{n}").parse().unwrap(), SubscribeOptions::default()).unwrap();
     }
     session.handle_timeout(now);
     let id = std::iter::from_fn(|| session.poll_output())

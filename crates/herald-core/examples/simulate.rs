@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use herald_core::{ConnectionId, Instant, Output, Session, SessionConfig, SessionEvent};
+use herald_core::{ConnectionId, Instant, Output, Session, SessionConfig, SessionEvent, SubscribeOptions};
 
 const TOPIC: &str = "gift-list:family-123";
 
@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.seed = 7;
     let now = Instant::now();
     let mut sim = Sim { start: now, now, session: Session::new(config, now), connections: 0, open: None };
-    sim.session.subscribe(now, TOPIC.parse()?, false)?;
+    sim.session.subscribe(now, TOPIC.parse()?, SubscribeOptions::default())?;
     sim.advance(Duration::ZERO);
 
     sim.server_sends(r#"{"type":"connected","user_id":"demo","epoch":"E1"}"#);

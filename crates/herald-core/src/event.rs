@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, ProtocolError, Topic};
+use herald_protocol::{ErrorCode, ErrorMessage, Event, Position, Presence, PresenceDiff, ProtocolError, Topic};
 
 use crate::Transport;
 
@@ -122,6 +122,24 @@ pub enum PublishFailure {
         /// The server's message.
         message: String,
     },
+    /// A conditional publish found the topic at another `seq`: rebase the
+    /// change on `current` and publish again with it.
+    #[error("conflict: the topic is at seq {current}, not the if_seq given; rebase on it and retry")]
+    Conflict {
+        /// The topic's current `seq`.
+        current: u64,
+    },
+    /// An ephemeral publish whose connection was lost before its ack: it is
+    /// not sent again (nothing ephemeral outlives a connection).
+    #[error("the connection was lost before the ack; ephemeral events are not sent again")]
+    NotSent,
+    /// The server the publish reached does not announce the feature it
+    /// needs (`if_seq`): it was not sent.
+    #[error("the server does not support {feature} publishes; it was not sent")]
+    Unsupported {
+        /// The feature, as servers announce it.
+        feature: &'static str,
+    },
     /// The session stopped before the ack.
     #[error("the session stopped before the ack: {0}")]
     Stopped(DisconnectReason),
@@ -140,6 +158,17 @@ pub enum PublishError {
         /// The configured limit.
         capacity: usize,
     },
+    /// The server did not announce the feature this publish needs
+    /// (`ephemeral` or `if_seq`): sent anyway, an unknown field would be
+    /// ignored, and a conditional write would become an unconditional one.
+    #[error("the server does not support {feature} publishes (its connected message does not announce it)")]
+    Unsupported {
+        /// The feature, as servers announce it.
+        feature: &'static str,
+    },
+    /// An ephemeral publish while offline: it would be stale by the time it is sent.
+    #[error("ephemeral events are sent only while connected")]
+    Offline,
     /// The session has stopped.
     #[error("the session has stopped: {0}")]
     Stopped(DisconnectReason),
@@ -180,6 +209,26 @@ pub enum SessionEvent {
         /// Why.
         reason: ResyncReason,
     },
+    /// The subscription is live: the server confirmed it, or recovered it
+    /// after a reconnect. Everything up to `position` was delivered
+    /// (replayed events included), and what follows comes live. After a
+    /// reconnect that could not recover, a [`Resync`](Self::Resync) comes
+    /// first. `position` is `None` for a wildcard, or a topic the server
+    /// gave no position of.
+    Live {
+        /// The subscribed topic (or wildcard).
+        topic: Topic,
+        /// Where the topic stands.
+        position: Option<Position>,
+    },
+    /// The subscription was sent to a server that never confirms
+    /// subscriptions (no `connected`, or no recovery support announced):
+    /// events flow, but nothing proves that none was missed before the
+    /// first one. It never becomes [`Live`](Self::Live).
+    Unconfirmed {
+        /// The subscribed topic.
+        topic: Topic,
+    },
     /// The server refused a subscription; the topic is no longer subscribed.
     SubscribeFailed {
         /// The topic.
@@ -191,8 +240,11 @@ pub enum SessionEvent {
     PublishAcked {
         /// The publish.
         id: PublishId,
-        /// The `seq` the event got, if the server numbers events.
+        /// The `seq` the event got, if the server numbers events (not an
+        /// ephemeral one).
         seq: Option<u64>,
+        /// The event's position, if the server also names its epoch.
+        position: Option<Position>,
         /// The server had already accepted it (a retransmission).
         duplicate: bool,
     },

@@ -38,9 +38,12 @@ mod backoff;
 mod config;
 mod event;
 mod heartbeat;
+mod options;
 mod outbox;
+mod router;
 mod session;
 mod subscriptions;
+mod topic_map;
 mod transport;
 
 pub use config::{AuthMode, BackoffConfig, HeartbeatConfig, SessionConfig};
@@ -48,6 +51,8 @@ pub use event::{
     DisconnectReason, PublishError, PublishFailure, PublishId, ResyncReason, SessionEvent, Status, SubscribeError,
 };
 pub use herald_protocol as protocol;
+pub use options::{PublishOptions, SubscribeOptions};
+pub use router::{Added, Router};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

@@ -18,6 +18,18 @@ struct Pending {
     id: PublishId,
     frame: String,
     deadline: Instant,
+    kind: Kind,
+}
+
+/// What a publish needs of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Sent on any connection, again after each reconnect until acked.
+    Plain,
+    /// Sent only once the server announced `if_seq`; again after a reconnect.
+    Conditional,
+    /// Sent on the connection it was made on, never again.
+    Ephemeral,
 }
 
 impl Outbox {
@@ -37,14 +49,23 @@ impl Outbox {
         self.pending.len() >= self.capacity
     }
 
-    pub(crate) fn push(&mut self, id: PublishId, frame: String, deadline: Instant) {
+    pub(crate) fn push(&mut self, id: PublishId, frame: String, deadline: Instant, kind: Kind) {
         debug_assert!(!self.is_full(), "callers check is_full first");
-        self.pending.push(Pending { id, frame, deadline });
+        self.pending.push(Pending { id, frame, deadline, kind });
     }
 
-    /// Frames of every unacked publish, oldest first, to send on a new connection.
-    pub(crate) fn frames(&self) -> impl Iterator<Item = &str> {
-        self.pending.iter().map(|p| p.frame.as_str())
+    /// Frames of the unacked publishes of `kind`, oldest first, to send on
+    /// a new connection (or once its server announced what they need).
+    pub(crate) fn frames(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        self.pending.iter().filter(move |p| p.kind == kind).map(|p| p.frame.as_str())
+    }
+
+    /// Removes and returns the publishes of `kind` (ephemeral ones when
+    /// their connection is lost; conditional ones a server cannot take).
+    pub(crate) fn take(&mut self, kind: Kind) -> Vec<PublishId> {
+        let (taken, kept) = std::mem::take(&mut self.pending).into_iter().partition(|p| p.kind == kind);
+        self.pending = kept;
+        taken.into_iter().map(|p: Pending| p.id).collect()
     }
 
     /// Removes a publish; `false` if it was not pending (acked already or unknown).

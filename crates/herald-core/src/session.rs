@@ -3,17 +3,17 @@
 use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 
 use herald_protocol::{
-    ClientMessage, ErrorCode, EventData, EventKind, ProtocolError, Publish, ServerMessage, Token, Topic, close,
-    error_code, limits::MAX_FRAME_BYTES,
+    ClientMessage, ErrorCode, EventData, EventKind, Position, ProtocolError, Publish, ServerMessage, Token, Topic,
+    close, error_code, feature, limits::MAX_FRAME_BYTES,
 };
 use web_time::Instant;
 
 use crate::{
-    AuthMode, DisconnectReason, PublishError, PublishFailure, PublishId, SessionConfig, SessionEvent, Status,
-    SubscribeError, Transport,
+    AuthMode, DisconnectReason, PublishError, PublishFailure, PublishId, PublishOptions, SessionConfig, SessionEvent,
+    Status, SubscribeError, SubscribeOptions, Transport,
     backoff::Backoff,
     heartbeat::{Beat, Heartbeat},
-    outbox::Outbox,
+    outbox::{Kind, Outbox},
     subscriptions::{Delivery, Subscriptions},
 };
 
@@ -112,7 +112,46 @@ struct Open {
     upgrade_at: Option<Instant>,
     /// On Server-Sent Events: the WebSocket being tried, and when to give up on it.
     probe: Option<(ConnectionId, Instant)>,
+    /// What the server said of itself.
+    greeting: Greeting,
 }
+
+/// What the server of the open connection said of itself.
+#[derive(Debug, Clone)]
+enum Greeting {
+    /// Nothing yet: a Herald server's first frame is `connected`.
+    Awaited { until: Instant },
+    /// It sent `connected`, announcing these features.
+    Connected { recovery: bool, features: Vec<String> },
+    /// It never sent `connected` (a plain, seed-style server): it confirms
+    /// no subscription and takes no option.
+    Plain,
+}
+
+impl Greeting {
+    fn supports(&self, feature: &str) -> Option<bool> {
+        match self {
+            Self::Awaited { .. } => None,
+            Self::Connected { features, .. } => Some(features.iter().any(|f| f == feature)),
+            Self::Plain => Some(false),
+        }
+    }
+
+    /// Whether the server answers subscriptions (`None` while unknown).
+    fn confirms(&self) -> Option<bool> {
+        match self {
+            Self::Awaited { .. } => None,
+            Self::Connected { recovery, .. } => Some(*recovery),
+            Self::Plain => Some(false),
+        }
+    }
+}
+
+/// How long a server may take to send `connected` before the session takes
+/// it for a plain one, which never will: long enough for a token check
+/// that fetches keys, short enough that subscribing to a plain server does
+/// not seem to hang.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How late a timer must fire to count as the machine having slept: far
 /// beyond a busy event loop's delay, well below what a suspend lasts. See
@@ -176,14 +215,14 @@ fn query_value(value: &str) -> String {
 ///
 /// ```
 /// use std::time::Duration;
-/// use herald_core::{AuthMode, Output, Session, SessionConfig};
+/// use herald_core::{AuthMode, Output, Session, SessionConfig, SessionEvent, SubscribeOptions};
 /// use web_time::Instant;
 ///
 /// let mut config = SessionConfig::new("ws://127.0.0.1:8080/ws");
 /// config.auth = AuthMode::None;
 /// let start = Instant::now();
 /// let mut session = Session::new(config, start);
-/// session.subscribe(start, "gift-list:1".parse()?, false)?;
+/// session.subscribe(start, "gift-list:1".parse()?, SubscribeOptions::default())?;
 ///
 /// session.handle_timeout(start);
 /// let mut connect = None;
@@ -199,6 +238,14 @@ fn query_value(value: &str) -> String {
 ///     .filter_map(|o| match o { Output::Send { text, .. } => Some(text), _ => None })
 ///     .collect();
 /// assert_eq!(sent, [r#"{"type":"subscribe","topics":["gift-list:1"]}"#]);
+/// // The server greets, then confirms: the subscription is live at seq 41.
+/// session.handle_frame(start, connect.unwrap(), r#"{"type":"connected","epoch":"e1","features":["recovery"]}"#);
+/// session.handle_frame(start, connect.unwrap(), r#"{"type":"subscribed","topics":["gift-list:1"],"last_seq":{"gift-list:1":41}}"#);
+/// let live = std::iter::from_fn(|| session.poll_output()).find_map(|o| match o {
+///     Output::Event(SessionEvent::Live { position, .. }) => position,
+///     _ => None,
+/// });
+/// assert_eq!(live.map(|p| p.seq), Some(41));
 /// // Nothing arrives for 30 s: the session pings.
 /// assert_eq!(session.poll_timeout(), Some(start + Duration::from_secs(30)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -278,6 +325,12 @@ impl Session {
         self.subscriptions.position(topic)
     }
 
+    /// Where a concrete topic stands: the server's epoch and the last `seq`
+    /// seen on it. `None` before the server named either.
+    pub fn position_of(&self, topic: &str) -> Option<Position> {
+        Some(Position::new(self.epoch.clone()?, self.subscriptions.position(topic)?))
+    }
+
     /// Publishes waiting for an ack.
     pub fn pending_publishes(&self) -> usize {
         self.outbox.len()
@@ -299,10 +352,16 @@ impl Session {
         let state = match &self.state {
             State::Waiting { at } => *at,
             State::AwaitingToken { deadline } | State::Connecting { deadline, .. } => *deadline,
-            State::Open(open) => [open.refresh_at, open.upgrade_at, open.probe.map(|(_, deadline)| deadline)]
-                .into_iter()
-                .flatten()
-                .fold(open.heartbeat.deadline(), Instant::min),
+            State::Open(open) => {
+                let greeting = match open.greeting {
+                    Greeting::Awaited { until } => Some(until),
+                    _ => None,
+                };
+                [open.refresh_at, open.upgrade_at, open.probe.map(|(_, deadline)| deadline), greeting]
+                    .into_iter()
+                    .flatten()
+                    .fold(open.heartbeat.deadline(), Instant::min)
+            }
             State::Suspended => return self.outbox.next_deadline(),
             State::Stopped(_) => return None,
         };
@@ -348,6 +407,10 @@ impl Session {
             }
             State::Open(open) => {
                 let id = open.id;
+                if matches!(open.greeting, Greeting::Awaited { until } if now >= until) {
+                    self.greeted(Greeting::Plain);
+                }
+                let State::Open(open) = &mut self.state else { unreachable!("matched above") };
                 if open.refresh_at.is_some_and(|at| now >= at) {
                     open.refresh_at = None;
                     self.outputs.push_back(Output::NeedToken(TokenReason::Refresh));
@@ -409,7 +472,9 @@ impl Session {
         // On the event stream, try a WebSocket at once: the failures that led
         // here may have been a server restart rather than a blocking proxy.
         let upgrade_at = (transport == Transport::ServerSentEvents).then_some(now);
-        self.state = State::Open(Open { id, opened_at: now, heartbeat, refresh_at: None, upgrade_at, probe: None });
+        let greeting = Greeting::Awaited { until: now + GREETING_TIMEOUT };
+        let open = Open { id, opened_at: now, heartbeat, refresh_at: None, upgrade_at, probe: None, greeting };
+        self.state = State::Open(open);
         if self.config.auth == AuthMode::FirstMessage {
             let token = Token(self.token.clone().unwrap_or_default());
             self.send(&ClientMessage::Auth { token });
@@ -423,8 +488,38 @@ impl Session {
         for message in self.subscriptions.subscribe_messages(self.epoch.as_deref()) {
             self.send(&message);
         }
-        let frames: Vec<String> = self.outbox.frames().map(str::to_owned).collect();
+        // Conditional publishes wait until the server says it takes them.
+        let frames: Vec<String> = self.outbox.frames(Kind::Plain).map(str::to_owned).collect();
         self.outputs.extend(frames.into_iter().map(|text| Output::Send { id, text }));
+    }
+
+    /// The server of the open connection said what it is (or its silence
+    /// did): subscriptions it will never answer are unconfirmed, and
+    /// conditional publishes are sent or fail.
+    fn greeted(&mut self, greeting: Greeting) {
+        let State::Open(open) = &mut self.state else { return };
+        let first = matches!(open.greeting, Greeting::Awaited { .. });
+        open.greeting = greeting;
+        let greeting = open.greeting.clone();
+        if greeting.confirms() == Some(false) {
+            for topic in self.subscriptions.take_unanswered() {
+                self.emit(SessionEvent::Unconfirmed { topic });
+            }
+        }
+        if !first {
+            return;
+        }
+        if greeting.supports(feature::CONDITIONAL) == Some(true) {
+            let frames: Vec<String> = self.outbox.frames(Kind::Conditional).map(str::to_owned).collect();
+            for text in frames {
+                self.send_text(text);
+            }
+        } else {
+            let error = PublishFailure::Unsupported { feature: feature::CONDITIONAL };
+            for id in self.outbox.take(Kind::Conditional) {
+                self.emit(SessionEvent::PublishFailed { id, error: error.clone() });
+            }
+        }
     }
 
     /// A text frame arrived on transport `id`.
@@ -438,6 +533,11 @@ impl Session {
             Ok(message) => message,
             Err(error) => return self.emit(SessionEvent::Malformed(Arc::new(error))),
         };
+        // A Herald server's first frame is `connected`; anything else first
+        // comes from a plain server, which never sends it.
+        if matches!(open.greeting, Greeting::Awaited { .. }) && !matches!(message, ServerMessage::Connected(_)) {
+            self.greeted(Greeting::Plain);
+        }
         match message {
             ServerMessage::Event(event) => match self.subscriptions.on_event(&event) {
                 Delivery::Deliver => self.emit(SessionEvent::Event(event)),
@@ -455,24 +555,39 @@ impl Session {
                 if connected.epoch.is_some() && self.epoch.is_some() && connected.epoch != self.epoch {
                     self.subscriptions.clear_positions();
                 }
+                let recovery = connected.supports(feature::RECOVERY);
+                let greeting = Greeting::Connected { recovery, features: connected.features };
                 self.epoch = connected.epoch;
                 if let (Some(seconds), State::Open(open)) = (connected.expires_in, &mut self.state) {
                     // Refresh at 80% of the lifetime, leaving room for a slow token provider.
                     open.refresh_at = Some(now + Duration::from_secs(seconds).mul_f64(0.8).min(LONGEST_WAIT));
                 }
+                // A refresh answers with `connected` too: only the first greets.
+                self.greeted(greeting);
             }
             ServerMessage::Subscribed(subscribed) => {
                 for (topic, reason) in self.subscriptions.on_subscribed(&subscribed) {
-                    self.emit(SessionEvent::Resync { topic, reason });
+                    if let Some(reason) = reason {
+                        self.emit(SessionEvent::Resync { topic: topic.clone(), reason });
+                    }
+                    let position = self.position_of(topic.as_str());
+                    self.emit(SessionEvent::Live { topic, position });
                 }
             }
             ServerMessage::Ack(ack) if self.outbox.remove(&ack.id) => {
+                let epoch = ack.epoch.or_else(|| self.epoch.clone());
+                let position = ack.seq.zip(epoch).map(|(seq, epoch)| Position::new(epoch, seq));
                 let (id, seq, duplicate) = (PublishId(ack.id), ack.seq, ack.duplicate);
-                self.emit(SessionEvent::PublishAcked { id, seq, duplicate });
+                self.emit(SessionEvent::PublishAcked { id, seq, position, duplicate });
             }
             ServerMessage::Error(error) => {
                 if let Some(id) = error.id.clone().filter(|id| self.outbox.remove(id)) {
-                    let failure = PublishFailure::Rejected { code: error.code, message: error.message };
+                    let failure = match (&error.code, error.seq) {
+                        (ErrorCode::Number(error_code::CONFLICT), Some(current)) => {
+                            PublishFailure::Conflict { current }
+                        }
+                        _ => PublishFailure::Rejected { code: error.code, message: error.message },
+                    };
                     self.emit(SessionEvent::PublishFailed { id: PublishId(id), error: failure });
                 } else if let Some(topic) = error.topic.clone().filter(|t| self.subscriptions.contains(t))
                     // An error with an id answers a publish (one that already timed out), not a subscribe.
@@ -524,18 +639,26 @@ impl Session {
     /// [`unsubscribe`](Self::unsubscribe). `presence` asks for presence
     /// messages too, and stays on for the topic until it is unsubscribed.
     /// Subscribing again is a no-op, unless it adds presence.
-    pub fn subscribe(&mut self, _now: Instant, topic: Topic, presence: bool) -> Result<(), SubscribeError> {
+    pub fn subscribe(&mut self, _now: Instant, topic: Topic, options: SubscribeOptions) -> Result<(), SubscribeError> {
         if let State::Stopped(reason) = &self.state {
             return Err(SubscribeError::Stopped(reason.clone()));
         }
-        let open = matches!(self.state, State::Open(_));
-        if self.subscriptions.insert(topic.clone(), presence, false) && open {
-            let mut message = ClientMessage::subscribe(vec![topic.clone()]);
-            if let ClientMessage::Subscribe(subscribe) = &mut message {
-                subscribe.presence = presence;
-            }
+        let SubscribeOptions { presence, from } = options;
+        let State::Open(open) = &self.state else {
+            // Offline: sent, with the rest, when the next connection opens.
+            self.subscriptions.insert(topic, presence, from, false);
+            return Ok(());
+        };
+        let confirms = open.greeting.confirms();
+        if self.subscriptions.insert(topic.clone(), presence, from, false)
+            && let Some(message) = self.subscriptions.subscribe_message(&topic, self.epoch.as_deref())
+        {
             self.send(&message);
-            self.subscriptions.mark_sent(topic.as_str());
+            if confirms == Some(false) {
+                // The frame is written; this server will say no more.
+                self.subscriptions.take_unanswered();
+                self.emit(SessionEvent::Unconfirmed { topic });
+            }
         }
         Ok(())
     }
@@ -563,7 +686,7 @@ impl Session {
         topic: Topic,
         event: EventKind,
         data: EventData,
-        trace_id: Option<String>,
+        options: PublishOptions,
     ) -> Result<PublishId, PublishError> {
         if let State::Stopped(reason) = &self.state {
             return Err(PublishError::Stopped(reason.clone()));
@@ -571,8 +694,28 @@ impl Session {
         if self.outbox.is_full() {
             return Err(PublishError::QueueFull { capacity: self.outbox.capacity() });
         }
+        let greeting = match &self.state {
+            State::Open(open) => Some(&open.greeting),
+            _ => None,
+        };
+        let PublishOptions { trace_id, ephemeral, if_seq } = options;
+        let kind = match (ephemeral, if_seq) {
+            (true, _) => match greeting.and_then(|g| g.supports(feature::EPHEMERAL)) {
+                Some(true) => Kind::Ephemeral,
+                Some(false) => return Err(PublishError::Unsupported { feature: feature::EPHEMERAL }),
+                None => return Err(PublishError::Offline),
+            },
+            (false, Some(_)) => match greeting.and_then(|g| g.supports(feature::CONDITIONAL)) {
+                Some(false) => return Err(PublishError::Unsupported { feature: feature::CONDITIONAL }),
+                // Unknown (offline): queued, and sent once a server announces it.
+                _ => Kind::Conditional,
+            },
+            (false, None) => Kind::Plain,
+        };
+        let sendable =
+            kind != Kind::Conditional || greeting.and_then(|g| g.supports(feature::CONDITIONAL)) == Some(true);
         let id = format!("{}-{}", self.id_prefix, self.next_publish);
-        let publish = Publish { id: id.clone(), topic, event, data, trace_id };
+        let publish = Publish { id: id.clone(), topic, event, data, trace_id, ephemeral, if_seq };
         publish.validate()?;
         let frame = ClientMessage::Publish(publish).encode();
         if frame.len() > MAX_FRAME_BYTES {
@@ -581,10 +724,10 @@ impl Session {
             );
         }
         self.next_publish += 1;
-        if let State::Open(open) = &self.state {
-            self.outputs.push_back(Output::Send { id: open.id, text: frame.clone() });
+        if sendable {
+            self.send_text(frame.clone());
         }
-        self.outbox.push(PublishId(id.clone()), frame, now + self.config.publish_timeout);
+        self.outbox.push(PublishId(id.clone()), frame, now + self.config.publish_timeout, kind);
         Ok(PublishId(id))
     }
 
@@ -730,6 +873,10 @@ impl Session {
                 if let Some((probe, _)) = open.probe {
                     self.outputs.push_back(Output::Close { id: probe, code: close::NORMAL, reason: "lost".into() });
                 }
+                // Nothing ephemeral outlives its connection.
+                for id in self.outbox.take(Kind::Ephemeral) {
+                    self.emit(SessionEvent::PublishFailed { id, error: PublishFailure::NotSent });
+                }
             }
             State::Connecting { transport: Transport::WebSocket, .. } => {
                 self.websocket_failures = self.websocket_failures.saturating_add(1);
@@ -779,8 +926,12 @@ impl Session {
     }
 
     fn send(&mut self, message: &ClientMessage) {
+        self.send_text(message.encode());
+    }
+
+    fn send_text(&mut self, text: String) {
         if let State::Open(open) = &self.state {
-            self.outputs.push_back(Output::Send { id: open.id, text: message.encode() });
+            self.outputs.push_back(Output::Send { id: open.id, text });
         }
     }
 

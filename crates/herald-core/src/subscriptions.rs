@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use herald_protocol::{ClientMessage, Event, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE};
+use herald_protocol::{ClientMessage, Event, Position, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE};
 
-use crate::ResyncReason;
+use crate::{ResyncReason, topic_map::TopicMap};
 
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
@@ -16,52 +16,36 @@ pub(crate) struct Subscriptions {
     positions: TopicMap<u64>,
 }
 
-/// Values by topic, in topic order, found by binary search. A sorted `Vec`
-/// rather than a `BTreeMap`: as fast for the tens to thousands of topics a
-/// client holds, and a fraction of the code in the browser build.
-#[derive(Debug)]
-struct TopicMap<V>(Vec<(Topic, V)>);
-
-impl<V> Default for TopicMap<V> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
-impl<V> TopicMap<V> {
-    fn find(&self, topic: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(t, _)| t.as_str().cmp(topic))
-    }
-
-    fn get(&self, topic: &str) -> Option<&V> {
-        self.find(topic).ok().map(|at| &self.0[at].1)
-    }
-
-    fn get_mut(&mut self, topic: &str) -> Option<&mut V> {
-        self.find(topic).ok().map(|at| &mut self.0[at].1)
-    }
-
-    /// The value of `topic`, inserted as `value` if there was none.
-    fn get_or_insert(&mut self, topic: &Topic, value: V) -> &mut V {
-        let at = self.find(topic.as_str()).unwrap_or_else(|at| {
-            self.0.insert(at, (topic.clone(), value));
-            at
-        });
-        &mut self.0[at].1
-    }
-
-    fn remove(&mut self, topic: &str) -> Option<(Topic, V)> {
-        self.find(topic).ok().map(|at| self.0.remove(at))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Intent {
     presence: bool,
-    /// Sent on a connection that has since been lost: the next connection
-    /// must recover it or report a resync.
+    /// Sent on a connection (this one, or one since lost: then the next
+    /// must recover it or report a resync).
     sent: bool,
     awaiting_recovery: bool,
+    /// The server answered it on this connection (or never will).
+    answered: bool,
+    /// Where the application already was when it subscribed; sent as the
+    /// first `since`, then forgotten.
+    from: Option<Position>,
+}
+
+impl Intent {
+    /// Marks the intent sent; returns the position to subscribe from and
+    /// its epoch: the one `seen` on earlier connections (of `epoch`), or
+    /// else the application's, once.
+    fn send(&mut self, seen: Option<u64>, epoch: Option<&str>) -> (Option<String>, Option<u64>) {
+        self.sent = true;
+        match (seen, self.from.take()) {
+            (Some(seq), _) => (epoch.map(str::to_owned), Some(seq)),
+            (None, Some(from)) => {
+                // Its answer says whether what came after `from` was replayed.
+                self.awaiting_recovery = true;
+                (Some(from.epoch), Some(from.seq))
+            }
+            (None, None) => (None, None),
+        }
+    }
 }
 
 /// Whether an intent covers `topic`, directly or by a wildcard.
@@ -88,7 +72,7 @@ impl Subscriptions {
     /// Adds an intent; `false` if it was already there as asked. Presence
     /// is on while any subscriber of the topic asked for it, so asking for
     /// it on a topic already subscribed without it counts as new.
-    pub(crate) fn insert(&mut self, topic: Topic, presence: bool, sent: bool) -> bool {
+    pub(crate) fn insert(&mut self, topic: Topic, presence: bool, from: Option<Position>, sent: bool) -> bool {
         if let Some(intent) = self.intents.get_mut(topic.as_str()) {
             let upgrade = presence && !intent.presence;
             intent.presence |= presence;
@@ -97,7 +81,8 @@ impl Subscriptions {
         if topic.is_wildcard() {
             self.wildcards.push(topic.resource().to_owned());
         }
-        self.intents.get_or_insert(&topic, Intent { presence, sent, awaiting_recovery: false });
+        let intent = Intent { presence, sent, awaiting_recovery: false, answered: false, from };
+        self.intents.get_or_insert(&topic, intent);
         true
     }
 
@@ -151,6 +136,7 @@ impl Subscriptions {
         }
         let mut resync = Vec::new();
         for (topic, intent) in &mut self.intents.0 {
+            intent.answered = false;
             if !intent.sent {
                 continue;
             }
@@ -166,52 +152,61 @@ impl Subscriptions {
     }
 
     /// `subscribe` messages for every intent, with recovery positions, at most
-    /// [`MAX_TOPICS_PER_MESSAGE`] topics each. Marks every intent as sent.
+    /// [`MAX_TOPICS_PER_MESSAGE`] topics each. A position seen on earlier
+    /// connections belongs to `epoch`; one the application gave
+    /// ([`SubscribeOptions::from`](crate::SubscribeOptions::from)) to its own
+    /// epoch, so topics go in one message per epoch. Marks every intent as sent.
     pub(crate) fn subscribe_messages(&mut self, epoch: Option<&str>) -> Vec<ClientMessage> {
+        // (presence, the epoch of its `since`, topic, since)
+        let mut wanted: Vec<(bool, Option<String>, Topic, Option<u64>)> = Vec::new();
+        for (topic, intent) in &mut self.intents.0 {
+            let (since_epoch, since) = intent.send(self.positions.get(topic.as_str()).copied(), epoch);
+            wanted.push((intent.presence, since_epoch, topic.clone(), since));
+        }
+        // Grouped by presence and epoch; a stable sort keeps topic order within each.
+        wanted.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut messages = Vec::new();
-        for presence in [false, true] {
-            let topics: Vec<Topic> =
-                self.intents.0.iter().filter(|(_, i)| i.presence == presence).map(|(t, _)| t.clone()).collect();
-            for chunk in topics.chunks(MAX_TOPICS_PER_MESSAGE) {
-                // Inserted one by one: collecting into a map would sort, and
-                // the browser build would carry a sort for it.
-                let mut since = BTreeMap::new();
-                for topic in chunk {
-                    if let Some(seq) = self.positions.get(topic.as_str()) {
-                        since.insert(topic.clone(), *seq);
-                    }
-                }
+        for group in wanted.chunk_by(|a, b| (a.0, &a.1) == (b.0, &b.1)) {
+            for chunk in group.chunks(MAX_TOPICS_PER_MESSAGE) {
+                let since: BTreeMap<Topic, u64> =
+                    chunk.iter().filter_map(|(_, _, topic, seq)| Some((topic.clone(), (*seq)?))).collect();
                 messages.push(ClientMessage::Subscribe(Subscribe {
-                    topics: chunk.to_vec(),
-                    epoch: epoch.filter(|_| !since.is_empty()).map(str::to_owned),
+                    topics: chunk.iter().map(|(_, _, topic, _)| topic.clone()).collect(),
+                    epoch: chunk[0].1.clone().filter(|_| !since.is_empty()),
                     since,
-                    presence,
+                    presence: chunk[0].0,
                 }));
             }
-        }
-        for (_, intent) in &mut self.intents.0 {
-            intent.sent = true;
         }
         messages
     }
 
-    /// Records that an intent went out on the open connection.
-    pub(crate) fn mark_sent(&mut self, topic: &str) {
-        if let Some(intent) = self.intents.get_mut(topic) {
-            intent.sent = true;
-        }
+    /// The `subscribe` message of one intent, for the open connection
+    /// (with its position, as [`subscribe_messages`](Self::subscribe_messages)
+    /// would). Marks it as sent.
+    pub(crate) fn subscribe_message(&mut self, topic: &Topic, epoch: Option<&str>) -> Option<ClientMessage> {
+        let seen = self.positions.get(topic.as_str()).copied();
+        let intent = self.intents.get_mut(topic.as_str())?;
+        let (epoch, since) = intent.send(seen, epoch);
+        Some(ClientMessage::Subscribe(Subscribe {
+            topics: vec![topic.clone()],
+            epoch,
+            since: since.map(|seq| (topic.clone(), seq)).into_iter().collect(),
+            presence: intent.presence,
+        }))
     }
 
-    /// The server confirmed a subscription; returns the topics to resync.
-    pub(crate) fn on_subscribed(&mut self, subscribed: &Subscribed) -> Vec<(Topic, ResyncReason)> {
+    /// The server confirmed subscriptions: returns each confirmed topic,
+    /// with why it must resync first, if it must.
+    pub(crate) fn on_subscribed(&mut self, subscribed: &Subscribed) -> Vec<(Topic, Option<ResyncReason>)> {
         let recovered = subscribed.recovered == Some(true);
-        let mut resync = Vec::new();
+        let mut confirmed = Vec::new();
         for topic in &subscribed.topics {
-            if let Some(intent) = self.intents.get_mut(topic.as_str())
-                && std::mem::take(&mut intent.awaiting_recovery)
-                && !recovered
-            {
-                resync.push((topic.clone(), ResyncReason::NotRecovered));
+            if let Some(intent) = self.intents.get_mut(topic.as_str()) {
+                intent.answered = true;
+                let resync =
+                    (std::mem::take(&mut intent.awaiting_recovery) && !recovered).then_some(ResyncReason::NotRecovered);
+                confirmed.push((topic.clone(), resync));
             }
             // Not recovered and no position given (a node of a cluster that
             // has not seen the topic yet): the old position says nothing
@@ -228,7 +223,19 @@ impl Subscriptions {
             let position = self.positions.get_or_insert(topic, seq);
             *position = if subscribed.recovered == Some(false) { seq } else { (*position).max(seq) };
         }
-        resync
+        confirmed
+    }
+
+    /// The intents sent on this connection that the server has not answered
+    /// (and never will: it does not confirm subscriptions); marks them answered.
+    pub(crate) fn take_unanswered(&mut self) -> Vec<Topic> {
+        let unanswered = self.intents.0.iter_mut().filter(|(_, intent)| intent.sent && !intent.answered);
+        unanswered
+            .map(|(topic, intent)| {
+                intent.answered = true;
+                topic.clone()
+            })
+            .collect()
     }
 
     /// Checks an event against subscriptions and positions, and advances the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use harness::{Harness, event};
 use herald_core::{
-    FallbackConfig, SessionEvent,
+    FallbackConfig, PublishOptions, SessionEvent, SubscribeOptions,
     protocol::{EventData, EventKind, Payload},
 };
 use proptest::prelude::*;
@@ -91,11 +91,11 @@ proptest! {
                     h.recv_json(json!({"type": "ack", "id": id}))
                 },
                 Step::Garbage(text) => if h.current.is_some() { h.recv(&text) },
-                Step::Subscribe(t) => { let _ = h.session.subscribe(h.now, topic(t).parse().unwrap(), t == 1); h.drain(); }
+                Step::Subscribe(t) => { let _ = h.session.subscribe(h.now, topic(t).parse().unwrap(), if t == 1 { SubscribeOptions::default().presence() } else { SubscribeOptions::default() }); h.drain(); }
                 Step::Unsubscribe(t) => { h.session.unsubscribe(h.now, &topic(t)); h.drain(); }
                 Step::Publish => {
                     let data = EventData { entity_id: "1".into(), payload: Payload::default(), user_id: None, tenant_id: None, timestamp: "2026-11-25T10:00:00Z".into() };
-                    if let Ok(id) = h.session.publish(h.now, "t:0".parse().unwrap(), EventKind::Added, data, None) {
+                    if let Ok(id) = h.session.publish(h.now, "t:0".parse().unwrap(), EventKind::Added, data, PublishOptions::default()) {
                         published.push(id.0);
                     }
                     h.drain();

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use harness::{Harness, event};
 use herald_core::{
-    AuthMode, DisconnectReason, FallbackConfig, PublishError, PublishFailure, ResyncReason, SessionConfig,
-    SessionEvent, Status, TokenReason, Transport,
+    AuthMode, DisconnectReason, FallbackConfig, PublishError, PublishFailure, PublishOptions, ResyncReason,
+    SessionConfig, SessionEvent, Status, SubscribeOptions, TokenReason, Transport,
     protocol::{EventData, EventKind, Payload},
 };
 use serde_json::json;
@@ -38,7 +38,10 @@ fn data(n: u32) -> EventData {
 }
 
 fn publish(h: &mut Harness, n: u32) -> herald_core::PublishId {
-    let id = h.session.publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(n), None).unwrap();
+    let id = h
+        .session
+        .publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(n), PublishOptions::default())
+        .unwrap();
     h.drain();
     id
 }
@@ -89,7 +92,7 @@ fn first_message_auth_sends_the_token_before_anything_else() {
     let mut config = config();
     config.auth = AuthMode::FirstMessage;
     let mut h = Harness::new(config);
-    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     assert_eq!(h.connects[0].1, URL, "no token in the URL");
     h.open();
     let sent = h.take_sent();
@@ -480,7 +483,7 @@ fn server_pings_are_answered_with_pongs() {
 fn subscriptions_survive_reconnects_and_are_resent_in_one_batch_with_positions() {
     let mut h = Harness::new(config());
     for topic in ["gift-list:1", "gift-list:2", "user:9"] {
-        h.session.subscribe(h.now, topic.parse().unwrap(), false).unwrap();
+        h.session.subscribe(h.now, topic.parse().unwrap(), SubscribeOptions::default()).unwrap();
     }
     h.open();
     assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["gift-list:1", "gift-list:2", "user:9"]})]);
@@ -501,8 +504,8 @@ fn subscriptions_survive_reconnects_and_are_resent_in_one_batch_with_positions()
 fn subscribing_while_connected_sends_at_once_and_twice_is_a_no_op() {
     let mut h = Harness::new(config());
     h.open();
-    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
-    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), SubscribeOptions::default().presence()).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), SubscribeOptions::default().presence()).unwrap();
     h.drain();
     assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]);
 }
@@ -510,12 +513,12 @@ fn subscribing_while_connected_sends_at_once_and_twice_is_a_no_op() {
 #[test]
 fn asking_for_presence_on_a_topic_subscribed_without_it_subscribes_again_with_it() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "doc:7".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"]})]);
-    h.session.subscribe(h.now, "doc:7".parse().unwrap(), true).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), SubscribeOptions::default().presence()).unwrap();
     // A later subscriber without presence does not turn it off for the first.
-    h.session.subscribe(h.now, "doc:7".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.drain();
     assert_eq!(h.take_sent(), [json!({"type": "subscribe", "topics": ["doc:7"], "presence": true})]);
     h.server_close(Some(1006), "");
@@ -526,8 +529,8 @@ fn asking_for_presence_on_a_topic_subscribed_without_it_subscribes_again_with_it
 #[test]
 fn unsubscribe_online_tells_the_server_and_offline_only_drops_the_intent() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
-    h.session.subscribe(h.now, "a:2".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.session.subscribe(h.now, "a:2".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.take_sent();
     assert!(h.session.unsubscribe(h.now, "a:1"));
@@ -544,7 +547,7 @@ fn unsubscribe_online_tells_the_server_and_offline_only_drops_the_intent() {
 #[test]
 fn events_of_unsubscribed_topics_are_dropped() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(event("a:2", 1));
     h.recv_json(event("a:1", 1));
@@ -554,7 +557,7 @@ fn events_of_unsubscribed_topics_are_dropped() {
 #[test]
 fn wildcards_receive_every_identifier_of_their_resource() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(event("gift-list:1", 1));
     h.recv_json(event("gift-list:2", 1));
@@ -565,7 +568,7 @@ fn wildcards_receive_every_identifier_of_their_resource() {
 #[test]
 fn replayed_duplicates_are_dropped_and_gaps_resync() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     for seq in [1, 2, 2, 1, 3, 6, 7] {
         h.recv_json(event("a:1", seq));
@@ -577,7 +580,7 @@ fn replayed_duplicates_are_dropped_and_gaps_resync() {
 #[test]
 fn a_recovered_reconnect_delivers_the_gap_exactly_once_without_resync() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "last_seq": {"a:1": 0}}));
@@ -600,8 +603,8 @@ fn a_recovered_reconnect_delivers_the_gap_exactly_once_without_resync() {
 #[test]
 fn an_unrecovered_topic_resyncs() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
-    h.session.subscribe(h.now, "a:2".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.session.subscribe(h.now, "a:2".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.recv_json(event("a:1", 10));
@@ -619,7 +622,7 @@ fn an_unrecovered_topic_resyncs() {
 #[test]
 fn an_unrecovered_topic_without_a_position_takes_the_next_event_as_its_position() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.recv_json(event("a:1", 10));
@@ -644,7 +647,7 @@ fn an_unrecovered_topic_without_a_position_takes_the_next_event_as_its_position(
 #[test]
 fn a_server_without_recovery_resyncs_every_topic_after_a_reconnect() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "bench:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "bench:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "userId": "u1"}));
     h.recv_json(event("bench:1", 50));
@@ -660,7 +663,7 @@ fn a_server_without_recovery_resyncs_every_topic_after_a_reconnect() {
 #[test]
 fn a_new_epoch_forgets_old_positions() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.recv_json(event("a:1", 40));
@@ -676,7 +679,7 @@ fn a_new_epoch_forgets_old_positions() {
 #[test]
 fn wildcard_subscriptions_resync_after_a_reconnect() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.server_close(Some(1006), "");
@@ -689,7 +692,7 @@ fn topics_first_subscribed_while_offline_do_not_resync() {
     let mut h = Harness::new(config());
     h.open();
     h.server_close(Some(1006), "");
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.connect();
     assert!(resyncs(&h.events).is_empty());
 }
@@ -697,8 +700,8 @@ fn topics_first_subscribed_while_offline_do_not_resync() {
 #[test]
 fn a_forbidden_topic_is_dropped_and_others_stay() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "admin:1".parse().unwrap(), false).unwrap();
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "admin:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "error", "code": 4003, "message": "not allowed", "topic": "admin:1"}));
     assert!(h.events.iter().any(|e| matches!(e, SessionEvent::SubscribeFailed { topic, .. } if topic == "admin:1")));
@@ -711,7 +714,7 @@ fn a_forbidden_topic_is_dropped_and_others_stay() {
 fn every_subscribed_topic_refused_with_4003_stops_with_forbidden() {
     let mut h = Harness::new(config());
     for topic in ["admin:1", "admin:*"] {
-        h.session.subscribe(h.now, topic.parse().unwrap(), false).unwrap();
+        h.session.subscribe(h.now, topic.parse().unwrap(), SubscribeOptions::default()).unwrap();
     }
     h.open();
     h.recv_json(json!({"type": "error", "code": 4003, "message": "not allowed", "topic": "admin:1"}));
@@ -723,13 +726,13 @@ fn every_subscribed_topic_refused_with_4003_stops_with_forbidden() {
     );
     assert_eq!(h.closes.last().map(|c| c.1), Some(1000), "the connection is closed cleanly");
     assert_eq!(h.session.poll_timeout(), None, "and never retried");
-    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), false).is_err());
+    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).is_err());
 }
 
 #[test]
 fn refusals_that_are_not_4003_or_leave_a_topic_keep_the_session_running() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "error", "code": 429, "message": "slow down", "topic": "a:1"}));
     assert!(h.session.topics().next().is_none());
@@ -754,7 +757,7 @@ fn a_late_publish_refusal_leaves_the_subscription_of_its_topic_alone() {
     let mut config = config();
     config.publish_timeout = SECOND;
     let mut h = Harness::new(config);
-    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     let id = publish(&mut h, 1);
     h.advance(SECOND);
@@ -770,7 +773,7 @@ fn a_late_publish_refusal_leaves_the_subscription_of_its_topic_alone() {
 #[test]
 fn offline_publishes_wait_and_are_sent_after_subscriptions_on_connect() {
     let mut h = Harness::new(config());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     let first = publish(&mut h, 1);
     let second = publish(&mut h, 2);
     assert!(h.sent.is_empty());
@@ -831,7 +834,10 @@ fn the_offline_queue_is_bounded() {
     for n in 0..3 {
         publish(&mut h, n);
     }
-    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(9), None).unwrap_err();
+    let err = h
+        .session
+        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(9), PublishOptions::default())
+        .unwrap_err();
     assert!(matches!(err, PublishError::QueueFull { capacity: 3 }));
     assert!(err.to_string().contains("raise max_pending_publishes"));
 }
@@ -841,13 +847,20 @@ fn invalid_publishes_are_refused_with_the_reason() {
     let mut h = Harness::new(config());
     let mut bad = data(1);
     bad.timestamp = "yesterday".into();
-    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, bad, None).unwrap_err();
+    let err =
+        h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, bad, PublishOptions::default()).unwrap_err();
     assert!(err.to_string().contains("data.timestamp \"yesterday\" is not RFC 3339"), "{err}");
-    let err = h.session.publish(h.now, "a:*".parse().unwrap(), EventKind::Added, data(1), None).unwrap_err();
+    let err = h
+        .session
+        .publish(h.now, "a:*".parse().unwrap(), EventKind::Added, data(1), PublishOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("wildcard"), "{err}");
     let mut huge = data(1);
     huge.payload = Payload::from_value(&"x".repeat(60_000)).unwrap();
-    let err = h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, huge, None).unwrap_err();
+    let err = h
+        .session
+        .publish(h.now, "a:1".parse().unwrap(), EventKind::Added, huge, PublishOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("over the 49152-byte limit"), "{err}");
     assert_eq!(h.session.pending_publishes(), 0);
 }
@@ -876,9 +889,9 @@ fn close_is_clean_and_final() {
     assert!(h.events.iter().any(|e| matches!(e,
         SessionEvent::PublishFailed { id: failed, error: PublishFailure::Stopped(DisconnectReason::Closed) } if *failed == id)));
     assert_eq!(h.session.poll_timeout(), None);
-    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), false).is_err());
+    assert!(h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).is_err());
     assert!(matches!(
-        h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(1), None),
+        h.session.publish(h.now, "a:1".parse().unwrap(), EventKind::Added, data(1), PublishOptions::default()),
         Err(PublishError::Stopped(DisconnectReason::Closed))
     ));
     h.advance(SECOND * 3600);
@@ -986,7 +999,7 @@ fn wake_probes_an_open_connection_and_a_silent_one_is_dead_within_the_timeout() 
 #[test]
 fn suspend_closes_without_stopping_and_wake_reconnects_and_recovers() {
     let mut h = Harness::new(no_jitter());
-    h.session.subscribe(h.now, "a:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
     h.recv_json(event("a:1", 3));
@@ -1023,6 +1036,7 @@ fn a_timer_that_fires_long_after_its_deadline_checks_the_open_connection_at_once
 fn after_sleeping_through_a_dead_connection_the_session_reconnects_without_a_backoff_wait() {
     let mut h = Harness::new(no_jitter());
     h.open();
+    h.fire_next_timer(); // the server never greets: a plain one
     h.fire_next_timer();
     assert_eq!(h.take_sent(), [json!({"type": "ping"})]);
     // The pong's deadline passes while the machine sleeps.
@@ -1085,7 +1099,7 @@ fn with_fallback() -> Harness {
     fallback.after_failures = 2;
     config.fallback = Some(fallback);
     let mut h = Harness::new(config);
-    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), false).unwrap();
+    h.session.subscribe(h.now, "gift-list:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h
 }
 

@@ -139,6 +139,11 @@ impl Fields<'_> {
         }
     }
 
+    /// A boolean, strictly: `null` is no boolean (as serde reads a `bool` field).
+    fn bool_of(&self, value: &JsValue) -> Result<bool, ProtocolError> {
+        value.as_bool().ok_or_else(|| self.fail(format!("invalid type: {}, expected a boolean", unexpected(value))))
+    }
+
     fn opt_bool(&self, name: &str) -> Result<Option<bool>, ProtocolError> {
         match self.get(name) {
             None => Ok(None),
@@ -200,6 +205,8 @@ impl Fields<'_> {
             tenant_id: self.opt_string("tenant_id")?,
             expires_in: self.opt_integer("expires_in")?,
             epoch: self.opt_string("epoch")?,
+            version: self.opt_integer("version")?.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            features: self.default_strings("features")?,
         })
     }
 
@@ -218,13 +225,8 @@ impl Fields<'_> {
     }
 
     fn ack(&self) -> Result<Ack, ProtocolError> {
-        let duplicate = match self.get("duplicate") {
-            None => false,
-            Some(v) => {
-                v.as_bool().ok_or_else(|| self.fail(format!("invalid type: {}, expected a boolean", unexpected(&v))))?
-            }
-        };
-        Ok(Ack { id: self.string("id")?, seq: self.opt_integer("seq")?, duplicate })
+        let duplicate = self.get("duplicate").map(|v| self.bool_of(&v)).transpose()?.unwrap_or(false);
+        Ok(Ack { id: self.string("id")?, seq: self.opt_integer("seq")?, epoch: self.opt_string("epoch")?, duplicate })
     }
 
     fn error(&self) -> Result<ErrorMessage, ProtocolError> {
@@ -239,6 +241,7 @@ impl Fields<'_> {
             message: self.string("message")?,
             id: self.opt_string("id")?,
             topic: self.opt_string("topic")?,
+            seq: self.opt_integer("seq")?,
         })
     }
 
@@ -277,6 +280,7 @@ impl Fields<'_> {
             data,
             trace_id: self.opt_string("trace_id")?,
             seq: self.opt_integer("seq")?,
+            ephemeral: self.get("ephemeral").map(|v| self.bool_of(&v)).transpose()?.unwrap_or(false),
         })
     }
 }

@@ -87,6 +87,17 @@ pub struct Publish {
     /// Correlates the event with the request that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Deliver to current subscribers only: no `seq`, no history, no
+    /// recovery, no retransmission after a reconnect (typing indicators,
+    /// cursors). Only to servers that announce [`feature::EPHEMERAL`](crate::feature::EPHEMERAL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+    /// Accept only while the topic's `seq` is this (a lost-update check for
+    /// collaborative edits); otherwise the server answers error
+    /// [`CONFLICT`](crate::error_code::CONFLICT) with the current `seq`. Only
+    /// to servers that announce [`feature::CONDITIONAL`](crate::feature::CONDITIONAL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_seq: Option<u64>,
 }
 
 /// A bearer token. Its `Debug` output is redacted so it never reaches logs.
@@ -185,6 +196,12 @@ impl Publish {
             return Err(ProtocolError::invalid(
                 "publish",
                 format!("topic {} is a wildcard; publish to one concrete topic", Quoted::text(self.topic.as_str())),
+            ));
+        }
+        if self.ephemeral && self.if_seq.is_some() {
+            return Err(ProtocolError::invalid(
+                "publish",
+                "an ephemeral event has no seq, so it cannot be conditional: drop if_seq or ephemeral",
             ));
         }
         self.event.validate()?;

@@ -47,6 +47,10 @@ pub struct Event {
     /// Per-topic sequence number, increasing by one per event on this topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Sent to the subscribers of the moment only: no `seq`, not kept, not
+    /// replayed (typing indicators, cursors).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
 }
 
 /// The `data` object of an [`Event`].

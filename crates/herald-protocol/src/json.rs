@@ -114,6 +114,9 @@ pub(crate) fn event(event: &Event) -> String {
     if let Some(seq) = event.seq {
         object.raw("seq", &seq.to_string());
     }
+    if event.ephemeral {
+        object.raw("ephemeral", "true");
+    }
     object.end();
     out
 }
@@ -152,10 +155,16 @@ pub(crate) fn client_message(message: &ClientMessage) -> String {
         ClientMessage::Refresh { token } => {
             object.str("type", "refresh").str("token", &token.0);
         }
-        ClientMessage::Publish(Publish { id, topic, event, data: event_data, trace_id }) => {
+        ClientMessage::Publish(Publish { id, topic, event, data: event_data, trace_id, ephemeral, if_seq }) => {
             object.str("type", "publish").str("id", id).str("topic", topic.as_str()).str("event", event.as_str());
             data(&mut object, event_data);
             object.opt_str("trace_id", trace_id.as_deref());
+            if *ephemeral {
+                object.raw("ephemeral", "true");
+            }
+            if let Some(seq) = if_seq {
+                object.raw("if_seq", &seq.to_string());
+            }
         }
     }
     object.end();

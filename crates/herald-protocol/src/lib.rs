@@ -39,6 +39,7 @@ mod error;
 mod event;
 mod json;
 pub mod limits;
+mod position;
 mod server;
 mod timestamp;
 mod topic;
@@ -48,9 +49,10 @@ pub use error::{JsonError, ProtocolError};
 #[cfg(not(wasm_browser))]
 pub use event::now_timestamp;
 pub use event::{Event, EventData, EventKind, Payload};
+pub use position::Position;
 pub use server::{
     Ack, Connected, ErrorCode, ErrorMessage, Presence, PresenceDiff, ServerMessage, Subscribed, Unsubscribed,
-    error_code,
+    error_code, feature,
 };
 pub use timestamp::validate_timestamp;
 pub use topic::{Topic, TopicError, TopicErrorKind};

@@ -67,6 +67,36 @@ pub struct Connected {
     /// cannot be recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+    /// The protocol version the server speaks ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// What the server supports beyond the common subset (see [`feature`]).
+    /// A client never sends a field the server did not announce.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+impl Connected {
+    /// Whether the server announced `feature`. A server that sends an
+    /// `epoch` and no `features` (Herald before features were announced)
+    /// supports [`feature::RECOVERY`].
+    pub fn supports(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature) || (feature == feature::RECOVERY && self.epoch.is_some())
+    }
+}
+
+/// What a server may announce in `connected.features`.
+pub mod feature {
+    /// Events numbered by `seq`, replayed after a `since`, and `subscribed`
+    /// answers with positions.
+    pub const RECOVERY: &str = "recovery";
+    /// `publish` with `"ephemeral": true`: delivered to current subscribers
+    /// only, without `seq`, history or retransmission.
+    pub const EPHEMERAL: &str = "ephemeral";
+    /// `publish` with `"if_seq": N`: accepted only while the topic's `seq` is N.
+    pub const CONDITIONAL: &str = "if_seq";
+    /// `presence` and `presence_diff`.
+    pub const PRESENCE: &str = "presence";
 }
 
 /// `{"type":"subscribed"}`.
@@ -96,9 +126,12 @@ pub struct Unsubscribed {
 pub struct Ack {
     /// The publish id.
     pub id: String,
-    /// The `seq` the event got.
+    /// The `seq` the event got (none for an ephemeral event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The epoch the `seq` belongs to: with it, the event's [`Position`](crate::Position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
     /// The server had already accepted this id and did not broadcast it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
@@ -117,6 +150,10 @@ pub struct ErrorMessage {
     /// The topic this error is about (as the client sent it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// For a refused conditional publish ([`error_code::CONFLICT`]): the
+    /// topic's current `seq`, to rebase on and retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// An error code: a number (Herald, seed servers) or a name (some peers).
@@ -187,6 +224,8 @@ struct EventFrame<'a> {
     trace_id: Option<String>,
     #[serde(default)]
     seq: Option<u64>,
+    #[serde(default)]
+    ephemeral: bool,
 }
 
 #[cfg(not(wasm_browser))]
@@ -245,8 +284,8 @@ impl ServerMessage {
         if let Ok(frame) = serde_json::from_str::<EventFrame<'_>>(text)
             && frame.kind.as_deref().is_none_or(|kind| kind == "event")
         {
-            let EventFrame { topic, event, data, trace_id, seq, .. } = frame;
-            return Ok(Self::Event(Event { topic, event, data, trace_id, seq }));
+            let EventFrame { topic, event, data, trace_id, seq, ephemeral, .. } = frame;
+            return Ok(Self::Event(Event { topic, event, data, trace_id, seq, ephemeral }));
         }
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,
@@ -299,7 +338,11 @@ pub mod error_code {
     pub const FORBIDDEN: u32 = 4003;
     /// The message was larger than the limits allow.
     pub const TOO_LARGE: u32 = 413;
-    /// Too many messages; slow down or the connection is closed with 4008.
+    /// A conditional publish (`if_seq`) found the topic at another `seq`:
+    /// the error's `seq` is the current one; rebase and retry.
+    pub const CONFLICT: u32 = 409;
+    /// Too many messages, or a limit reached (the text says which); slow
+    /// down, or the connection is closed with 4008.
     pub const RATE_LIMITED: u32 = 429;
     /// The server failed; retrying may help.
     pub const INTERNAL: u32 = 500;

@@ -59,8 +59,18 @@ fn data() -> impl Strategy<Value = EventData> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (concrete_topic(), kind(), data(), proptest::option::of("[a-f0-9]{1,16}"), proptest::option::of(any::<u64>()))
-        .prop_map(|(topic, event, data, trace_id, seq)| Event { topic, event, data, trace_id, seq })
+    let trace_id = proptest::option::of("[a-f0-9]{1,16}");
+    (concrete_topic(), kind(), data(), trace_id, proptest::option::of(any::<u64>()), any::<bool>()).prop_map(
+        // An ephemeral event has no seq.
+        |(topic, event, data, trace_id, seq, ephemeral)| Event {
+            topic,
+            event,
+            data,
+            trace_id,
+            ephemeral: ephemeral && seq.is_none(),
+            seq,
+        },
+    )
 }
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
@@ -80,13 +90,19 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         prop::collection::vec(topic(), 1..5).prop_map(|topics| ClientMessage::Unsubscribe { topics }),
         Just(ClientMessage::Ping),
         Just(ClientMessage::Pong),
-        ("[a-zA-Z0-9._-]{1,16}", event()).prop_map(|(id, e)| ClientMessage::Publish(Publish {
-            id,
-            topic: e.topic,
-            event: e.event,
-            data: e.data,
-            trace_id: e.trace_id
-        })),
+        ("[a-zA-Z0-9._-]{1,16}", event(), proptest::option::of(any::<u64>())).prop_map(|(id, e, if_seq)| {
+            // A publish is ephemeral or conditional, never both.
+            let if_seq = if_seq.filter(|_| !e.ephemeral);
+            ClientMessage::Publish(Publish {
+                id,
+                topic: e.topic,
+                event: e.event,
+                data: e.data,
+                trace_id: e.trace_id,
+                ephemeral: e.ephemeral,
+                if_seq,
+            })
+        }),
     ]
 }
 
@@ -138,10 +154,11 @@ proptest! {
         last_seq in prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
         id in "[a-z0-9]{1,10}",
         seq in proptest::option::of(any::<u64>()),
+        epoch in proptest::option::of("[a-z0-9]{1,8}"),
     ) {
         for message in [
             ServerMessage::Subscribed(Subscribed { topics: topics.clone(), recovered, last_seq: last_seq.clone() }),
-            ServerMessage::Ack(Ack { id: id.clone(), seq, duplicate: recovered.unwrap_or(false) }),
+            ServerMessage::Ack(Ack { id: id.clone(), seq, epoch: epoch.clone(), duplicate: recovered.unwrap_or(false) }),
             ServerMessage::Ping,
             ServerMessage::Pong,
         ] {

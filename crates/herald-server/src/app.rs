@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use herald_protocol::Event;
+use herald_protocol::{Connected, Event, PROTOCOL_VERSION, Position, Topic, feature};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -11,7 +11,7 @@ use crate::{
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
     durable::Durable,
-    hub::{Hub, PublishId},
+    hub::{Conflict, Hub, PublishId, Tenant},
     quota::{OverQuota, Quota, Quotas},
     rate::PublishLimits,
     stream::Sessions,
@@ -58,29 +58,83 @@ impl App {
     }
 
     /// Publishes a validated event: through Redis on a node of a cluster,
-    /// through the store with a data directory, in this process otherwise. With `dedup` (tenant, user, publish id), a
-    /// repeat within the dedup window is not broadcast again. Returns the
-    /// `seq` and whether it was a repeat.
+    /// through the store with a data directory, in this process otherwise.
+    /// With `dedup` (tenant, user, publish id), a repeat within the dedup
+    /// window is not broadcast again. With `if_seq`, only while the topic is
+    /// at that `seq`. An ephemeral event goes to the subscribers of the
+    /// moment only: no `seq`, no history, no store.
     ///
-    /// Each publish is logged with the `seq` it got and its trace id: the
-    /// publisher's (which the event carries to its subscribers), or a new
-    /// one for the log alone (every subscriber's frame would grow by it).
-    pub(crate) async fn publish(&self, event: Event, dedup: Option<PublishId<'_>>) -> Result<(u64, bool), Unavailable> {
+    /// Each numbered publish is logged with the `seq` it got and its trace
+    /// id: the publisher's (which the event carries to its subscribers), or
+    /// a new one for the log alone (every subscriber's frame would grow by it).
+    pub(crate) async fn publish(
+        &self,
+        event: Event,
+        dedup: Option<PublishId<'_>>,
+        if_seq: Option<u64>,
+    ) -> Result<Published, NotPublished> {
+        if event.ephemeral {
+            match &self.cluster {
+                Some(cluster) => cluster.broadcast(&event).await?,
+                None => self.hub.broadcast(&event),
+            }
+            return Ok(Published { position: None, duplicate: false });
+        }
         let trace_id = event.trace_id.clone().unwrap_or_else(new_trace_id);
         let (topic, publisher) = (event.topic.clone(), event.data.user_id.clone());
+        let here = |seq| Position::new(self.hub.epoch().to_string(), seq);
         let published = match (&self.cluster, &self.durable, dedup) {
-            (Some(cluster), _, dedup) => cluster.publish(&event, dedup).await,
-            (None, Some(durable), dedup) => durable.publish(event, dedup.map(|d| d.key())).await,
-            (None, None, Some(dedup)) => Ok(self.hub.publish_once(&dedup, event)),
-            (None, None, None) => Ok((self.hub.publish(event), false)),
+            (Some(cluster), _, dedup) => cluster.publish(&event, dedup, if_seq).await,
+            (None, Some(durable), dedup) => {
+                durable.publish(event, dedup.map(|d| d.key()), if_seq).await.map(|(seq, dup)| (here(seq), dup))
+            }
+            (None, None, Some(dedup)) => {
+                self.hub.publish_once(&dedup, event, if_seq).map(|(seq, dup)| (here(seq), dup)).map_err(Into::into)
+            }
+            (None, None, None) => self.hub.publish(event, if_seq).map(|seq| (here(seq), false)).map_err(Into::into),
         };
         match &published {
-            Ok((seq, duplicate)) => {
+            Ok((position, duplicate)) => {
+                let seq = position.seq;
                 info!(target: "herald_server::publish", %topic, seq, duplicate, publisher, %trace_id, "published");
             }
-            Err(error) => warn!(target: "herald_server::publish", %topic, %trace_id, %error, "not published"),
+            Err(NotPublished::Conflict(conflict)) => {
+                info!(target: "herald_server::publish", %topic, current = conflict.current, ?if_seq, %trace_id, "conflict");
+            }
+            Err(NotPublished::Unavailable(error)) => {
+                warn!(target: "herald_server::publish", %topic, %trace_id, %error, "not published");
+            }
         }
-        published
+        published.map(|(position, duplicate)| Published { position: Some(position), duplicate })
+    }
+
+    /// Where `topic` stands in `tenant`'s namespace: on a node of a
+    /// cluster, as Redis numbers it.
+    pub(crate) async fn position(&self, tenant: &Tenant, topic: &Topic) -> Result<Position, Unavailable> {
+        match &self.cluster {
+            Some(cluster) => cluster.position(tenant.as_deref(), topic).await,
+            None => {
+                if let Some(durable) = &self.durable {
+                    durable.ready().await?;
+                }
+                Ok(Position::new(self.hub.epoch().to_string(), self.hub.position(tenant, topic.as_str())))
+            }
+        }
+    }
+
+    /// The `connected` message for `identity`: who, until when, in which
+    /// epoch, and what this server supports.
+    pub(crate) fn connected(&self, identity: &Identity, epoch: &str) -> Connected {
+        Connected {
+            user_id: Some(identity.user.to_string()),
+            tenant_id: identity.tenant.as_deref().map(str::to_owned),
+            expires_in: identity.expires_in(),
+            epoch: Some(epoch.to_owned()),
+            version: Some(PROTOCOL_VERSION),
+            features: [feature::RECOVERY, feature::EPHEMERAL, feature::CONDITIONAL, feature::PRESENCE]
+                .map(str::to_owned)
+                .to_vec(),
+        }
     }
 
     /// Why the node cannot serve, if it cannot: a node of a cluster that
@@ -104,6 +158,36 @@ impl App {
             None => true,
             Some(origin) => origin_in(&self.config.allowed_origins, origin),
         }
+    }
+}
+
+/// A publish the server took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// The event's position; none for an ephemeral event.
+    pub(crate) position: Option<Position>,
+    /// The publish id was taken before: this is the first copy's `seq`.
+    pub(crate) duplicate: bool,
+}
+
+/// Why a publish was not taken.
+#[derive(Debug)]
+pub(crate) enum NotPublished {
+    /// Redis or the store could not take it; the text says what to do.
+    Unavailable(Unavailable),
+    /// `if_seq` was not the topic's `seq`.
+    Conflict(Conflict),
+}
+
+impl From<Unavailable> for NotPublished {
+    fn from(unavailable: Unavailable) -> Self {
+        Self::Unavailable(unavailable)
+    }
+}
+
+impl From<Conflict> for NotPublished {
+    fn from(conflict: Conflict) -> Self {
+        Self::Conflict(conflict)
     }
 }
 

@@ -40,7 +40,7 @@ use std::{
     time::Duration,
 };
 
-use herald_protocol::{Event, Topic, close};
+use herald_protocol::{Event, Position, Topic, close};
 use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value,
     aio::MultiplexedConnection,
@@ -53,7 +53,8 @@ use tracing::{info, warn};
 
 use crate::{
     ServerConfig, ServerError,
-    hub::{Hub, PublishId, Tenant},
+    app::NotPublished,
+    hub::{Conflict, Hub, PublishId, Tenant},
 };
 
 /// Longest wait for a connection to Redis.
@@ -69,14 +70,21 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 /// Publishes one event. KEYS: epoch, the topic's seq counter, and the
 /// publish id when deduplicating. ARGV: the epoch the node believes in, the
 /// channel, the routing head, the event without `seq` (which is the last
-/// key of the encoding, so `,"seq":N}` replaces the closing brace), and the
-/// dedup window in milliseconds. Returns `{0, seq}`, `{1, earlier seq}` for
-/// a duplicate, or `{2, 0}` when the epoch is not the node's.
+/// key of the encoding, so `,"seq":N}` replaces the closing brace), the
+/// dedup window in milliseconds, and the `if_seq` (empty for none).
+/// Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
+/// the epoch is not the node's, or `{3, current seq}` when `if_seq` is not
+/// the topic's `seq`. Checking and numbering are one step, so two racing
+/// conditional publishes cannot both pass.
 const PUBLISH: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
 if KEYS[3] then
   local earlier = redis.call('GET', KEYS[3])
   if earlier then return {1, tonumber(earlier)} end
+end
+if ARGV[6] ~= '' then
+  local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if current ~= tonumber(ARGV[6]) then return {3, current} end
 end
 local seq = redis.call('INCR', KEYS[2])
 if KEYS[3] then redis.call('SET', KEYS[3], seq, 'PX', ARGV[5]) end
@@ -131,6 +139,12 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Why a Redis Cluster is refused at start.
+const REDIS_CLUSTER_REFUSED: &str = "this is a Redis Cluster, which Herald does not support: its publish script \
+     reads and writes the epoch, a topic's seq and the publish ids in one atomic call, which a Redis Cluster \
+     allows only within one hash slot, and one channel carries every event to every node. Point --redis at a \
+     single Redis (with replicas and Sentinel for failover)";
+
 /// The subscribed connection, whose driver hands each message to the hub.
 pub(crate) struct Bus {
     conn: MultiplexedConnection,
@@ -171,9 +185,22 @@ impl Cluster {
             hub,
             commands: RwLock::default(),
         });
+        if cluster.is_redis_cluster().await.map_err(|e| refuse(e.to_string()))? {
+            return Err(refuse(REDIS_CLUSTER_REFUSED.into()));
+        }
         let bus = cluster.connect().await.map_err(|e| refuse(e.to_string()))?;
         info!(url = %shown, epoch = %cluster.hub.epoch(), "joined the cluster");
         Ok((cluster, bus))
+    }
+
+    /// Whether the server is a node of a Redis Cluster (`cluster_enabled:1`).
+    async fn is_redis_cluster(&self) -> Result<bool, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REPLY_TIMEOUT));
+        let mut connection = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut connection).await?;
+        Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
     }
 
     /// Whether the node is on the bus (publishes can go through).
@@ -279,34 +306,31 @@ impl Cluster {
     /// Numbers `event` and sends it to every node (this one too, which
     /// delivers it when the channel brings it). With `dedup`, a publish id
     /// seen within the dedup window on any node returns its `seq` and is not
-    /// sent again. Returns the `seq` and whether it was a duplicate.
+    /// sent again; with `if_seq`, only while the topic's `seq` in Redis is
+    /// that. Returns the event's position (in the epoch Redis numbered it
+    /// in) and whether it was a duplicate.
     pub(crate) async fn publish(
         &self,
         event: &Event,
         dedup: Option<PublishId<'_>>,
-    ) -> Result<(u64, bool), Unavailable> {
-        let tenant = event.data.tenant_id.as_deref();
-        // JSON keeps any tenant, user or id apart from the separators.
-        let head = serde_json::json!([tenant, event.topic.as_str()]).to_string();
-        let seq_key = format!("{}:seq:{head}", self.prefix);
+        if_seq: Option<u64>,
+    ) -> Result<(Position, bool), NotPublished> {
+        let head = head(event.data.tenant_id.as_deref(), &event.topic);
+        let seq_key = self.seq_key(&head);
+        let if_seq = if_seq.map(|seq| seq.to_string()).unwrap_or_default();
         let dedup_key = dedup
             .map(|d| format!("{}:dedup:{}", self.prefix, serde_json::json!([d.tenant.as_deref(), &**d.user, d.id])));
         let frame = event.encode();
         // A second try follows a new epoch found in Redis; another change at once is not waited out.
         for _ in 0..2 {
-            let Some(mut commands) = self.commands() else {
-                return Err(Unavailable(format!(
-                    "the cluster bus is unavailable (Redis at {} unreachable): the event was not published; retry later",
-                    self.url
-                )));
-            };
+            let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
             let epoch = self.hub.epoch();
             let mut invocation = self.publish.key(&self.epoch_key);
             invocation.key(&seq_key);
             if let Some(key) = &dedup_key {
                 invocation.key(key);
             }
-            invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms);
+            invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms).arg(&if_seq);
             let started = std::time::Instant::now();
             let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
             if let Some(bus) = &self.hub.metrics.bus {
@@ -315,18 +339,63 @@ impl Cluster {
             match reply {
                 Ok(Ok((0, seq))) => {
                     self.hub.metrics.events_published.inc();
-                    return Ok((seq, false));
+                    return Ok((Position::new(&*epoch, seq), false));
                 }
-                Ok(Ok((1, seq))) => return Ok((seq, true)),
+                Ok(Ok((1, seq))) => return Ok((Position::new(&*epoch, seq), true)),
+                Ok(Ok((3, current))) => return Err(Conflict { current }.into()),
                 Ok(Ok(_)) => {
                     let epoch = self.establish_epoch(&mut commands).await.map_err(|e| self.failed(&e))?;
                     self.hub.adopt_epoch(&epoch);
                 }
-                Ok(Err(error)) => return Err(self.failed(&error)),
-                Err(_) => return Err(self.failed(&"no answer in time")),
+                Ok(Err(error)) => return Err(self.failed(&error).into()),
+                Err(_) => return Err(self.failed(&"no answer in time").into()),
             }
         }
-        Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()))
+        Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()).into())
+    }
+
+    /// Sends an ephemeral event to every node, which queues it to its
+    /// current subscribers: no `seq`, no history. Its message carries no
+    /// epoch, so that a node that has not yet heard of a new epoch cannot
+    /// bring an old one back to the others.
+    pub(crate) async fn broadcast(&self, event: &Event) -> Result<(), Unavailable> {
+        let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
+        let message = format!("\n\n{}\n{}", head(event.data.tenant_id.as_deref(), &event.topic), event.encode());
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(&self.channel).arg(message);
+        let publish = cmd.query_async::<Value>(&mut commands);
+        match timeout(REPLY_TIMEOUT, publish).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(self.failed(&error)),
+            Err(_) => Err(self.failed(&"no answer in time")),
+        }
+    }
+
+    /// The cluster's epoch and `topic`'s `seq` in `tenant`'s namespace, as
+    /// Redis holds them (read together, so the `seq` is of that epoch).
+    pub(crate) async fn position(&self, tenant: Option<&str>, topic: &Topic) -> Result<Position, Unavailable> {
+        let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
+        let seq_key = self.seq_key(&head(tenant, topic));
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&self.epoch_key).arg(&seq_key);
+        let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut commands);
+        match timeout(REPLY_TIMEOUT, read).await {
+            Ok(Ok((Some(epoch), seq))) => Ok(Position::new(epoch, seq.unwrap_or(0))),
+            Ok(Ok((None, _))) => Err(self.failed(&"the cluster has no epoch in Redis (it lost its data?)")),
+            Ok(Err(error)) => Err(self.failed(&error)),
+            Err(_) => Err(self.failed(&"no answer in time")),
+        }
+    }
+
+    fn seq_key(&self, head: &str) -> String {
+        format!("{}:seq:{head}", self.prefix)
+    }
+
+    fn unreachable(&self) -> Unavailable {
+        Unavailable(format!(
+            "the cluster bus is unavailable (Redis at {} unreachable): nothing was published; retry later",
+            self.url
+        ))
     }
 
     fn failed(&self, error: &dyn std::fmt::Display) -> Unavailable {
@@ -351,9 +420,12 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
         PushKind::Disconnection => gate.lost.notify_one(),
         PushKind::Message => match push.data.get(1) {
             Some(Value::BulkString(payload)) => match Message::parse(payload) {
-                Some(message) => {
-                    hub.adopt_epoch(message.epoch);
-                    hub.apply(message.tenant, &message.topic, message.seq, message.frame.into());
+                Some(Message { epoch, seq: Some(seq), tenant, topic, frame }) => {
+                    hub.adopt_epoch(epoch);
+                    hub.apply(tenant, &topic, seq, frame.into());
+                }
+                Some(Message { seq: None, tenant, topic, frame, .. }) => {
+                    hub.broadcast_frame(&tenant, &topic, &frame.into())
                 }
                 None => warn!("ignored a malformed message on the cluster channel"),
             },
@@ -363,10 +435,11 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
     }
 }
 
-/// One event on the channel: `epoch \n seq \n ["tenant","topic"] \n frame`.
+/// One event on the channel: `epoch \n seq \n ["tenant","topic"] \n frame`;
+/// an ephemeral one has neither epoch nor `seq`.
 struct Message<'a> {
     epoch: &'a str,
-    seq: u64,
+    seq: Option<u64>,
     tenant: Tenant,
     topic: Topic,
     frame: String,
@@ -380,12 +453,17 @@ impl<'a> Message<'a> {
         let (tenant, topic): (Option<String>, String) = serde_json::from_str(head).ok()?;
         Some(Self {
             epoch,
-            seq: seq.parse().ok()?,
+            seq: if seq.is_empty() { None } else { Some(seq.parse().ok()?) },
             tenant: tenant.map(Into::into),
             topic: Topic::new(topic).ok()?,
             frame: frame.to_owned(),
         })
     }
+}
+
+/// The routing head of a topic: JSON keeps any tenant or topic apart from the separators.
+fn head(tenant: Option<&str>, topic: &Topic) -> String {
+    serde_json::json!([tenant, topic.as_str()]).to_string()
 }
 
 /// `url` without a password, for logs and errors.

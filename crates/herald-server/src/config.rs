@@ -86,6 +86,13 @@ pub struct ServerConfig {
     pub history_len: usize,
     /// Longest time an event stays in a topic's history. Default: 5 minutes.
     pub history_max_age: Duration,
+    /// Bytes of history one topic keeps at most: its oldest events go
+    /// first. Default: 1 MiB.
+    pub history_max_bytes: usize,
+    /// Bytes of history all topics keep together at most: past it, the
+    /// histories that start earliest are dropped whole, down to 90 % of it
+    /// (clients that needed them resync). Default: 256 MiB.
+    pub history_total_bytes: usize,
     /// How long a client publish id is remembered to drop retransmissions.
     /// Default: 5 minutes.
     pub dedup_window: Duration,
@@ -229,6 +236,8 @@ impl fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("history_len", &self.history_len)
             .field("history_max_age", &self.history_max_age)
+            .field("history_max_bytes", &self.history_max_bytes)
+            .field("history_total_bytes", &self.history_total_bytes)
             .field("dedup_window", &self.dedup_window)
             .field("max_publish_ids", &self.max_publish_ids)
             .field("ping_interval", &self.ping_interval)
@@ -377,6 +386,8 @@ impl Default for ServerConfig {
             data_dir: None,
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),
+            history_max_bytes: 1 << 20,
+            history_total_bytes: 256 << 20,
             dedup_window: Duration::from_secs(300),
             max_publish_ids: 100_000,
             ping_interval: Duration::from_secs(25),

@@ -13,18 +13,18 @@ use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
 use axum::http::HeaderMap;
 use herald_protocol::{
-    Ack, ClientMessage, Connected, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage,
-    Subscribe, Topic, Unsubscribed, close, error_code,
+    Ack, ClientMessage, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage, Subscribe,
+    Topic, Unsubscribed, close, error_code,
 };
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info};
 
 use crate::{
     AuthError, Credentials,
-    app::App,
+    app::{App, NotPublished, Published},
     auth::Identity,
     extract::Remote,
-    hub::{Connection, Frame, PublishId, subscribed_frame},
+    hub::{Conflict, Connection, Frame, PublishId, subscribed_frame},
     metrics::{AuthFailure, Refusal, Transport},
     outbox::Queued,
     quota::OverQuota,
@@ -342,17 +342,12 @@ impl<L: Link> Conn<L> {
     }
 
     async fn send_error(&mut self, code: u32, message: String, id: Option<String>, topic: Option<String>) -> Step {
-        let error = ErrorMessage { code: ErrorCode::Number(code), message, id, topic };
+        let error = ErrorMessage { code: ErrorCode::Number(code), message, id, topic, seq: None };
         self.send_message(ServerMessage::Error(error)).await
     }
 
     async fn send_connected(&mut self) -> Step {
-        let connected = Connected {
-            user_id: Some(self.identity.user.to_string()),
-            tenant_id: self.identity.tenant.as_deref().map(str::to_owned),
-            expires_in: self.identity.expires_in(),
-            epoch: Some(self.app.hub.epoch().to_string()),
-        };
+        let connected = self.app.connected(&self.identity, &self.app.hub.epoch());
         self.send_message(ServerMessage::Connected(connected)).await
     }
 
@@ -530,7 +525,7 @@ impl<L: Link> Conn<L> {
     }
 
     async fn on_publish(&mut self, publish: Publish) -> Step {
-        let Publish { id, topic, event, mut data, trace_id } = publish;
+        let Publish { id, topic, event, mut data, trace_id, ephemeral, if_seq } = publish;
         if !self.identity.may_publish(topic.as_str()) {
             let message = format!("the token does not allow publishing to {topic}");
             return self.send_error(error_code::FORBIDDEN, message, Some(id), Some(topic.into_string())).await;
@@ -543,18 +538,33 @@ impl<L: Link> Conn<L> {
         if let Some(tenant) = &self.identity.tenant {
             data.tenant_id = Some(tenant.to_string());
         }
-        let event = Event { topic, event, data, trace_id, seq: None };
+        let event = Event { topic, event, data, trace_id, seq: None, ephemeral };
         if let Err(error) = event.validate() {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
         }
-        match self
-            .app
-            .publish(event, Some(PublishId { tenant: &self.identity.tenant, user: &self.identity.user, id: &id }))
-            .await
-        {
-            Ok((seq, duplicate)) => self.send_message(ServerMessage::Ack(Ack { id, seq: Some(seq), duplicate })).await,
-            Err(unavailable) => self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await,
+        let topic = event.topic.clone();
+        // Ephemeral events are never sent twice, so they need no dedup.
+        let dedup =
+            (!ephemeral).then(|| PublishId { tenant: &self.identity.tenant, user: &self.identity.user, id: &id });
+        match self.app.publish(event, dedup, if_seq).await {
+            Ok(Published { position, duplicate }) => {
+                let (epoch, seq) = position.map(|p| (p.epoch, p.seq)).unzip();
+                self.send_message(ServerMessage::Ack(Ack { id, seq, epoch, duplicate })).await
+            }
+            Err(NotPublished::Conflict(Conflict { current })) => {
+                let message = format!(
+                    "conflict: {topic} is at seq {current}, not {}; apply the newer events, then publish again with if_seq {current}",
+                    if_seq.unwrap_or_default()
+                );
+                let code = ErrorCode::Number(error_code::CONFLICT);
+                let error =
+                    ErrorMessage { code, message, id: Some(id), topic: Some(topic.into_string()), seq: Some(current) };
+                self.send_message(ServerMessage::Error(error)).await
+            }
+            Err(NotPublished::Unavailable(unavailable)) => {
+                self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await
+            }
         }
     }
 }

@@ -51,10 +51,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     ServerConfig, ServerError,
-    app::App,
+    app::{App, NotPublished},
     cluster::Unavailable,
     extract::Refusal,
-    hub::{DedupKey, Dropped, Hub, Tenant},
+    hub::{Conflict, DedupKey, Dropped, Hub, Tenant},
     store::{self, Changes, Limits, NewEvent, OpenError, Opened, Store},
 };
 
@@ -97,7 +97,8 @@ enum Command {
 struct Publish {
     event: Event,
     dedup: Option<DedupKey>,
-    reply: oneshot::Sender<Result<(u64, bool), Unavailable>>,
+    if_seq: Option<u64>,
+    reply: oneshot::Sender<Result<(u64, bool), NotPublished>>,
 }
 
 impl Durable {
@@ -205,17 +206,24 @@ impl Durable {
 
     /// Numbers `event`, commits it and only then delivers and acks it.
     /// With `dedup`, a publish id remembered returns its `seq` and is not
-    /// sent again. Returns the `seq` and whether it was a duplicate.
-    pub(crate) async fn publish(&self, event: Event, dedup: Option<DedupKey>) -> Result<(u64, bool), Unavailable> {
+    /// sent again; with `if_seq`, only while the topic is at that `seq`
+    /// (checked by the writer, which alone numbers). Returns the `seq` and
+    /// whether it was a duplicate.
+    pub(crate) async fn publish(
+        &self,
+        event: Event,
+        dedup: Option<DedupKey>,
+        if_seq: Option<u64>,
+    ) -> Result<(u64, bool), NotPublished> {
         self.ready().await?;
         let (reply, answer) = oneshot::channel();
-        let command = Command::Publish(Publish { event, dedup, reply });
+        let command = Command::Publish(Publish { event, dedup, if_seq, reply });
         let sent = lock(&self.commands).as_ref().is_some_and(|commands| commands.send(command).is_ok());
         if !sent {
-            return Err(self.unavailable());
+            return Err(self.unavailable().into());
         }
         // A writer that stopped without answering never committed it.
-        answer.await.unwrap_or_else(|_| Err(self.unavailable()))
+        answer.await.unwrap_or_else(|_| Err(self.unavailable().into()))
     }
 
     /// Lets go of the store for a replacement: commits the publishes
@@ -316,12 +324,14 @@ fn write(store: Store, hub: &Hub, commands: &mpsc::Receiver<Command>, phase: &wa
     }
 }
 
-/// An event committed, to deliver.
-struct Delivery {
-    tenant: Tenant,
-    topic: Topic,
-    frame: String,
-    dedup: Option<DedupKey>,
+/// What became of one publish of a batch.
+enum Outcome {
+    /// Numbered, to deliver once committed.
+    New { seq: u64, tenant: Tenant, topic: Topic, frame: String, dedup: Option<DedupKey> },
+    /// Its id was published before, as this `seq`.
+    Duplicate(u64),
+    /// Its `if_seq` was not the topic's `seq`.
+    Conflict(Conflict),
 }
 
 /// Numbers `publishes` in order, commits them with `dropped`, then
@@ -331,16 +341,22 @@ fn commit(store: &Store, hub: &Hub, publishes: Vec<Publish>, dropped: Vec<Droppe
     let mut positions: HashMap<(Tenant, Topic), u64> = HashMap::new();
     let mut ids: HashMap<DedupKey, u64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(publishes.len());
-    for Publish { mut event, dedup, reply } in publishes {
+    for Publish { mut event, dedup, if_seq, reply } in publishes {
         // Ids published earlier, or earlier in this batch.
         if let Some(seq) = dedup.as_ref().and_then(|key| ids.get(key).copied().or_else(|| hub.published_id(key))) {
-            outcomes.push((reply, seq, None));
+            outcomes.push((reply, Outcome::Duplicate(seq)));
             continue;
         }
         let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
         let topic = event.topic.clone();
         let position =
             positions.entry((tenant.clone(), topic.clone())).or_insert_with(|| hub.position(&tenant, topic.as_str()));
+        if let Some(expected) = if_seq
+            && expected != *position
+        {
+            outcomes.push((reply, Outcome::Conflict(Conflict { current: *position })));
+            continue;
+        }
         *position += 1;
         let seq = *position;
         event.seq = Some(seq);
@@ -351,27 +367,31 @@ fn commit(store: &Store, hub: &Hub, publishes: Vec<Publish>, dropped: Vec<Droppe
         }
         let stored_tenant = tenant.as_deref().map(Into::into);
         changes.events.push(NewEvent { tenant: stored_tenant, topic: topic.to_string(), seq, frame: frame.clone() });
-        outcomes.push((reply, seq, Some(Delivery { tenant, topic, frame, dedup })));
+        outcomes.push((reply, Outcome::New { seq, tenant, topic, frame, dedup }));
     }
     if let Err(error) = store.commit(&changes) {
         let message = format!(
             "the store could not save the event ({error}): it was not published; retry once the server is back"
         );
-        for (reply, ..) in outcomes {
-            let _ = reply.send(Err(Unavailable(message.clone())));
+        for (reply, _) in outcomes {
+            let _ = reply.send(Err(Unavailable(message.clone()).into()));
         }
         return Err(error);
     }
     let now = Instant::now();
-    for (reply, seq, delivery) in outcomes {
-        let duplicate = delivery.is_none();
-        if let Some(Delivery { tenant, topic, frame, dedup }) = delivery {
-            hub.deliver_committed(&tenant, &topic, seq, frame.into());
-            if let Some(key) = dedup {
-                hub.remember_id(key, seq, now);
+    for (reply, outcome) in outcomes {
+        let answer = match outcome {
+            Outcome::New { seq, tenant, topic, frame, dedup } => {
+                hub.deliver_committed(&tenant, &topic, seq, frame.into());
+                if let Some(key) = dedup {
+                    hub.remember_id(key, seq, now);
+                }
+                Ok((seq, false))
             }
-        }
-        let _ = reply.send(Ok((seq, duplicate)));
+            Outcome::Duplicate(seq) => Ok((seq, true)),
+            Outcome::Conflict(conflict) => Err(conflict.into()),
+        };
+        let _ = reply.send(answer);
     }
     Ok(())
 }

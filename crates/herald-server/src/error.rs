@@ -50,4 +50,13 @@ pub enum ServerError {
     /// whether the event may have been published.
     #[error("{0}")]
     Unavailable(String),
+    /// A [conditional publish](crate::Herald::publish_if_seq) found the
+    /// topic at another `seq`.
+    #[error(
+        "conflict: the topic is at seq {current}; apply the newer events, then publish again with if_seq {current}"
+    )]
+    Conflict {
+        /// The topic's `seq`.
+        current: u64,
+    },
 }

@@ -3,14 +3,21 @@
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::Router;
-use herald_protocol::{Event, EventData, EventKind, Payload, ProtocolError, Topic, close};
+use herald_protocol::{Event, EventData, EventKind, Payload, Position, ProtocolError, Topic, close};
 use tokio::{net::ToSocketAddrs, time::timeout};
 use tracing::warn;
 
 use crate::{
-    Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, auth::Auth,
-    cluster::Cluster, durable::Durable, hub::Hub,
+    Authenticator, MetricsSnapshot, ServerConfig, ServerError, ServerHandle, TlsFiles, app::App, app::NotPublished,
+    auth::Auth, cluster::Cluster, durable::Durable, hub::Hub, hub::PublishId,
 };
+
+fn not_published(error: NotPublished) -> ServerError {
+    match error {
+        NotPublished::Unavailable(unavailable) => ServerError::Unavailable(unavailable.0),
+        NotPublished::Conflict(conflict) => ServerError::Conflict { current: conflict.current },
+    }
+}
 
 /// Herald inside your service: an axum [`Router`] to mount next to your own
 /// routes, and the handle to publish in process, read metrics and shut down
@@ -50,6 +57,20 @@ pub struct Herald {
     pub(crate) app: Arc<App>,
 }
 
+/// The publisher [`Herald::publish_once`]'s keys are kept under: publish ids
+/// are per publisher, so the process's keys stay apart from its clients'.
+const IN_PROCESS: &str = "herald:in-process";
+
+/// A publish [`Herald::publish_once`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The event's position (the first copy's, for a duplicate).
+    pub position: Position,
+    /// The key was used before: this publish was not broadcast again.
+    pub duplicate: bool,
+}
+
 impl Herald {
     /// A builder, with development mode off and the default configuration.
     pub fn builder() -> HeraldBuilder {
@@ -79,25 +100,89 @@ impl Herald {
     /// Publishes an event as a backend would (its `seq` is assigned here,
     /// or by Redis on a node of a cluster), into the namespace of its
     /// `data.tenant_id`: it reaches only that tenant's connections, or
-    /// without one only connections without a tenant. Returns the `seq`.
+    /// without one only connections without a tenant. Returns its position.
     /// A node of a cluster that cannot reach Redis returns
     /// [`ServerError::Unavailable`].
-    pub async fn publish_event(&self, event: Event) -> Result<u64, ServerError> {
+    pub async fn publish_event(&self, event: Event) -> Result<Position, ServerError> {
+        self.numbered(event, None).await
+    }
+
+    /// [`publish_event`](Self::publish_event) at most once per `key`: a
+    /// second publish with the same key (and tenant) within
+    /// [`ServerConfig::dedup_window`] is not broadcast again, and answers
+    /// with the first copy's position and `duplicate: true`. With durable
+    /// history or a cluster, the key outlives a restart of this process.
+    ///
+    /// This is what a transactional outbox's relay needs: it publishes each
+    /// row with the row's id as the key, then deletes the row; after a crash
+    /// between the two, the row is published again and acked as a duplicate.
+    ///
+    /// ```no_run
+    /// # async fn run(herald: herald_server::Herald, event: herald_protocol::Event) -> Result<(), herald_server::ServerError> {
+    /// let published = herald.publish_once(event, "outbox-row-17").await?;
+    /// if published.duplicate {
+    ///     println!("already announced as {}", published.position);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_once(&self, mut event: Event, key: &str) -> Result<Published, ServerError> {
+        event.ephemeral = false;
         event.validate()?;
-        let (seq, _) = self.app.publish(event, None).await.map_err(|e| ServerError::Unavailable(e.0))?;
-        Ok(seq)
+        let tenant = event.data.tenant_id.as_deref().map(Arc::from);
+        let user = Arc::from(IN_PROCESS);
+        let dedup = PublishId { tenant: &tenant, user: &user, id: key };
+        let published = self.app.publish(event, Some(dedup), None).await.map_err(not_published)?;
+        let position = published.position.expect("a numbered event has a position");
+        Ok(Published { position, duplicate: published.duplicate })
+    }
+
+    /// [`publish_event`](Self::publish_event), accepted only while the
+    /// topic is at `if_seq`: otherwise [`ServerError::Conflict`] with its
+    /// current `seq`, and nothing is published. Checking and numbering are
+    /// one step, on one node as in a cluster (inside Redis), so of two
+    /// writers racing from the same `seq` one wins and the other learns it.
+    ///
+    /// ```no_run
+    /// # async fn run(herald: herald_server::Herald, event: herald_protocol::Event) -> Result<(), herald_server::ServerError> {
+    /// use herald_server::ServerError;
+    /// match herald.publish_if_seq(event, 41).await {
+    ///     Ok(position) => println!("saved as {position}"),
+    ///     Err(ServerError::Conflict { current }) => println!("someone else wrote first; now at {current}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_if_seq(&self, event: Event, if_seq: u64) -> Result<Position, ServerError> {
+        self.numbered(event, Some(if_seq)).await
+    }
+
+    /// Delivers an ephemeral event (a typing indicator, a cursor) to the
+    /// subscribers of its topic of the moment: no `seq`, no history, no
+    /// recovery. Subscribers see `ephemeral: true` on it.
+    pub async fn publish_ephemeral(&self, mut event: Event) -> Result<(), ServerError> {
+        event.ephemeral = true;
+        event.seq = None;
+        event.validate()?;
+        self.app.publish(event, None, None).await.map(drop).map_err(not_published)
+    }
+
+    async fn numbered(&self, mut event: Event, if_seq: Option<u64>) -> Result<Position, ServerError> {
+        event.ephemeral = false;
+        event.validate()?;
+        let published = self.app.publish(event, None, if_seq).await.map_err(not_published)?;
+        Ok(published.position.expect("a numbered event has a position"))
     }
 
     /// Publishes `kind` on `topic` for `entity_id` with a JSON `payload`,
     /// stamped now, without a tenant (it reaches connections without one).
-    /// Returns the `seq`.
+    /// Returns its position.
     pub async fn publish(
         &self,
         topic: &str,
         kind: &str,
         entity_id: &str,
         payload: &serde_json::Value,
-    ) -> Result<u64, ServerError> {
+    ) -> Result<Position, ServerError> {
         let topic = Topic::new(topic).map_err(ProtocolError::from)?;
         let payload = Payload::from_value(payload).map_err(|e| ProtocolError::Json(e.into()))?;
         let data = EventData {
@@ -107,7 +192,36 @@ impl Herald {
             tenant_id: None,
             timestamp: herald_protocol::now_timestamp(),
         };
-        self.publish_event(Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None }).await
+        let event = Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None, ephemeral: false };
+        self.publish_event(event).await
+    }
+
+    /// Where `topic` stands (without a tenant): the position of its last
+    /// event, in the current epoch; on a node of a cluster, as Redis
+    /// numbers it. A backend reads it **before** the data it returns, and
+    /// returns both: a client that subscribes from that position then gets
+    /// every change made after the read, replayed if need be.
+    ///
+    /// ```no_run
+    /// # async fn run(herald: herald_server::Herald) -> Result<(), herald_server::ServerError> {
+    /// let position = herald.position("gift-list:family-123").await?; // first
+    /// let gifts = vec!["..."]; // then the data, from your database
+    /// let body = serde_json::json!({ "gifts": gifts, "position": position });
+    /// # Ok(()) }
+    /// ```
+    pub async fn position(&self, topic: &str) -> Result<Position, ServerError> {
+        self.position_in(None, topic).await
+    }
+
+    /// [`position`](Self::position) in `tenant`'s namespace.
+    pub async fn position_in(&self, tenant: Option<&str>, topic: &str) -> Result<Position, ServerError> {
+        let topic = Topic::new(topic).map_err(ProtocolError::from)?;
+        if topic.is_wildcard() {
+            let problem = format!("{topic} is a wildcard, which has no position; ask for one concrete topic");
+            return Err(ProtocolError::Invalid { kind: "position", problem }.into());
+        }
+        let position = self.app.position(&tenant.map(Into::into), &topic).await;
+        position.map_err(|unavailable| ServerError::Unavailable(unavailable.0))
     }
 
     /// Closes every connection with 1001 and a reconnect hint spread over

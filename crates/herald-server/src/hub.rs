@@ -22,7 +22,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
-        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -208,7 +208,7 @@ struct TopicState {
     /// node of a cluster only once it has seen an event of the topic.
     known: bool,
     seq: u64,
-    history: VecDeque<Stored>,
+    history: History,
     /// With a store: the oldest `seq` the store may still hold, so that a
     /// prune pass reports only topics whose history moved since the last.
     stored_from: u64,
@@ -217,10 +217,59 @@ struct TopicState {
 }
 
 impl TopicState {
-    fn prune(&mut self, now: Instant, max_age: Duration) {
+    /// Drops history past `max_age`; returns the bytes freed.
+    fn prune(&mut self, now: Instant, max_age: Duration) -> usize {
+        let mut freed = 0;
         while self.history.front().is_some_and(|e| now.duration_since(e.at) > max_age) {
-            self.history.pop_front();
+            freed += self.history.pop_front();
         }
+        freed
+    }
+}
+
+/// A topic's history, oldest first, with the bytes its frames hold.
+#[derive(Default)]
+struct History {
+    events: VecDeque<Stored>,
+    bytes: usize,
+}
+
+impl History {
+    fn front(&self) -> Option<&Stored> {
+        self.events.front()
+    }
+
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Stored> {
+        self.events.iter()
+    }
+
+    /// Returns the bytes added.
+    fn push_back(&mut self, stored: Stored) -> usize {
+        let bytes = stored.frame.len();
+        self.bytes += bytes;
+        self.events.push_back(stored);
+        bytes
+    }
+
+    /// Returns the bytes freed.
+    fn pop_front(&mut self) -> usize {
+        let freed = self.events.pop_front().map_or(0, |e| e.frame.len());
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Returns the bytes freed.
+    fn clear(&mut self) -> usize {
+        self.events.clear();
+        std::mem::take(&mut self.bytes)
     }
 }
 
@@ -313,6 +362,13 @@ pub(crate) struct Hub {
     next_id: AtomicU64,
     history_len: usize,
     history_max_age: Duration,
+    /// Bytes of history one topic keeps at most, and all topics together.
+    history_max_bytes: usize,
+    history_total_bytes: usize,
+    /// Bytes of history held now, across topics.
+    history_bytes: AtomicUsize,
+    /// Held by the one [`trim_history`](Self::trim_history) pass running.
+    trimming: Mutex<()>,
     dedup_window: Duration,
     /// Publish ids remembered per dedup shard at most.
     dedup_per_shard: usize,
@@ -355,6 +411,10 @@ impl Hub {
             next_id: AtomicU64::new(1),
             history_len: config.history_len,
             history_max_age: config.history_max_age,
+            history_max_bytes: config.history_max_bytes,
+            history_total_bytes: config.history_total_bytes,
+            history_bytes: AtomicUsize::new(0),
+            trimming: Mutex::default(),
             dedup_window: config.dedup_window,
             dedup_per_shard: config.max_publish_ids.div_ceil(SHARDS).max(1),
             pruned_seq: AtomicU64::new(0),
@@ -408,6 +468,7 @@ impl Hub {
             sizes.topics += topics.len() as u64;
             sizes.history_events += topics.values().map(|state| state.history.len() as u64).sum::<u64>();
         }
+        sizes.history_bytes = self.history_bytes.load(Ordering::Relaxed) as u64;
         sizes.publish_ids = self.dedup.iter().map(|dedup| lock(dedup).order.len() as u64).sum();
         for peer in lock(&self.peers).values() {
             let queued = peer.outbox.len() as u64;
@@ -425,7 +486,7 @@ impl Hub {
         let mut dropped = Vec::new();
         for shard in &self.shards {
             lock(shard).retain(|(tenant, topic), state| {
-                state.prune(now, self.history_max_age);
+                self.freed(state.prune(now, self.history_max_age));
                 let keep = !state.subs.is_empty() || !state.history.is_empty();
                 if !keep && !self.clustered {
                     self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
@@ -466,7 +527,10 @@ impl Hub {
         let mut shard = self.shard(&tenant, &topic);
         let state = shard.entry((tenant, topic)).or_insert_with(|| self.new_topic());
         state.seq = seq;
-        state.history = history.into_iter().map(|(seq, at, frame)| Stored { seq, at, frame }).collect();
+        self.freed(state.history.clear());
+        for (seq, at, frame) in history {
+            self.keep(state, Stored { seq, at, frame });
+        }
     }
 
     /// Restores the highest position of the topics pruned before a restart.
@@ -479,12 +543,12 @@ impl Hub {
     pub(crate) fn forget_positions(&self) {
         for shard in &self.shards {
             let mut topics = lock(shard);
-            topics.retain(|_, state| !state.subs.is_empty());
             for state in topics.values_mut() {
                 state.known = false;
                 state.seq = 0;
-                state.history.clear();
+                self.freed(state.history.clear());
             }
+            topics.retain(|_, state| !state.subs.is_empty());
         }
     }
 
@@ -591,21 +655,45 @@ impl Hub {
         let mut shard = self.shard(tenant, topic.as_str());
         let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         self.record(state, tenant, topic, seq, frame);
+        drop(shard);
         self.metrics.events_published.inc();
+        self.trim_history();
     }
 
     /// Assigns the next `seq` of the event's topic in the namespace of its
     /// `tenant_id`, keeps it in the history and queues it to the namespace's
-    /// subscribers. Returns the `seq`. The caller has validated the event.
-    pub(crate) fn publish(&self, mut event: Event) -> u64 {
+    /// subscribers. Returns the `seq`. With `if_seq`, only while the topic is
+    /// at that `seq`. The caller has validated the event.
+    pub(crate) fn publish(&self, mut event: Event, if_seq: Option<u64>) -> Result<u64, Conflict> {
         let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
         let mut shard = self.shard(&tenant, event.topic.as_str());
         let state = shard.entry((tenant.clone(), event.topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
+        if let Some(expected) = if_seq
+            && expected != state.seq
+        {
+            return Err(Conflict { current: state.seq });
+        }
         let seq = state.seq + 1;
         event.seq = Some(seq);
         self.record(state, &tenant, &event.topic, seq, event.encode().into());
+        drop(shard);
         self.metrics.events_published.inc();
-        seq
+        self.trim_history();
+        Ok(seq)
+    }
+
+    /// Queues an ephemeral event to the current subscribers of its topic in
+    /// the namespace of its `tenant_id`: no `seq`, no history.
+    pub(crate) fn broadcast(&self, event: &Event) {
+        let tenant: Tenant = event.data.tenant_id.as_deref().map(Into::into);
+        self.broadcast_frame(&tenant, &event.topic, &event.encode().into());
+    }
+
+    /// [`broadcast`](Self::broadcast) of an encoded event (from the cluster channel).
+    pub(crate) fn broadcast_frame(&self, tenant: &Tenant, topic: &Topic, frame: &Frame) {
+        let shard = self.shard(tenant, topic.as_str());
+        let subs = shard.get(&(tenant.clone(), topic.as_str().to_owned())).map(|state| &state.subs);
+        self.fan_out(subs, tenant, topic, frame);
     }
 
     /// Applies an event of a cluster, numbered by Redis, in the order the
@@ -617,10 +705,56 @@ impl Hub {
         if !state.known || seq != state.seq + 1 {
             // Recovery replays from the history, which must hold every event
             // from its oldest on: it starts here.
-            state.history.clear();
+            self.freed(state.history.clear());
             state.known = true;
         }
         self.record(state, &tenant, topic, seq, frame);
+        drop(shard);
+        self.trim_history();
+    }
+
+    /// Appends `stored` to the topic's history within the topic's byte
+    /// bound, its oldest events first to go (an event larger than the bound
+    /// alone is not kept). The total is [`trim_history`](Self::trim_history)'s.
+    fn keep(&self, state: &mut TopicState, stored: Stored) {
+        self.history_bytes.fetch_add(state.history.push_back(stored), Ordering::Relaxed);
+        while !state.history.is_empty() && state.history.bytes > self.history_max_bytes {
+            self.freed(state.history.pop_front());
+        }
+    }
+
+    /// Past the total bound, drops the histories that start earliest, whole
+    /// (a history holds every event from its oldest on), until 90 % of the
+    /// bound: one pass over the topics pays for many publishes. Called with
+    /// no shard held.
+    fn trim_history(&self) {
+        if self.history_bytes.load(Ordering::Relaxed) <= self.history_total_bytes {
+            return;
+        }
+        // One trimmer at a time; the others publish on.
+        let Ok(_trimming) = self.trimming.try_lock() else { return };
+        let mut oldest: Vec<(Instant, usize, (Tenant, String))> = Vec::new();
+        for (index, shard) in self.shards.iter().enumerate() {
+            let topics = lock(shard);
+            let fronts = topics.iter().filter_map(|(key, state)| Some((state.history.front()?.at, index, key.clone())));
+            oldest.extend(fronts);
+        }
+        oldest.sort_unstable_by_key(|(at, ..)| *at);
+        let target = self.history_total_bytes / 10 * 9;
+        for (_, index, key) in oldest {
+            if self.history_bytes.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            if let Some(state) = lock(&self.shards[index]).get_mut(&key) {
+                self.freed(state.history.clear());
+            }
+        }
+    }
+
+    fn freed(&self, bytes: usize) {
+        if bytes > 0 {
+            self.history_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Makes `seq` the topic's position, keeps `frame` in the history and
@@ -630,19 +764,25 @@ impl Hub {
         state.seq = seq;
         if self.history_len > 0 {
             if state.history.len() >= self.history_len {
-                state.history.pop_front();
+                self.freed(state.history.pop_front());
             }
-            state.history.push_back(Stored { seq, at: now, frame: frame.clone() });
-            state.prune(now, self.history_max_age);
+            self.keep(state, Stored { seq, at: now, frame: frame.clone() });
+            self.freed(state.prune(now, self.history_max_age));
         }
+        self.fan_out(Some(&state.subs), tenant, topic, &frame);
+    }
+
+    /// Queues `frame` to the topic's subscribers `subs` and to those of its
+    /// resource's wildcard in `tenant`'s namespace.
+    fn fan_out(&self, subs: Option<&HashMap<u64, Sub>>, tenant: &Tenant, topic: &Topic, frame: &Frame) {
         let timer = self.fanout_timer();
         let timer = timer.as_ref();
-        let mut queued = state.subs.values().filter(|sub| sub.peer.deliver(&frame, timer)).count();
+        let mut queued = subs.map_or(0, |subs| subs.values().filter(|sub| sub.peer.deliver(frame, timer)).count());
         let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
             // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
-            let others = peers.values().filter(|peer| !state.subs.contains_key(&peer.id));
-            queued += others.filter(|peer| peer.deliver(&frame, timer)).count();
+            let others = peers.values().filter(|peer| !subs.is_some_and(|subs| subs.contains_key(&peer.id)));
+            queued += others.filter(|peer| peer.deliver(frame, timer)).count();
         }
         self.metrics.messages_out.inc_by(queued as u64);
     }
@@ -666,7 +806,7 @@ impl Hub {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
-        state.prune(now, self.history_max_age);
+        self.freed(state.prune(now, self.history_max_age));
         let mut joined = Joined { last_seq: state.known.then_some(state.seq), ..Joined::default() };
         if let Some(since) = since {
             let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
@@ -790,18 +930,25 @@ impl Hub {
     /// there, then finds the first copy's `seq`. Separate steps would let
     /// both copies through, each broadcast with a `seq` of its own, which no
     /// client can recognise as a duplicate.
-    pub(crate) fn publish_once(&self, publish: &PublishId<'_>, event: Event) -> (u64, bool) {
+    pub(crate) fn publish_once(
+        &self,
+        publish: &PublishId<'_>,
+        event: Event,
+        if_seq: Option<u64>,
+    ) -> Result<(u64, bool), Conflict> {
         let key = publish.key();
         let mut dedup = self.dedup_shard(&key);
         let now = Instant::now();
         dedup.expire(now, self.dedup_window, self.dedup_per_shard);
+        // A conditional publish sent again after a reconnect is its first
+        // copy's duplicate, not a conflict with itself.
         if let Some(&seq) = dedup.seen.get(&key) {
-            return (seq, true);
+            return Ok((seq, true));
         }
-        let seq = self.publish(event);
+        let seq = self.publish(event, if_seq)?;
         dedup.seen.insert(key.clone(), seq);
         dedup.order.push_back((now, key));
-        (seq, false)
+        Ok((seq, false))
     }
 
     fn dedup_shard(&self, key: &DedupKey) -> MutexGuard<'_, Dedup> {
@@ -843,6 +990,13 @@ pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
             _ = prune.tick() => hub.prune_idle(),
         }
     }
+}
+
+/// A conditional publish (`if_seq`) found its topic at another `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Conflict {
+    /// The topic's `seq`.
+    pub(crate) current: u64,
 }
 
 /// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.

@@ -101,7 +101,7 @@ mod ws;
 pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use herald::{Herald, HeraldBuilder};
+pub use herald::{Herald, HeraldBuilder, Published};
 pub use ipnet::IpNet;
 pub use listen::{Server, ServerHandle};
 pub use metrics::MetricsSnapshot;

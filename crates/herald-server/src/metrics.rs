@@ -183,6 +183,7 @@ pub(crate) struct Bus {
 struct Held {
     topics: Gauge,
     history_events: Gauge,
+    history_bytes: Gauge,
     publish_ids: Gauge,
     queued_frames: Gauge,
     longest_queue: Gauge,
@@ -198,6 +199,7 @@ fn latency() -> Histogram {
 pub(crate) struct Sizes {
     pub(crate) topics: u64,
     pub(crate) history_events: u64,
+    pub(crate) history_bytes: u64,
     pub(crate) publish_ids: u64,
     pub(crate) queued_frames: u64,
     pub(crate) longest_queue: u64,
@@ -257,6 +259,8 @@ impl Metrics {
         let held = &self.held;
         r.register("topics", "Topics held (subscribers, history or a position)", held.topics.clone());
         r.register("history_events", "Events kept for recovery", held.history_events.clone());
+        let bytes = "Bytes of the frames kept for recovery";
+        r.register_with_unit("history", bytes, Unit::Bytes, held.history_bytes.clone());
         r.register("publish_ids", "Publish ids remembered for deduplication", held.publish_ids.clone());
         r.register("queued_frames", "Frames waiting in connections' outbound queues", held.queued_frames.clone());
         r.register("longest_queue", "Frames waiting in the longest outbound queue", held.longest_queue.clone());
@@ -307,6 +311,7 @@ impl Metrics {
             tls_handshake_failures: self.tls_handshake_failures.get(),
             topics: sizes.topics,
             history_events: sizes.history_events,
+            history_bytes: sizes.history_bytes,
             publish_ids: sizes.publish_ids,
             cluster_bus_up: self.bus.as_ref().map(|bus| bus.up.get() == 1),
         }
@@ -317,6 +322,7 @@ impl Metrics {
         let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.held.topics.set(as_gauge(sizes.topics));
         self.held.history_events.set(as_gauge(sizes.history_events));
+        self.held.history_bytes.set(as_gauge(sizes.history_bytes));
         self.held.publish_ids.set(as_gauge(sizes.publish_ids));
         self.held.queued_frames.set(as_gauge(sizes.queued_frames));
         self.held.longest_queue.set(as_gauge(sizes.longest_queue));
@@ -360,6 +366,8 @@ pub struct MetricsSnapshot {
     pub topics: u64,
     /// Events kept in topics' histories for recovery.
     pub history_events: u64,
+    /// Bytes of the frames kept in topics' histories.
+    pub history_bytes: u64,
     /// Client publish ids remembered to drop retransmissions.
     pub publish_ids: u64,
     /// On a node of a cluster, whether it reaches Redis (it serves and

@@ -27,7 +27,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/publish", post(http::publish::publish))
         .route("/sse", get(http::sse::sse))
         .route("/sse/send", post(stream::send))
-        .route("/api/poll", get(http::poll::poll));
+        .route("/api/poll", get(http::poll::poll))
+        .route("/api/position", get(http::position::position));
     // Everything above needs the store's epoch and positions (or numbers events).
     let router = match &app.durable {
         Some(_) => router.route_layer(middleware::from_fn_with_state(app.clone(), durable::hold_until_open)),

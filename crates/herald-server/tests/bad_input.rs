@@ -25,7 +25,7 @@ async fn setup(server: ServerHandle) -> (ServerHandle, Client) {
 
 /// The bystander still gets events, and only it is left connected.
 async fn bystander_unharmed(server: &ServerHandle, bystander: &mut Client, connections: u64) {
-    let seq = server.publish("doc:1", "UPDATED", "1", &json!({"ok":true})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({"ok":true})).await.unwrap().seq;
     assert_eq!(bystander.recv().await["seq"], seq);
     eventually("connections to be freed", || server.metrics().connections == connections).await;
 }

@@ -225,9 +225,12 @@ async fn a_publish_id_repeated_on_another_node_is_acked_with_the_first_seq_and_n
     let again = publish_ws(&mut on_b, "p-1", "first").await;
     assert_eq!((&again["seq"], &again["duplicate"]), (&json!(1), &json!(true)), "{again}");
     // The same user and id over HTTP, on either node.
-    assert_eq!(publish_http(&a, "writer", Some("p-1"), "first").await, (200, json!({"seq":1,"duplicate":true})));
+    assert_eq!(
+        publish_http(&a, "writer", Some("p-1"), "first").await,
+        (200, json!({"seq":1,"epoch":a.epoch(),"duplicate":true}))
+    );
     // Ids are per user: another user's p-1 is new.
-    assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2})));
+    assert_eq!(publish_http(&b, "someone-else", Some("p-1"), "other").await, (200, json!({"seq":2,"epoch":b.epoch()})));
     a.publish("doc:1", "UPDATED", "1", &json!("last")).await.unwrap();
 
     let seen = events(&mut reader, 3).await;
@@ -267,7 +270,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     assert_eq!((&refused["type"], &refused["code"], &refused["id"]), (&json!("error"), &json!(500), &json!("p-down")));
     assert!(refused["message"].as_str().unwrap().contains("cluster bus"), "{refused}");
     match a.publish("doc:1", "UPDATED", "1", &json!("lost")).await {
-        Err(ServerError::Unavailable(message)) => assert!(message.contains("not published"), "{message}"),
+        Err(ServerError::Unavailable(message)) => assert!(message.contains("nothing was published"), "{message}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
 
@@ -288,7 +291,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":3},"epoch":old_epoch});
     back.send(&body.to_string()).await;
     assert_eq!(back.recv().await["recovered"], false, "an old epoch's position cannot be recovered");
-    let seq = b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap();
+    let seq = b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap().seq;
     assert_eq!(seq, 1, "numbers start over in the new epoch");
     assert_eq!(events(&mut back, 1).await, [(1, "new".to_owned())]);
 }
@@ -351,7 +354,7 @@ async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch
     }
     redis.save().await;
     // Published after the snapshot: a restart brings the counter back to 2.
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap(), 3);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap().seq, 3);
     redis.kill();
     health_becomes(&a, 503).await;
     redis.restart().await;
@@ -362,7 +365,7 @@ async fn a_redis_that_restarts_with_its_data_still_gives_the_cluster_a_new_epoch
     client.send(&body.to_string()).await;
     assert_eq!(client.recv().await["recovered"], false);
     // The restored counter goes on from the snapshot, in the new epoch.
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("again")).await.unwrap(), 3);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("again")).await.unwrap().seq, 3);
     assert_eq!(events(&mut client, 1).await, [(3, "again".to_owned())]);
 }
 
@@ -385,7 +388,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
     redis.flush_all().await;
     // Node B finds the epoch gone when it publishes: it names a new one and
     // publishes in it; node A learns it from the event.
-    assert_eq!(b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap(), 1);
+    assert_eq!(b.publish("doc:1", "UPDATED", "1", &json!("new")).await.unwrap().seq, 1);
     for client in [&mut on_a, &mut on_b] {
         let (code, reason) = client.closed().await;
         assert_eq!(code, 1001, "{reason}");
@@ -402,7 +405,7 @@ async fn when_redis_loses_its_data_while_up_the_next_publish_starts_a_new_epoch_
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":old_epoch});
     back.send(&body.to_string()).await;
     assert_eq!(back.recv().await["recovered"], false);
-    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("next")).await.unwrap(), 2);
+    assert_eq!(a.publish("doc:1", "UPDATED", "1", &json!("next")).await.unwrap().seq, 2);
     assert_eq!(events(&mut back, 1).await, [(2, "next".to_owned())]);
 }
 
@@ -468,4 +471,33 @@ async fn a_bad_or_unreachable_redis_is_a_clear_error_at_start() {
     let redis = RedisServer::start().await;
     let both = Server::builder().dev(true).redis(redis.url()).epoch("fixed").bind("127.0.0.1:0").await;
     assert!(matches!(both, Err(ServerError::Config(ref m)) if m.contains("epoch")), "{both:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_a_password_joins_and_a_wrong_password_is_a_clear_error_without_the_secret() {
+    let acl = ["--user", "herald", "on", ">s3cret-pass", "~*", "&*", "+@all"];
+    let redis = RedisServer::start_with(&acl).await;
+    let a = Server::builder().dev(true).redis(redis.url_as("herald", "s3cret-pass")).bind("127.0.0.1:0").await.unwrap();
+    let b = Server::builder().dev(true).redis(redis.url_as("herald", "s3cret-pass")).bind("127.0.0.1:0").await.unwrap();
+    let mut reader = Client::dev(&b, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    let seq = a.publish("doc:1", "UPDATED", "1", &json!("as herald")).await.unwrap().seq;
+    assert_eq!(events(&mut reader, 1).await, [(seq, "as herald".to_owned())]);
+
+    let wrong = Server::builder().dev(true).redis(redis.url_as("herald", "wrong-pass")).bind("127.0.0.1:0").await;
+    let error = wrong.expect_err("a wrong password is refused at start");
+    let message = error.to_string();
+    assert!(matches!(error, ServerError::Redis { .. }), "{error:?}");
+    assert!(!message.contains("wrong-pass"), "the password stays out of the message: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_is_refused_at_start_with_the_reason() {
+    let dir = TempDir::new();
+    let nodes = dir.path().join("nodes.conf");
+    let redis =
+        RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", nodes.to_str().unwrap()]).await;
+    let error = Server::builder().dev(true).redis(redis.url()).bind("127.0.0.1:0").await.expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("Redis Cluster") && message.contains("single Redis"), "{message}");
 }

@@ -39,7 +39,7 @@ async fn a_server_started_again_on_its_data_dir_keeps_the_epoch_the_history_and_
     let epoch = server.epoch();
     let mut publisher = Client::dev(&server, "writer").await;
     publisher.send(&publish("p-1", "1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     for n in 2..=3 {
         server.publish("doc:1", "UPDATED", &n.to_string(), &json!(n)).await.unwrap();
     }
@@ -59,8 +59,11 @@ async fn a_server_started_again_on_its_data_dir_keeps_the_epoch_the_history_and_
     // A retransmission after the restart is a duplicate, not a new event.
     let mut publisher = Client::dev(&server, "writer").await;
     publisher.send(&publish("p-1", "1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
-    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap(), 4);
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
+    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq, 4);
     assert_eq!(reader.recv().await["seq"], 4, "the duplicate was not broadcast");
 }
 
@@ -96,7 +99,7 @@ async fn a_topic_pruned_before_a_restart_numbers_on_from_above_its_old_position(
 
     let server = durable_with(dir.path(), short).await;
     assert_eq!(server.metrics().topics, 0, "the pruned topic left the store too");
-    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap(), 4, "3 is never given again");
+    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq, 4, "3 is never given again");
 }
 
 #[tokio::test]
@@ -111,7 +114,7 @@ async fn an_unreadable_store_is_moved_aside_and_a_new_epoch_starts() {
         .filter(|name| name.starts_with("herald.redb.unreadable-"))
         .collect();
     assert_eq!(aside.len(), 1, "the bad file is kept for a look");
-    assert_eq!(server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap(), 1);
+    assert_eq!(server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq, 1);
 }
 
 #[tokio::test]
@@ -142,7 +145,7 @@ async fn a_second_server_on_the_same_directory_holds_its_clients_until_the_first
     let dir = TempDir::new();
     let first = durable(dir.path()).await;
     let epoch = first.epoch();
-    assert_eq!(first.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap(), 1);
+    assert_eq!(first.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap().seq, 1);
 
     let second = durable(dir.path()).await;
     let (status, body) = http(&second, "GET", "/healthz", &[], "").await;
@@ -155,7 +158,7 @@ async fn a_second_server_on_the_same_directory_holds_its_clients_until_the_first
     assert!(!publishing.is_finished() && !connecting.is_finished(), "both wait for the store");
 
     first.shutdown().await;
-    assert_eq!(within("the held publish", publishing).await.unwrap().unwrap(), 2, "numbered on from the first");
+    assert_eq!(within("the held publish", publishing).await.unwrap().unwrap().seq, 2, "numbered on from the first");
     let mut reader = within("the held connection", connecting).await.unwrap();
     assert_eq!(reader.recv().await["epoch"], epoch.as_str());
     assert_eq!(second.epoch(), epoch);

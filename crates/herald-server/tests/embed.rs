@@ -31,7 +31,7 @@ async fn a_service_mounts_herald_next_to_its_routes_and_publishes_in_process() {
     let mut client = Client::connect(&format!("ws://{addr}/realtime/ws?token=u-1")).await;
     assert_eq!(client.recv().await["type"], "connected");
     client.subscribe(&["doc:1"]).await;
-    let seq = herald.publish("doc:1", "UPDATED", "1", &json!({"title":"in process"})).await.unwrap();
+    let seq = herald.publish("doc:1", "UPDATED", "1", &json!({"title":"in process"})).await.unwrap().seq;
     assert_eq!(client.recv().await["seq"], seq);
 
     let (status, body) = http_at(addr, "GET", "/api/hello", &[], "").await;

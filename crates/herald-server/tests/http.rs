@@ -22,7 +22,7 @@ async fn http_publish_answers_the_seq_and_reaches_subscribers() {
     let bearer = format!("Bearer {}", backend_token());
     let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
     let (status, body) = http(&server, "POST", "/api/publish", &headers, BODY).await;
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!({"seq":1})));
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!({"seq":1,"epoch":server.epoch()})));
     let event = client.recv().await;
     assert_eq!((event["seq"].as_u64(), &event["data"]["payload"]), (Some(1), &json!({"title":"new"})));
     assert!(event["data"]["timestamp"].as_str().is_some_and(|t| t.contains('T')));

@@ -97,7 +97,7 @@ async fn connections_waiting_to_authenticate_are_capped_and_health_checks_still_
     let (status, head, body) = http_with_head(&server, "GET", "/api/poll?token=u&topics=doc:1", &[], "").await;
     assert_eq!(status, 503);
     assert!(body.contains("waiting to authenticate") && head.contains("retry-after: 5"), "{head}{body}");
-    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     assert_eq!(member.recv().await["seq"], seq, "an authenticated connection is unaffected");
 
     drop(waiting);
@@ -216,7 +216,7 @@ async fn a_presence_flood_is_announced_in_batches_and_closes_no_reader() {
     // that the last joiner left.
     let last = format!("u-{}", JOINERS - 1);
     reader.presence_until("room:1", "left", &last).await;
-    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     loop {
         let message = reader.recv().await;
         if message["seq"] == seq {
@@ -255,7 +255,7 @@ async fn a_topics_presence_lists_at_most_its_cap_and_says_so_to_the_rest() {
     assert_eq!((note["type"].as_str(), note["code"].as_u64(), note.get("topic")), (Some("error"), Some(429), None));
     assert!(note["message"].as_str().unwrap().contains("at most 2 users"), "{note}");
     // The subscription stands: carol gets events and presence.
-    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("room:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     loop {
         let message = carol.recv().await;
         if message["seq"] == seq {
@@ -276,7 +276,7 @@ async fn idle_topics_are_pruned_and_numbering_goes_on_above_what_clients_may_hol
     eventually("the idle topic to be pruned", || server.metrics().topics == 0).await;
     assert_eq!(server.metrics().history_events, 0);
 
-    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap(), 4, "no seq given twice");
+    assert_eq!(server.publish("doc:1", "UPDATED", "4", &json!(4)).await.unwrap().seq, 4, "no seq given twice");
     let mut client = Client::dev(&server, "u-1").await;
     let resume = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
     client.send(&resume.to_string()).await;
@@ -301,4 +301,42 @@ async fn remembered_publish_ids_are_bounded_by_count() {
     assert!((1..=64).contains(&remembered), "{remembered} ids remembered");
     publisher.send(&publish(499)).await;
     assert_eq!(publisher.recv().await["duplicate"], true, "the newest id is still remembered");
+}
+
+#[tokio::test]
+async fn history_is_bounded_in_bytes_per_topic_and_in_all_and_what_it_dropped_resyncs() {
+    let server = dev_server(|config| {
+        config.history_max_bytes = 4_000;
+        config.history_total_bytes = 10_000;
+    })
+    .await;
+    let kilobyte = "x".repeat(1_000);
+    // One topic: its oldest events go once it is over its 4,000 bytes.
+    for n in 1..=10 {
+        server.publish("doc:1", "UPDATED", &n.to_string(), &json!(kilobyte)).await.unwrap();
+    }
+    let held = server.metrics();
+    assert!(held.history_bytes <= 4_000, "{} bytes kept for one topic", held.history_bytes);
+    assert!((2..=3).contains(&held.history_events), "{} events of about 1.2 KB kept", held.history_events);
+
+    // Many topics: together they stay under 10,000 bytes.
+    for topic in 2..=20 {
+        for n in 1..=3 {
+            server.publish(&format!("doc:{topic}"), "UPDATED", &n.to_string(), &json!(kilobyte)).await.unwrap();
+        }
+        assert!(server.metrics().history_bytes <= 10_000, "{} bytes in all", server.metrics().history_bytes);
+    }
+    assert!(http(&server, "GET", "/metrics", &[], "").await.1.contains("\nherald_history_bytes "));
+
+    // A client behind what was dropped is told to resync, never given a gap;
+    // one within what is kept recovers.
+    let mut behind = Client::dev(&server, "u-1").await;
+    let resume = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":server.epoch()});
+    behind.send(&resume.to_string()).await;
+    assert_eq!(behind.recv().await["recovered"], false);
+    let mut recent = Client::dev(&server, "u-2").await;
+    let resume = json!({"type":"subscribe","topics":["doc:20"],"since":{"doc:20":2},"epoch":server.epoch()});
+    recent.send(&resume.to_string()).await;
+    assert_eq!(recent.recv().await["seq"], 3, "the kept event is replayed");
+    assert_eq!(recent.recv().await["recovered"], true);
 }

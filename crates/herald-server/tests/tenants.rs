@@ -60,7 +60,7 @@ async fn each_tenant_sees_a_gap_free_seq_of_its_own_events_and_recovers_by_it() 
             "data":{"entity_id":"1","payload":"acme","tenant_id":"globex","timestamp":"2026-01-01T00:00:00Z"}});
         writer.send(&publish.to_string()).await;
         acks.push(writer.recv().await["seq"].as_u64().expect("an ack with a seq"));
-        acks.push(server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap());
+        acks.push(server.publish("doc:1", "UPDATED", "1", &json!("untenanted")).await.unwrap().seq);
         acks.push(publish_as_service(&server, "acme", "acme").await);
     }
     // Answered seqs count per namespace: globex, acme (writer), none, acme (service).

@@ -30,7 +30,7 @@ async fn a_token_expiring_at_the_end_of_time_works_everywhere_and_leaks_no_conne
     // The same token again, as a refresh.
     client.send(&json!({"type":"refresh","token":endless("u-1")}).to_string()).await;
     assert_eq!(client.recv().await["type"], "connected");
-    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     assert_eq!(client.recv().await["seq"], seq);
 
     let bearer = format!("Bearer {}", endless("backend"));

@@ -118,7 +118,7 @@ async fn a_refresh_that_allows_fewer_topics_ends_the_ones_it_no_longer_allows() 
     assert_eq!(ended, ["note:*", "note:1"]);
     assert_eq!(server.metrics().subscriptions, 1);
     server.publish("note:1", "UPDATED", "1", &json!({})).await.unwrap();
-    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap();
+    let seq = server.publish("doc:1", "UPDATED", "1", &json!({})).await.unwrap().seq;
     let event = client.recv().await;
     assert_eq!((event["topic"].as_str(), event["seq"].as_u64()), (Some("doc:1"), Some(seq)), "nothing of note:1");
 }
@@ -319,7 +319,7 @@ async fn events_published_while_paused_are_replayed_after_resume() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "a paused server does not listen");
     let mut during = Vec::new();
     for n in 2..=4 {
-        during.push(server.publish("doc:1", "UPDATED", "1", &json!(n)).await.unwrap());
+        during.push(server.publish("doc:1", "UPDATED", "1", &json!(n)).await.unwrap().seq);
     }
     assert_eq!(during, [2, 3, 4]);
 
@@ -360,9 +360,12 @@ async fn client_publish_is_acked_and_a_retransmission_is_not_rebroadcast() {
         .to_string()
     };
     publisher.send(&publish("p-1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     publisher.send(&publish("p-1")).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
     publisher.send(&publish("p-2")).await;
     assert_eq!(publisher.recv().await["seq"], 2);
     let first = watcher.recv().await;
@@ -383,12 +386,19 @@ async fn a_publish_id_is_forgotten_after_the_dedup_window() {
         "data":{"entity_id":"1","payload":null,"timestamp":"2026-01-01T00:00:00Z"}})
     .to_string();
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1}));
+    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch()}));
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":1,"duplicate":true}));
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":1,"epoch":server.epoch(),"duplicate":true})
+    );
     tokio::time::sleep(window + Duration::from_millis(200)).await;
     publisher.send(&publish).await;
-    assert_eq!(publisher.recv().await, json!({"type":"ack","id":"p-1","seq":2}), "a new publish after the window");
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type":"ack","id":"p-1","seq":2,"epoch":server.epoch()}),
+        "a new publish after the window"
+    );
     assert_eq!(watcher.recv().await["seq"], 1);
     assert_eq!(watcher.recv().await["seq"], 2);
 }
@@ -438,7 +448,7 @@ async fn the_same_publish_racing_on_two_connections_is_broadcast_once() {
         assert_eq!(seq_a, seq_b, "both copies of {id} are acked with one seq");
         assert!(dup_a != dup_b, "exactly one copy of {id} was new: {dup_a} {dup_b}");
     }
-    let last = server.publish("doc:1", "UPDATED", "last", &json!("last")).await.unwrap();
+    let last = server.publish("doc:1", "UPDATED", "last", &json!("last")).await.unwrap().seq;
     assert_eq!(last, IDS + 1, "one broadcast per id");
     let mut seen = Vec::new();
     loop {

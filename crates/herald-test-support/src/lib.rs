@@ -45,3 +45,23 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     })
     .await;
 }
+
+/// An `UPDATED` event of entity `1` on `topic` with a string payload,
+/// stamped now, for the in-process publish calls.
+pub fn event(topic: &str, payload: &str) -> herald_protocol::Event {
+    let data = herald_protocol::EventData {
+        entity_id: "1".into(),
+        payload: herald_protocol::Payload::from_value(&payload).expect("a string is JSON"),
+        user_id: None,
+        tenant_id: None,
+        timestamp: herald_protocol::now_timestamp(),
+    };
+    herald_protocol::Event {
+        topic: topic.parse().expect("a valid topic"),
+        event: "UPDATED".into(),
+        data,
+        trace_id: None,
+        seq: None,
+        ephemeral: false,
+    }
+}

@@ -77,8 +77,11 @@ pub async fn events(subscription: &mut Subscription, count: usize) -> (Vec<u64>,
 pub async fn subscribed(server: &ServerHandle, subscription: &mut Subscription, topic: &str) -> u64 {
     within(Duration::from_secs(10), "the subscription to take effect", async {
         loop {
-            let seq =
-                server.publish(topic, "PROBE", "probe", &serde_json::json!(null)).await.expect("a valid probe event");
+            let seq = server
+                .publish(topic, "PROBE", "probe", &serde_json::json!(null))
+                .await
+                .expect("a valid probe event")
+                .seq;
             let deadline = tokio::time::sleep(Duration::from_millis(200));
             tokio::pin!(deadline);
             loop {

@@ -16,13 +16,21 @@ pub struct RedisServer {
     port: u16,
     /// Where a server that keeps its data writes it.
     dir: Option<std::path::PathBuf>,
+    /// Configuration beyond the defaults, e.g. ACL users.
+    args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl RedisServer {
     /// Starts an empty server that keeps nothing on disk.
     pub async fn start() -> Self {
-        Self::start_in(None).await
+        Self::start_in(None, &[]).await
+    }
+
+    /// Starts an empty server with more configuration, as `redis-server`
+    /// arguments (`["--user", "herald", "on", ">secret", "~*", "&*", "+@all"]`).
+    pub async fn start_with(args: &[&str]) -> Self {
+        Self::start_in(None, args).await
     }
 
     /// Starts an empty server that saves its data in a directory of its own
@@ -30,13 +38,14 @@ impl RedisServer {
     pub async fn start_persistent() -> Self {
         let dir = std::env::temp_dir().join(format!("herald-redis-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        Self::start_in(Some(dir)).await
+        Self::start_in(Some(dir), &[]).await
     }
 
-    async fn start_in(dir: Option<std::path::PathBuf>) -> Self {
+    async fn start_in(dir: Option<std::path::PathBuf>, args: &[&str]) -> Self {
+        let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
         // Another test may take the free port first: try a few.
         for _ in 0..5 {
-            let mut server = Self { port: free_port(), dir: dir.clone(), child: None };
+            let mut server = Self { port: free_port(), dir: dir.clone(), args: args.clone(), child: None };
             if server.spawn().await {
                 return server;
             }
@@ -48,6 +57,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// [`url`](Self::url) with a user and password (an ACL user).
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
     /// Starts the process and waits until it answers; `false` if it exited.
     async fn spawn(&mut self) -> bool {
         let mut command = std::process::Command::new("redis-server");
@@ -55,6 +69,7 @@ impl RedisServer {
         if let Some(dir) = &self.dir {
             command.arg("--dir").arg(dir);
         }
+        command.args(&self.args);
         command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         let child = command.spawn().unwrap_or_else(|error| {
             panic!("cannot run redis-server ({error}); `cargo xtask install` installs it (Debian package redis-server)")

@@ -83,11 +83,19 @@ async fn publish(State(testbed): Shared, Query(params): Params, body: String) ->
             timestamp: herald_protocol::now_timestamp(),
         };
         let kind = EventKind::from(params.get("event").map_or("UPDATED", String::as_str));
-        Ok::<_, String>(Event { topic, event: kind, data, trace_id: params.get("trace_id").cloned(), seq: None })
+        Ok::<_, String>(Event {
+            topic,
+            event: kind,
+            data,
+            trace_id: params.get("trace_id").cloned(),
+            seq: None,
+            ephemeral: false,
+        })
     })();
     match event {
         Ok(event) => match server(&testbed, &params).lock().await.publish_event(event).await {
-            Ok(seq) => ok(json!({ "seq": seq })),
+            // As `POST /api/publish` answers: the event's position.
+            Ok(position) => ok(json!({ "seq": position.seq, "epoch": position.epoch })),
             Err(error) => bad(error.to_string()),
         },
         Err(message) => bad(message),

@@ -17,7 +17,7 @@
 //!
 //! | control request | does |
 //! | --- | --- |
-//! | `POST /publish?topic=..&event=..&entity_id=..[&server=secure\|tls]`, body: payload JSON | publishes; answers `{"seq":N}` |
+//! | `POST /publish?topic=..&event=..&entity_id=..[&server=secure\|tls]`, body: payload JSON | publishes; answers the event's position `{"seq":N,"epoch":".."}` |
 //! | `POST /pause`, `POST /resume?epoch=same\|new`, `POST /restart?epoch=same\|new` | takes the server down gracefully (1001 + hint), brings it back |
 //! | `POST /disconnect?code=1006` | closes every connection with that code |
 //! | `POST /token?user=..&ttl=60[&topics=a:*,b:1]` | a valid token for the secure server (every topic, or only those) |

@@ -8,8 +8,11 @@
 use std::{cell::RefCell, rc::Rc};
 
 use gloo_timers::callback::Timeout;
-use herald_core::{ConnectionId, Instant, Output, Session, SessionEvent, TokenReason, Transport};
-use herald_protocol::{EventData, EventKind, Payload, Topic, close};
+use herald_core::{
+    Added, ConnectionId, Instant, Output, ResyncReason, Router, Session, SessionEvent, SubscribeOptions, TokenReason,
+    Transport,
+};
+use herald_protocol::{EventData, EventKind, Payload, Position, Topic, close};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
 
@@ -49,10 +52,58 @@ struct Listener {
     callback: js::Handler,
 }
 
+/// One `subscribe` call: its callback, and its `live` Promise until the
+/// topic is live, unconfirmed or refused.
 struct Subscriber {
     id: u32,
-    topic: Topic,
     callback: Function,
+    live: Option<(Function, Function)>,
+    /// Where this subscriber said it already is (`since`), when another
+    /// subscriber of the topic made the session's subscription: if the topic
+    /// is further when it goes live, this one missed events and resyncs first.
+    since: Option<Position>,
+}
+
+impl Subscriber {
+    /// Queues the calls `event` makes for this subscriber: its callback, and
+    /// its `live` Promise on the server's answer.
+    fn deliver(&mut self, event: SessionEvent, calls: &mut Vec<Call>) {
+        let value = match &event {
+            SessionEvent::Live { topic, position } => {
+                if let Some(since) = self.since.take()
+                    && position.as_ref().is_none_or(|at| at.epoch != since.epoch || at.seq > since.seq)
+                {
+                    calls.push((self.callback.clone(), js::resync(topic, ResyncReason::NotRecovered)));
+                }
+                let position = position.as_ref().map_or(JsValue::NULL, js::position);
+                self.settle(Ok(position.clone()), calls);
+                js::live(topic, &position)
+            }
+            SessionEvent::Unconfirmed { topic } => {
+                self.settle(Ok(JsValue::NULL), calls);
+                js::Fields::new().set("type", "unconfirmed").set("topic", topic.as_str()).done()
+            }
+            SessionEvent::SubscribeFailed { topic, error } => {
+                self.settle(Err(js::refusal(topic, error)), calls);
+                js::refused(topic, error)
+            }
+            SessionEvent::Event(event) => js::event(event),
+            SessionEvent::Resync { topic, reason } => js::resync(topic, *reason),
+            SessionEvent::Presence(presence) => js::presence(presence),
+            SessionEvent::PresenceDiff(diff) => js::presence_diff(diff),
+            _ => return,
+        };
+        calls.push((self.callback.clone(), value));
+    }
+
+    fn settle(&mut self, outcome: Result<JsValue, JsValue>, calls: &mut Vec<Call>) {
+        if let Some((resolve, reject)) = self.live.take() {
+            calls.push(match outcome {
+                Ok(value) => (resolve, value),
+                Err(error) => (reject, error),
+            });
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -60,7 +111,7 @@ pub(crate) struct Inner {
     token: TokenSource,
     transports: Transports,
     timer: Option<Timeout>,
-    subscribers: Vec<Subscriber>,
+    subscribers: Router<Subscriber>,
     on_status: Vec<(u32, Function)>,
     on_raw: Vec<(u32, Function)>,
     /// Promises of publishes waiting for their ack: `(id, resolve, reject)`.
@@ -95,7 +146,7 @@ impl HeraldClient {
                 token,
                 transports: Transports::new(sink),
                 timer: None,
-                subscribers: Vec::new(),
+                subscribers: Router::default(),
                 on_status: Vec::new(),
                 on_raw: Vec::new(),
                 publishes: Vec::new(),
@@ -114,71 +165,133 @@ impl HeraldClient {
     }
 
     /// Calls `callback` with every event of `topic` (or `resource:*`) in the
-    /// seed's shape; with `{type: 'resync', topic, reason}` when events may
-    /// have been missed (drop what you cached for the topic); with
-    /// `{type: 'presence' | 'presence_diff', ...}` when `options.presence` is
-    /// true; and with `{type: 'refused', topic, code, message}` if the server
-    /// does not allow the topic. Returns a function that unsubscribes.
-    /// Throws an `Error` for an invalid topic.
+    /// seed's shape (`ephemeral: true` on ephemeral ones); with
+    /// `{type: 'live', topic, position}` once the server confirmed the
+    /// subscription (and again after a reconnect that recovered what was
+    /// missed), `{type: 'unconfirmed', topic}` from a server that never
+    /// confirms, `{type: 'resync', topic, reason}` when events may have been
+    /// missed (drop what you cached for the topic),
+    /// `{type: 'presence' | 'presence_diff', ...}` with `options.presence`,
+    /// and `{type: 'refused', topic, code, message}` if the server does not
+    /// allow the topic. `options.since` (`{epoch, seq}`, e.g. from a REST
+    /// response) replays what came after it, or says resync.
+    ///
+    /// Returns a function that unsubscribes, which also has `unsubscribe()`
+    /// and `live`: a Promise of the position (or `null`) once the topic is
+    /// live or unconfirmed, rejected with the server's `code` and `message`
+    /// on a refusal. Throws an `Error` for an invalid topic or `since`.
     pub fn subscribe(&self, topic: &str, callback: Function, options: JsValue) -> Result<Function, JsValue> {
         let topic = Topic::new(topic).map_err(|e| js::error(&e.to_string()))?;
-        let presence = options::flag(&options, "presence");
+        let mut wanted = SubscribeOptions::default();
+        wanted.presence = options::flag(&options, "presence");
+        wanted.from = options::since(&options)?;
+        let options = wanted;
+        let mut settle = None;
+        let live = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        let mut calls = Vec::new();
         let id = {
             let mut inner = self.inner.borrow_mut();
-            inner.session.subscribe(Instant::now(), topic.clone(), presence).map_err(|e| js::error(&e.to_string()))?;
+            let inner = &mut *inner;
             let id = inner.next_id();
-            inner.subscribers.push(Subscriber { id, topic: topic.clone(), callback });
+            let subscriber = Subscriber { id, callback, live: settle, since: None };
+            let added = inner.subscribers.add(topic.clone(), subscriber);
+            // The session sends the first subscriber's `since` to the server;
+            // a later one's is checked against where the topic stands.
+            let since = if added == Added::First { None } else { options.from.clone() };
+            if (added == Added::First || options.presence)
+                && let Err(error) = inner.session.subscribe(Instant::now(), topic.clone(), options)
+            {
+                inner.subscribers.retain(topic.as_str(), |s| s.id != id);
+                return Err(js::error(&error.to_string()));
+            }
+            let position = inner.session.position_of(topic.as_str());
+            if let Some(subscriber) = inner.subscribers.handles_of_mut(topic.as_str()).find(|s| s.id == id) {
+                subscriber.since = since;
+                match added {
+                    Added::Live => {
+                        subscriber.deliver(SessionEvent::Live { topic: topic.clone(), position }, &mut calls)
+                    }
+                    Added::Unconfirmed => {
+                        subscriber.deliver(SessionEvent::Unconfirmed { topic: topic.clone() }, &mut calls)
+                    }
+                    _ => {}
+                }
+            }
             id
         };
+        call_all(calls);
         pump(&self.inner);
         let weak = Rc::downgrade(&self.inner);
-        let unsubscribe = Closure::once_into_js(move || {
+        let unsubscribe: Function = Closure::once_into_js(move || {
             let Some(inner) = weak.upgrade() else { return };
             {
                 let mut state = inner.borrow_mut();
-                state.subscribers.retain(|s| s.id != id);
-                if !state.subscribers.iter().any(|s| s.topic == topic) {
+                if state.subscribers.retain(topic.as_str(), |s| s.id != id) {
                     state.session.unsubscribe(Instant::now(), topic.as_str());
                 }
             }
             pump(&inner);
-        });
-        Ok(unsubscribe.unchecked_into())
+        })
+        .unchecked_into();
+        // Callable as it always was (an effect's cleanup), and a handle too.
+        js::Fields::assign(&unsubscribe, "unsubscribe", &unsubscribe);
+        js::Fields::assign(&unsubscribe, "live", &live);
+        Ok(unsubscribe)
     }
 
-    /// Publishes an event; resolves with `{id, seq, duplicate}` on the ack,
-    /// rejects with an `Error` on refusal or timeout. While offline it waits
-    /// in a bounded queue.
-    pub fn publish(&self, topic: &str, event: &str, entity_id: &str, payload: JsValue) -> Promise {
+    /// Publishes an event; resolves with `{id, seq, position, duplicate}` on
+    /// the ack, rejects with an `Error` whose `kind` says why (see
+    /// `js::publish_error`). `options`: `{ephemeral, ifSeq, traceId}`. While
+    /// offline it waits in a bounded queue (an ephemeral one is refused).
+    pub fn publish(&self, topic: &str, event: &str, entity_id: &str, payload: JsValue, options: JsValue) -> Promise {
         let mut settle = None;
         let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         let (resolve, reject) = settle.expect("the Promise executor runs at once");
         let result = (|| {
-            let topic = Topic::new(topic).map_err(|e| e.to_string())?;
+            let topic = Topic::new(topic).map_err(|e| js::failure("invalid", &e.to_string()))?;
             let json = js_sys::JSON::stringify(&payload)
                 .ok()
                 .and_then(|s| s.as_string())
-                .ok_or("the payload is not JSON-serializable")?;
+                .ok_or_else(|| js::failure("invalid", "the payload is not JSON-serializable"))?;
             let data = EventData {
                 entity_id: entity_id.to_owned(),
-                payload: Payload::from_json(json).map_err(|e| e.to_string())?,
+                payload: Payload::from_json(json).map_err(|e| js::failure("invalid", &e.to_string()))?,
                 user_id: None,
                 tenant_id: None,
                 timestamp: String::from(js_sys::Date::new_0().to_iso_string()),
             };
+            let options = options::publish(&options)?;
             let mut inner = self.inner.borrow_mut();
             let id = inner
                 .session
-                .publish(Instant::now(), topic, EventKind::from(event), data, None)
-                .map_err(|e| e.to_string())?;
+                .publish(Instant::now(), topic, EventKind::from(event), data, options)
+                .map_err(|e| js::publish_refused(&e))?;
             inner.publishes.push((id.0, resolve, reject.clone()));
-            Ok::<_, String>(())
+            Ok::<_, JsValue>(())
         })();
-        if let Err(message) = result {
-            let _ = reject.call1(&JsValue::NULL, &js::error(&message));
+        if let Err(error) = result {
+            let _ = reject.call1(&JsValue::NULL, &error);
         }
         pump(&self.inner);
         promise
+    }
+
+    /// A new token for the connection: sent at once as a `refresh` while
+    /// connected (the session stays, nothing is resubscribed), and used for
+    /// every connection after. For clients made with `token`; a `getToken`
+    /// client asks its provider.
+    #[wasm_bindgen(js_name = setToken)]
+    pub fn set_token(&self, token: String) {
+        let mut inner = self.inner.borrow_mut();
+        if !matches!(inner.token, TokenSource::Static(_)) {
+            return;
+        }
+        inner.token = TokenSource::Static(token.clone());
+        if matches!(inner.session.status(), herald_core::Status::Connected { .. }) {
+            inner.session.handle_token(Instant::now(), Ok(token));
+        }
+        drop(inner);
+        pump(&self.inner);
     }
 
     /// Calls `callback` with every status change; returns a function that
@@ -305,15 +418,20 @@ fn pump(inner: &Rc<RefCell<Inner>>) {
         for output in outputs {
             perform(inner, output, &mut calls);
         }
-        for (function, argument) in calls {
-            // An exception in application code must not break the client, nor
-            // go unseen: it is reported as an uncaught one would be.
-            if let Err(error) = function.call1(&JsValue::NULL, &argument) {
-                report_error(&error);
-            }
-        }
+        call_all(calls);
     }
     arm_timer(inner);
+}
+
+/// Calls application code, once the session is no longer borrowed.
+fn call_all(calls: Vec<Call>) {
+    for (function, argument) in calls {
+        // An exception in application code must not break the client, nor
+        // go unseen: it is reported as an uncaught one would be.
+        if let Err(error) = function.call1(&JsValue::NULL, &argument) {
+            report_error(&error);
+        }
+    }
 }
 
 fn perform(inner: &Rc<RefCell<Inner>>, output: Output, calls: &mut Vec<Call>) {
@@ -391,52 +509,28 @@ fn request_token(inner: &Rc<RefCell<Inner>>, reason: TokenReason) {
     );
 }
 
-/// Queues a call of every subscriber whose topic `wants`, with `value`.
-fn notify(subscribers: &[Subscriber], calls: &mut Vec<Call>, value: &JsValue, wants: impl Fn(&Topic) -> bool) {
-    calls.extend(subscribers.iter().filter(|s| wants(&s.topic)).map(|s| (s.callback.clone(), value.clone())));
-}
-
 fn dispatch(inner: &mut Inner, event: SessionEvent, calls: &mut Vec<Call>) {
     match event {
         SessionEvent::Status(status) => {
             let value = js::status(&status);
             calls.extend(inner.on_status.iter().map(|(_, f)| (f.clone(), value.clone())));
         }
-        SessionEvent::Event(event) => {
-            notify(&inner.subscribers, calls, &js::event(&event), |t| t.matches(&event.topic));
-        }
-        SessionEvent::Resync { topic, reason } => {
-            let value = js::resync(&topic, reason);
-            notify(&inner.subscribers, calls, &value, |t| t.matches(&topic) || topic.matches(t));
-        }
-        SessionEvent::Presence(presence) => {
-            notify(&inner.subscribers, calls, &js::presence(&presence), |t| t.matches(&presence.topic));
-        }
-        SessionEvent::PresenceDiff(diff) => {
-            notify(&inner.subscribers, calls, &js::presence_diff(&diff), |t| t.matches(&diff.topic));
-        }
-        SessionEvent::PublishAcked { id, seq, duplicate } => {
+        SessionEvent::PublishAcked { id, seq, position, duplicate } => {
             if let Some((_, resolve, _)) = inner.take_publish(&id.0) {
-                calls.push((resolve, js::ack(&id, seq, duplicate)));
+                calls.push((resolve, js::ack(&id, seq, position.as_ref(), duplicate)));
             }
         }
         SessionEvent::PublishFailed { id, error } => {
             if let Some((_, _, reject)) = inner.take_publish(&id.0) {
-                calls.push((reject, js::error(&error.to_string())));
+                calls.push((reject, js::publish_failed(&error)));
             }
-        }
-        SessionEvent::SubscribeFailed { topic, error } => {
-            let value = js::refused(&topic, &error);
-            let (refused, kept): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut inner.subscribers).into_iter().partition(|s| s.topic.as_str() == topic);
-            inner.subscribers = kept;
-            calls.extend(refused.into_iter().map(|s| (s.callback, value.clone())));
         }
         SessionEvent::Raw(text) => {
             let value = js_sys::JSON::parse(&text).unwrap_or(JsValue::NULL);
             calls.extend(inner.on_raw.iter().map(|(_, f)| (f.clone(), value.clone())));
         }
-        _ => {}
+        // Which subscriber gets what is the core's rule; here it is only delivered.
+        event => inner.subscribers.route(event, |subscriber, event| subscriber.deliver(event, calls)),
     }
 }
 

@@ -2,8 +2,8 @@
 //! with the browser's own object and JSON functions so that the wasm carries
 //! no serialization code; errors; and waiting for a Promise.
 
-use herald_core::{DisconnectReason, PublishId, ResyncReason, Status, Transport};
-use herald_protocol::{ErrorCode, ErrorMessage, Event, Presence, PresenceDiff, Topic};
+use herald_core::{DisconnectReason, PublishError, PublishFailure, PublishId, ResyncReason, Status, Transport};
+use herald_protocol::{ErrorCode, ErrorMessage, Event, Position, Presence, PresenceDiff, Topic};
 use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, prelude::*};
 
@@ -41,6 +41,12 @@ impl Fields {
     pub(crate) fn done(self) -> JsValue {
         self.0.into()
     }
+
+    /// Sets `key` on an object that is not a plain one (a function, an `Error`).
+    pub(crate) fn assign(target: &JsValue, key: &str, value: &JsValue) {
+        // Setting a property on an extensible object cannot fail.
+        let _ = Reflect::set(target, &JsValue::from_str(key), value);
+    }
 }
 
 fn strings(items: &[String]) -> Array {
@@ -63,6 +69,7 @@ pub(crate) fn event(event: &Event) -> JsValue {
         .set("event", event.event.as_str())
         .put("data", &fields.done())
         .optional("trace_id", event.trace_id.as_deref());
+    let event_fields = if event.ephemeral { event_fields.set("ephemeral", true) } else { event_fields };
     match event.seq {
         Some(seq) => event_fields.set("seq", seq as f64),
         None => event_fields,
@@ -126,20 +133,52 @@ pub(crate) fn status(status: &Status) -> JsValue {
     .done()
 }
 
-/// `{type: 'refused', topic, code, message}`: the server does not allow the topic.
-pub(crate) fn refused(topic: &str, error: &ErrorMessage) -> JsValue {
-    let code = match &error.code {
-        ErrorCode::Number(n) => JsValue::from(*n),
-        ErrorCode::Name(name) => JsValue::from_str(name),
-    };
-    Fields::new().set("type", "refused").set("topic", topic).set("code", code).set("message", &error.message).done()
+/// `{epoch, seq}`.
+pub(crate) fn position(position: &Position) -> JsValue {
+    Fields::new().set("epoch", position.epoch.as_str()).set("seq", position.seq as f64).done()
 }
 
-/// `{id, seq, duplicate}`: what a publish's Promise resolves with.
-pub(crate) fn ack(id: &PublishId, seq: Option<u64>, duplicate: bool) -> JsValue {
+/// `{type: 'live', topic, position}`: `position` is `{epoch, seq}` or `null`.
+pub(crate) fn live(topic: &Topic, position: &JsValue) -> JsValue {
+    Fields::new().set("type", "live").set("topic", topic.as_str()).put("position", position).done()
+}
+
+fn code(error: &ErrorMessage) -> JsValue {
+    match &error.code {
+        ErrorCode::Number(n) => JsValue::from(*n),
+        ErrorCode::Name(name) => JsValue::from_str(name),
+    }
+}
+
+/// `{type: 'refused', topic, code, message}`: the server does not allow the topic.
+pub(crate) fn refused(topic: &str, error: &ErrorMessage) -> JsValue {
+    Fields::new()
+        .set("type", "refused")
+        .set("topic", topic)
+        .set("code", code(error))
+        .set("message", &error.message)
+        .done()
+}
+
+/// What a refused subscription's `live` Promise rejects with: an `Error`
+/// with `kind: 'refused'`, `topic`, and the server's `code`.
+pub(crate) fn refusal(topic: &str, error: &ErrorMessage) -> JsValue {
+    let value = failure("refused", &format!("subscription to {topic} refused ({}): {}", error.code, error.message));
+    Fields::assign(&value, "topic", &JsValue::from_str(topic));
+    Fields::assign(&value, "code", &code(error));
+    value
+}
+
+/// `{id, seq, position, duplicate}`: what a publish's Promise resolves with
+/// (`seq` and `position` only where the server gives them).
+pub(crate) fn ack(id: &PublishId, seq: Option<u64>, at: Option<&Position>, duplicate: bool) -> JsValue {
     let ack = Fields::new().set("id", &id.0).set("duplicate", duplicate);
-    match seq {
+    let ack = match seq {
         Some(seq) => ack.set("seq", seq as f64),
+        None => ack,
+    };
+    match at {
+        Some(at) => ack.put("position", &position(at)),
         None => ack,
     }
     .done()
@@ -147,6 +186,61 @@ pub(crate) fn ack(id: &PublishId, seq: Option<u64>, duplicate: bool) -> JsValue 
 
 pub(crate) fn error(message: &str) -> JsValue {
     js_sys::Error::new(message).into()
+}
+
+/// An `Error` with a `kind` a program can switch on; the message is for people.
+pub(crate) fn failure(kind: &str, message: &str) -> JsValue {
+    let value = error(message);
+    Fields::assign(&value, "kind", &JsValue::from_str(kind));
+    value
+}
+
+/// A publish the session refused at once: `kind` is `'invalid'`,
+/// `'queue_full'`, `'unsupported'` (with `feature`), `'offline'` (an
+/// ephemeral publish) or `'stopped'`.
+pub(crate) fn publish_refused(refusal: &PublishError) -> JsValue {
+    let message = refusal.to_string();
+    match refusal {
+        PublishError::Invalid(_) => failure("invalid", &message),
+        PublishError::QueueFull { .. } => failure("queue_full", &message),
+        PublishError::Unsupported { feature } => unsupported(feature, &message),
+        PublishError::Offline => failure("offline", &message),
+        _ => failure("stopped", &message),
+    }
+}
+
+/// A publish that failed after it was queued: `kind` is `'timeout'`,
+/// `'rejected'` (with the server's `code`), `'conflict'` (with `currentSeq`,
+/// the topic's seq to rebase on), `'not_sent'` (an ephemeral publish whose
+/// connection was lost), `'unsupported'` (with `feature`) or `'stopped'`.
+pub(crate) fn publish_failed(failed: &PublishFailure) -> JsValue {
+    let message = failed.to_string();
+    match failed {
+        PublishFailure::Timeout { .. } => failure("timeout", &message),
+        PublishFailure::Rejected { code, .. } => {
+            let value = failure("rejected", &message);
+            let code = match code {
+                ErrorCode::Number(n) => JsValue::from(*n),
+                ErrorCode::Name(name) => JsValue::from_str(name),
+            };
+            Fields::assign(&value, "code", &code);
+            value
+        }
+        PublishFailure::Conflict { current } => {
+            let value = failure("conflict", &message);
+            Fields::assign(&value, "currentSeq", &JsValue::from(*current as f64));
+            value
+        }
+        PublishFailure::NotSent => failure("not_sent", &message),
+        PublishFailure::Unsupported { feature } => unsupported(feature, &message),
+        _ => failure("stopped", &message),
+    }
+}
+
+fn unsupported(feature: &str, message: &str) -> JsValue {
+    let value = failure("unsupported", message);
+    Fields::assign(&value, "feature", &JsValue::from_str(feature));
+    value
 }
 
 /// What a thrown or rejected value says: an `Error`'s message, or a string.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use herald_core::{AuthMode, FallbackConfig, SessionConfig};
+use herald_core::{AuthMode, FallbackConfig, PublishOptions, SessionConfig, protocol::Position};
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -32,6 +32,35 @@ fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
 /// `options[name] === true`; `false` for anything else or no options at all.
 pub(crate) fn flag(options: &JsValue, name: &str) -> bool {
     field(options, name).is_some_and(|v| v.as_bool() == Some(true))
+}
+
+/// `options.since`: `{epoch, seq}`, a position the application got with its
+/// data (e.g. from `GET /api/position`), or nothing.
+pub(crate) fn since(options: &JsValue) -> Result<Option<Position>, JsValue> {
+    let Some(since) = field(options, "since") else { return Ok(None) };
+    let epoch = field(&since, "epoch").and_then(|e| e.as_string());
+    let seq = field(&since, "seq").and_then(|s| s.as_f64()).filter(|s| *s >= 0.0 && s.fract() == 0.0);
+    match (epoch, seq) {
+        (Some(epoch), Some(seq)) => Ok(Some(Position::new(epoch, seq as u64))),
+        _ => Err(crate::js::error("options.since must be a position {epoch: string, seq: number}")),
+    }
+}
+
+/// `publish`'s options: `{ephemeral, ifSeq, traceId}`.
+pub(crate) fn publish(options: &JsValue) -> Result<PublishOptions, JsValue> {
+    let if_seq = number(options, "ifSeq")?;
+    if if_seq.is_some_and(|n| n < 0.0 || n.fract() != 0.0) {
+        return Err(crate::js::failure("invalid", "ifSeq must be a whole number"));
+    }
+    let trace_id = field(options, "traceId")
+        .map(|id| id.as_string().ok_or_else(|| crate::js::failure("invalid", "traceId must be a string")))
+        .transpose()?;
+    // Not a struct literal: the options are `#[non_exhaustive]`.
+    let mut publish = PublishOptions::default();
+    publish.trace_id = trace_id;
+    publish.ephemeral = flag(options, "ephemeral");
+    publish.if_seq = if_seq.map(|n| n as u64);
+    Ok(publish)
 }
 
 fn number(options: &JsValue, name: &str) -> Result<Option<f64>, JsValue> {

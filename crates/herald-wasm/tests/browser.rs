@@ -100,6 +100,53 @@ async fn a_restart_that_lost_the_history_tells_subscribers_to_resync() {
     client.close();
 }
 
+/// `live` of what `subscribe` returned, awaited.
+async fn live(handle: &js_sys::Function) -> JsValue {
+    JsFuture::from(js_sys::Promise::from(get(handle, "live"))).await.expect("the subscription goes live")
+}
+
+#[wasm_bindgen_test]
+async fn subscribe_resolves_live_with_the_position_and_since_replays_what_came_after_it() {
+    let loaded = publish("wasm-live:1", "before").await;
+    let client = dev_client("lena");
+    let events = Recorder::new();
+    let handle = client.subscribe("wasm-live:1", events.function(), JsValue::UNDEFINED).unwrap();
+    let position = live(&handle).await;
+    assert_eq!(get(&position, "seq").as_f64(), Some(loaded as f64), "live where the topic stood");
+    let epoch = text(&position, "epoch");
+    assert!(!epoch.is_empty());
+    let first = events.all().remove(0);
+    assert_eq!(text(&first, "type"), "live", "the callback hears it first");
+    assert_eq!(get(&first, "position.seq").as_f64(), Some(loaded as f64));
+
+    // A conditional publish at the topic's seq is accepted; the same one again conflicts.
+    let at = |seq: u64| object(&[("ifSeq", (seq as f64).into())]);
+    let ack = JsFuture::from(client.publish("wasm-live:1", "UPDATED", "1", JsValue::NULL, at(loaded))).await.unwrap();
+    assert_eq!(get(&ack, "position.seq").as_f64(), Some((loaded + 1) as f64));
+    assert_eq!(text(&ack, "position.epoch"), epoch);
+    let stale = JsFuture::from(client.publish("wasm-live:1", "UPDATED", "1", JsValue::NULL, at(loaded))).await;
+    let conflict = stale.expect_err("a stale ifSeq is refused");
+    assert_eq!(text(&conflict, "kind"), "conflict");
+    assert_eq!(get(&conflict, "currentSeq").as_f64(), Some((loaded + 1) as f64));
+
+    // Another page that loaded its data at `loaded` subscribes from there: the event since is replayed.
+    let other = dev_client("mia");
+    let replayed = Recorder::new();
+    let since = object(&[("epoch", epoch.as_str().into()), ("seq", (loaded as f64).into())]);
+    let from = other.subscribe("wasm-live:1", replayed.function(), object(&[("since", since)])).unwrap();
+    let position = live(&from).await;
+    assert_eq!(get(&position, "seq").as_f64(), Some((loaded + 1) as f64));
+    assert_eq!(replayed.seqs(), [loaded + 1], "the event after `since`, before live");
+
+    // The handle still unsubscribes when called, as an effect's cleanup does.
+    handle.call0(&JsValue::NULL).unwrap();
+    let after = publish("wasm-live:1", "after").await;
+    eventually("the other page's event", 5_000, || replayed.seqs().contains(&after)).await;
+    assert!(!events.seqs().contains(&after), "no event after unsubscribing");
+    client.close();
+    other.close();
+}
+
 #[wasm_bindgen_test]
 async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
     let client = dev_client("dave");
@@ -108,7 +155,8 @@ async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
     subscribed(&events, "wasm-publish:1").await;
 
     let payload = object(&[("title", "socks".into())]);
-    let ack = JsFuture::from(client.publish("wasm-publish:1", "ADDED", "gift-1", payload)).await.unwrap();
+    let ack =
+        JsFuture::from(client.publish("wasm-publish:1", "ADDED", "gift-1", payload, JsValue::UNDEFINED)).await.unwrap();
     let seq = get(&ack, "seq").as_f64().unwrap() as u64;
     eventually("our own event", 5_000, || events.seqs().contains(&seq)).await;
     let echoed = events.all().into_iter().find(|e| get(e, "seq").as_f64() == Some(seq as f64)).unwrap();
@@ -117,7 +165,7 @@ async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
 
     control("pause", "").await;
     eventually("the client to notice", 5_000, || text(&client.status(), "state") == "reconnecting").await;
-    let offline = client.publish("wasm-publish:1", "UPDATED", "gift-1", JsValue::NULL);
+    let offline = client.publish("wasm-publish:1", "UPDATED", "gift-1", JsValue::NULL, JsValue::UNDEFINED);
     control("resume?epoch=same", "").await;
     let ack = JsFuture::from(offline).await.expect("the offline publish is acked after the reconnect");
     let offline_seq = get(&ack, "seq").as_f64().unwrap() as u64;
@@ -125,7 +173,8 @@ async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
     let copies = events.seqs().iter().filter(|s| **s == offline_seq).count();
     assert_eq!(copies, 1, "delivered exactly once");
 
-    let refused = JsFuture::from(client.publish("not a topic", "UPDATED", "1", JsValue::NULL)).await;
+    let refused =
+        JsFuture::from(client.publish("not a topic", "UPDATED", "1", JsValue::NULL, JsValue::UNDEFINED)).await;
     let message = js_sys::Error::from(refused.unwrap_err()).message();
     assert!(String::from(message).contains("not a topic"), "the error names the bad topic");
     client.close();
@@ -367,12 +416,16 @@ async fn a_forbidden_topic_is_refused_and_the_others_keep_flowing() {
     let allowed = Recorder::new();
     let forbidden = Recorder::new();
     let _a = client.subscribe("wasm-allowed:1", allowed.function(), JsValue::UNDEFINED).unwrap();
-    let _f = client.subscribe("wasm-secret:1", forbidden.function(), JsValue::UNDEFINED).unwrap();
+    let refused_handle = client.subscribe("wasm-secret:1", forbidden.function(), JsValue::UNDEFINED).unwrap();
     eventually("the refusal", 10_000, || !forbidden.of_type("refused").is_empty()).await;
     let refusal = forbidden.of_type("refused").remove(0);
     assert_eq!(text(&refusal, "topic"), "wasm-secret:1");
     assert_eq!(get(&refusal, "code").as_f64(), Some(4003.0));
     assert!(!text(&refusal, "message").is_empty());
+    let live = JsFuture::from(js_sys::Promise::from(get(&refused_handle, "live"))).await;
+    let error = live.expect_err("the live Promise of a refused subscription rejects");
+    assert_eq!(text(&error, "kind"), "refused");
+    assert_eq!(get(&error, "code").as_f64(), Some(4003.0), "with the server's code");
 
     let seq = control("publish?server=secure&topic=wasm-allowed:1", "1").await;
     let seq = get(&seq, "seq").as_f64().unwrap() as u64;
@@ -446,7 +499,7 @@ async fn where_websocket_is_blocked_events_flow_over_the_stream_and_the_client_u
     let _unsubscribe = client.subscribe("wasm-fallback:1", events.function(), JsValue::UNDEFINED).unwrap();
     eventually("the event stream", 10_000, || transport(&client) == "sse").await;
     let first = subscribed(&events, "wasm-fallback:1").await;
-    let ack = JsFuture::from(client.publish("wasm-fallback:1", "ADDED", "1", JsValue::NULL)).await;
+    let ack = JsFuture::from(client.publish("wasm-fallback:1", "ADDED", "1", JsValue::NULL, JsValue::UNDEFINED)).await;
     let ack = ack.expect("publishing works over the stream (posted frames, acked on the stream)");
     assert!(get(&ack, "seq").as_f64().is_some());
     sleep(700).await;

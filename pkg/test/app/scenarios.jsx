@@ -54,12 +54,19 @@ function ClientCount() {
  */
 function Messages({ topic, label }) {
   const [messages, setMessages] = useState([]);
-  useTopic(topic, (message) => setMessages((list) => [...list, { label, message }]));
+  const [lives, setLives] = useState([]);
+  const { status } = useTopic(topic, (message) =>
+    message.type === 'live'
+      ? setLives((list) => [...list, message.position])
+      : setMessages((list) => [...list, { label, message }]),
+  );
   const [active, setActive] = useState(null);
   useEffect(() => setActive({ topic, label }), [topic, label]);
   return (
     <>
       <Show id="messages" value={messages} />
+      <Show id="lives" value={lives} />
+      <Show id="topic-status" value={status} />
       <Show id="active" value={active} />
     </>
   );
@@ -85,10 +92,10 @@ function Publisher({ topic }) {
   );
 }
 
-/** A new `renders` renders again, which passes new options objects with the same content. */
-export function status({ url, token, renders }) {
+/** A new `renders` renders again, which passes new options objects with the same content; `extra`: more options. */
+export function status({ url, token, renders, extra }) {
   return (
-    <HeraldProvider options={{ url, token, backoff: { ...FAST_BACKOFF } }}>
+    <HeraldProvider options={{ url, token, backoff: { ...FAST_BACKOFF }, ...extra }}>
       <Status />
       <ClientCount />
       <Show id="renders" value={renders} />
@@ -242,7 +249,7 @@ function Coalesced({ list }) {
   const { data } = useQuery({ queryKey: ['slow', list], queryFn: () => fetchJson(`/api/slow/${list}`) });
   useInvalidateOnEvent(queryClient, `gift-list:${list}`, ['slow', list]);
   const [events, setEvents] = useState(0);
-  useTopic(`gift-list:${list}`, () => setEvents((n) => n + 1));
+  useTopic(`gift-list:${list}`, (message) => message.type === undefined && setEvents((n) => n + 1));
   return <Show id="coalesced" value={{ fetch: data?.fetch ?? null, events }} />;
 }
 
@@ -252,6 +259,33 @@ export function coalesce({ url, list }) {
       <Status />
       <WithQueryClient>
         <Coalesced list={list} />
+      </WithQueryClient>
+    </HeraldProvider>
+  );
+}
+
+/**
+ * A list loaded over REST and kept fresh by useInvalidateOnEvent: `fetch`
+ * is the number of the request its data came from; `status` and `lives`
+ * are useTopic's on the same topic.
+ */
+function FreshList({ list }) {
+  const queryClient = useQueryClient();
+  const topic = `gift-list:${list}`;
+  const { data } = useQuery({ queryKey: ['fresh', list], queryFn: () => fetchJson(`/api/fresh/${list}`) });
+  useInvalidateOnEvent(queryClient, topic, ['fresh', list]);
+  const [lives, setLives] = useState(0);
+  const { status } = useTopic(topic, (message) => message.type === 'live' && setLives((n) => n + 1));
+  return <Show id="fresh" value={{ fetch: data?.fetch ?? null, status, lives }} />;
+}
+
+/** No SSE fallback: a blocked WebSocket keeps the subscription from going live. */
+export function fresh({ url, list }) {
+  return (
+    <HeraldProvider options={{ url, token: 'reader', backoff: FAST_BACKOFF, fallback: false }}>
+      <Status />
+      <WithQueryClient>
+        <FreshList list={list} />
       </WithQueryClient>
     </HeraldProvider>
   );

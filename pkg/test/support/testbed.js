@@ -53,9 +53,20 @@ export class Testbed {
     return seq;
   }
 
-  /** `{connections, subscriptions, gate_accepted, ...}` */
-  state() {
-    return this.request('GET', '/state');
+  /** `{connections, subscriptions, gate_accepted, ...}` of the dev server, or of `server` (`secure`, `tls`). */
+  state(server) {
+    return this.request('GET', server ? `/state?server=${server}` : '/state');
+  }
+
+  /** While on, the gate (`gated_ws`) refuses WebSocket upgrades with 403. */
+  block(on) {
+    return this.request('POST', `/block?on=${on}`);
+  }
+
+  /** A token of the `secure` server for `user`, valid `ttl` seconds. */
+  async token(user, ttl = 3600) {
+    const { token } = await this.request('POST', `/token?user=${encodeURIComponent(user)}&ttl=${ttl}`);
+    return token;
   }
 
   /** Waits until the server's counters satisfy `accept(state)`; returns that state. */

@@ -1,7 +1,16 @@
 // Type-checked by test/types.test.js (`tsc --noEmit`), never run: every
 // export used as the README shows it, and `@ts-expect-error` on what the
 // types must refuse (the check fails if such a line compiles).
-import { HeraldClient, preload, type ConnectionStatus, type PublishAck, type TopicMessage } from '@herald/realtime';
+import {
+  HeraldClient,
+  preload,
+  type ConnectionStatus,
+  type HeraldError,
+  type Position,
+  type PublishAck,
+  type Subscription,
+  type TopicMessage,
+} from '@herald/realtime';
 import { createMockClient } from '@herald/realtime/testing';
 import {
   createHeraldHooks,
@@ -13,6 +22,8 @@ import {
   usePublish,
   useRevalidateOnEvent,
   useTopic,
+  useTyping,
+  type TopicStatus,
 } from '@herald/realtime/react';
 import { QueryClient, useQueryClient } from '@tanstack/react-query';
 import { useSWRConfig } from 'swr';
@@ -54,9 +65,29 @@ const stop: () => void = client.subscribe<Gift>('gift-list:1', (message) => {
       const code: number | string = message.code;
       return code;
     }
+    case 'live': {
+      const at: Position | null = message.position;
+      return at?.seq;
+    }
+    case 'unconfirmed':
+      return message.topic;
   }
 }, { presence: true });
 stop();
+
+const subscription: Subscription = client.subscribe('gift-list:1', () => {}, { since: { epoch: '8f3a1c', seq: 41 } });
+subscription.live.then((at: Position | null) => at?.epoch);
+subscription.unsubscribe();
+// @ts-expect-error: since is a position, not a seq
+client.subscribe('gift-list:1', () => {}, { since: 41 });
+client.publish('doc:7', 'UPDATED', '7', { text: 'x' }, { ifSeq: 4, traceId: 't-1' }).then(
+  (ack: PublishAck) => ack.position?.seq,
+  (error: HeraldError) => (error.kind === 'conflict' ? error.currentSeq : error.kind),
+);
+client.publish('doc:7', 'TYPING', '7', null, { ephemeral: true });
+// @ts-expect-error: ifSeq is a number
+client.publish('doc:7', 'UPDATED', '7', null, { ifSeq: '4' });
+client.setToken('fresh');
 
 client.subscribe('gift-list:1', (message: TopicMessage) => {
   // @ts-expect-error: only an event has data; narrow on `type` first
@@ -167,5 +198,16 @@ function Hooks() {
   const publish = usePublish();
   const acked: Promise<PublishAck> = publish('gift-list:1', 'ADDED', 'gift-8', { bought: false });
   void acked;
-  return <p>{herald === null ? 'starting' : status.state}</p>;
+  publish('gift-list:1', 'UPDATED', 'gift-8', { bought: true }, { ifSeq: 41 });
+
+  const { status: where }: { status: TopicStatus } = useTopic('gift-list:1', () => {});
+  useInvalidateOnEvent(queryClient, 'gift-list:1', ['gift-list', '1'], { since: { epoch: '8f3a1c', seq: 41 } });
+  useRevalidateOnEvent(mutate, 'gift-list:1', '/api/gift-lists/1', { since: { epoch: '8f3a1c', seq: 41 } });
+  // @ts-expect-error: since is a position
+  useInvalidateOnEvent(queryClient, 'gift-list:1', ['gift-list', '1'], { since: 41 });
+  const { typing, notify } = useTyping('doc:7', { self: 'me', throttleMs: 1000, expireMs: 3000 });
+  notify();
+  // @ts-expect-error: the typists are read-only
+  typing.push('me');
+  return <p>{herald === null ? 'starting' : `${status.state} ${where} ${typing.join()}`}</p>;
 }

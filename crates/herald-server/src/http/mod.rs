@@ -4,6 +4,7 @@
 
 pub(crate) mod ops;
 pub(crate) mod poll;
+pub(crate) mod position;
 pub(crate) mod publish;
 pub(crate) mod sse;
 

@@ -7,15 +7,15 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use herald_protocol::{Event, EventData, EventKind, Payload, Topic, limits::MAX_FRAME_BYTES, now_timestamp};
+use herald_protocol::{Event, EventData, EventKind, Payload, Position, Topic, limits::MAX_FRAME_BYTES, now_timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    app::{App, trace_id_of},
+    app::{App, NotPublished, Published, trace_id_of},
     auth::Identity,
     extract::{AllowedOrigin, Body, JsonContent, Refusal},
-    hub::PublishId,
+    hub::{Conflict, PublishId},
     metrics,
 };
 
@@ -29,6 +29,12 @@ struct PublishBody {
     /// Optional idempotency key: a repeat within the dedup window is not broadcast again.
     #[serde(default)]
     id: Option<String>,
+    /// To the subscribers of the moment only: no `seq`, no history.
+    #[serde(default)]
+    ephemeral: bool,
+    /// Accepted only while the topic is at this `seq`; otherwise 409 with the current one.
+    #[serde(default)]
+    if_seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -76,12 +82,32 @@ pub(crate) async fn publish(
     // The body's trace id, or the one of the request's W3C `traceparent`.
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id_of);
     let trace_id = body.trace_id.or(traceparent);
-    let event = Event { topic: body.topic, event: body.event, data, trace_id, seq: None };
+    if body.ephemeral && body.if_seq.is_some() {
+        let message = "an ephemeral event has no seq, so it cannot be conditional: drop if_seq or ephemeral";
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, message));
+    }
+    let event = Event { topic: body.topic, event: body.event, data, trace_id, seq: None, ephemeral: body.ephemeral };
     event.validate().map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let topic = event.topic.clone();
     let dedup = body.id.as_deref().map(|id| PublishId { tenant: &identity.tenant, user: &identity.user, id });
-    match app.publish(event, dedup).await {
-        Ok((seq, true)) => Ok(axum::Json(json!({ "seq": seq, "duplicate": true })).into_response()),
-        Ok((seq, false)) => Ok(axum::Json(json!({ "seq": seq })).into_response()),
-        Err(unavailable) => Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.0)),
+    match app.publish(event, dedup, body.if_seq).await {
+        Ok(Published { position: Some(Position { epoch, seq }), duplicate }) => {
+            let mut answer = json!({ "seq": seq, "epoch": epoch });
+            if duplicate {
+                answer["duplicate"] = json!(true);
+            }
+            Ok(axum::Json(answer).into_response())
+        }
+        Ok(Published { position: None, .. }) => Ok(axum::Json(json!({ "ephemeral": true })).into_response()),
+        Err(NotPublished::Conflict(Conflict { current })) => {
+            let error = format!(
+                "conflict: {topic} is at seq {current}, not {}; apply the newer events, then publish again with if_seq {current}",
+                body.if_seq.unwrap_or_default()
+            );
+            Ok((StatusCode::CONFLICT, axum::Json(json!({ "error": error, "seq": current }))).into_response())
+        }
+        Err(NotPublished::Unavailable(unavailable)) => {
+            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, unavailable.0))
+        }
     }
 }

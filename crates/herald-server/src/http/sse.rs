@@ -11,7 +11,7 @@ use axum::{
     },
 };
 use futures_util::stream::{self, Stream};
-use herald_protocol::{Connected, ServerMessage, close};
+use herald_protocol::{ServerMessage, close};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Sleep;
@@ -54,12 +54,7 @@ pub(crate) async fn sse(
     let epoch = app.hub.epoch();
     let since = position(&epoch, params.epoch.as_deref(), last_id)?;
     let subscribed = subscribe(&app, &identity, topics.clone(), since, quota, Transport::Sse);
-    let connected = Connected {
-        user_id: Some(identity.user.to_string()),
-        tenant_id: identity.tenant.as_deref().map(str::to_owned),
-        expires_in: identity.expires_in(),
-        epoch: Some(epoch.to_string()),
-    };
+    let connected = app.connected(&identity, &epoch);
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     pending.push_back(SseEvent::default().event("herald.connected").data(ServerMessage::Connected(connected).encode()));
     for frame in &subscribed.replay {
