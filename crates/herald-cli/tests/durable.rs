@@ -178,10 +178,10 @@ async fn follow(url: String, mut until: watch::Receiver<u64>) -> Followed {
     loop {
         let (mut ws, connected) = connect(&url).await;
         let epoch = connected["epoch"].as_str().expect("an epoch").to_owned();
-        let body = match followed.epochs.last() {
-            None => json!({"type":"subscribe","topics":["doc:1"]}),
-            Some(seen) => json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":last},"epoch":seen}),
-        };
+        // From seq 0 the first time too: the publisher starts at the same
+        // moment, and its first events may come before the subscription.
+        let seen = followed.epochs.last().unwrap_or(&epoch);
+        let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":last},"epoch":seen});
         let resubscribed = !followed.epochs.is_empty();
         followed.epochs.push(epoch);
         if ws.send(Message::text(body.to_string())).await.is_err() {
