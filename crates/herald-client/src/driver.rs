@@ -518,7 +518,7 @@ impl Driver {
     }
 }
 
-async fn open(
+pub(crate) async fn open(
     id: ConnectionId,
     url: String,
     tls: Option<Arc<rustls::ClientConfig>>,
