@@ -2,15 +2,15 @@
 //! the driver opens ([`driver::open`](crate::driver::open): its settings and
 //! limits), read as the driver reads it, against kosoku's fuzzing server.
 //! Each case's messages are echoed, which the cases check by; a close frame
-//! or a read error ends the socket as it ends the driver's (dropped at
-//! once). `cargo xtask conformance` starts the fuzzing server and runs this
+//! is answered as the driver answers it ([`answer_close`]), and a read error
+//! drops the socket, as the driver drops it. `cargo xtask conformance` starts the fuzzing server and runs this
 //! test with its address in `HERALD_AUTOBAHN_SERVER`.
 
 use futures::{SinkExt, StreamExt};
 use herald_core::ConnectionId;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::driver::open;
+use crate::driver::{answer_close, open};
 
 #[tokio::test]
 #[ignore = "needs kosoku's fuzzing server: `cargo xtask conformance` runs it"]
@@ -27,7 +27,10 @@ async fn every_autobahn_case_against_the_drivers_websocket() {
         while let Some(Ok(message)) = ws.next().await {
             let echo = match message {
                 Message::Text(_) | Message::Binary(_) => message,
-                Message::Close(_) => break,
+                Message::Close(_) => {
+                    answer_close(ws);
+                    break;
+                }
                 _ => continue,
             };
             if ws.send(echo).await.is_err() {
