@@ -32,7 +32,8 @@ impl EchoServer {
     pub async fn bind(addr: &str) -> Result<Self, ServerError> {
         let herald = Herald::builder().dev(true).build().await?;
         let app = herald.app;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.into(), source })?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.into(), source })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: addr.into(), source })?;
         let router = Router::new().fallback(echo).with_state(app.clone());
         let (stop, stopped) = oneshot::channel();

@@ -107,13 +107,13 @@ mod ws;
 
 pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
 pub use config::ServerConfig;
+#[cfg(feature = "testing")]
+pub use echo::EchoServer;
 pub use error::ServerError;
 pub use herald::{Herald, HeraldBuilder};
 pub use ipnet::IpNet;
 pub use listen::{Server, ServerHandle};
 pub use metrics::MetricsSnapshot;
-#[cfg(feature = "testing")]
-pub use echo::EchoServer;
 #[cfg(feature = "testing")]
 pub use testing::Epoch;
 pub use tls::TlsFiles;
