@@ -24,7 +24,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -95,6 +95,10 @@ struct Ledger {
     /// Acked seqs per topic.
     acked: Mutex<HashMap<usize, Vec<u64>>>,
     seen: Mutex<Vec<Arc<Mutex<Seen>>>>,
+    /// Clients still acting: one may be awaiting a publish's ack when the
+    /// stage turns quiet, and an ack that comes after the check began would
+    /// be owed to subscriptions no longer watched.
+    acting: AtomicUsize,
     /// Resyncs by reason (`Debug` of the reason, without its fields).
     resyncs: Mutex<BTreeMap<String, u64>>,
 }
@@ -200,6 +204,7 @@ async fn phase(
     let urls: Vec<String> = nodes.iter().map(|(_, proxy)| proxy.ws_url()).collect();
     let (stage, staged) = watch::channel(Stage::Acting);
     let mut tasks = JoinSet::new();
+    ledger.acting.store(clients, Ordering::SeqCst);
     for n in 0..clients {
         let (ledger, urls, staged) = (ledger.clone(), urls.clone(), staged.clone());
         tasks.spawn(client(n, ledger, urls, staged));
@@ -290,10 +295,14 @@ async fn phase(
     nodes
 }
 
-/// Waits (up to 60 s) until every subscription that stayed has every acked
-/// event after its first; returns those subscriptions.
+/// Waits (up to 60 s) until no client acts any more and every subscription
+/// that stayed has every acked event after its first; returns those
+/// subscriptions.
 async fn caught_up(ledger: &Ledger) -> Vec<Arc<Mutex<Seen>>> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    while ledger.acting.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     loop {
         let stayed: Vec<_> = lock(&ledger.seen).iter().filter(|s| lock(s).stayed).cloned().collect();
         if tally(ledger, &stayed, false).0 == 0 || Instant::now() > deadline {
@@ -415,6 +424,7 @@ async fn client(n: usize, ledger: Arc<Ledger>, urls: Vec<String>, mut stage: wat
             }
         }
     }
+    ledger.acting.fetch_sub(1, Ordering::SeqCst);
     let _ = stage.wait_for(|stage| *stage == Stage::Leaving).await;
     for (_, leave) in held {
         let _ = leave.send(true);
