@@ -2,7 +2,7 @@
 
 use crate::{
     install,
-    shell::{Result, cargo, exec, exec_quiet, nightly_cargo},
+    shell::{Result, cargo, exec},
 };
 
 pub(crate) fn run(args: &[String]) -> Result {
@@ -29,33 +29,8 @@ pub(crate) fn run(args: &[String]) -> Result {
     exec(cargo().args(["test", "--workspace", "--locked"]))?;
     crate::package::check()?;
     crate::browser::test()?;
-    fuzz()?;
+    crate::conformance::run(&[])?;
+    crate::fuzz::ci()?;
+    crate::soak::ci()?;
     Ok(())
-}
-
-/// Builds the fuzz target and runs it briefly: a crash found here fails CI.
-fn fuzz() -> Result {
-    let fuzz = |args: &[&str]| {
-        // cargo-fuzz (installed with stable cargo) passes nightly-only flags:
-        // it runs on the pinned nightly, which `install::run` installed.
-        let mut command = nightly_cargo();
-        command.arg("fuzz").args(args);
-        command
-    };
-    exec(&mut fuzz(&["build", "decode"]))?;
-    // The first directory collects what the run finds (ignored by git);
-    // the second holds the committed seed inputs.
-    std::fs::create_dir_all(crate::shell::root().join("fuzz/corpus/decode")).map_err(|e| e.to_string())?;
-    exec_quiet(
-        &mut fuzz(&[
-            "run",
-            "decode",
-            "fuzz/corpus/decode",
-            "fuzz/seeds/decode",
-            "--",
-            "-max_total_time=20",
-            "-max_len=4096",
-        ]),
-        3,
-    )
 }

@@ -1,16 +1,21 @@
 //! Installs what the tests need on a fresh machine. Every step checks first,
 //! so running it again costs a few milliseconds.
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
-use crate::shell::{Result, cargo, exec, has, output};
+use crate::shell::{Result, cargo, exec, has, output, target_dir};
 
-/// cargo-fuzz builds the fuzz target in CI; pinned so CI is reproducible.
+/// cargo-fuzz builds the fuzz targets in CI; pinned so CI is reproducible.
 pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// kosoku runs the Autobahn cases without Docker (`cargo xtask
+/// conformance`); pinned so that the cases and their verdicts change only
+/// when this line does.
+pub(crate) const KOSOKU_VERSION: &str = "0.1.0";
 
 /// The one nightly toolchain, for the two builds that need unstable flags:
 /// the browser package (`cargo xtask wasm`: the standard library rebuilt for
-/// size, panics that abort without a message) and the fuzz target (cargo-fuzz
+/// size, panics that abort without a message) and the fuzz targets (cargo-fuzz
 /// passes `-Zsanitizer`). Everything else builds on stable. Pinned to a date
 /// so that unstable flags, and the package's size, change only when this
 /// line does; moving it means rerunning `cargo xtask wasm` and `cargo xtask
@@ -20,8 +25,7 @@ pub(crate) const NIGHTLY: &str = "nightly-2026-10-01";
 pub(crate) fn run() -> Result {
     rust_target("wasm32-unknown-unknown")?;
     rust_components(&["rustfmt", "clippy"])?;
-    nightly()?;
-    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)?;
+    fuzz_tools()?;
     // The seed-style server the CLI's interop tests run against.
     npm_ci("tests/seed-server")?;
     wasm_tools()?;
@@ -33,7 +37,33 @@ pub(crate) fn run() -> Result {
     // The browser tests: Debian's Chromium and its driver (no browser downloads).
     apt(&["chromium", "chromium-driver"])?;
     apt(&["redis-server"])?; // herald-server's cluster tests run their own Redis servers
+    kosoku()?;
     Ok(())
+}
+
+/// [`KOSOKU_VERSION`] in a virtual environment under the target directory
+/// (no system packages touched); returns its Python.
+pub(crate) fn kosoku() -> Result<PathBuf> {
+    let venv = target_dir().join("kosoku");
+    let python = venv.join("bin/python");
+    let check = "import importlib.metadata as m; print(m.version('kosoku'))";
+    if output(Command::new(&python).args(["-c", check])).is_some_and(|v| v.trim() == KOSOKU_VERSION) {
+        return Ok(python);
+    }
+    if !python.exists() && exec(Command::new("python3").arg("-m").arg("venv").arg(&venv)).is_err() {
+        // Debian's Python leaves venv out of its main package.
+        apt(&["python3-venv"])?;
+        exec(Command::new("python3").arg("-m").arg("venv").arg("--clear").arg(&venv))?;
+    }
+    let package = format!("kosoku=={KOSOKU_VERSION}");
+    exec(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &package]))?;
+    Ok(python)
+}
+
+/// What `cargo xtask fuzz` needs: the pinned nightly and cargo-fuzz.
+pub(crate) fn fuzz_tools() -> Result {
+    nightly()?;
+    cargo_tool("cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION)
 }
 
 /// What `cargo xtask wasm` needs: the pinned nightly with the target and the

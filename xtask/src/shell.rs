@@ -48,23 +48,6 @@ pub(crate) fn exec(command: &mut Command) -> Result {
     if status.success() { Ok(()) } else { Err(format!("`{line}` failed ({status})")) }
 }
 
-/// Like [`exec`], for chatty commands: shows only the last `tail` lines of
-/// their output, or the last 200 when they fail.
-pub(crate) fn exec_quiet(command: &mut Command, tail: usize) -> Result {
-    let line = describe(command);
-    eprintln!("\n$ {line}");
-    let started = Instant::now();
-    let output = command.output().map_err(|e| format!("could not start `{line}`: {e}"))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let lines: Vec<&str> = text.lines().collect();
-    let shown = if output.status.success() { tail } else { 200 };
-    for line in &lines[lines.len().saturating_sub(shown)..] {
-        eprintln!("  {line}");
-    }
-    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
-    if output.status.success() { Ok(()) } else { Err(format!("`{line}` failed ({})", output.status)) }
-}
-
 /// Runs a command and returns its standard output, or `None` if it fails or
 /// does not exist.
 pub(crate) fn output(command: &mut Command) -> Option<String> {

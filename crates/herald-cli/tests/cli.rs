@@ -1,68 +1,21 @@
 //! `herald serve` and `herald token` as a user runs them.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
-    thread::JoinHandle,
+    process::Command,
     time::Duration,
 };
 
 use futures_util::{SinkExt, StreamExt};
 use herald_protocol::close;
+use herald_test_support::process::{self, Running};
 use tokio::time::timeout;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A running `herald serve`, killed if a test fails before it exits, with
-/// everything it writes to stderr.
-struct Running {
-    /// `None` once [`exit`](Self::exit) took it.
-    child: Option<Child>,
-    stderr: Arc<Mutex<String>>,
-    drain: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    /// What the server wrote to stderr so far.
-    fn log(&self) -> String {
-        self.stderr.lock().expect("the drain thread does not panic").clone()
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("still running").id().to_string();
-        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
-        assert!(sent.success(), "kill -{signal} failed");
-    }
-
-    /// Waits for the process to exit; returns its status and its whole stderr.
-    async fn exit(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().expect("still running");
-        let drain = self.drain.take();
-        let status = timeout(WAIT, tokio::task::spawn_blocking(move || child.wait()))
-            .await
-            .expect("herald exits in time")
-            .expect("the wait task does not panic")
-            .expect("waiting works");
-        if let Some(drain) = drain {
-            drain.join().expect("the drain thread does not panic");
-        }
-        (status, self.log())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Starts `herald serve ARGS --addr 127.0.0.1:0` with `RUST_LOG=log` (unset
 /// for `None`), and returns it with its WebSocket URL.
@@ -79,30 +32,12 @@ fn serve_with_fd_limit(fds: u32, args: &[&str]) -> (Running, String) {
 
 /// Runs `command serve ARGS`, see [`serve`].
 fn serve_by(mut command: Command, args: &[&str], log: Option<&str>) -> (Running, String) {
-    command.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]).stderr(Stdio::piped());
+    command.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]);
     match log {
         Some(log) => command.env("RUST_LOG", log),
         None => command.env_remove("RUST_LOG"),
     };
-    let mut child = command.spawn().expect("the herald binary runs");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
-    let keep = |line: &str| stderr.lock().expect("not poisoned").push_str(&format!("{line}\n"));
-    let url = loop {
-        let line = lines.next().expect("herald prints its address").expect("stderr is UTF-8");
-        keep(&line);
-        if let Some(rest) = line.split("(WebSocket ").nth(1) {
-            break rest.trim_end_matches(')').to_owned();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    let collected = stderr.clone();
-    let drain = std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            collected.lock().expect("not poisoned").push_str(&format!("{line}\n"));
-        }
-    });
-    (Running { child: Some(child), stderr, drain: Some(drain) }, url)
+    process::serve(command)
 }
 
 fn mint(args: &[&str]) -> String {
@@ -235,7 +170,7 @@ async fn serve_with_two_token_keys_says_to_keep_one() {
 #[tokio::test]
 async fn serve_with_an_unreachable_redis_says_what_to_check_and_exits_non_zero() {
     // Nothing listens on a port just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = process::free_port();
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--dev", "--addr", "127.0.0.1:0", "--redis", &format!("redis://:hunter2@127.0.0.1:{port}")])
         .output()

@@ -4,17 +4,13 @@
 //! to two events, every acked publish must be in the history, and the
 //! subscriber must recover every gap (no resync, no hole, no duplicate).
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use herald_test_support::TempDir;
+use herald_test_support::{
+    TempDir,
+    process::{self, Running, free_addr},
+};
 use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::watch, time::timeout};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
@@ -23,72 +19,15 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `herald serve`, killed if the test ends first.
-struct Herald {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Herald {
-    /// `herald serve --dev --data-dir DIR --addr ADDR ARGS`, once it listens.
-    fn start(dir: &Path, addr: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["serve", "--dev", "--shutdown-spread", "100ms", "--addr", addr, "--data-dir"])
-            .arg(dir)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the herald binary runs");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let keep = |log: &Mutex<String>, line: String| log.lock().expect("not poisoned").push_str(&(line + "\n"));
-        loop {
-            let line = lines.next().expect("herald says it listens").expect("UTF-8");
-            let listening = line.contains("(WebSocket ");
-            keep(&log, line);
-            if listening {
-                break;
-            }
-        }
-        let drained = log.clone();
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| keep(&drained, line)));
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("not poisoned").clone()
-    }
-
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
-        assert!(sent.expect("kill runs").success(), "kill -{signal}");
-    }
-
-    /// Waits for the process to exit; whether it exited with 0.
-    async fn exited(mut self) -> bool {
-        let status = timeout(WAIT, async {
-            loop {
-                if let Some(status) = self.child.try_wait().expect("waiting works") {
-                    return status;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        status.await.expect("herald exits in time").success()
-    }
-}
-
-impl Drop for Herald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address").to_string()
+/// `herald serve --dev --data-dir DIR --addr ADDR ARGS`, once it listens.
+fn start(dir: &Path, addr: &str, args: &[&str]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .args(["serve", "--dev", "--shutdown-spread", "100ms", "--addr", addr, "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "info");
+    process::serve(command).0
 }
 
 /// Connects until a server answers with `connected`; returns it too.
@@ -269,12 +208,12 @@ async fn publish_through(addr: &str, disrupt: impl AsyncFnOnce()) {
 async fn a_node_killed_with_sigkill_and_started_again_loses_no_acked_publish_and_reissues_no_seq() {
     let dir = TempDir::new();
     let addr = free_addr();
-    let first = Herald::start(dir.path(), &addr, &[]);
+    let first = start(dir.path(), &addr, &[]);
     let mut second = None;
     publish_through(&addr, async || {
         first.signal("KILL");
-        assert!(!first.exited().await, "killed");
-        let restarted = Herald::start(dir.path(), &addr, &[]);
+        assert!(!first.exit().await.0.success(), "killed");
+        let restarted = start(dir.path(), &addr, &[]);
         second = Some(restarted);
     })
     .await;
@@ -286,14 +225,14 @@ async fn a_node_killed_with_sigkill_and_started_again_loses_no_acked_publish_and
 async fn a_reuse_port_deploy_hands_the_store_over_without_a_resync() {
     let dir = TempDir::new();
     let addr = free_addr();
-    let old = Herald::start(dir.path(), &addr, &["--reuse-port"]);
+    let old = start(dir.path(), &addr, &["--reuse-port"]);
     let mut new = None;
     publish_through(&addr, async || {
-        let replacement = Herald::start(dir.path(), &addr, &["--reuse-port"]);
+        let replacement = start(dir.path(), &addr, &["--reuse-port"]);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(replacement.log().contains("another process holds the store"), "{}", replacement.log());
         old.signal("TERM");
-        assert!(old.exited().await, "the old process exits 0");
+        assert!(old.exit().await.0.success(), "the old process exits 0");
         new = Some(replacement);
     })
     .await;

@@ -1,24 +1,16 @@
 //! `herald listen`, `herald publish` and `herald demo` as a user runs them.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex, mpsc},
     time::Duration,
 };
 
+use herald_test_support::process::{self, Running, lines};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Kills a child process if a test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn herald() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
@@ -28,46 +20,15 @@ fn herald() -> Command {
 
 /// `herald serve` on a free port; returns it and its WebSocket URL.
 fn serve(args: &[&str]) -> (Running, String) {
-    let mut child =
-        herald().arg("serve").args(args).args(["--addr", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("herald prints its address").unwrap();
-        if let Some(rest) = line.split("(WebSocket ").nth(1) {
-            break rest.trim_end_matches(')').to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (Running(child), url)
-}
-
-/// Lines of a child's stdout, as they come.
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
+    let mut command = herald();
+    command.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]);
+    process::serve(command)
 }
 
 #[test]
 fn listen_prints_each_published_event_as_one_json_line() {
     let (_server, url) = serve(&["--dev"]);
-    let mut listen = Running(
+    let mut listen = Running::new(
         herald()
             .args(["listen", "--url", &url, "--token", "alice", "--topic", "gift-list:1", "--count", "2"])
             .stdout(Stdio::piped())
@@ -75,8 +36,8 @@ fn listen_prints_each_published_event_as_one_json_line() {
             .spawn()
             .unwrap(),
     );
-    let status = stderr_lines(&mut listen.0);
-    let out = stdout_lines(&mut listen.0);
+    let status = lines(listen.child().stderr.take().unwrap());
+    let out = lines(listen.child().stdout.take().unwrap());
     assert!(status.recv_timeout(WAIT).unwrap().contains("connecting"));
     assert!(status.recv_timeout(WAIT).unwrap().contains("connected"));
     // The listener's subscribe may still be in flight: publish until it hears one.
@@ -110,7 +71,7 @@ fn listen_prints_each_published_event_as_one_json_line() {
     let second: serde_json::Value = serde_json::from_str(&out.recv_timeout(WAIT).unwrap()).unwrap();
     assert_eq!(second["data"]["entity_id"], "8");
     // --count 2 reached: it exits by itself, successfully.
-    assert!(listen.0.wait().unwrap().success());
+    assert!(listen.child().wait().unwrap().success());
 }
 
 /// Forwards TCP connections to the server at `url` and records the first
@@ -146,7 +107,7 @@ fn request_lines(url: &str) -> (String, Arc<Mutex<Vec<String>>>) {
 fn listen_with_auth_message_keeps_the_token_out_of_the_url_and_still_receives() {
     let (_server, url) = serve(&["--dev"]);
     let (relayed, requests) = request_lines(&url);
-    let mut listen = Running(
+    let mut listen = Running::new(
         herald()
             .args(["listen", "--url", &relayed, "--token", "alice", "--auth", "message", "--topic", "doc:1"])
             .args(["--count", "1"])
@@ -155,7 +116,7 @@ fn listen_with_auth_message_keeps_the_token_out_of_the_url_and_still_receives() 
             .spawn()
             .unwrap(),
     );
-    let out = stdout_lines(&mut listen.0);
+    let out = lines(listen.child().stdout.take().unwrap());
     let mut published = 0;
     let line = loop {
         let output = herald()
@@ -170,7 +131,7 @@ fn listen_with_auth_message_keeps_the_token_out_of_the_url_and_still_receives() 
         assert!(published < 50, "the listener never heard a publish");
     };
     assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap()["data"]["entity_id"], "d1");
-    assert!(listen.0.wait().unwrap().success());
+    assert!(listen.child().wait().unwrap().success());
     let requests = requests.lock().unwrap().clone();
     assert_eq!(requests, ["GET /ws HTTP/1.1"], "the token went in the first message, not the URL");
 

@@ -6,21 +6,14 @@
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
+use herald_test_support::process::{Running, lines};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts the seed-style server on `port` (0: any) and returns it with its port.
 fn seed_server(port: u16) -> (Running, u16) {
@@ -38,7 +31,7 @@ fn seed_server(port: u16) -> (Running, u16) {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let port = line.trim().strip_prefix("listening ").expect("the server prints its port").parse().unwrap();
-    (Running(child), port)
+    (Running::new(child), port)
 }
 
 fn herald() -> Command {
@@ -54,14 +47,8 @@ fn listen(url: &str, token: &str) -> (Running, mpsc::Receiver<String>) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (Running(child), rx)
+    let rx = lines(child.stdout.take().unwrap());
+    (Running::new(child), rx)
 }
 
 fn json(line: &str) -> serde_json::Value {

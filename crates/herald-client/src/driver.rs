@@ -269,7 +269,9 @@ impl Driver {
         match frame {
             Some(Ok(Message::Text(text))) => self.session.handle_frame(now(), id, text.as_str()),
             Some(Ok(Message::Close(frame))) => {
-                self.socket = None;
+                if let Some((_, ws)) = self.socket.take() {
+                    answer_close(ws);
+                }
                 let (code, reason) =
                     frame.map_or((None, String::new()), |f| (Some(u16::from(f.code)), f.reason.to_string()));
                 debug!(?code, %reason, "server closed the connection");
@@ -545,7 +547,7 @@ impl Subscriber {
     }
 }
 
-async fn open(
+pub(crate) async fn open(
     id: ConnectionId,
     url: String,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -564,6 +566,21 @@ fn close_gracefully(mut ws: Box<Ws>, code: u16, reason: String) {
     tokio::spawn(async move {
         let frame = CloseFrame { code: code.into(), reason: reason.into() };
         let _ = tokio::time::timeout(Duration::from_secs(2), WebSocketStream::close(&mut *ws, Some(frame))).await;
+    });
+}
+
+/// Completes the closing handshake the server started, without holding up
+/// the driver: tungstenite queued the reply to its close frame but writes it
+/// only when the socket is driven again, and a client waits for the server
+/// to end the TCP connection (RFC 6455 §5.5.1 and §7.1.1; the Autobahn cases
+/// check both).
+pub(crate) fn answer_close(mut ws: Box<Ws>) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = WebSocketStream::close(&mut *ws, None).await;
+            while ws.next().await.is_some() {}
+        })
+        .await;
     });
 }
 

@@ -49,6 +49,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(test)]
+mod autobahn;
 mod builder;
 mod client;
 mod driver;

@@ -31,7 +31,10 @@
 //! mode, or a closure of your own (a session store); see [`auth`].
 //!
 //! The `testing` feature adds hooks that imitate failures (a restart that
-//! keeps or loses the history, dropped connections) for tests and demos.
+//! keeps or loses the history, dropped connections) for tests and demos,
+//! [`scripted`] connections, which run the protocol without sockets (the
+//! fuzz target of the server's message handling drives them), and an
+//! [`EchoServer`] on the same WebSocket stack, for the Autobahn cases.
 //!
 //! # Endpoints
 //!
@@ -79,6 +82,8 @@ mod cluster;
 mod config;
 mod conn;
 mod durable;
+#[cfg(feature = "testing")]
+mod echo;
 mod error;
 mod extract;
 mod herald;
@@ -91,6 +96,8 @@ mod presence;
 mod quota;
 mod rate;
 mod router;
+#[cfg(feature = "testing")]
+pub mod scripted;
 mod store;
 mod stream;
 #[cfg(feature = "testing")]
@@ -100,6 +107,8 @@ mod ws;
 
 pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};
 pub use config::ServerConfig;
+#[cfg(feature = "testing")]
+pub use echo::EchoServer;
 pub use error::ServerError;
 pub use herald::{Herald, HeraldBuilder, Published};
 pub use ipnet::IpNet;

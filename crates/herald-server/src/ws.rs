@@ -15,6 +15,7 @@ use herald_protocol::{close, limits::MAX_FRAME_BYTES};
 use tokio::time::timeout;
 
 use crate::{
+    ServerConfig,
     app::App,
     conn::{Ending, Gone, Inbound, Link, truncate_reason},
     extract::{Params, Remote, TokenParam, origin},
@@ -38,12 +39,16 @@ pub(crate) async fn upgrade(
     remote: Remote,
 ) -> Response {
     let origin_ok = app.origin_allowed(origin(&headers));
-    let config = &app.config;
+    settings(ws, &app.config).on_upgrade(move |socket| crate::conn::run(socket, app, token, headers, origin_ok, remote))
+}
+
+/// The WebSocket settings of every connection; the echo endpoint of the
+/// `testing` feature, which the Autobahn cases check, uses them too.
+pub(crate) fn settings(ws: WebSocketUpgrade, config: &ServerConfig) -> WebSocketUpgrade {
     ws.read_buffer_size(config.read_buffer_size)
         .write_buffer_size(config.write_buffer_size)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| crate::conn::run(socket, app, token, headers, origin_ok, remote))
 }
 
 impl Link for WebSocket {
@@ -88,7 +93,7 @@ impl Link for WebSocket {
 }
 
 /// The close a read error calls for.
-fn read_error(error: axum::Error) -> Ending {
+pub(crate) fn read_error(error: axum::Error) -> Ending {
     use tungstenite::error::{CapacityError, Error};
     match error.into_inner().downcast::<Error>().map(|e| *e) {
         Ok(Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => {

@@ -460,7 +460,7 @@ async fn a_bad_or_unreachable_redis_is_a_clear_error_at_start() {
     assert!(matches!(error, ServerError::Redis { .. }), "{error:?}");
 
     // Nothing listens on a port just freed; the password stays out of the message.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = herald_test_support::process::free_port();
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
     let error = Server::builder().dev(true).redis(url).bind("127.0.0.1:0").await.expect_err("nothing listens");
     let message = error.to_string();

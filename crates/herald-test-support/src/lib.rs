@@ -1,13 +1,15 @@
 //! What Herald's tests share: waiting with a deadline (every test ends by
 //! itself), protocol v1 and HTTP spoken by hand, real `redis-server`s, a TCP
 //! proxy that breaks the network on command, TLS for loopback, temporary
-//! directories, and helpers for the native client. Not published.
+//! directories, child processes (the running CLI) and free ports, and
+//! helpers for the native client. Not published.
 
 #![allow(missing_debug_implementations, reason = "helpers hold sockets and processes; nothing prints them")]
 
 pub mod dir;
 pub mod http;
 pub mod native;
+pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod tls;

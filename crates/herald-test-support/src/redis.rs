@@ -8,7 +8,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::within;
+use crate::{process::free_port, within};
 
 /// A real `redis-server` on a free loopback port, without persistence
 /// unless asked, killed on drop.
@@ -181,11 +181,6 @@ async fn relay(listener: tokio::net::TcpListener, target: String) {
             }
         });
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("a bound address").port()
 }
 
 async fn ping(port: u16) -> bool {
