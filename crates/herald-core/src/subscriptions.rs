@@ -25,8 +25,11 @@ struct Intent {
     awaiting_recovery: bool,
     /// The server answered it on this connection (or never will).
     answered: bool,
+    /// The application was told of it (Live, or events), so a later
+    /// connection must recover it or say to resync.
+    told: bool,
     /// Where the application already was when it subscribed; sent as the
-    /// first `since`, then forgotten.
+    /// `since` until the server confirms the subscription.
     from: Option<Position>,
 }
 
@@ -36,12 +39,12 @@ impl Intent {
     /// else the application's, once.
     fn send(&mut self, seen: Option<u64>, epoch: Option<&str>) -> (Option<String>, Option<u64>) {
         self.sent = true;
-        match (seen, self.from.take()) {
+        match (seen, &self.from) {
             (Some(seq), _) => (epoch.map(str::to_owned), Some(seq)),
             (None, Some(from)) => {
                 // Its answer says whether what came after `from` was replayed.
                 self.awaiting_recovery = true;
-                (Some(from.epoch), Some(from.seq))
+                (Some(from.epoch.clone()), Some(from.seq))
             }
             (None, None) => (None, None),
         }
@@ -81,7 +84,7 @@ impl Subscriptions {
         if topic.is_wildcard() {
             self.wildcards.push(topic.resource().to_owned());
         }
-        let intent = Intent { presence, sent, awaiting_recovery: false, answered: false, from };
+        let intent = Intent { presence, sent, awaiting_recovery: false, answered: false, told: false, from };
         self.intents.get_or_insert(&topic, intent);
         true
     }
@@ -115,6 +118,20 @@ impl Subscriptions {
         wants(&self.intents, &self.wildcards, topic)
     }
 
+    /// Marks the intents `topic` is delivered to (its own and its
+    /// resource's wildcard) as told.
+    fn told(&mut self, topic: &Topic) {
+        if let Some(intent) = self.intents.get_mut(topic.as_str()) {
+            intent.told = true;
+        }
+        if !self.wildcards.is_empty()
+            && let Some((_, intent)) =
+                self.intents.0.iter_mut().find(|(t, _)| t.is_wildcard() && t.resource() == topic.resource())
+        {
+            intent.told = true;
+        }
+    }
+
     /// The last `seq` seen on a concrete topic.
     pub(crate) fn position(&self, topic: &str) -> Option<u64> {
         self.positions.get(topic).copied()
@@ -142,6 +159,10 @@ impl Subscriptions {
             }
             if !server_recovers {
                 resync.push((topic.clone(), ResyncReason::NoRecovery));
+            } else if !intent.told && intent.from.is_none() {
+                // Lost before the server answered it or sent any of its
+                // events: the application holds nothing of it yet, and its
+                // first Live is still to come.
             } else if topic.is_wildcard() {
                 resync.push((topic.clone(), ResyncReason::Wildcard));
             } else {
@@ -204,6 +225,8 @@ impl Subscriptions {
         for topic in &subscribed.topics {
             if let Some(intent) = self.intents.get_mut(topic.as_str()) {
                 intent.answered = true;
+                intent.told = true;
+                intent.from = None;
                 let resync =
                     (std::mem::take(&mut intent.awaiting_recovery) && !recovered).then_some(ResyncReason::NotRecovered);
                 confirmed.push((topic.clone(), resync));
@@ -244,6 +267,7 @@ impl Subscriptions {
         if !self.wants(&event.topic) {
             return Delivery::Unwanted;
         }
+        self.told(&event.topic);
         let Some(seq) = event.seq else { return Delivery::Deliver };
         match self.positions.get_mut(event.topic.as_str()) {
             None => {

@@ -205,9 +205,42 @@ fn wildcard_subscriptions_resync_after_a_reconnect() {
     h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"]}));
     h.server_close(Some(1006), "");
     h.connect();
     assert_eq!(resyncs(&h.events), [("gift-list:*".into(), ResyncReason::Wildcard)]);
+}
+
+#[test]
+fn a_subscription_lost_before_its_answer_is_not_resynced_and_one_from_a_position_keeps_it() {
+    // A subscribe swallowed by a half-open connection: the application was
+    // told nothing of the topic yet, so there is nothing to resync.
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "a:1".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:1"], "last_seq": {"a:1": 4}}));
+    assert!(resyncs(&h.events).is_empty(), "{:?}", h.events);
+    assert!(h.events.iter().any(|e| matches!(e, SessionEvent::Live { topic, .. } if topic.as_str() == "a:1")));
+
+    // One from a REST position sends that position again on the next connection.
+    let mut h = Harness::new(config());
+    let from = herald_core::protocol::Position::new("E1", 7);
+    h.session.subscribe(h.now, "a:2".parse().unwrap(), SubscribeOptions::default().from(from)).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.take_sent();
+    h.server_close(Some(1006), "");
+    h.connect();
+    let resent = h.take_sent();
+    assert!(
+        resent.iter().any(|m| m["type"] == "subscribe" && m["since"]["a:2"] == 7 && m["epoch"] == "E1"),
+        "{resent:?}"
+    );
+    h.recv_json(json!({"type": "subscribed", "topics": ["a:2"], "recovered": true, "last_seq": {"a:2": 9}}));
+    assert!(resyncs(&h.events).is_empty(), "recovered from the REST position: {:?}", h.events);
 }
 
 #[test]
