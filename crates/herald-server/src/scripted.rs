@@ -17,6 +17,8 @@
 //!
 //! let mut server = Scripted::new(Herald::builder().dev(true))?;
 //! let alice = server.connect(Some("alice"));
+//! let greeting = server.take(alice); // {"type":"connected",..}
+//! assert_eq!(greeting.len(), 1);
 //! let written = server.send(alice, Input::Text(r#"{"type":"ping"}"#.into()));
 //! assert_eq!(written, [(alice, Output::Frame(r#"{"type":"pong"}"#.into()))]);
 //! # Ok::<(), herald_server::ServerError>(())

@@ -36,7 +36,8 @@ fn a_publish_is_acked_to_its_publisher_and_fanned_out_to_a_subscriber_in_one_cal
     let publish = json!({"type": "publish", "id": "p-1", "topic": "doc:1", "event": "UPDATED",
         "data": {"entity_id": "d", "payload": {}, "timestamp": "2026-11-25T10:00:00Z"}});
     let written = server.send(writer, text(publish));
-    assert_eq!(frames(&written, writer), [json!({"type": "ack", "id": "p-1", "seq": 1})]);
+    let epoch = server.herald().epoch();
+    assert_eq!(frames(&written, writer), [json!({"type": "ack", "id": "p-1", "seq": 1, "epoch": epoch})]);
     let events = frames(&written, reader);
     assert_eq!(events.len(), 1, "{written:?}");
     assert_eq!((events[0]["topic"].as_str(), events[0]["seq"].as_u64()), (Some("doc:1"), Some(1)));
