@@ -13,7 +13,7 @@ use std::{
 use futures::{FutureExt, SinkExt, StreamExt, stream::FuturesUnordered};
 use herald_core::{
     Added, ConnectionId, Instant, Output, PublishId, PublishOptions, ResyncReason, Router, SLEEP_THRESHOLD, Session,
-    SessionEvent, Status, SubscribeOptions, TokenReason,
+    SessionEvent, Status, SubscribeOptions, TokenReason, joined_behind,
 };
 use herald_protocol::{Event, EventData, EventKind, Position, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
@@ -520,7 +520,7 @@ impl Subscriber {
         match &event {
             SessionEvent::Live { topic, position } => {
                 if let Some(from) = self.from.take()
-                    && position.as_ref().is_none_or(|at| at.epoch != from.epoch || at.seq > from.seq)
+                    && joined_behind(&from, position.as_ref())
                 {
                     let reason = ResyncReason::NotRecovered;
                     self.outlet.deliver(Update::Resync { topic: topic.clone(), reason });

@@ -52,7 +52,7 @@ pub use event::{
 };
 pub use herald_protocol as protocol;
 pub use options::{PublishOptions, SubscribeOptions};
-pub use router::{Added, Router};
+pub use router::{Added, Router, joined_behind};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

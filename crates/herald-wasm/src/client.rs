@@ -10,7 +10,7 @@ use std::{cell::RefCell, rc::Rc};
 use gloo_timers::callback::Timeout;
 use herald_core::{
     Added, ConnectionId, Instant, Output, ResyncReason, Router, Session, SessionEvent, SubscribeOptions, TokenReason,
-    Transport,
+    Transport, joined_behind,
 };
 use herald_protocol::{EventData, EventKind, Payload, Position, Topic, close};
 use js_sys::{Function, Promise};
@@ -71,7 +71,7 @@ impl Subscriber {
         let value = match &event {
             SessionEvent::Live { topic, position } => {
                 if let Some(since) = self.since.take()
-                    && position.as_ref().is_none_or(|at| at.epoch != since.epoch || at.seq > since.seq)
+                    && joined_behind(&since, position.as_ref())
                 {
                     calls.push((self.callback.clone(), js::resync(topic, ResyncReason::NotRecovered)));
                 }
