@@ -392,6 +392,54 @@ impl Hub {
     }
 }
 
+/// Where one tab is in each topic it subscribed (by its subscription), so
+/// that a new holder recovers from there after a handover.
+///
+/// ```
+/// use herald_core::Held;
+/// use herald_core::protocol::Position;
+///
+/// let mut held = Held::default();
+/// held.on_live("doc:1", Some(Position::new("e1", 4)));
+/// held.on_event("doc:1", Some(6));
+/// assert_eq!(held.since("doc:1"), Some(Position::new("e1", 6)));
+/// held.forget("doc:1"); // a resync: the tab holds nothing it can recover from
+/// assert_eq!(held.since("doc:1"), None);
+/// ```
+#[derive(Debug, Default)]
+pub struct Held {
+    positions: Vec<(String, Position)>,
+}
+
+impl Held {
+    /// The subscription went live at `position` (none: it holds no position).
+    pub fn on_live(&mut self, topic: &str, position: Option<Position>) {
+        self.forget(topic);
+        if let Some(position) = position.filter(|_| !route_is_wildcard(topic)) {
+            self.positions.push((topic.to_owned(), position));
+        }
+    }
+
+    /// An event with `seq` reached the subscription `topic`.
+    pub fn on_event(&mut self, topic: &str, seq: Option<u64>) {
+        if let (Some(seq), Some((_, position))) = (seq, self.positions.iter_mut().find(|(t, _)| t == topic))
+            && seq > position.seq
+        {
+            position.seq = seq;
+        }
+    }
+
+    /// The tab resynced or left the topic: it holds no position there.
+    pub fn forget(&mut self, topic: &str) {
+        self.positions.retain(|(t, _)| t != topic);
+    }
+
+    /// Where the tab is in `topic`, to recover from.
+    pub fn since(&self, topic: &str) -> Option<Position> {
+        self.positions.iter().find(|(t, _)| t == topic).map(|(_, position)| position.clone())
+    }
+}
+
 fn route_is_wildcard(topic: &str) -> bool {
     topic.ends_with(":*")
 }
