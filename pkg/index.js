@@ -4,6 +4,7 @@
 // the first client (or `preload()`); until then a client is 'loading', and
 // what the application asks of it meanwhile is replayed once it is there.
 
+import { SharedClient, canShare } from './shared.js';
 import { checkTopic } from './topic.js';
 
 const BROWSER_ONLY =
@@ -22,11 +23,11 @@ function unsupportedReason() {
 
 let loading = null;
 
-/** The wasm client class, loaded once for every client. */
+/** The wasm module's exports, loaded once for every client. */
 function load() {
   loading ??= import('./dist/herald.js').then(async (glue) => {
     await glue.default();
-    return glue.HeraldClient;
+    return glue;
   });
   return loading;
 }
@@ -101,7 +102,7 @@ function webSocketUrl(url) {
  */
 function normalize(options) {
   if (options === null || typeof options !== 'object') throw new Error("HeraldClient needs options: { url: 'wss://example.com/ws', token }");
-  const { url, token, getToken, auth, enabled, debug, backoff, fallback } = options;
+  const { url, token, getToken, auth, enabled, debug, backoff, fallback, shareAcrossTabs } = options;
   if (typeof url !== 'string' || url === '') fail("url is required, e.g. 'wss://example.com/ws' or '/ws'");
   if (token !== undefined && token !== null && typeof token !== 'string') fail('token must be a string (or null while there is no user)');
   if (getToken !== undefined && typeof getToken !== 'function') fail('getToken must be a function');
@@ -121,6 +122,12 @@ function normalize(options) {
     if (typeof fallback !== 'object') fail('fallback must be false or an object');
     millis(fallback.upgradeAfterMs, 'fallback.upgradeAfterMs');
     if (fallback.sseAfter != null && !(typeof fallback.sseAfter === 'number' && fallback.sseAfter >= 0)) fail('fallback.sseAfter must be a number');
+  }
+  if (shareAcrossTabs !== undefined && typeof shareAcrossTabs !== 'boolean' && typeof shareAcrossTabs?.user !== 'string') {
+    fail('shareAcrossTabs must be true, false or { user }');
+  }
+  if (shareAcrossTabs === true && getToken !== undefined) {
+    fail('shareAcrossTabs: true shares by token; with getToken, name the user: shareAcrossTabs: { user }');
   }
   const resolved = webSocketUrl(url);
   if (enabled === false || token === null) return null;
@@ -214,17 +221,19 @@ export class HeraldClient {
     } else {
       this.#status = { state: 'loading' };
       load().then(
-        (WasmClient) => this.#start(WasmClient),
+        (glue) => this.#start(glue),
         (error) => this.#end(loadFailure(error)),
       );
     }
   }
 
-  #start(WasmClient) {
+  #start(glue) {
     if (this.#ended) return;
     let inner;
     try {
-      inner = new WasmClient(this.#wasmOptions);
+      // Shared only where the browser can; elsewhere this tab keeps its own connection.
+      const shared = this.#wasmOptions.shareAcrossTabs && canShare();
+      inner = shared ? new SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
     } catch (error) {
       return this.#end(loadFailure(error));
     }

@@ -1,0 +1,222 @@
+// shareAcrossTabs: the pages of one browser share one connection per URL
+// and user; the holder's page may close or freeze, and another takes over
+// without losing or repeating an event.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { eventually } from './support/eventually.js';
+import { startHarness } from './support/harness.js';
+import { uniqueId, uniqueTopic } from './support/topics.js';
+
+let harness;
+before(async () => {
+  harness = await startHarness();
+});
+after(() => harness?.close());
+
+const pagesOf = new WeakMap();
+
+/**
+ * A page with a shared client of `user` subscribed to `topics`; what it
+ * receives goes to `window.got`. The pages of a test close together, before
+ * the harness counts connections: one page's connection is the others' too.
+ */
+async function sharedPage(t, user, topics) {
+  if (!pagesOf.has(t)) {
+    const pages = [];
+    pagesOf.set(t, pages);
+    t.after(() => Promise.all(pages.map((app) => app.page.close())));
+  }
+  const app = await harness.open(t);
+  pagesOf.get(t).push(app);
+  await app.evaluate(
+    ({ url, user, topics }) => {
+      window.got = {};
+      window.others = [];
+      window.client = new window.HeraldClient({ url, token: user, shareAcrossTabs: true });
+      window.client.onStatus((status) => {
+        window.state = status;
+      });
+      window.stops = {};
+      window.subscribe = (topic) => {
+        window.got[topic] = [];
+        window.stops[topic] = window.client.subscribe(topic, (message) => {
+          if (message.type === undefined) window.got[topic].push(message.seq);
+          else window.others.push(`${message.type} ${topic}${message.reason ? ` ${message.reason}` : ''}`);
+        });
+        return window.stops[topic].live;
+      };
+      return Promise.all(topics.map(window.subscribe));
+    },
+    { url: harness.testbed.addresses.ws, user, topics },
+  );
+  return app;
+}
+
+const got = (app) => app.evaluate(() => window.got);
+const role = (app) => app.evaluate(() => window.state?.shared);
+const connected = (app) => app.evaluate(() => window.state?.state === 'connected');
+
+/** Seqs that run without a gap or a repeat. */
+function assertRun(seqs, what) {
+  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, `${what}: no gap, no duplicate in ${JSON.stringify(seqs)}`);
+}
+
+test('three pages share one connection, and each gets exactly the events of its topics', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `sharer-${uniqueId()}`;
+  const [a, b, c] = [uniqueTopic('doc'), uniqueTopic('doc'), uniqueTopic('doc')];
+  const pages = [await sharedPage(t, user, [a, b]), await sharedPage(t, user, [b, c]), await sharedPage(t, user, [c])];
+  for (const page of pages) await eventually('every page connected', () => connected(page));
+  await testbed.waitForState('one connection, three topics', (state) => state.subscriptions === start.subscriptions + 3);
+  assert.equal((await testbed.state()).connections, start.connections + 1, 'one WebSocket connection for the three pages');
+  const roles = await Promise.all(pages.map(role));
+  assert.deepEqual(roles.sort(), ['follower', 'follower', 'holder']);
+
+  for (const topic of [a, b, c, a]) await testbed.publish(topic);
+  const want = [{ [a]: [1, 2], [b]: [1] }, { [b]: [1], [c]: [1] }, { [c]: [1] }];
+  for (const [i, page] of pages.entries()) {
+    await eventually(`page ${i} got its events`, () => got(page), (seen) => JSON.stringify(seen) === JSON.stringify(want[i]));
+  }
+  // Nothing more arrives later either.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (const [i, page] of pages.entries()) assert.deepEqual(await got(page), want[i]);
+});
+
+test('the holder page closes while events are published; another takes over within 2 s and no page misses or repeats one', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `handover-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const pages = [await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic])];
+  for (const page of pages) await eventually('every page connected', () => connected(page));
+  const roles = await Promise.all(pages.map(role));
+  const holder = pages[roles.indexOf('holder')];
+  const followers = pages.filter((page) => page !== holder);
+
+  const TOTAL = 40;
+  let published = 0;
+  const publishing = (async () => {
+    while (published < TOTAL) {
+      await testbed.publish(topic);
+      published += 1;
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+  })();
+  await eventually('some events before the close', async () => published >= 10);
+  const closed = Date.now();
+  await holder.page.close();
+  const newHolder = await eventually('a new holder', async () => (await Promise.all(followers.map(role))).indexOf('holder'), (at) => at >= 0);
+  const took = Date.now() - closed;
+  assert.ok(took < 2000, `took over in ${took} ms`);
+  await publishing;
+
+  for (const [i, page] of followers.entries()) {
+    const seen = await eventually(`page ${i} got every event`, () => got(page), (seen) => seen[topic].at(-1) === TOTAL);
+    assert.equal(seen[topic][0], 1, 'from the first');
+    assertRun(seen[topic], `page ${i}`);
+    const others = await page.evaluate(() => window.others);
+    assert.ok(!others.some((other) => other.startsWith('resync')), `no resync: ${others}`);
+  }
+  await testbed.waitForState('one connection again', (state) => state.connections === start.connections + 1);
+  assert.equal(await role(followers[newHolder]), 'holder');
+});
+
+test('a page that unsubscribes stops receiving, and the last page to leave a topic unsubscribes the socket', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `leaver-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const [first, second] = [await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic])];
+  await testbed.waitForState('one subscription', (state) => state.subscriptions === start.subscriptions + 1);
+
+  await first.evaluate((topic) => window.stops[topic](), topic);
+  await testbed.publish(topic);
+  await eventually('the second page got it', () => got(second), (seen) => seen[topic].length === 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual((await got(first))[topic], [], 'the page that left got nothing');
+  assert.equal((await testbed.state()).subscriptions, start.subscriptions + 1, 'still subscribed for the second page');
+
+  await second.evaluate((topic) => window.stops[topic](), topic);
+  await testbed.waitForState('unsubscribed, the connection kept', (state) =>
+    state.subscriptions === start.subscriptions && state.connections === start.connections + 1,
+  );
+});
+
+test('another user never shares: a page that switches user gets its own connection and only its own events', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const [mine, theirs] = [uniqueTopic('doc'), uniqueTopic('doc')];
+  const alice = `alice-${uniqueId()}`;
+  const [first, second] = [await sharedPage(t, alice, [mine]), await sharedPage(t, alice, [mine])];
+  for (const page of [first, second]) await eventually('connected', () => connected(page));
+  assert.equal((await testbed.state()).connections, start.connections + 1, 'one connection for one user');
+
+  await second.evaluate(
+    ({ url, user, topic }) => {
+      window.client.close();
+      window.client = new window.HeraldClient({ url, token: user, shareAcrossTabs: true });
+      window.client.onStatus((status) => {
+        window.state = status;
+      });
+      window.got = {};
+      return window.subscribe(topic);
+    },
+    { url: testbed.addresses.ws, user: `bob-${uniqueId()}`, topic: theirs },
+  );
+  await eventually('the switched page holds its own connection', () => role(second), (shared) => shared === 'holder');
+  await testbed.waitForState('two connections', (state) => state.connections === start.connections + 2);
+  assert.equal(await role(first), 'holder', "alice's page holds hers");
+
+  await testbed.publish(mine);
+  await testbed.publish(theirs);
+  await eventually("alice's event", () => got(first), (seen) => seen[mine].length === 1);
+  await eventually("bob's event", () => got(second), (seen) => seen[theirs]?.length === 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(await got(first), { [mine]: [1] });
+  assert.deepEqual(await got(second), { [theirs]: [1] });
+});
+
+test('a frozen holder hands over, and steps down when it thaws', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `freezer-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const pages = [await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic])];
+  for (const page of pages) await eventually('connected', () => connected(page));
+  const roles = await Promise.all(pages.map(role));
+  const holder = pages[roles.indexOf('holder')];
+  const follower = pages[roles.indexOf('follower')];
+  await testbed.publish(topic);
+  await eventually('the first event', () => got(follower), (seen) => seen[topic].length === 1);
+
+  const cdp = await holder.page.context().newCDPSession(holder.page);
+  await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+  // Headless Chromium (156) reports success but keeps the page's timers
+  // running; pausing its JavaScript as well freezes it for certain: no
+  // renewal, no message handled, and the Web Lock kept, as a frozen tab does.
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  const frozen = Date.now();
+  await eventually('the follower takes over', () => role(follower), (shared) => shared === 'holder');
+  const took = Date.now() - frozen;
+  assert.ok(took < 2500, `took over in ${took} ms`);
+  for (let i = 0; i < 3; i++) await testbed.publish(topic);
+  const seen = await eventually('every event at the new holder', () => got(follower), (seen) => seen[topic].length >= 4);
+  assert.deepEqual(seen[topic], [1, 2, 3, 4]);
+
+  await cdp.send('Debugger.resume');
+  await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+  await eventually('the thawed page follows', () => role(holder), (shared) => shared === 'follower');
+  await testbed.waitForState('its socket closed: one connection', (state) => state.connections === start.connections + 1);
+  // It joins the new holder's subscription: live again, with a resync first if it missed events.
+  const rejoined = (others) => others.filter((other) => other === `live ${topic}`).length === 2;
+  await eventually('the thawed page live through the new holder', () => holder.evaluate(() => window.others), rejoined);
+  await testbed.publish(topic);
+  const thawed = await eventually('the thawed page gets events again, through the new holder', () => got(holder), (seen) => seen[topic].at(-1) === 5);
+  // What it missed while frozen it got from its old socket before it heard of the new term, or it was told to resync: never a silent gap.
+  const others = await holder.evaluate(() => window.others);
+  if (!others.includes(`resync ${topic} not_recovered`)) assertRun(thawed[topic], 'the thawed page');
+  assert.equal(new Set(thawed[topic]).size, thawed[topic].length, `no duplicate: ${thawed[topic]}`);
+});
