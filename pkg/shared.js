@@ -114,7 +114,7 @@ export class SharedClient {
   }
 
   #holding() {
-    return this.#client !== null && this.#shares.holds();
+    return this.#client !== null;
   }
 
   /** Another tab holds the connection now: close the socket, send nothing more on it, queue for the lock again. */
@@ -138,17 +138,16 @@ export class SharedClient {
     if (this.#closed) return;
     if (this.#holding()) {
       this.#timer = setTimeout(() => {
-        this.#shares.renew();
         this.#post({ t: 'beat', status: this.#client.status() });
         this.#arm();
-      }, this.#shares.renewEveryMs());
+      }, this.#shares.renew());
       return;
     }
-    // No holder heard of yet: one that exists answers `hello` at once, unless it is frozen.
+    // Undefined: the lease still names this tab, whose lock was taken; it waits to hear the new holder.
     const lapse = this.#shares.lapseInMs() ?? LEASE_MS;
     // A little random, so that the followers of a frozen holder do not all steal at once.
     this.#timer = setTimeout(() => {
-      if (this.#shares.lapsed() && !this.#closed) this.#request(true);
+      if (this.#shares.lapseInMs() === 0) this.#request(true);
       else this.#arm();
     }, lapse + Math.random() * 200);
   }
@@ -294,10 +293,7 @@ export class SharedClient {
       else if (message.type === 'unconfirmed') subscription.settle.resolve(null);
       else if (message.type === 'refused') subscription.settle.reject(refusal(message));
     }
-    if (message.type === 'refused') {
-      this.#topics.delete(topic);
-      this.#shares.forget(topic);
-    }
+    if (message.type === 'refused') this.#topics.delete(topic);
   }
 
   subscribe(topic, callback, options) {
@@ -326,10 +322,8 @@ export class SharedClient {
     const unsubscribe = () => {
       if (!entry.subscriptions.delete(subscription) || entry.subscriptions.size > 0 || this.#topics.get(topic) !== entry) return;
       this.#topics.delete(topic);
-      this.#shares.forget(topic);
-      if (this.#holding()) {
-        if (this.#shares.leave(this.#tab, topic)) this.#unsubscribeSession(topic);
-      } else this.#post({ t: 'leave', topic });
+      if (this.#shares.leave(this.#tab, topic)) this.#unsubscribeSession(topic);
+      else if (!this.#holding()) this.#post({ t: 'leave', topic });
     };
     unsubscribe.unsubscribe = unsubscribe;
     unsubscribe.live = live;

@@ -53,7 +53,7 @@ pub enum Heard {
 /// use herald_core::{Heard, Instant, Lease, Term};
 ///
 /// let start = Instant::now();
-/// let mut lease = Lease::new(7, Duration::from_millis(1500));
+/// let mut lease = Lease::new(7, Duration::from_millis(1500), start);
 /// assert_eq!(lease.heard(start, Term { number: 1, holder: 3 }), Heard::NewHolder { stepped_down: false });
 /// assert!(!lease.lapsed(start + Duration::from_millis(1000)));
 /// // The holder went quiet (frozen): take over with the next term.
@@ -65,14 +65,21 @@ pub enum Heard {
 pub struct Lease {
     me: TabId,
     current: Option<Term>,
-    renewed: Option<Instant>,
+    renewed: Instant,
     duration: Duration,
 }
 
 impl Lease {
-    /// The lease of tab `me`, lapsing `duration` after the holder's last renewal.
-    pub fn new(me: TabId, duration: Duration) -> Self {
-        Self { me, current: None, renewed: None, duration }
+    /// The lease of tab `me`, lapsing `duration` after the holder's last
+    /// renewal. A new tab gives a holder it has not heard of yet one lease
+    /// to speak up (a holder answers a new tab at once, unless it is frozen).
+    pub fn new(me: TabId, duration: Duration, now: Instant) -> Self {
+        Self { me, current: None, renewed: now, duration }
+    }
+
+    /// The tab this lease is of.
+    pub fn me(&self) -> TabId {
+        self.me
     }
 
     /// The current term, if any holder was heard of.
@@ -90,7 +97,7 @@ impl Lease {
     pub fn take(&mut self, now: Instant) -> Term {
         let term = Term { number: self.current.map_or(1, |term| term.number + 1), holder: self.me };
         self.current = Some(term);
-        self.renewed = Some(now);
+        self.renewed = now;
         term
     }
 
@@ -98,7 +105,7 @@ impl Lease {
     /// under its term). A holder renews every third of the lease.
     pub fn renew(&mut self, now: Instant) {
         if self.holds() {
-            self.renewed = Some(now);
+            self.renewed = now;
         }
     }
 
@@ -113,34 +120,28 @@ impl Lease {
         match self.current {
             Some(current) if term < current => Heard::Stale,
             Some(current) if term == current => {
-                self.renewed = Some(now);
+                self.renewed = now;
                 Heard::Current
             }
             _ => {
                 let stepped_down = self.holds();
                 self.current = Some(term);
-                self.renewed = Some(now);
+                self.renewed = now;
                 Heard::NewHolder { stepped_down }
             }
         }
     }
 
-    /// The holder vanished without a word (this tab releases or loses
-    /// nothing): nobody holds the connection until a tab takes it.
-    pub fn forget_holder(&mut self) {
-        self.renewed = None;
-    }
-
     /// Whether another tab's lease lapsed (no renewal for the lease's
-    /// duration, or no holder at all): then this tab may take over, even
-    /// from a holder that still has the lock (a frozen tab keeps it).
+    /// duration): then this tab may take over, even from a holder that still
+    /// has the lock (a frozen tab keeps it).
     pub fn lapsed(&self, now: Instant) -> bool {
-        !self.holds() && self.renewed.is_none_or(|at| now.saturating_duration_since(at) >= self.duration)
+        self.poll_timeout().is_some_and(|at| now >= at)
     }
 
     /// When [`lapsed`](Self::lapsed) becomes true, for a tab that follows.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.holds() { None } else { self.renewed.map(|at| at + self.duration) }
+        (!self.holds()).then(|| self.renewed + self.duration)
     }
 }
 
@@ -531,9 +532,10 @@ mod tests {
     fn a_frozen_holders_lease_lapses_and_the_tab_that_takes_over_fences_it_off() {
         let start = Instant::now();
         let ms = |n| start + Duration::from_millis(n);
-        let mut holder = Lease::new(1, LEASE);
-        let mut follower = Lease::new(2, LEASE);
-        assert!(follower.lapsed(start), "nobody holds it yet");
+        let mut holder = Lease::new(1, LEASE, start);
+        let mut follower = Lease::new(2, LEASE, start);
+        assert!(!follower.lapsed(ms(1499)), "a new tab gives a holder one lease to speak up");
+        assert!(follower.lapsed(ms(1500)), "and takes over when none did");
         let first = holder.take(start);
         assert!(holder.holds() && !holder.lapsed(ms(10_000)), "a holder never sees its own lease lapse");
         assert_eq!(follower.heard(start, first), Heard::NewHolder { stepped_down: false });
@@ -558,23 +560,12 @@ mod tests {
     #[test]
     fn two_tabs_that_take_over_at_once_agree_on_the_higher_tab() {
         let start = Instant::now();
-        let mut a = Lease::new(3, LEASE);
-        let mut b = Lease::new(9, LEASE);
+        let mut a = Lease::new(3, LEASE, start);
+        let mut b = Lease::new(9, LEASE, start);
         let (term_a, term_b) = (a.take(start), b.take(start));
         assert_eq!(term_a.number, term_b.number);
         assert_eq!(a.heard(start, term_b), Heard::NewHolder { stepped_down: true });
         assert_eq!(b.heard(start, term_a), Heard::Stale);
         assert!(b.holds() && !a.holds());
-    }
-
-    #[test]
-    fn a_holder_that_vanished_lets_the_next_tab_take_over_at_once() {
-        let start = Instant::now();
-        let mut follower = Lease::new(2, LEASE);
-        follower.heard(start, Term { number: 4, holder: 1 });
-        assert!(!follower.lapsed(start));
-        follower.forget_holder();
-        assert!(follower.lapsed(start));
-        assert_eq!(follower.take(start), Term { number: 5, holder: 2 });
     }
 }

@@ -43,12 +43,8 @@ impl SharedTabs {
     /// The share of tab `tab`, whose holder's lease lapses after `lease_ms`.
     #[wasm_bindgen(constructor)]
     pub fn new(tab: u32, lease_ms: u32) -> Self {
-        Self { lease: Lease::new(tab, Duration::from_millis(lease_ms.into())), hub: None, held: Held::default() }
-    }
-
-    /// Whether this tab holds the connection.
-    pub fn holds(&self) -> bool {
-        self.lease.holds()
+        let lease = Lease::new(tab, Duration::from_millis(lease_ms.into()), Instant::now());
+        Self { lease, hub: None, held: Held::default() }
     }
 
     /// This tab got the lock: returns its term, and gathers what the tabs
@@ -58,14 +54,10 @@ impl SharedTabs {
         term(self.lease.take(Instant::now()))
     }
 
-    /// The holder renews its lease (and says so to the others).
-    pub fn renew(&mut self) {
+    /// The holder renews its lease (and says so to the others); returns in
+    /// how many milliseconds to renew it next.
+    pub fn renew(&mut self) -> f64 {
         self.lease.renew(Instant::now());
-    }
-
-    /// How often the holder renews its lease.
-    #[wasm_bindgen(js_name = renewEveryMs)]
-    pub fn renew_every_ms(&self) -> f64 {
         self.lease.renew_every().as_millis() as f64
     }
 
@@ -90,19 +82,9 @@ impl SharedTabs {
         .to_owned()
     }
 
-    /// The holder is gone (its lock was released): take over at once.
-    #[wasm_bindgen(js_name = forgetHolder)]
-    pub fn forget_holder(&mut self) {
-        self.lease.forget_holder();
-    }
-
-    /// Whether the holder's lease lapsed: then this tab may take the lock
-    /// from it (`steal`).
-    pub fn lapsed(&self) -> bool {
-        self.lease.lapsed(Instant::now())
-    }
-
-    /// In how many milliseconds the lease lapses if the holder says nothing more.
+    /// In how many milliseconds the holder's lease lapses if it says nothing
+    /// more; 0: it lapsed, this tab may take the lock from it (`steal`).
+    /// `undefined` while this tab holds the lease.
     #[wasm_bindgen(js_name = lapseInMs)]
     pub fn lapse_in_ms(&self) -> Option<f64> {
         let at = self.lease.poll_timeout()?;
@@ -141,8 +123,12 @@ impl SharedTabs {
             .collect()
     }
 
-    /// Tab `tab` left `topic`; true when no tab wants it: unsubscribe the session.
+    /// Tab `tab` (this one, or another while this one holds the connection)
+    /// left `topic`; true when no tab wants it: unsubscribe the session.
     pub fn leave(&mut self, tab: u32, topic: &str) -> bool {
+        if self.lease.me() == tab {
+            self.held.forget(topic);
+        }
         self.hub.as_mut().is_some_and(|hub| hub.leave(tab, topic))
     }
 
@@ -182,11 +168,6 @@ impl SharedTabs {
             Some("resync" | "refused") => self.held.forget(topic),
             _ => {}
         }
-    }
-
-    /// The tab left `topic`.
-    pub fn forget(&mut self, topic: &str) {
-        self.held.forget(topic);
     }
 
     /// Where this tab is in `topic`: `{epoch, seq}` or null.
