@@ -6,7 +6,8 @@
 // file only carries messages, holds the lock and runs the timers.
 //
 // Messages on the channel: from the holder, always with its `term`:
-//   beat {status}, who (announce your topics), msg {topic, tabs, behind, msg}, ack {to, id, ack | error}
+//   beat {status}, msg {topic, tabs, behind, msg}, ack {to, id, ack | error};
+//   the first message of a new term makes every tab tell the new holder its topics and publishes
 // from any tab, with its `tab` id (and the term it addresses):
 //   want {topics: [[topic, since, presence]]}, leave {topic}, pub {id, args}, bye
 
@@ -103,7 +104,6 @@ export class SharedClient {
       this.#post({ t: 'beat', status });
     });
     this.#client.onRaw((message) => this.#rawListeners.forEach((listener) => call(listener, message)));
-    this.#post({ t: 'who' });
     for (const [topic, entry] of this.#topics) this.#want(this.#tab, topic, this.#shares.since(topic), entry.presence);
     setTimeout(() => {
       if (!this.#holding()) return;
@@ -115,6 +115,16 @@ export class SharedClient {
 
   #holding() {
     return this.#client !== null;
+  }
+
+  /**
+   * A holder that finds its own lease lapsed was frozen: another tab may hold
+   * the connection now. It steps down before it acts on what it missed.
+   */
+  #expired() {
+    if (!this.#holding() || !this.#shares.expired()) return false;
+    this.#stepDown();
+    return true;
   }
 
   /** Another tab holds the connection now: close the socket, send nothing more on it, queue for the lock again. */
@@ -138,6 +148,7 @@ export class SharedClient {
     if (this.#closed) return;
     if (this.#holding()) {
       this.#timer = setTimeout(() => {
+        if (this.#expired()) return;
         this.#post({ t: 'beat', status: this.#client.status() });
         this.#arm();
       }, this.#shares.renew());
@@ -161,9 +172,9 @@ export class SharedClient {
 
   #receive(message) {
     if (this.#closed) return;
-    if (['beat', 'who', 'msg', 'ack'].includes(message.t)) return this.#fromHolder(message);
-    if (!this.#holding() || !sameTerm(message.term, this.#term)) {
-      // Requests to an older holder are sent again when the new one asks (`who`).
+    if (['beat', 'msg', 'ack'].includes(message.t)) return this.#fromHolder(message);
+    if (this.#expired() || !this.#holding() || !sameTerm(message.term, this.#term)) {
+      // Requests to an older holder are sent again when the new one is heard of.
       if (message.t === 'hello' && this.#holding()) this.#post({ t: 'beat', status: this.#client.status() });
       return undefined;
     }
@@ -190,7 +201,7 @@ export class SharedClient {
     if (heard === 'stepped_down') this.#stepDown();
     this.#term = message.term;
     this.#arm();
-    if (heard !== 'current' || message.t === 'who') this.#announce();
+    if (heard !== 'current') this.#announce();
     switch (message.t) {
       case 'beat':
         if (message.status && JSON.stringify(message.status) !== JSON.stringify({ ...this.#status, shared: undefined })) {
@@ -338,15 +349,18 @@ export class SharedClient {
   publish(...args) {
     const id = `${this.#tab}-${(this.#nextId += 1)}`;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { args, resolve, reject });
+      this.#pending.set(id, { args, resolve, reject, term: null });
       this.#sendPublish(id);
     });
   }
 
+  /** Sends a publish to the holder, once per term: a new holder gets those its predecessor did not ack. */
   #sendPublish(id) {
-    const { args } = this.#pending.get(id);
-    if (this.#holding()) this.#publishFor(this.#tab, id, args);
-    else if (this.#term !== null) this.#post({ t: 'pub', id, args });
+    const pending = this.#pending.get(id);
+    if (this.#term === null || sameTerm(pending.term, this.#term)) return;
+    pending.term = this.#term;
+    if (this.#holding()) this.#publishFor(this.#tab, id, pending.args);
+    else this.#post({ t: 'pub', id, args: pending.args });
   }
 
   #settle(id, result) {

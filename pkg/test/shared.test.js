@@ -17,18 +17,23 @@ after(() => harness?.close());
 const pagesOf = new WeakMap();
 
 /**
- * A page with a shared client of `user` subscribed to `topics`; what it
- * receives goes to `window.got`. The pages of a test close together, before
- * the harness counts connections: one page's connection is the others' too.
+ * A page of the test app. The pages of a test close together, before the
+ * harness counts connections: one page's connection is the others' too.
  */
-async function sharedPage(t, user, topics) {
+async function open(t, options) {
   if (!pagesOf.has(t)) {
     const pages = [];
     pagesOf.set(t, pages);
     t.after(() => Promise.all(pages.map((app) => app.page.close())));
   }
-  const app = await harness.open(t);
+  const app = await harness.open(t, options);
   pagesOf.get(t).push(app);
+  return app;
+}
+
+/** A page with a shared client of `user` subscribed to `topics`; what it receives goes to `window.got`. */
+async function sharedPage(t, user, topics) {
+  const app = await open(t);
   await app.evaluate(
     ({ url, user, topics }) => {
       window.got = {};
@@ -220,3 +225,79 @@ test('a frozen holder hands over, and steps down when it thaws', async (t) => {
   if (!others.includes(`resync ${topic} not_recovered`)) assertRun(thawed[topic], 'the thawed page');
   assert.equal(new Set(thawed[topic]).size, thawed[topic].length, `no duplicate: ${thawed[topic]}`);
 });
+
+test('a publish from a follower resolves there with its ack; one made while the holder is gone goes through the next', async (t) => {
+  const { testbed } = harness;
+  const user = `publisher-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const pages = [await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic]), await sharedPage(t, user, [topic])];
+  for (const page of pages) await eventually('connected', () => connected(page));
+  const roles = await Promise.all(pages.map(role));
+  const holder = pages[roles.indexOf('holder')];
+  const [follower, other] = pages.filter((page) => page !== holder);
+
+  const publish = (page, entityId) =>
+    page.evaluate(
+      ([topic, entityId]) =>
+        window.client.publish(topic, 'UPDATED', entityId, { by: 'test' }).then(
+          (ack) => ({ seq: ack.seq }),
+          (error) => ({ error: error.message, kind: error.kind }),
+        ),
+      [topic, entityId],
+    );
+  assert.deepEqual(await publish(follower, 'first'), { seq: 1 }, 'acked in the tab that published');
+  const refused = await follower.evaluate((topic) =>
+    window.client.publish(topic, 'UPDATED', '1', {}, { ifSeq: 0 }).then(
+      () => null,
+      (error) => ({ kind: error.kind, currentSeq: error.currentSeq }),
+    ),
+  topic);
+  assert.deepEqual(refused, { kind: 'conflict', currentSeq: 1 }, 'an error reaches the tab too, with its fields');
+
+  // Published while nobody holds the connection: the holder is frozen, its lease has not lapsed yet.
+  const cdp = await holder.page.context().newCDPSession(holder.page);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  const acked = publish(follower, 'during the handover');
+  await eventually('a new holder', async () => [await role(follower), await role(other)], (shared) => shared.includes('holder'));
+  assert.deepEqual(await acked, { seq: 2 }, 'acked once, through the new holder');
+  for (const page of [follower, other]) {
+    await eventually('both events in every tab', () => got(page), (seen) => JSON.stringify(seen[topic]) === '[1,2]');
+  }
+  // Thawed, it finds its own lease lapsed and steps down before it reads the publish it missed.
+  await cdp.send('Debugger.resume');
+  await eventually('the old holder follows', () => role(holder), (shared) => shared === 'follower');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual((await got(other))[topic], [1, 2], 'published once');
+});
+
+test('without Web Locks each page keeps its own connection, and says nothing of sharing', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `alone-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const withoutLocks = (page) => page.addInitScript(() => delete Navigator.prototype.locks);
+  const pages = [];
+  for (let i = 0; i < 2; i++) {
+    const app = await open(t, { beforeLoad: withoutLocks });
+    await app.evaluate(
+      ({ url, user, topic }) => {
+        window.got = [];
+        window.client = new window.HeraldClient({ url, token: user, shareAcrossTabs: true });
+        window.client.onStatus((status) => {
+          window.state = status;
+        });
+        return window.client.subscribe(topic, (message) => message.type === undefined && window.got.push(message.seq)).live;
+      },
+      { url: testbed.addresses.ws, user, topic },
+    );
+    pages.push(app);
+  }
+  await testbed.waitForState('a connection per page', (state) => state.connections === start.connections + 2);
+  await testbed.publish(topic);
+  for (const page of pages) {
+    assert.deepEqual(await eventually('the event', () => page.evaluate(() => window.got), (seen) => seen.length === 1), [1]);
+    assert.equal(await page.evaluate(() => window.state.shared), undefined);
+  }
+});
+

@@ -109,6 +109,13 @@ impl Lease {
         }
     }
 
+    /// Whether this tab holds the connection by a lease it failed to renew in
+    /// time: it was frozen (or its timers stalled), so another tab may have
+    /// taken over. It must step down before it acts on anything it missed.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.holds() && now.saturating_duration_since(self.renewed) >= self.duration
+    }
+
     /// How often the holder renews: a third of the lease, so that one late
     /// renewal does not let it lapse.
     pub fn renew_every(&self) -> Duration {
@@ -541,12 +548,14 @@ mod tests {
         assert_eq!(follower.heard(start, first), Heard::NewHolder { stepped_down: false });
         for beat in [500, 1000, 1500] {
             holder.renew(ms(beat));
+            assert!(!holder.expired(ms(beat + 1499)));
             assert_eq!(follower.heard(ms(beat), first), Heard::Current);
         }
         assert_eq!(follower.poll_timeout(), Some(ms(3000)));
         // Frozen: no more renewals.
         assert!(!follower.lapsed(ms(2999)));
         assert!(follower.lapsed(ms(3000)));
+        assert!(holder.expired(ms(3000)), "the frozen holder's own lease lapsed too");
         let second = follower.take(ms(3000));
         assert_eq!(second, Term { number: 2, holder: 2 });
         assert!(follower.holds());

@@ -61,6 +61,12 @@ impl SharedTabs {
         self.lease.renew_every().as_millis() as f64
     }
 
+    /// This tab holds the connection by a lease it did not renew in time (it
+    /// was frozen): it must step down before it acts on anything.
+    pub fn expired(&self) -> bool {
+        self.lease.expired(Instant::now())
+    }
+
     /// A holder's message came under `term` (`[number, holder]`): `'current'`,
     /// `'new'` (a new holder), `'stepped_down'` (a new holder, and this tab
     /// was the holder: close the socket) or `'stale'` (ignore the message).
