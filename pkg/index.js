@@ -4,7 +4,6 @@
 // the first client (or `preload()`); until then a client is 'loading', and
 // what the application asks of it meanwhile is replayed once it is there.
 
-import { SharedClient, canShare } from './shared.js';
 import { checkTopic } from './topic.js';
 
 const BROWSER_ONLY =
@@ -30,6 +29,17 @@ function load() {
     return glue;
   });
   return loading;
+}
+
+/** Whether tabs can share a connection here: elsewhere each keeps its own. */
+function canShare() {
+  return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+/** The wasm, and for a client that shares its connection across tabs, the glue that does (loaded only then). */
+function loadFor(options) {
+  if (!(options.shareAcrossTabs && canShare())) return load();
+  return Promise.all([load(), import('./shared.js')]).then(([glue, { SharedClient }]) => ({ ...glue, SharedClient }));
 }
 
 /**
@@ -220,7 +230,7 @@ export class HeraldClient {
       this.#status = { state: 'idle' };
     } else {
       this.#status = { state: 'loading' };
-      load().then(
+      loadFor(this.#wasmOptions).then(
         (glue) => this.#start(glue),
         (error) => this.#end(loadFailure(error)),
       );
@@ -231,9 +241,7 @@ export class HeraldClient {
     if (this.#ended) return;
     let inner;
     try {
-      // Shared only where the browser can; elsewhere this tab keeps its own connection.
-      const shared = this.#wasmOptions.shareAcrossTabs && canShare();
-      inner = shared ? new SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
+      inner = glue.SharedClient ? new glue.SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
     } catch (error) {
       return this.#end(loadFailure(error));
     }

@@ -16,13 +16,8 @@ const LEASE_MS = 1500;
 /** A new holder waits this long for the other tabs' topics before it subscribes. */
 const GATHER_MS = 150;
 
-/** Whether this browser can share; elsewhere each tab keeps its own connection. */
-export function canShare() {
-  return typeof BroadcastChannel === 'function' && typeof navigator === 'object' && typeof navigator.locks?.request === 'function';
-}
-
 /** The channel's name: the URL and the user (the token names it with `shareAcrossTabs: true`). */
-export function shareKey(options) {
+function shareKey(options) {
   const user = typeof options.shareAcrossTabs === 'object' ? options.shareAcrossTabs.user : options.token;
   return `herald:${options.url}:${user}`;
 }
