@@ -402,6 +402,8 @@ export class SharedClient {
     globalThis.removeEventListener?.('pageshow', this.#onPage);
     this.#stepDown();
     this.#channel.close();
+    // Every callback that could still come (a lock granted, a timer) checks `#closed` first.
+    this.#shares.free();
     this.#report({ state: 'disconnected', reason: 'closed', message: 'closed by the application', shared: 'follower' });
   }
 }
