@@ -47,10 +47,12 @@ impl SharedTabs {
         Self { lease, hub: None, held: Held::default() }
     }
 
-    /// This tab got the lock: returns its term, and gathers what the tabs
-    /// want until `start()`.
+    /// This tab got the lock: returns its term. One that takes over from
+    /// another holder gathers what the tabs want until `start()`, so that
+    /// each topic recovers from the earliest tab; the first holder has
+    /// nothing to recover and subscribes at once.
     pub fn take(&mut self) -> Array {
-        self.hub = Some(Hub::gathering());
+        self.hub = Some(if self.lease.term().is_some() { Hub::gathering() } else { Hub::default() });
         term(self.lease.take(Instant::now()))
     }
 
