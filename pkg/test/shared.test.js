@@ -306,3 +306,25 @@ test('without Web Locks each page keeps its own connection, and says nothing of 
   }
 });
 
+test('<HeraldProvider shareAcrossTabs> under StrictMode: two pages, one connection, both get the event and see one member', async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const props = { url: testbed.addresses.ws, token: `provider-${uniqueId()}`, topic: uniqueTopic('doc') };
+  const pages = [await open(t), await open(t)];
+  for (const page of pages) {
+    await page.mount('sharedTabs', props);
+    await page.waitForJson('topic-status', 'live', (status) => status === 'live');
+  }
+  const roles = await Promise.all(pages.map((page) => page.json('status').then((status) => status.shared)));
+  assert.deepEqual(roles.sort(), ['follower', 'holder']);
+  assert.equal((await testbed.state()).connections, start.connections + 1, 'one connection');
+  for (const page of pages) await page.waitForJson('members', 'one member: the one connection of the user', (members) => members.length === 1);
+
+  const seq = await testbed.publish(props.topic);
+  for (const page of pages) {
+    const events = (list) => list.filter(({ message }) => message.type === undefined);
+    const messages = await page.waitForJson('messages', 'the event', (list) => events(list).length > 0);
+    assert.deepEqual(events(messages).map(({ message }) => message.seq), [seq], 'once');
+  }
+});
+
