@@ -38,6 +38,8 @@ export class SharedClient {
   #client = null;
   #sessionSubs = new Map();
   #presenceTopics = new Set();
+  /** The holder's last presence of each topic, for a tab that asks for it once the server has sent it. */
+  #members = new Map();
   #topics = new Map();
   #pending = new Map();
   #nextId = 0;
@@ -45,6 +47,14 @@ export class SharedClient {
   #rawListeners = new Set();
   #status = { state: 'connecting', shared: 'follower' };
   #timer = null;
+  /**
+   * The holder re-arms its renewal from a message task rather than from the
+   * timer itself: a chain of timers in a hidden tab is throttled to once a
+   * minute after a while (Chrome's intensive throttling, which counts nested
+   * timers), which would let the lease lapse; a timer set from a message
+   * task is not nested, and runs within a second.
+   */
+  #hop = new MessageChannel();
   #onPage;
 
   constructor(options, glue) {
@@ -55,6 +65,7 @@ export class SharedClient {
     this.#lock = key;
     this.#channel = new BroadcastChannel(key);
     this.#channel.onmessage = (event) => this.#receive(event.data);
+    this.#hop.port1.onmessage = () => this.#arm();
     // A tab that goes away says so, so the holder unsubscribes what only it
     // wanted; one back from the back/forward cache asks again.
     this.#onPage = (event) => (event.type === 'pagehide' ? this.#post({ t: 'bye' }) : event.persisted && this.#announce());
@@ -128,6 +139,7 @@ export class SharedClient {
     this.#client = null;
     this.#sessionSubs.clear();
     this.#presenceTopics.clear();
+    this.#members.clear();
     this.#release?.();
     this.#release = null;
     client?.close();
@@ -145,7 +157,7 @@ export class SharedClient {
       this.#timer = setTimeout(() => {
         if (this.#expired()) return;
         this.#post({ t: 'beat', status: this.#client.status() });
-        this.#arm();
+        this.#hop.port2.postMessage(null);
       }, this.#shares.renew());
       return;
     }
@@ -154,7 +166,7 @@ export class SharedClient {
     // A little random, so that the followers of a frozen holder do not all steal at once.
     this.#timer = setTimeout(() => {
       if (this.#shares.lapseInMs() === 0) this.#request(true);
-      else this.#arm();
+      else this.#hop.port2.postMessage(null);
     }, lapse + Math.random() * 200);
   }
 
@@ -230,6 +242,8 @@ export class SharedClient {
     if (joined.kind === 'live') {
       if (joined.resync) this.#sendTo(tab, topic, { type: 'resync', topic, reason: 'not_recovered' });
       this.#sendTo(tab, topic, { type: 'live', topic, position: joined.position });
+      const members = this.#members.get(topic);
+      if (presence && members) this.#sendTo(tab, topic, { type: 'presence', topic, members: [...members] });
     } else if (joined.kind === 'unconfirmed') {
       this.#sendTo(tab, topic, { type: 'unconfirmed', topic });
     }
@@ -256,12 +270,20 @@ export class SharedClient {
     for (const stop of this.#sessionSubs.get(topic) ?? []) stop();
     this.#sessionSubs.delete(topic);
     this.#presenceTopics.delete(topic);
+    this.#members.delete(topic);
   }
 
   #route(topic, message) {
     if (!this.#holding()) return;
     const { tabs, behind } = this.#shares.route(topic, message);
     if (message.type === 'refused') this.#unsubscribeSession(topic);
+    if (message.type === 'presence') this.#members.set(topic, new Set(message.members));
+    if (message.type === 'presence_diff') {
+      const members = this.#members.get(topic) ?? new Set();
+      message.joined.forEach((member) => members.add(member));
+      message.left.forEach((member) => members.delete(member));
+      this.#members.set(topic, members);
+    }
     if (tabs.includes(this.#tab)) this.#deliver(topic, message, behind.includes(this.#tab));
     const others = tabs.filter((tab) => tab !== this.#tab);
     if (others.length > 0) this.#post({ t: 'msg', topic, tabs: others, behind, msg: message });
@@ -402,6 +424,7 @@ export class SharedClient {
     globalThis.removeEventListener?.('pageshow', this.#onPage);
     this.#stepDown();
     this.#channel.close();
+    this.#hop.port1.close();
     // Every callback that could still come (a lock granted, a timer) checks `#closed` first.
     this.#shares.free();
     this.#report({ state: 'disconnected', reason: 'closed', message: 'closed by the application', shared: 'follower' });
