@@ -56,6 +56,10 @@ export class SharedClient {
    */
   #hop = new MessageChannel();
   #onPage;
+  /** Releases the lock this tab holds for its lifetime, by which the holder knows it is there. */
+  #leaveLock = null;
+  /** Holder: the tabs that asked for topics, and whether each was seen holding its lifetime lock. */
+  #tabs = new Map();
 
   constructor(options, glue) {
     this.#glue = glue;
@@ -71,6 +75,10 @@ export class SharedClient {
     this.#onPage = (event) => (event.type === 'pagehide' ? this.#post({ t: 'bye' }) : event.persisted && this.#announce());
     globalThis.addEventListener?.('pagehide', this.#onPage);
     globalThis.addEventListener?.('pageshow', this.#onPage);
+    // Held while the tab lives: a tab that crashes says no 'bye', but its lock goes.
+    navigator.locks
+      .request(`${key}:tab:${this.#tab}`, { signal: this.#abort.signal }, () => new Promise((release) => (this.#leaveLock = release)))
+      .catch(() => {});
     this.#request(false);
     // A holder answers with a beat; if there is none, its lock is free and ours comes.
     this.#post({ t: 'hello' });
@@ -140,6 +148,7 @@ export class SharedClient {
     this.#sessionSubs.clear();
     this.#presenceTopics.clear();
     this.#members.clear();
+    this.#tabs.clear();
     this.#release?.();
     this.#release = null;
     client?.close();
@@ -147,6 +156,23 @@ export class SharedClient {
     this.#report({ ...this.#status, shared: 'follower' });
     this.#request(false);
     this.#arm();
+  }
+
+  /** Holder: forgets the tabs that went away without a word (their lifetime lock was seen, and is gone). */
+  #sweep() {
+    navigator.locks.query().then(({ held = [] }) => {
+      if (!this.#holding()) return;
+      const alive = new Set(held.map((lock) => lock.name));
+      for (const [tab, seen] of this.#tabs) {
+        if (alive.has(`${this.#lock}:tab:${tab}`)) this.#tabs.set(tab, true);
+        else if (seen) this.#forgetTab(tab);
+      }
+    });
+  }
+
+  #forgetTab(tab) {
+    this.#tabs.delete(tab);
+    for (const topic of this.#shares.dropTab(tab)) this.#unsubscribeSession(topic);
   }
 
   /** Holder: renew the lease every third of it. Follower: take over when it lapses. */
@@ -157,6 +183,7 @@ export class SharedClient {
       this.#timer = setTimeout(() => {
         if (this.#expired()) return;
         this.#post({ t: 'beat', status: this.#client.status() });
+        this.#sweep();
         this.#hop.port2.postMessage(null);
       }, this.#shares.renew());
       return;
@@ -187,6 +214,7 @@ export class SharedClient {
     }
     switch (message.t) {
       case 'want':
+        if (!this.#tabs.has(message.tab)) this.#tabs.set(message.tab, false);
         for (const [topic, since, presence] of message.topics) this.#want(message.tab, topic, since, presence);
         break;
       case 'leave':
@@ -196,7 +224,7 @@ export class SharedClient {
         this.#publishFor(message.tab, message.id, message.args);
         break;
       case 'bye':
-        for (const topic of this.#shares.dropTab(message.tab)) this.#unsubscribeSession(topic);
+        this.#forgetTab(message.tab);
         break;
     }
     return undefined;
@@ -420,6 +448,7 @@ export class SharedClient {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#abort.abort();
+    this.#leaveLock?.();
     globalThis.removeEventListener?.('pagehide', this.#onPage);
     globalThis.removeEventListener?.('pageshow', this.#onPage);
     this.#stepDown();

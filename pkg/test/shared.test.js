@@ -152,6 +152,28 @@ test('a page that unsubscribes stops receiving, and the last page to leave a top
   );
 });
 
+test("a page that vanishes without a word (a crash) no longer keeps its topics subscribed", async (t) => {
+  const { testbed } = harness;
+  const start = await testbed.state();
+  const user = `crasher-${uniqueId()}`;
+  const [kept, dropped] = [uniqueTopic('doc'), uniqueTopic('doc')];
+  const stays = await sharedPage(t, user, [kept]);
+  await eventually('the first page holds the connection', () => role(stays), (shared) => shared === 'holder');
+  // The second page's 'bye' is swallowed, as a crashed tab would send none.
+  const app = await open(t, { beforeLoad: (page) => page.addInitScript(() => addEventListener('pagehide', (event) => event.stopImmediatePropagation())) });
+  await app.evaluate(
+    ({ url, user, topic }) => {
+      window.client = new window.HeraldClient({ url, token: user, shareAcrossTabs: true });
+      return window.client.subscribe(topic, () => {}).live;
+    },
+    { url: testbed.addresses.ws, user, topic: dropped },
+  );
+  await testbed.waitForState('both topics subscribed', (state) => state.subscriptions === start.subscriptions + 2);
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // seen alive by the holder's sweep
+  await app.page.close();
+  await testbed.waitForState("the vanished page's topic unsubscribed", (state) => state.subscriptions === start.subscriptions + 1);
+});
+
 test('another user never shares: a page that switches user gets its own connection and only its own events', async (t) => {
   const { testbed } = harness;
   const start = await testbed.state();
