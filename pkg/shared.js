@@ -58,8 +58,6 @@ export class SharedClient {
   #onPage;
   /** Releases the lock this tab holds for its lifetime, by which the holder knows it is there. */
   #leaveLock = null;
-  /** Holder: the tabs that asked for topics, and whether each was seen holding its lifetime lock. */
-  #tabs = new Map();
 
   constructor(options, glue) {
     this.#glue = glue;
@@ -148,7 +146,6 @@ export class SharedClient {
     this.#sessionSubs.clear();
     this.#presenceTopics.clear();
     this.#members.clear();
-    this.#tabs.clear();
     this.#release?.();
     this.#release = null;
     client?.close();
@@ -158,21 +155,14 @@ export class SharedClient {
     this.#arm();
   }
 
-  /** Holder: forgets the tabs that went away without a word (their lifetime lock was seen, and is gone). */
+  /** Holder: the tabs alive are those holding their lifetime lock; the wasm drops those that went without a word. */
   #sweep() {
+    const prefix = `${this.#lock}:tab:`;
     navigator.locks.query().then(({ held = [] }) => {
       if (!this.#holding()) return;
-      const alive = new Set(held.map((lock) => lock.name));
-      for (const [tab, seen] of this.#tabs) {
-        if (alive.has(`${this.#lock}:tab:${tab}`)) this.#tabs.set(tab, true);
-        else if (seen) this.#forgetTab(tab);
-      }
+      const alive = held.filter((lock) => lock.name.startsWith(prefix)).map((lock) => Number(lock.name.slice(prefix.length)));
+      for (const topic of this.#shares.alive(new Uint32Array(alive))) this.#unsubscribeSession(topic);
     });
-  }
-
-  #forgetTab(tab) {
-    this.#tabs.delete(tab);
-    for (const topic of this.#shares.dropTab(tab)) this.#unsubscribeSession(topic);
   }
 
   /** Holder: renew the lease every third of it. Follower: take over when it lapses. */
@@ -214,7 +204,6 @@ export class SharedClient {
     }
     switch (message.t) {
       case 'want':
-        if (!this.#tabs.has(message.tab)) this.#tabs.set(message.tab, false);
         for (const [topic, since, presence] of message.topics) this.#want(message.tab, topic, since, presence);
         break;
       case 'leave':
@@ -224,7 +213,7 @@ export class SharedClient {
         this.#publishFor(message.tab, message.id, message.args);
         break;
       case 'bye':
-        this.#forgetTab(message.tab);
+        for (const topic of this.#shares.dropTab(message.tab)) this.#unsubscribeSession(topic);
         break;
     }
     return undefined;

@@ -174,6 +174,8 @@ pub struct Hub {
     /// A new holder gathers the tabs' topics before it subscribes any, so
     /// that each topic is subscribed from the earliest position a tab holds.
     gathering: bool,
+    /// The tabs seen alive ([`alive`](Self::alive)): only those can be seen gone.
+    seen: Vec<TabId>,
 }
 
 #[derive(Debug)]
@@ -240,7 +242,7 @@ impl Hub {
     /// A hub for a new holder that first gathers what every tab wants:
     /// [`want`](Self::want) subscribes nothing until [`start`](Self::start).
     pub fn gathering() -> Self {
-        Self { topics: TopicMap::default(), gathering: true }
+        Self { topics: TopicMap::default(), gathering: true, seen: Vec::new() }
     }
 
     /// Tab `tab` wants `topic`, holding it up to `since` (its last position,
@@ -302,6 +304,33 @@ impl Hub {
         }
         self.topics.remove(topic);
         true
+    }
+
+    /// The tabs alive now (in a browser: those holding their lifetime Web
+    /// Lock). A tab seen alive before and missing now went away without a
+    /// word (it crashed) and is dropped; one never seen yet may not have
+    /// taken its lock yet, and is left. Returns the topics no tab wants any
+    /// more, to unsubscribe.
+    pub fn alive(&mut self, alive: &[TabId]) -> Vec<Topic> {
+        // Plain loops: iterator adapters cost the browser build more bytes.
+        let mut unwanted = Vec::new();
+        let mut at = 0;
+        while let Some(&tab) = self.seen.get(at) {
+            if alive.contains(&tab) {
+                at += 1;
+            } else {
+                self.seen.remove(at);
+                unwanted.append(&mut self.drop_tab(tab));
+            }
+        }
+        for (_, route) in &self.topics.0 {
+            for member in &route.members {
+                if alive.contains(&member.tab) && !self.seen.contains(&member.tab) {
+                    self.seen.push(member.tab);
+                }
+            }
+        }
+        unwanted
     }
 
     /// Tab `tab` is gone (closed, or its lease of life lapsed): the topics
@@ -533,6 +562,20 @@ mod tests {
         assert_eq!(hub.want(2, topic("doc:1"), None), Joined::Subscribe { from: None }, "asking again starts over");
         assert_eq!(hub.on_unconfirmed("doc:1"), [2]);
         assert_eq!(hub.want(3, topic("doc:1"), None), Joined::Unconfirmed);
+    }
+
+    #[test]
+    fn a_tab_seen_alive_and_then_gone_is_dropped_and_one_not_seen_yet_is_left() {
+        let mut hub = Hub::default();
+        hub.want(1, topic("doc:1"), None);
+        hub.want(2, topic("doc:1"), None);
+        hub.want(2, topic("doc:2"), None);
+        hub.want(3, topic("doc:3"), None);
+        assert_eq!(hub.alive(&[1, 2]), Vec::<Topic>::new(), "tab 3 has not taken its lock yet");
+        assert_eq!(hub.alive(&[1]), [topic("doc:2")], "tab 2 crashed: doc:1 is still wanted by tab 1");
+        assert_eq!(hub.on_event("doc:1", Some(1)), [1]);
+        assert_eq!(hub.alive(&[1, 3]), Vec::<Topic>::new());
+        assert_eq!(hub.alive(&[]), [topic("doc:1"), topic("doc:3")]);
     }
 
     #[test]

@@ -140,6 +140,13 @@ impl SharedTabs {
         self.hub.as_mut().is_some_and(|hub| hub.leave(tab, topic))
     }
 
+    /// The tabs alive now (holding their lifetime locks): the topics of
+    /// those seen before and gone now (crashed) to unsubscribe the session from.
+    pub fn alive(&mut self, tabs: &[u32]) -> Array {
+        let Some(hub) = &mut self.hub else { return Array::new() };
+        hub.alive(tabs).iter().map(|topic| JsValue::from_str(topic.as_str())).collect()
+    }
+
     /// Tab `tab` is gone: the topics to unsubscribe the session from.
     #[wasm_bindgen(js_name = dropTab)]
     pub fn drop_tab(&mut self, tab: u32) -> Array {
