@@ -350,3 +350,41 @@ test('<HeraldProvider shareAcrossTabs> under StrictMode: two pages, one connecti
   }
 });
 
+test("each tab keeps its own token provider: the holder's is the one called, and after a handover the new holder's", async (t) => {
+  const { testbed } = harness;
+  const user = `tokens-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const pages = [];
+  for (let i = 0; i < 2; i++) {
+    const app = await open(t);
+    await app.evaluate(
+      ({ url, user, topic }) => {
+        window.asked = 0;
+        // The dev server takes any token as the user id.
+        const getToken = () => {
+          window.asked += 1;
+          return user;
+        };
+        window.client = new window.HeraldClient({ url, getToken, shareAcrossTabs: { user } });
+        window.client.onStatus((status) => {
+          window.state = status;
+        });
+        return window.client.subscribe(topic, () => {}).live;
+      },
+      { url: testbed.addresses.ws, user, topic },
+    );
+    pages.push(app);
+  }
+  const roles = await eventually('a holder and a follower', () => Promise.all(pages.map(role)), (shared) => shared.includes('holder') && shared.includes('follower'));
+  const holder = pages[roles.indexOf('holder')];
+  const follower = pages.find((page) => page !== holder);
+  const asked = (page) => page.evaluate(() => window.asked);
+  assert.ok((await asked(holder)) >= 1, "the holder's provider gave the token");
+  assert.equal(await asked(follower), 0, "the follower's was not asked");
+
+  await holder.page.close();
+  await eventually('the follower holds the connection', () => role(follower), (shared) => shared === 'holder');
+  await eventually("its own provider asked", () => asked(follower), (count) => count >= 1);
+  await eventually('connected with it', () => connected(follower));
+});
+
