@@ -33,6 +33,8 @@
 //! unhealthy and reconnects with backoff. Connections opened meanwhile are
 //! closed again once it is back, since their subscriptions began before the
 //! node listened to the channel again.
+//!
+//! Presence spans the nodes: see `roster`.
 
 use std::{
     convert::Infallible,
@@ -55,6 +57,7 @@ use crate::{
     ServerConfig, ServerError,
     app::NotPublished,
     hub::{Conflict, Hub, PublishId, Tenant},
+    roster::Roster,
 };
 
 /// Longest wait for a connection to Redis.
@@ -129,6 +132,7 @@ pub(crate) struct Cluster {
     establish: Script,
     dedup_window_ms: u64,
     hub: Arc<Hub>,
+    roster: Arc<Roster>,
     /// The connection publishes go through; `None` while the node is off the bus.
     commands: RwLock<Option<MultiplexedConnection>>,
 }
@@ -153,6 +157,9 @@ pub(crate) struct Bus {
 
 /// Shared with the bus connection's push handler.
 struct Gate {
+    /// The channel of events (the other one is the roster's).
+    events: String,
+    roster: Arc<Roster>,
     /// Whether the handler may still touch the hub; closed, under this lock,
     /// when the node leaves the connection, so no late message lands after
     /// the positions were forgotten.
@@ -182,6 +189,7 @@ impl Cluster {
             publish: Script::new(PUBLISH),
             establish: Script::new(ESTABLISH),
             dedup_window_ms: config.dedup_window.as_millis().clamp(1, u64::MAX.into()) as u64,
+            roster: Arc::new(Roster::new(&config.redis_prefix, config.presence_ttl, hub.clone())),
             hub,
             commands: RwLock::default(),
         });
@@ -230,7 +238,12 @@ impl Cluster {
         self.hub.adopt_epoch(&epoch);
         // Positions are learnt anew from the first events the channel brings.
         self.hub.forget_positions();
-        let gate = Arc::new(Gate { open: Mutex::new(true), lost: Notify::new() });
+        let gate = Arc::new(Gate {
+            events: self.channel.clone(),
+            roster: self.roster.clone(),
+            open: Mutex::new(true),
+            lost: Notify::new(),
+        });
         let handler = {
             let (gate, hub) = (gate.clone(), self.hub.clone());
             move |push: PushInfo| -> Result<(), Infallible> {
@@ -241,10 +254,12 @@ impl Cluster {
         let mut conn =
             self.client.get_multiplexed_async_connection_with_config(&config.set_push_sender(handler)).await?;
         conn.subscribe(&self.channel).await?;
+        conn.subscribe(&self.roster.channel).await?;
         // Connections opened while the node was off the bus subscribed before
         // it listened again: what was published in between never reached them.
         self.hub.kill_all(close::GOING_AWAY);
         self.set_commands(Some(commands));
+        self.roster.rejoined();
         Ok(Bus { conn, gate })
     }
 
@@ -253,9 +268,19 @@ impl Cluster {
         self.establish.key(&self.epoch_key).key(&self.run_key).arg(fresh).invoke_async(commands).await
     }
 
-    /// Keeps the node on the bus, and gets it back on after losing Redis.
-    /// Runs until aborted.
-    pub(crate) async fn supervise(self: Arc<Self>, mut bus: Bus) {
+    /// Keeps the node on the bus, and gets it back on after losing Redis;
+    /// tells the other nodes its presence. Runs until aborted.
+    pub(crate) async fn supervise(self: Arc<Self>, bus: Bus) {
+        tokio::join!(self.stay_on_bus(bus), self.roster.run(|| self.commands()));
+    }
+
+    /// Tells the other nodes that this one is going away: its users leave
+    /// their presence at once rather than after `presence_ttl`.
+    pub(crate) async fn bye(&self) {
+        self.roster.bye(self.commands()).await;
+    }
+
+    async fn stay_on_bus(&self, mut bus: Bus) {
         loop {
             self.watch(&mut bus).await;
             self.leave(&bus);
@@ -418,8 +443,13 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
     }
     match push.kind {
         PushKind::Disconnection => gate.lost.notify_one(),
-        PushKind::Message => match push.data.get(1) {
-            Some(Value::BulkString(payload)) => match Message::parse(payload) {
+        PushKind::Message => match (push.data.first(), push.data.get(1)) {
+            (Some(Value::BulkString(channel)), Some(Value::BulkString(payload)))
+                if **channel != *gate.events.as_bytes() =>
+            {
+                gate.roster.on_message(payload)
+            }
+            (_, Some(Value::BulkString(payload))) => match Message::parse(payload) {
                 Some(Message { epoch, seq: Some(seq), tenant, topic, frame }) => {
                     hub.adopt_epoch(epoch);
                     hub.apply(tenant, &topic, seq, frame.into());

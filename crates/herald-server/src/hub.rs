@@ -18,7 +18,7 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque, hash_map},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
@@ -359,6 +359,13 @@ pub(crate) struct Hub {
     presence_due: Mutex<Vec<(Tenant, Topic)>>,
     pub(crate) presence_wake: Notify,
     max_presence_members: usize,
+    /// On a node of a cluster: this node's presence lists that changed, for
+    /// the other nodes, and the wake-up of the task telling them.
+    presence_out: Mutex<Vec<LocalPresence>>,
+    pub(crate) presence_out_wake: Notify,
+    /// Versions of this node's presence lists: a list that arrives after a
+    /// newer one of the same topic is ignored.
+    presence_version: AtomicU64,
     next_id: AtomicU64,
     history_len: usize,
     history_max_age: Duration,
@@ -408,6 +415,9 @@ impl Hub {
             presence_due: Mutex::default(),
             presence_wake: Notify::new(),
             max_presence_members: config.max_presence_members,
+            presence_out: Mutex::default(),
+            presence_out_wake: Notify::new(),
+            presence_version: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             history_len: config.history_len,
             history_max_age: config.history_max_age,
@@ -487,7 +497,7 @@ impl Hub {
         for shard in &self.shards {
             lock(shard).retain(|(tenant, topic), state| {
                 self.freed(state.prune(now, self.history_max_age));
-                let keep = !state.subs.is_empty() || !state.history.is_empty();
+                let keep = !state.subs.is_empty() || !state.history.is_empty() || !state.presence.is_empty();
                 if !keep && !self.clustered {
                     self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
                 }
@@ -858,14 +868,76 @@ impl Hub {
         let due = std::mem::take(&mut *lock(&self.presence_due));
         for (tenant, topic) in due {
             let mut shard = self.shard(&tenant, topic.as_str());
-            let Some(state) = shard.get_mut(&(tenant, topic.as_str().to_owned())) else { continue };
+            let Some(state) = shard.get_mut(&(tenant.clone(), topic.as_str().to_owned())) else { continue };
             state.presence.due = false;
+            if self.clustered
+                && let Some(users) = state.presence.take_local_change()
+            {
+                let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
+                lock(&self.presence_out).push(LocalPresence { tenant, topic: topic.clone(), version, users });
+                self.presence_out_wake.notify_one();
+            }
             let Some(Changes { joined, left }) = state.presence.take_changes() else { continue };
             let diff = PresenceDiff { topic: topic.clone(), joined, left };
             let frame: Frame = ServerMessage::PresenceDiff(diff).encode().into();
             let to = state.subs.values().filter(|sub| sub.presence);
             let queued = to.filter(|sub| sub.peer.deliver_presence(&frame, &topic)).count();
             self.metrics.messages_out.inc_by(queued as u64);
+        }
+    }
+
+    /// This node's presence lists that changed, for the other nodes.
+    pub(crate) fn take_local_presence(&self) -> Vec<LocalPresence> {
+        std::mem::take(&mut *lock(&self.presence_out))
+    }
+
+    /// Every presence list of this node, for a node that joined, and the
+    /// version they start at: any list of this node with a lower one is
+    /// older than these (the lists still queued are dropped).
+    pub(crate) fn local_presence(&self) -> (u64, Vec<LocalPresence>) {
+        let floor = self.presence_version.fetch_add(1, Ordering::Relaxed);
+        lock(&self.presence_out).clear();
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            for ((tenant, topic), state) in lock(shard).iter() {
+                let users = state.presence.local();
+                let Ok(topic) = Topic::new(topic.as_str()) else { continue };
+                if !users.is_empty() {
+                    let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
+                    all.push(LocalPresence { tenant: tenant.clone(), topic, version, users });
+                }
+            }
+        }
+        (floor, all)
+    }
+
+    /// Takes what another node lists in a topic's presence.
+    pub(crate) fn set_remote_presence(&self, node: &Arc<str>, list: LocalPresence) {
+        let LocalPresence { tenant, topic, version, users } = list;
+        let key = (tenant.clone(), topic.as_str().to_owned());
+        let mut shard = self.shard(&tenant, topic.as_str());
+        let state = match shard.entry(key) {
+            hash_map::Entry::Occupied(state) => state.into_mut(),
+            hash_map::Entry::Vacant(_) if users.is_empty() => return,
+            hash_map::Entry::Vacant(vacant) => vacant.insert(self.new_topic()),
+        };
+        let users = users.into_iter().map(Arc::from).collect();
+        state.presence.set_remote(node, version, users, self.max_presence_members);
+        self.presence_changed(state, &tenant, &topic);
+    }
+
+    /// Forgets what `node` listed in presence, or every other node with `None`.
+    pub(crate) fn forget_nodes(&self, node: Option<&str>) {
+        for shard in &self.shards {
+            for ((tenant, topic), state) in lock(shard).iter_mut() {
+                match node {
+                    Some(node) => state.presence.forget_node(node),
+                    None => state.presence.forget_nodes(),
+                }
+                if let Ok(topic) = Topic::new(topic.as_str()) {
+                    self.presence_changed(state, tenant, &topic);
+                }
+            }
         }
     }
 
@@ -907,7 +979,7 @@ impl Hub {
             }
         }
         // A topic nobody listens to and with nothing to replay costs nothing.
-        if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 {
+        if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 && state.presence.is_empty() {
             shard.remove(&key);
         }
     }
@@ -990,6 +1062,17 @@ pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
             _ = prune.tick() => hub.prune_idle(),
         }
     }
+}
+
+/// This node's members of a topic's presence, for the other nodes of the
+/// cluster, or what another node listed.
+#[derive(Debug)]
+pub(crate) struct LocalPresence {
+    pub(crate) tenant: Tenant,
+    pub(crate) topic: Topic,
+    /// Newer lists of a topic have higher versions.
+    pub(crate) version: u64,
+    pub(crate) users: Vec<String>,
 }
 
 /// A conditional publish (`if_seq`) found its topic at another `seq`.

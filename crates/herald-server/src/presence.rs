@@ -13,6 +13,10 @@
 //! changes its snapshot already had. A change undone before the
 //! announcement (a join, then a leave) is left out unless someone took a
 //! snapshot in between, who may have seen it.
+//!
+//! On a node of a cluster, the members are this node's users and those the
+//! other nodes announced (see `cluster`): a user is a member while any node
+//! lists them. This node's own list goes to the others whenever it changed.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
@@ -21,12 +25,17 @@ use std::{
 
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
-    /// Connections with presence per member: a user with two tabs is one
-    /// member, who leaves when the last tab does.
-    members: HashMap<Arc<str>, u32>,
+    /// Connections with presence per member of this node: a user with two
+    /// tabs is one member, who leaves when the last tab does.
+    local: HashMap<Arc<str>, u32>,
+    /// The members other nodes of the cluster announced, by node, with the
+    /// version of their announcement (older ones arriving late are ignored).
+    remote: HashMap<Arc<str>, (u64, Vec<Arc<str>>)>,
     /// Users whose membership changed since the last announcement, with
     /// whether they were members then.
     touched: HashMap<Arc<str>, bool>,
+    /// This node's members changed since it last told the other nodes.
+    local_changed: bool,
     /// A snapshot was taken since the last announcement.
     snapshot_taken: bool,
     /// Whether the topic waits in the hub's list of topics to announce.
@@ -45,47 +54,128 @@ impl Presence {
     /// becomes one unless the topic has `max` members: then it is not
     /// listed (`false`).
     pub(crate) fn join(&mut self, user: &Arc<str>, max: usize) -> bool {
-        if let Some(count) = self.members.get_mut(user) {
+        if let Some(count) = self.local.get_mut(user) {
             *count += 1;
             return true;
         }
-        if self.members.len() >= max {
+        let member = self.is_member(user);
+        if !member && self.len() >= max {
             return false;
         }
-        self.members.insert(user.clone(), 1);
-        self.touched.entry(user.clone()).or_insert(false);
+        self.touched.entry(user.clone()).or_insert(member);
+        self.local.insert(user.clone(), 1);
+        self.local_changed = true;
         true
     }
 
     /// Counts a connection of member `user` out.
     pub(crate) fn leave(&mut self, user: &Arc<str>) {
-        let Entry::Occupied(mut count) = self.members.entry(user.clone()) else { return };
+        let Entry::Occupied(mut count) = self.local.entry(user.clone()) else { return };
         *count.get_mut() -= 1;
         if *count.get() == 0 {
             count.remove();
             self.touched.entry(user.clone()).or_insert(true);
+            self.local_changed = true;
         }
+    }
+
+    /// Takes `users` as what `node` lists now, unless `version` is not newer
+    /// than what it listed last. Users beyond `max` members are not listed.
+    pub(crate) fn set_remote(&mut self, node: &Arc<str>, version: u64, mut users: Vec<Arc<str>>, max: usize) {
+        let old = match self.remote.remove(node) {
+            Some((known, old)) if known >= version => {
+                self.remote.insert(node.clone(), (known, old));
+                return;
+            }
+            Some((_, old)) => old,
+            None => Vec::new(),
+        };
+        for user in &old {
+            self.touched.entry(user.clone()).or_insert(true);
+        }
+        users.sort_unstable();
+        users.dedup();
+        let mut listed = Vec::with_capacity(users.len());
+        for user in users {
+            let member = self.is_member(&user);
+            if member || self.len() + listed.len() < max {
+                self.touched.entry(user.clone()).or_insert(member);
+                listed.push(user);
+            }
+        }
+        self.remote.insert(node.clone(), (version, listed));
+    }
+
+    /// Forgets what `node` listed (it left the cluster or went silent).
+    pub(crate) fn forget_node(&mut self, node: &str) {
+        if let Some((_, users)) = self.remote.remove(node) {
+            for user in users {
+                self.touched.entry(user).or_insert(true);
+            }
+        }
+    }
+
+    /// Forgets what every other node listed (this node left the cluster).
+    pub(crate) fn forget_nodes(&mut self) {
+        for (_, users) in std::mem::take(&mut self.remote).into_values() {
+            for user in users {
+                self.touched.entry(user).or_insert(true);
+            }
+        }
+    }
+
+    fn is_member(&self, user: &str) -> bool {
+        self.local.contains_key(user) || self.remote.values().any(|(_, users)| users.iter().any(|u| &**u == user))
+    }
+
+    /// Members, each once.
+    fn members(&self) -> Vec<&Arc<str>> {
+        let mut members: Vec<&Arc<str>> =
+            self.local.keys().chain(self.remote.values().flat_map(|(_, users)| users)).collect();
+        members.sort_unstable();
+        members.dedup();
+        members
+    }
+
+    fn len(&self) -> usize {
+        if self.remote.is_empty() { self.local.len() } else { self.members().len() }
+    }
+
+    /// No member on any node.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.remote.is_empty()
     }
 
     /// Whether there may be changes to announce.
     pub(crate) fn changed(&self) -> bool {
-        !self.touched.is_empty()
+        !self.touched.is_empty() || self.local_changed
     }
 
     /// Who is there now, for a new subscriber (or one that missed changes).
     pub(crate) fn snapshot(&mut self) -> Vec<String> {
         self.snapshot_taken = true;
-        let mut members: Vec<String> = self.members.keys().map(|user| user.to_string()).collect();
-        members.sort_unstable();
-        members
+        self.members().into_iter().map(|user| user.to_string()).collect()
+    }
+
+    /// This node's members, for the other nodes.
+    pub(crate) fn local(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.local.keys().map(|user| user.to_string()).collect();
+        users.sort_unstable();
+        users
+    }
+
+    /// This node's members if they changed since the last call.
+    pub(crate) fn take_local_change(&mut self) -> Option<Vec<String>> {
+        std::mem::take(&mut self.local_changed).then(|| self.local())
     }
 
     /// Takes the changes since the last announcement.
     pub(crate) fn take_changes(&mut self) -> Option<Changes> {
         let (mut joined, mut left) = (Vec::new(), Vec::new());
         let snapshot_taken = std::mem::take(&mut self.snapshot_taken);
-        for (user, was_member) in self.touched.drain() {
-            let is_member = self.members.contains_key(&user);
+        let touched = std::mem::take(&mut self.touched);
+        for (user, was_member) in touched {
+            let is_member = self.is_member(&user);
             if is_member != was_member || snapshot_taken {
                 if is_member { &mut joined } else { &mut left }.push(user.to_string());
             }
@@ -146,5 +236,34 @@ mod tests {
         assert!(!presence.join(&user("c"), 2));
         assert!(presence.join(&user("a"), 2), "a second tab of a member");
         assert_eq!(presence.snapshot(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_user_is_a_member_while_any_node_lists_them() {
+        let mut presence = Presence::default();
+        let (alice, bob, node) = (user("alice"), user("bob"), user("node-b"));
+        presence.join(&alice, 10);
+        presence.take_changes();
+        assert_eq!(presence.take_local_change(), Some(vec!["alice".to_owned()]), "told to the other nodes");
+        presence.set_remote(&node, 1, vec![alice.clone(), bob.clone()], 10);
+        assert_eq!(presence.take_changes(), Some(Changes { joined: vec!["bob".into()], left: vec![] }));
+        assert_eq!(presence.take_local_change(), None, "nothing of this node's changed");
+        presence.leave(&alice);
+        assert_eq!(presence.take_changes(), None, "alice is still on node b");
+        assert_eq!(presence.take_local_change(), Some(vec![]));
+        presence.set_remote(&node, 1, vec![], 10);
+        assert_eq!(presence.snapshot(), ["alice", "bob"], "a late copy of an announcement is ignored");
+        presence.forget_node("node-b");
+        assert_eq!(presence.take_changes(), Some(Changes { joined: vec![], left: vec!["alice".into(), "bob".into()] }));
+        assert!(presence.is_empty());
+    }
+
+    #[test]
+    fn members_other_nodes_list_count_towards_the_cap() {
+        let mut presence = Presence::default();
+        presence.set_remote(&user("node-b"), 1, vec![user("b"), user("a"), user("c")], 2);
+        assert_eq!(presence.snapshot(), ["a", "b"]);
+        assert!(!presence.join(&user("d"), 2));
+        assert!(presence.join(&user("a"), 2), "a member already, on another node");
     }
 }

@@ -501,3 +501,60 @@ async fn a_redis_cluster_is_refused_at_start_with_the_reason() {
     let message = error.to_string();
     assert!(message.contains("Redis Cluster") && message.contains("single Redis"), "{message}");
 }
+
+/// Subscribes `client` to `topic` with presence; returns the members it was given.
+async fn with_presence(client: &mut Client, topic: &str) -> Value {
+    client.send(&json!({"type":"subscribe","topics":[topic],"presence":true}).to_string()).await;
+    assert_eq!(client.recv().await["type"], "subscribed");
+    let presence = client.recv().await;
+    assert_eq!((presence["type"].as_str(), presence["topic"].as_str()), (Some("presence"), Some(topic)), "{presence}");
+    presence["members"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_the_nodes_and_a_node_that_joins_later_or_shuts_down_is_counted_right() {
+    let redis = RedisServer::start().await;
+    // Longer than any wait of the test: users leave with their node's
+    // goodbye or their last connection, never by the TTL.
+    let node = |url: String| async move {
+        Server::builder()
+            .dev(true)
+            .redis(url)
+            .presence_ttl(Duration::from_secs(60))
+            .shutdown_spread(Duration::from_millis(300))
+            .bind("127.0.0.1:0")
+            .await
+            .expect("the node joins the cluster")
+    };
+    let (a, b) = (node(redis.url()).await, node(redis.url()).await);
+    let mut alice = Client::dev(&a, "alice").await;
+    assert_eq!(with_presence(&mut alice, "room:1").await, json!(["alice"]));
+    let mut bob = Client::dev(&b, "bob").await;
+    let members = with_presence(&mut bob, "room:1").await;
+    // Bob's node may not have heard of alice yet: then a diff brings her.
+    if members != json!(["alice", "bob"]) {
+        assert_eq!(members, json!(["bob"]));
+        bob.presence_until("room:1", "joined", "alice").await;
+    }
+    alice.presence_until("room:1", "joined", "bob").await;
+
+    // Alice's second tab, on the other node, is still alice: she leaves
+    // when her last connection anywhere does.
+    let mut alice_on_b = Client::dev(&b, "alice").await;
+    with_presence(&mut alice_on_b, "room:1").await;
+    drop(alice);
+    drop(alice_on_b);
+    bob.presence_until("room:1", "left", "alice").await;
+
+    // A node that joins now learns who is there from the others.
+    let c = node(redis.url()).await;
+    let mut carol = Client::dev(&c, "carol").await;
+    let members = with_presence(&mut carol, "room:1").await;
+    if members != json!(["bob", "carol"]) {
+        carol.presence_until("room:1", "joined", "bob").await;
+    }
+
+    // A node that shuts down says so: its users leave the others' lists at once.
+    b.shutdown().await;
+    carol.presence_until("room:1", "left", "bob").await;
+}
