@@ -131,9 +131,15 @@ impl App {
             expires_in: identity.expires_in(),
             epoch: Some(epoch.to_owned()),
             version: Some(PROTOCOL_VERSION),
-            features: [feature::RECOVERY, feature::EPHEMERAL, feature::CONDITIONAL, feature::PRESENCE]
-                .map(str::to_owned)
-                .to_vec(),
+            features: [
+                feature::RECOVERY,
+                feature::EPHEMERAL,
+                feature::CONDITIONAL,
+                feature::PRESENCE,
+                feature::PRESENCE_META,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }
     }
 

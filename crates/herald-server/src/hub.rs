@@ -28,14 +28,14 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
+use herald_protocol::{Event, Payload, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
 
 use crate::{
     ServerConfig,
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
-    presence::{Changes, Presence},
+    presence::{Changes, Presence, Snapshot},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -148,9 +148,20 @@ impl Connection {
     }
 
     /// Subscribes to a concrete topic; see [`Hub::subscribe`].
-    pub(crate) fn subscribe(&mut self, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+    pub(crate) fn subscribe(
+        &mut self,
+        topic: &Topic,
+        presence: bool,
+        meta: Option<&Payload>,
+        since: Option<u64>,
+    ) -> Joined {
         self.topics.insert(topic.clone());
-        self.hub.subscribe(&self.peer, topic, presence, since)
+        self.hub.subscribe(&self.peer, topic, presence, meta, since)
+    }
+
+    /// Sets this user's presence metadata in `topic`; see [`Hub::set_presence_meta`].
+    pub(crate) fn set_presence_meta(&self, topic: &Topic, meta: &Payload) -> bool {
+        self.hub.set_presence_meta(&self.peer, topic, meta)
     }
 
     /// Subscribes to every topic of `topic.resource()`.
@@ -284,7 +295,7 @@ pub(crate) struct Joined {
     /// The missed events, oldest first, to send before `subscribed`.
     pub(crate) replay: Vec<Frame>,
     /// Who is there, for a subscription with presence.
-    pub(crate) members: Option<Vec<String>>,
+    pub(crate) members: Option<Snapshot>,
     /// A subscription with presence to a topic whose presence is full: it
     /// gets presence but is not listed in it.
     pub(crate) unlisted: bool,
@@ -812,7 +823,14 @@ impl Hub {
     /// also collects the events it missed, under the same lock as the
     /// registration so that none is lost or reordered between the replay and
     /// live delivery.
-    fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+    fn subscribe(
+        &self,
+        peer: &Arc<Peer>,
+        topic: &Topic,
+        presence: bool,
+        meta: Option<&Payload>,
+        since: Option<u64>,
+    ) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
@@ -845,12 +863,29 @@ impl Hub {
             (false, _) => false,
         };
         state.subs.insert(peer.id, Sub { peer: peer.clone(), presence, member });
+        if let Some(meta) = meta.filter(|_| member) {
+            state.presence.set_meta(&peer.user, meta);
+        }
         if presence {
             joined.members = Some(state.presence.snapshot());
             joined.unlisted = !member;
         }
         self.presence_changed(state, &peer.tenant, topic);
         joined
+    }
+
+    /// Sets what the other members see of `peer`'s user in `topic`; `false`
+    /// if `peer` is not listed in its presence (not subscribed with
+    /// presence, or the presence was full).
+    fn set_presence_meta(&self, peer: &Peer, topic: &Topic, meta: &Payload) -> bool {
+        let mut shard = self.shard(&peer.tenant, topic.as_str());
+        let Some(state) = shard.get_mut(&(peer.tenant.clone(), topic.as_str().to_owned())) else { return false };
+        if !state.subs.get(&peer.id).is_some_and(|sub| sub.member) {
+            return false;
+        }
+        let set = state.presence.set_meta(&peer.user, meta);
+        self.presence_changed(state, &peer.tenant, topic);
+        set
     }
 
     /// Puts the topic on the list to announce when its presence changed.
@@ -871,14 +906,14 @@ impl Hub {
             let Some(state) = shard.get_mut(&(tenant.clone(), topic.as_str().to_owned())) else { continue };
             state.presence.due = false;
             if self.clustered
-                && let Some(users) = state.presence.take_local_change()
+                && let Some(local) = state.presence.take_local_change()
             {
                 let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
-                lock(&self.presence_out).push(LocalPresence { tenant, topic: topic.clone(), version, users });
+                lock(&self.presence_out).push(LocalPresence { tenant, topic: topic.clone(), version, local });
                 self.presence_out_wake.notify_one();
             }
-            let Some(Changes { joined, left }) = state.presence.take_changes() else { continue };
-            let diff = PresenceDiff { topic: topic.clone(), joined, left };
+            let Some(Changes { joined, left, meta }) = state.presence.take_changes() else { continue };
+            let diff = PresenceDiff { topic: topic.clone(), joined, left, meta };
             let frame: Frame = ServerMessage::PresenceDiff(diff).encode().into();
             let to = state.subs.values().filter(|sub| sub.presence);
             let queued = to.filter(|sub| sub.peer.deliver_presence(&frame, &topic)).count();
@@ -900,11 +935,11 @@ impl Hub {
         let mut all = Vec::new();
         for shard in &self.shards {
             for ((tenant, topic), state) in lock(shard).iter() {
-                let users = state.presence.local();
+                let local = state.presence.local();
                 let Ok(topic) = Topic::new(topic.as_str()) else { continue };
-                if !users.is_empty() {
+                if !local.members.is_empty() {
                     let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
-                    all.push(LocalPresence { tenant: tenant.clone(), topic, version, users });
+                    all.push(LocalPresence { tenant: tenant.clone(), topic, version, local });
                 }
             }
         }
@@ -913,16 +948,17 @@ impl Hub {
 
     /// Takes what another node lists in a topic's presence.
     pub(crate) fn set_remote_presence(&self, node: &Arc<str>, list: LocalPresence) {
-        let LocalPresence { tenant, topic, version, users } = list;
+        let LocalPresence { tenant, topic, version, local: Snapshot { members, meta } } = list;
         let key = (tenant.clone(), topic.as_str().to_owned());
         let mut shard = self.shard(&tenant, topic.as_str());
         let state = match shard.entry(key) {
             hash_map::Entry::Occupied(state) => state.into_mut(),
-            hash_map::Entry::Vacant(_) if users.is_empty() => return,
+            hash_map::Entry::Vacant(_) if members.is_empty() => return,
             hash_map::Entry::Vacant(vacant) => vacant.insert(self.new_topic()),
         };
-        let users = users.into_iter().map(Arc::from).collect();
-        state.presence.set_remote(node, version, users, self.max_presence_members);
+        let users = members.into_iter().map(Arc::from).collect();
+        let meta = meta.into_iter().map(|(user, meta)| (Arc::from(user), meta)).collect();
+        state.presence.set_remote(node, version, users, meta, self.max_presence_members);
         self.presence_changed(state, &tenant, &topic);
     }
 
@@ -943,7 +979,7 @@ impl Hub {
 
     /// Who is in `topic`'s presence, for a subscriber of it whose changes
     /// did not fit its outbox; `None` if it no longer has presence there.
-    pub(crate) fn presence_of(&self, peer: &Peer, topic: &Topic) -> Option<Vec<String>> {
+    pub(crate) fn presence_of(&self, peer: &Peer, topic: &Topic) -> Option<Snapshot> {
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.get_mut(&(peer.tenant.clone(), topic.as_str().to_owned()))?;
         state.subs.get(&peer.id).filter(|sub| sub.presence)?;
@@ -1072,7 +1108,7 @@ pub(crate) struct LocalPresence {
     pub(crate) topic: Topic,
     /// Newer lists of a topic have higher versions.
     pub(crate) version: u64,
-    pub(crate) users: Vec<String>,
+    pub(crate) local: Snapshot,
 }
 
 /// A conditional publish (`if_seq`) found its topic at another `seq`.
@@ -1099,7 +1135,7 @@ mod tests {
         let (task_hub, task_topic) = (hub.clone(), topic.clone());
         let task = std::thread::spawn(move || {
             let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
-            connection.subscribe(&task_topic, true, None);
+            connection.subscribe(&task_topic, true, None, None);
             connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
             panic!("a bug in a connection task");
         });
@@ -1107,7 +1143,11 @@ mod tests {
         let metrics = hub.snapshot();
         assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
         let mut other = hub.connect("u-2".into(), None, 8, Transport::WebSocket);
-        assert_eq!(other.subscribe(&topic, true, None).members, Some(vec!["u-2".to_owned()]), "u-1 left presence");
+        assert_eq!(
+            other.subscribe(&topic, true, None, None).members.map(|s| s.members),
+            Some(vec!["u-2".to_owned()]),
+            "u-1 left presence"
+        );
     }
 
     #[test]
@@ -1115,12 +1155,12 @@ mod tests {
         let hub = Arc::new(Hub::new(&ServerConfig::default()));
         let topic = Topic::new("room:1").unwrap();
         let mut reader = hub.connect("reader".into(), None, 4, Transport::WebSocket);
-        reader.subscribe(&topic, true, None);
+        reader.subscribe(&topic, true, None, None);
         for _ in 0..2 {
             reader.peer.outbox.push(&Frame::from("an event"), None).unwrap();
         }
         let mut joiner = hub.connect("joiner".into(), None, 4, Transport::WebSocket);
-        joiner.subscribe(&topic, true, None);
+        joiner.subscribe(&topic, true, None, None);
         hub.flush_presence();
         assert_eq!(reader.peer.outbox.len(), 2, "half full: the diff was not queued");
         assert_eq!(reader.peer.killed(), 0, "nor the reader closed");
@@ -1130,6 +1170,6 @@ mod tests {
         futures_util::FutureExt::now_or_never(reader.peer.outbox.take_all(&mut written)).unwrap();
         assert_eq!(reader.peer.take_stale_presence(), std::slice::from_ref(&topic));
         let members = hub.presence_of(&reader.peer, &topic).unwrap();
-        assert_eq!(members, ["joiner", "reader"]);
+        assert_eq!(members.members, ["joiner", "reader"]);
     }
 }

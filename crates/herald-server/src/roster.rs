@@ -17,7 +17,7 @@
 //! - a node that shuts down says `bye`, and its users leave at once.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
@@ -25,13 +25,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_protocol::Topic;
+use herald_protocol::{Payload, Topic};
 use redis::{Value, aio::MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
-use crate::hub::{Hub, LocalPresence};
+use crate::{
+    hub::{Hub, LocalPresence},
+    presence::Snapshot,
+};
 
 /// One message on the presence channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,8 +49,19 @@ enum Roll {
     Beat { node: String },
     /// The node is going away: its users leave.
     Bye { node: String },
-    /// Which of the node's users are in a topic's presence now.
-    List { node: String, tenant: Option<String>, topic: String, version: u64, users: Vec<String> },
+    /// Which of the node's users are in a topic's presence now, with the
+    /// metadata of those who set some.
+    List {
+        node: String,
+        tenant: Option<String>,
+        topic: String,
+        version: u64,
+        users: Vec<String>,
+        // Values, not raw JSON: a tagged enum is buffered, and raw JSON
+        // cannot be read back from the buffer.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        meta: BTreeMap<String, serde_json::Value>,
+    },
 }
 
 /// Another node, as this one knows it.
@@ -132,7 +146,7 @@ impl Roster {
                 self.heard().remove(&node);
                 self.hub.forget_nodes(Some(&node));
             }
-            Roll::List { tenant, topic, version, users, .. } => {
+            Roll::List { tenant, topic, version, users, meta, .. } => {
                 let floor = {
                     let mut heard = self.heard();
                     let heard = heard.entry(node.clone()).or_insert(Heard { at: now, floor: 0 });
@@ -144,7 +158,12 @@ impl Roster {
                 }
                 match Topic::new(topic) {
                     Ok(topic) => {
-                        let list = LocalPresence { tenant: tenant.map(Into::into), topic, version, users };
+                        let meta = meta
+                            .into_iter()
+                            .filter_map(|(user, meta)| Some((user, Payload::from_value(&meta).ok()?)))
+                            .collect();
+                        let local = Snapshot { members: users, meta };
+                        let list = LocalPresence { tenant: tenant.map(Into::into), topic, version, local };
                         self.hub.set_remote_presence(&node, list);
                     }
                     Err(error) => warn!(%error, "ignored a presence list of a bad topic"),
@@ -202,13 +221,14 @@ impl Roster {
     }
 
     fn list(&self, list: LocalPresence) -> Roll {
-        let LocalPresence { tenant, topic, version, users } = list;
+        let LocalPresence { tenant, topic, version, local: Snapshot { members, meta } } = list;
         Roll::List {
             node: self.node.to_string(),
             tenant: tenant.map(|tenant| tenant.to_string()),
             topic: topic.as_str().to_owned(),
             version,
-            users,
+            users: members,
+            meta: meta.into_iter().filter_map(|(user, meta)| Some((user, meta.parse().ok()?))).collect(),
         }
     }
 

@@ -558,3 +558,30 @@ async fn presence_spans_the_nodes_and_a_node_that_joins_later_or_shuts_down_is_c
     b.shutdown().await;
     carol.presence_until("room:1", "left", "bob").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_metadata_set_on_one_node_reaches_the_others() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = Client::dev(&a, "alice").await;
+    alice.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true,"meta":{"name":"Ann"}}"#).await;
+    assert_eq!(alice.recv().await["type"], "subscribed");
+    alice.recv().await;
+    let mut bob = Client::dev(&b, "bob").await;
+    bob.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true}"#).await;
+    assert_eq!(bob.recv().await["type"], "subscribed");
+    let snapshot = bob.recv().await;
+    if snapshot["members"] != json!(["alice", "bob"]) {
+        let diff = bob.presence_until("room:1", "joined", "alice").await;
+        assert_eq!(diff["meta"], json!({"alice":{"name":"Ann"}}), "{diff}");
+    } else {
+        assert_eq!(snapshot["meta"], json!({"alice":{"name":"Ann"}}), "{snapshot}");
+    }
+    alice.send(r#"{"type":"set_presence","topic":"room:1","meta":{"name":"Ann B."}}"#).await;
+    loop {
+        let diff = bob.presence_until("room:1", "joined", "alice").await;
+        if diff["meta"]["alice"] == json!({"name":"Ann B."}) {
+            break;
+        }
+    }
+}

@@ -113,7 +113,7 @@ pub(crate) fn subscribe(
                 }
                 None => None,
             };
-            let joined = out.connection.subscribe(&topic, false, position);
+            let joined = out.connection.subscribe(&topic, false, None, position);
             if joined.recovered == Some(false) {
                 out.recovered = Some(false);
             }
