@@ -492,7 +492,11 @@ impl<L: Link> Conn<L> {
                 continue;
             }
             let position = since.get(&topic).copied();
-            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), position.filter(|_| epoch_ok));
+            let from = match position.filter(|_| epoch_ok) {
+                Some(seq) => Some((seq, self.app.missed(&self.identity.tenant, &topic, seq).await)),
+                None => None,
+            };
+            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from);
             if let Some(Snapshot { members, meta }) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members, meta }));
             }

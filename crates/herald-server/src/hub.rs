@@ -153,7 +153,7 @@ impl Connection {
         topic: &Topic,
         presence: bool,
         meta: Option<&Payload>,
-        since: Option<u64>,
+        since: Option<(u64, Option<Fetched>)>,
     ) -> Joined {
         self.topics.insert(topic.clone());
         self.hub.subscribe(&self.peer, topic, presence, meta, since)
@@ -829,23 +829,29 @@ impl Hub {
         topic: &Topic,
         presence: bool,
         meta: Option<&Payload>,
-        since: Option<u64>,
+        since: Option<(u64, Option<Fetched>)>,
     ) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         self.freed(state.prune(now, self.history_max_age));
         let mut joined = Joined { last_seq: state.known.then_some(state.seq), ..Joined::default() };
-        if let Some(since) = since {
-            let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
-            // A `since` past the position is a client's mistake on a single
-            // node; on a node of a cluster it is a position seen on another
-            // node, whose events are still on their way here (and will reach
-            // this subscriber, which drops those it has).
-            let reachable = since <= state.seq || self.clustered;
-            let recovered = state.known && reachable && oldest <= since.saturating_add(1);
+        if let Some((since, fetched)) = since {
+            let mut recovered = self.replays(state, since);
             if recovered {
                 joined.replay = state.history.iter().filter(|e| e.seq > since).map(|e| e.frame.clone()).collect();
+            } else if let Some(fetched) = fetched.filter(|fetched| fetched.covers(since)) {
+                // Read from the cluster's history: what this node saw since
+                // the read follows without a gap, or the node saw nothing
+                // of the topic since.
+                let (read, local) = (fetched.seq, state.seq);
+                let oldest = state.history.front().map_or(local + 1, |e| e.seq);
+                recovered = !state.known || local <= read || oldest <= read + 1;
+                if recovered {
+                    let later = state.history.iter().filter(|e| e.seq > read).map(|e| e.frame.clone());
+                    joined.replay = fetched.events.into_iter().map(|(_, frame)| frame).chain(later).collect();
+                    joined.last_seq = Some(if state.known { local.max(read) } else { read });
+                }
             }
             joined.recovered = Some(recovered);
         }
@@ -886,6 +892,22 @@ impl Hub {
         let set = state.presence.set_meta(&peer.user, meta);
         self.presence_changed(state, &peer.tenant, topic);
         set
+    }
+
+    /// Whether the events of `topic` after `since` are in this node's history.
+    pub(crate) fn recovers(&self, tenant: &Tenant, topic: &Topic, since: u64) -> bool {
+        let shard = self.shard(tenant, topic.as_str());
+        shard.get(&(tenant.clone(), topic.as_str().to_owned())).is_some_and(|state| self.replays(state, since))
+    }
+
+    fn replays(&self, state: &TopicState, since: u64) -> bool {
+        let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
+        // A `since` past the position is a client's mistake on a single
+        // node; on a node of a cluster it is a position seen on another
+        // node, whose events are still on their way here (and will reach
+        // this subscriber, which drops those it has).
+        let reachable = since <= state.seq || self.clustered;
+        state.known && reachable && oldest <= since.saturating_add(1)
     }
 
     /// Puts the topic on the list to announce when its presence changed.
@@ -1096,6 +1118,26 @@ pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
                 hub.flush_presence();
             }
             _ = prune.tick() => hub.prune_idle(),
+        }
+    }
+}
+
+/// A topic's events after a `since`, read from the cluster's history in
+/// Redis for a node that did not see them.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    /// The topic's `seq` when they were read.
+    pub(crate) seq: u64,
+    /// The events after the `since`, oldest first, up to `seq`.
+    pub(crate) events: Vec<(u64, Frame)>,
+}
+
+impl Fetched {
+    /// Whether these are every event after `since`.
+    fn covers(&self, since: u64) -> bool {
+        match (self.events.first(), self.events.last()) {
+            (Some((first, _)), Some((last, _))) => *first == since + 1 && *last == self.seq,
+            _ => self.seq <= since,
         }
     }
 }

@@ -187,10 +187,58 @@ async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
     assert_eq!((&answer["recovered"], &answer["events"]), (&json!(false), &json!([])), "{answer}");
 }
 
+/// A node keeping `len` events of each topic, in Redis too.
+async fn node_keeping(redis: &RedisServer, len: usize) -> ServerHandle {
+    Server::builder()
+        .dev(true)
+        .redis(redis.url())
+        .history(len, Duration::from_secs(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("the node joins the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_or_restarts_later_serves_a_since_from_before_it_joined() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis).await;
+    for n in 1..=3 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    // Node C never saw those events; it reads them from the cluster's history.
+    let c = node(&redis).await;
+    let epoch = a.epoch().to_string();
+    let since = |seq: u64| json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":seq},"epoch":epoch});
+    let mut moved = Client::dev(&c, "u").await;
+    moved.send(&since(1).to_string()).await;
+    assert_eq!(events(&mut moved, 2).await, [(2, "2".to_owned()), (3, "3".to_owned())]);
+    let subscribed = moved.recv().await;
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":3}}));
+    a.publish("doc:1", "UPDATED", "1", &json!("4")).await.unwrap();
+    assert_eq!(events(&mut moved, 1).await, [(4, "4".to_owned())], "live after the replay, once");
+
+    // A node that restarts (a deploy) serves it at once too, over SSE as well.
+    a.shutdown().await;
+    let a = node(&redis).await;
+    let mut back = Client::dev(&a, "u").await;
+    back.send(&since(2).to_string()).await;
+    assert_eq!(seqs(&events(&mut back, 2).await), [3, 4]);
+    assert_eq!(back.recv().await["recovered"], json!(true));
+    let path = format!("/sse?topics=doc:1&token=u&epoch={epoch}");
+    let (status, mut sse) = Sse::open(&a, &path, &[("Last-Event-ID", "3")]).await;
+    assert_eq!(status, 200);
+    let field =
+        |fields: &[(String, String)], name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(field(&sse.next().await, "event").as_deref(), Some("herald.connected"));
+    assert_eq!(field(&sse.next().await, "id").as_deref(), Some("4"), "replayed from Redis");
+    let subscribed: Value = serde_json::from_str(&field(&sse.next().await, "data").unwrap()).unwrap();
+    assert_eq!(subscribed["recovered"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_position() {
     let redis = RedisServer::start().await;
-    let a = node(&redis).await;
+    let a = node_keeping(&redis, 1).await;
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
@@ -199,10 +247,12 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
     drop(client);
 
-    // Node C joined after those events: it cannot replay them, nor say where the topic is.
-    let c = node(&redis).await;
+    // Node C joined after those events, and the cluster's history keeps
+    // only the last: it cannot replay event 2 from 1... of 0, nor say
+    // where the topic is.
+    let c = node_keeping(&redis, 1).await;
     let mut moved = Client::dev(&c, "u").await;
-    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":c.epoch()});
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":0},"epoch":c.epoch()});
     moved.send(&body.to_string()).await;
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
@@ -331,15 +381,13 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     assert_eq!(late.closed().await.0, 1001);
     health_becomes(&a, 200).await;
     assert_eq!(a.epoch(), epoch, "Redis kept its data: same epoch");
+    // 3 and 4 never reached A, which reads them from the cluster's history.
     let mut back = Client::dev(&a, "u").await;
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":epoch});
     back.send(&body.to_string()).await;
+    assert_eq!(events(&mut back, 2).await, [(3, "3".to_owned()), (4, "4".to_owned())]);
     let subscribed = back.recv().await;
-    assert_eq!(
-        subscribed,
-        json!({"type":"subscribed","topics":["doc:1"],"recovered":false}),
-        "3 and 4 never reached A"
-    );
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":4}}));
     b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap();
     assert_eq!(events(&mut back, 1).await, [(5, "5".to_owned())]);
 }
