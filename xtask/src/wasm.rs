@@ -13,11 +13,11 @@ use crate::{
 const OUT_DIR: &str = "pkg/dist";
 
 /// The most the `.wasm` and its JS glue may weigh together, gzipped: what
-/// they weigh now (62,668 B) plus the byte budgets BENCHMARKS.md's "Browser
+/// they weigh now (67,841 B, with presence metadata) plus the byte budgets BENCHMARKS.md's "Browser
 /// package size" gives the features still to come, so that growth is a
 /// decision rather than an accident. That section says what the bytes are,
 /// what was cut to get here, and why [`TARGET_GZIPPED`] is not met yet.
-pub(crate) const BUDGET_GZIPPED: usize = 63 * 1024;
+pub(crate) const BUDGET_GZIPPED: usize = 68 * 1024;
 
 /// Issue 14's target, 35 KB: reported, not enforced (see BUDGET_GZIPPED).
 const TARGET_GZIPPED: usize = 35 * 1024;
