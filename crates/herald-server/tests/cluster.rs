@@ -633,3 +633,39 @@ async fn presence_metadata_set_on_one_node_reaches_the_others() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_slows_publishes_up_to_a_bound_then_the_node_leaves_the_bus_until_redis_answers_again() {
+    let redis = RedisServer::start().await;
+    let link = RedisLink::to(&redis).await;
+    let a = Server::builder()
+        .dev(true)
+        .redis(link.url())
+        .shutdown_spread(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("node A joins through the link");
+    let mut client = Client::dev(&a, "u").await;
+    client.subscribe(&["doc:1"]).await;
+
+    // Slow, within the bound: publishes wait for Redis, and go through.
+    link.delay(Duration::from_millis(300));
+    let (status, answer) = publish_http(&a, "u", None, "slow").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(events(&mut client, 1).await, [(answer["seq"].as_u64().unwrap(), "slow".to_owned())]);
+
+    // Slower than the bound (2 s): the publish ends in time and says why, and
+    // the node leaves the bus (its clients reconnect, maybe to another node).
+    link.delay(Duration::from_secs(3));
+    let (status, answer) = publish_http(&a, "u", None, "too slow").await;
+    assert_eq!(status, 503, "{answer}");
+    let reason = answer["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("timed out") || reason.contains("no answer in time"), "{answer}");
+    assert_eq!(client.closed().await.0, 1001);
+    health_becomes(&a, 503).await;
+
+    link.delay(Duration::ZERO);
+    health_becomes(&a, 200).await;
+    let (status, answer) = publish_http(&a, "u", None, "back").await;
+    assert_eq!(status, 200, "{answer}");
+}
