@@ -52,8 +52,8 @@ use std::{
 
 use herald_protocol::{Event, Position, Topic, close};
 use redis::{
-    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value,
-    aio::MultiplexedConnection,
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script,
+    TlsCertificates, Value, aio::MultiplexedConnection,
 };
 use tokio::{
     sync::Notify,
@@ -204,7 +204,16 @@ impl Cluster {
         // Messages arrive as RESP3 pushes, handled as the connection reads
         // them: no queue between Redis and the hub.
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| refuse(e.to_string()))?;
+        let info = info.set_redis_settings(settings);
+        let client = match &config.redis_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| refuse(format!("cannot read the Redis CA file {}: {e}", path.display())))?;
+                Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(pem) })
+            }
+            None => Client::open(info),
+        }
+        .map_err(|e| refuse(e.to_string()))?;
         let prefix = config.redis_prefix.clone();
         let cluster = Arc::new(Self {
             client,

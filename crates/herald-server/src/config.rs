@@ -60,12 +60,18 @@ pub struct ServerConfig {
     /// epoch. A node that loses Redis closes its connections (1001 with a
     /// reconnect hint) and refuses publishes until it is back. Presence
     /// spans the nodes (see [`presence_ttl`](Self::presence_ttl)). One Redis
-    /// server (not Redis Cluster), without TLS
-    /// (`rediss://`). Default: none (a single node).
+    /// server (not Redis Cluster); `rediss://` for TLS, verified against the
+    /// system's roots or [`redis_ca`](Self::redis_ca). Default: none (a
+    /// single node).
     pub redis: Option<String>,
     /// Prefix of the cluster's Redis keys and channel, so that several
     /// clusters can share one Redis. Default: `herald`.
     pub redis_prefix: String,
+    /// With a `rediss://` URL: the PEM file of the certificate authority
+    /// that signed the Redis server's certificate, trusted instead of the
+    /// system's roots (a Redis of your own with a private CA). Default: the
+    /// system's roots (managed Redis services).
+    pub redis_ca: Option<PathBuf>,
     /// On a node of a cluster: how long the other nodes keep listing this
     /// node's presence members after they last heard from it. A node that
     /// dies has its users leave the other nodes' presence within it; a live
@@ -240,6 +246,7 @@ impl fmt::Debug for ServerConfig {
             .field("redis", &self.redis.as_deref().map(crate::cluster::redact))
             .field("redis_prefix", &self.redis_prefix)
             .field("presence_ttl", &self.presence_ttl)
+            .field("redis_ca", &self.redis_ca)
             .field("data_dir", &self.data_dir)
             .field("history_len", &self.history_len)
             .field("history_max_age", &self.history_max_age)
@@ -328,6 +335,9 @@ impl ServerConfig {
         if self.redis_prefix.is_empty() {
             return invalid("the Redis key prefix must not be empty");
         }
+        if self.redis_ca.is_some() && !self.redis.as_deref().is_some_and(|url| url.starts_with("rediss://")) {
+            return invalid("a Redis CA (--redis-ca) is for a TLS connection: give a rediss:// URL");
+        }
         if self.presence_ttl < Duration::from_millis(300) {
             return invalid("the presence TTL must be at least 300 ms (a node is heard from every third of it)");
         }
@@ -394,6 +404,7 @@ impl Default for ServerConfig {
             redis: None,
             redis_prefix: "herald".into(),
             presence_ttl: Duration::from_secs(15),
+            redis_ca: None,
             data_dir: None,
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),

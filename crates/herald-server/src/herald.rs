@@ -307,6 +307,13 @@ impl HeraldBuilder {
         self
     }
 
+    /// The CA that signed a `rediss://` Redis's certificate (PEM), instead of
+    /// the system's roots; see [`ServerConfig::redis_ca`].
+    pub fn redis_ca(mut self, pem: impl Into<PathBuf>) -> Self {
+        self.config.redis_ca = Some(pem.into());
+        self
+    }
+
     /// Prefix of the cluster's Redis keys and channel; see [`ServerConfig::redis_prefix`].
     pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.redis_prefix = prefix.into();

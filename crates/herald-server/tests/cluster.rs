@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use herald_server::ServerError;
-use herald_test_support::*;
+use herald_test_support::{
+    process::free_port,
+    tls::{CertFiles, TestCa},
+    *,
+};
 use serde_json::{Value, json};
 
 /// Events each of the four publishers sends in the interleaving test.
@@ -668,4 +672,46 @@ async fn a_slow_redis_slows_publishes_up_to_a_bound_then_the_node_leaves_the_bus
     health_becomes(&a, 200).await;
     let (status, answer) = publish_http(&a, "u", None, "back").await;
     assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_rediss_verifies_redis_against_the_ca_given_and_refuses_one_it_cannot_verify() {
+    let ca = TestCa::new();
+    let leaf = ca.issue();
+    let files = CertFiles::new(&leaf);
+    let dir = TempDir::new();
+    let ca_file = dir.path().join("redis-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let tls_port = free_port().to_string();
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        ca_file.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await;
+    let url = format!("rediss://localhost:{tls_port}");
+    let node = || Server::builder().dev(true).redis(url.clone()).redis_ca(&ca_file).bind("127.0.0.1:0");
+    let (a, b) = (node().await.expect("node A joins over TLS"), node().await.expect("node B joins over TLS"));
+    let mut on_b = Client::dev(&b, "reader").await;
+    on_b.subscribe(&["doc:1"]).await;
+    a.publish("doc:1", "UPDATED", "1", &json!("over TLS")).await.unwrap();
+    assert_eq!(events(&mut on_b, 1).await, [(1, "over TLS".to_owned())]);
+
+    // The system's roots do not know the test CA: the node says so at start.
+    let error = Server::builder().dev(true).redis(url.clone()).bind("127.0.0.1:0").await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("rediss://localhost") && message.to_lowercase().contains("certificate"), "{message}");
+    // A CA file for a connection without TLS is a mistake.
+    let error =
+        Server::builder().redis("redis://127.0.0.1:1").redis_ca(&ca_file).bind("127.0.0.1:0").await.unwrap_err();
+    assert!(error.to_string().contains("give a rediss:// URL"), "{error}");
+    drop(redis);
 }
