@@ -14,15 +14,22 @@
 //!   a duplicate without broadcasting it twice (its keys outlive the restart
 //!   with `data_dir`).
 //!
+//! The API is the one the web demo's page speaks, so the page runs against
+//! this service as it is (`--static web-demo/dist`, built by
+//! `cargo xtask demo --web`): its React hooks keep the list fresh.
+//!
 //! Run with:
 //!   cargo run --example axum_service
 //! then:
 //!   cargo run -p herald-cli -- listen --url ws://127.0.0.1:8080/realtime/ws --token viewer --topic 'gift-list:*'
 //!   curl -X POST 127.0.0.1:8080/api/lists/family-123/gifts -H 'content-type: application/json' -d '{"name":"Kite"}'
 //!   curl 127.0.0.1:8080/api/lists/family-123
+//! or, with the web demo's page on http://127.0.0.1:8080:
+//!   cargo run --example axum_service -- --static web-demo/dist
 
 use std::{
-    path::Path,
+    net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -32,13 +39,15 @@ use axum::{
     extract::{Path as UrlPath, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{get, patch, post},
 };
+use clap::Parser;
 use herald::{Event, EventData, EventKind, Payload, Position, ProtocolError, Topic};
 use herald_server::{Herald, Published, ServerError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tower_http::services::{ServeDir, ServeFile};
 
 /// The service's state: its database, Herald, and the relay's doorbell.
 #[derive(Clone)]
@@ -52,6 +61,7 @@ pub(crate) struct Service {
 pub(crate) struct Gift {
     pub(crate) id: i64,
     pub(crate) name: String,
+    pub(crate) by: String,
     pub(crate) bought: bool,
 }
 
@@ -65,6 +75,12 @@ pub(crate) struct GiftList {
 #[derive(Deserialize)]
 pub(crate) struct NewGift {
     name: String,
+    #[serde(default = "someone")]
+    by: String,
+}
+
+fn someone() -> String {
+    "someone".into()
 }
 
 #[derive(Deserialize)]
@@ -110,7 +126,8 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     db.execute_batch(
         "PRAGMA journal_mode = WAL;
          CREATE TABLE IF NOT EXISTS gifts (
-             id INTEGER PRIMARY KEY, list TEXT NOT NULL, name TEXT NOT NULL, bought INTEGER NOT NULL DEFAULT 0);
+             id INTEGER PRIMARY KEY, list TEXT NOT NULL, name TEXT NOT NULL, by TEXT NOT NULL,
+             bought INTEGER NOT NULL DEFAULT 0);
          CREATE TABLE IF NOT EXISTS outbox (
              id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, event TEXT NOT NULL,
              entity_id TEXT NOT NULL, payload TEXT NOT NULL);",
@@ -126,9 +143,10 @@ impl Service {
     /// The service's routes, with Herald's under `/realtime` on the same port.
     pub(crate) fn router(&self) -> Router {
         Router::new()
+            .route("/api/config", get(page_config))
             .route("/api/lists/{list}", get(list_gifts))
             .route("/api/lists/{list}/gifts", post(add_gift))
-            .route("/api/lists/{list}/gifts/{id}", put(change_gift))
+            .route("/api/lists/{list}/gifts/{id}", patch(change_gift).delete(remove_gift))
             .with_state(self.clone())
             .nest("/realtime", self.herald.router())
     }
@@ -166,6 +184,14 @@ impl Service {
     }
 }
 
+/// `GET /api/config`: what the web demo's page asks first.
+async fn page_config() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "list": PAGE_LIST, "topic": topic(PAGE_LIST), "heraldUrl": "/realtime/ws" }))
+}
+
+/// The list the web demo's page shows.
+const PAGE_LIST: &str = "family-123";
+
 async fn list_gifts(
     State(service): State<Service>,
     UrlPath(list): UrlPath<String>,
@@ -173,8 +199,10 @@ async fn list_gifts(
     // The position first, then the data: see the top of this file.
     let position = service.herald.position(&topic(&list)).await?;
     let db = service.db();
-    let mut query = db.prepare("SELECT id, name, bought FROM gifts WHERE list = ?1 ORDER BY id")?;
-    let rows = query.query_map([&list], |row| Ok(Gift { id: row.get(0)?, name: row.get(1)?, bought: row.get(2)? }))?;
+    let mut query = db.prepare("SELECT id, name, by, bought FROM gifts WHERE list = ?1 ORDER BY id")?;
+    let rows = query.query_map([&list], |row| {
+        Ok(Gift { id: row.get(0)?, name: row.get(1)?, by: row.get(2)?, bought: row.get(3)? })
+    })?;
     let gifts = rows.collect::<rusqlite::Result<_>>()?;
     Ok(Json(GiftList { gifts, position }))
 }
@@ -185,8 +213,8 @@ async fn add_gift(
     Json(new): Json<NewGift>,
 ) -> Result<(StatusCode, Json<Gift>), ApiError> {
     let gift = service.commit(&list, "ADDED", |tx| {
-        tx.execute("INSERT INTO gifts (list, name) VALUES (?1, ?2)", params![list, new.name])?;
-        Ok(Gift { id: tx.last_insert_rowid(), name: new.name, bought: false })
+        tx.execute("INSERT INTO gifts (list, name, by) VALUES (?1, ?2, ?3)", params![list, new.name, new.by])?;
+        Ok(Gift { id: tx.last_insert_rowid(), name: new.name, by: new.by, bought: false })
     })?;
     Ok((StatusCode::CREATED, Json(gift)))
 }
@@ -197,14 +225,32 @@ async fn change_gift(
     Json(change): Json<Change>,
 ) -> Result<Json<Gift>, ApiError> {
     let gift = service.commit(&list, "UPDATED", |tx| {
-        let name: Option<String> = tx
-            .query_row("SELECT name FROM gifts WHERE id = ?1 AND list = ?2", params![id, list], |row| row.get(0))
-            .optional()?;
-        let name = name.ok_or(ApiError::NotFound(id))?;
+        let mut gift = find(tx, &list, id)?;
         tx.execute("UPDATE gifts SET bought = ?1 WHERE id = ?2", params![change.bought, id])?;
-        Ok(Gift { id, name, bought: change.bought })
+        gift.bought = change.bought;
+        Ok(gift)
     })?;
     Ok(Json(gift))
+}
+
+async fn remove_gift(
+    State(service): State<Service>,
+    UrlPath((list, id)): UrlPath<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    service.commit(&list, "DELETED", |tx| {
+        let gift = find(tx, &list, id)?;
+        tx.execute("DELETE FROM gifts WHERE id = ?1", [id])?;
+        Ok(gift)
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn find(tx: &rusqlite::Transaction<'_>, list: &str, id: i64) -> Result<Gift, ApiError> {
+    tx.query_row("SELECT name, by, bought FROM gifts WHERE id = ?1 AND list = ?2", params![id, list], |row| {
+        Ok(Gift { id, name: row.get(0)?, by: row.get(1)?, bought: row.get(2)? })
+    })
+    .optional()?
+    .ok_or(ApiError::NotFound(id))
 }
 
 /// One outbox row: a committed change not yet known to be announced.
@@ -294,14 +340,39 @@ pub(crate) async fn herald(data_dir: &Path) -> Result<Herald, ServerError> {
     builder.build().await
 }
 
+/// The service's command line.
+#[derive(Parser)]
+struct Args {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where the database and Herald's history live.
+    #[arg(long, default_value = ".")]
+    data: PathBuf,
+    /// A web app to serve (e.g. web-demo/dist), whose `index.html` answers
+    /// every path the API does not.
+    #[arg(long = "static")]
+    static_dir: Option<PathBuf>,
+    /// Commit changes without announcing them: their outbox rows wait for
+    /// a run with the relay (to see a crash between commit and publish).
+    #[arg(long)]
+    no_relay: bool,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let db = open(Path::new("gifts.db"))?;
-    let service = Service::new(db, herald(Path::new("herald-data")).await?);
-    tokio::spawn(service.relay().run());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    let args = Args::parse();
+    let db = open(&args.data.join("gifts.db"))?;
+    let service = Service::new(db, herald(&args.data.join("herald-data")).await?);
+    if !args.no_relay {
+        tokio::spawn(service.relay().run());
+    }
+    let mut app = service.router();
+    if let Some(dir) = &args.static_dir {
+        app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
+    }
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("gifts on http://{}/api/lists/<list>, Herald on /realtime/ws", listener.local_addr()?);
-    let app = service.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }

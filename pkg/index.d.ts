@@ -220,19 +220,29 @@ export interface ResyncMessage {
   reason: ResyncReason;
 }
 
-/** Who is subscribed to the topic (user ids); sent on subscribing with `presence: true`. */
+/**
+ * Who is subscribed to the topic (user ids); sent on subscribing with
+ * `presence: true`. `meta`: the metadata of the members that set some
+ * (`{}` from servers without presence metadata).
+ */
 export interface PresenceMessage {
   type: 'presence';
   topic: Topic;
   members: string[];
+  meta: Record<string, unknown>;
 }
 
-/** Who joined and who left since the last presence message. */
+/**
+ * Who joined and who left since the last presence message. A member whose
+ * metadata changed is in `joined` again; `meta` has the metadata of the
+ * users in `joined` that have some.
+ */
 export interface PresenceDiffMessage {
   type: 'presence_diff';
   topic: Topic;
   joined: string[];
   left: string[];
+  meta: Record<string, unknown>;
 }
 
 /** The server does not allow this topic (e.g. code 4003); the subscription has been dropped. */
@@ -257,6 +267,13 @@ export type TopicMessage<P = unknown> =
 export interface SubscribeOptions {
   /** Also receive `presence` and `presence_diff` messages for the topic. */
   presence?: boolean;
+  /**
+   * With `presence`: what the other members see of this user (a name, a
+   * colour, a role): an object of at most 512 bytes as JSON. It is what
+   * this client says, not checked by the server: trust user ids, not
+   * metadata. Change it with {@link HeraldClient.setPresence}.
+   */
+  meta?: Record<string, unknown>;
   /**
    * Where the application's data stands, e.g. the position a REST response
    * gave with it: the server replays every event after it, or, where it
@@ -412,6 +429,13 @@ export class HeraldClient {
    * (an ephemeral one is refused: it would be stale once sent).
    */
   publish(topic: Topic, event: EventType, entityId: string, payload: unknown, options?: PublishOptions): Promise<PublishAck>;
+  /**
+   * Changes what the other members of `topic`'s presence see of this user
+   * (see {@link SubscribeOptions.meta}); kept for later connections. Throws
+   * if `topic` is not subscribed with presence, or `meta` is not an object
+   * of at most 512 bytes as JSON.
+   */
+  setPresence(topic: Topic, meta: Record<string, unknown>): void;
   /**
    * A new token for a client made with `token`: sent at once as a `refresh`
    * while connected (no reconnect, nothing to recover), used for every

@@ -303,6 +303,18 @@ export class HeraldClient {
     return new Promise((resolve, reject) => this.#queued.push({ args: [topic, event, entityId, payload, options], resolve, reject }));
   }
 
+  setPresence(topic, meta) {
+    checkTopic(topic);
+    if (this.#inner !== null) return this.#inner.setPresence(topic, meta);
+    // Not loaded yet: the topic's subscriptions with presence start with it.
+    const withPresence = [...this.#subscriptions].filter((s) => s.topic === topic && s.options?.presence === true);
+    if (withPresence.length === 0) {
+      throw new Error(`${topic} is not subscribed with presence: subscribe to it with {presence: true} first`);
+    }
+    for (const subscription of withPresence) subscription.options = { ...subscription.options, meta };
+    return undefined;
+  }
+
   setToken(token) {
     if (typeof token !== 'string') throw new Error('setToken needs a string');
     if (this.#inner !== null) return this.#inner.setToken(token);

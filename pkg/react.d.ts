@@ -86,8 +86,25 @@ export function useTopic<P = unknown>(
  */
 export function useTopic<P = unknown>(topic: Topic | null | undefined, handler?: null, options?: SubscribeOptions): HeraldEvent<P> | undefined;
 
+/**
+ * `meta`: what the other members see of this user (see
+ * {@link SubscribeOptions.meta}); a change (compared as JSON) is sent at once.
+ */
+export interface PresenceOptions<M = Record<string, unknown>> {
+  meta?: M;
+}
+
 /** The user ids subscribed to `topic` with presence, kept current; empty until the server reports them. */
-export function usePresence(topic: Topic | null | undefined): readonly string[];
+export function usePresence(topic: Topic | null | undefined, options?: PresenceOptions): readonly string[];
+
+/** A member of a topic's presence, with the metadata it set. */
+export interface Member<M = unknown> {
+  user: string;
+  meta?: M;
+}
+
+/** Like {@link usePresence}, with each member's metadata. */
+export function useMembers<M = unknown>(topic: Topic | null | undefined, options?: PresenceOptions<M>): readonly Member<M>[];
 
 /** Publishes through the provider's client; see {@link HeraldClient.publish}. */
 export type Publish = (topic: Topic, event: EventType, entityId: string, payload: unknown, options?: PublishOptions) => Promise<PublishAck>;
@@ -214,7 +231,8 @@ export interface HeraldHooks<Map> {
     options?: PublishOptions,
   ) => Promise<PublishAck>;
   useTyping(topic: TopicsOf<keyof Map & string> | null | undefined, options?: TypingOptions): { typing: readonly string[]; notify: () => void };
-  usePresence(topic: TopicsOf<keyof Map & string> | null | undefined): readonly string[];
+  usePresence(topic: TopicsOf<keyof Map & string> | null | undefined, options?: PresenceOptions): readonly string[];
+  useMembers<M = unknown>(topic: TopicsOf<keyof Map & string> | null | undefined, options?: PresenceOptions<M>): readonly Member<M>[];
   useInvalidateOnEvent<T extends TopicsOf<keyof Map & string>>(
     queryClient: InvalidatingQueryClient,
     topic: T | null | undefined,

@@ -24,6 +24,7 @@ const HeraldContext = createContext(undefined);
 // No client yet: the provider's first render, and every render on a server.
 const LOADING = Object.freeze({ state: 'loading' });
 const NO_MEMBERS = Object.freeze([]);
+const NO_META = Object.freeze({});
 const WITH_PRESENCE = Object.freeze({ presence: true });
 
 export function HeraldProvider({ client, options, shareAcrossTabs, children }) {
@@ -159,8 +160,9 @@ function useSubscription(topic, onMessage, options) {
   const client = useHerald();
   const latest = useLatest(onMessage);
   const presence = options?.presence === true;
-  // `since` counts when the topic's subscription starts, not on every render.
+  // `since` and `meta` count when the topic's subscription starts, not on every render.
   const since = useLatest(options?.since);
+  const meta = useLatest(options?.meta);
   const at = useRef({ topic: undefined, position: null });
   const source = useMemo(() => ({ client, topic }), [client, topic]);
   const [status, setStatus] = useState({ source: null, status: 'subscribing' });
@@ -172,6 +174,7 @@ function useSubscription(topic, onMessage, options) {
     let unsynced = from === null;
     const report = (next) => setStatus((current) => (current.source === source && current.status === next ? current : { source, status: next }));
     const subscribeOptions = from === null ? { presence } : { presence, since: from };
+    if (presence && meta.current !== undefined) subscribeOptions.meta = meta.current;
     return client.subscribe(
       topic,
       (message) => {
@@ -199,28 +202,61 @@ function useSubscription(topic, onMessage, options) {
   return { source, status: status.source === source ? status.status : 'subscribing' };
 }
 
-export function usePresence(topic) {
+export function usePresence(topic, options) {
+  return usePresenceState(topic, options?.meta).members;
+}
+
+export function useMembers(topic, options) {
+  const { members, meta } = usePresenceState(topic, options?.meta);
+  return useMemo(() => Object.freeze(members.map((user) => (user in meta ? { user, meta: meta[user] } : { user }))), [members, meta]);
+}
+
+/** Who is in `topic`'s presence and their metadata; lists this user with `ownMeta`, and tells its changes. */
+function usePresenceState(topic, ownMeta) {
   const client = useHerald();
   // Members belong to one subscription: another client or topic starts empty.
   const source = useMemo(() => ({ client, topic }), [client, topic]);
-  const [seen, setSeen] = useState({ source: null, members: NO_MEMBERS });
+  const [seen, setSeen] = useState({ source: null, members: NO_MEMBERS, meta: NO_META });
+  // Compared as JSON: a new object with the same fields on each render is no change.
+  const json = ownMeta === undefined ? undefined : JSON.stringify(ownMeta);
+  const options = useMemo(() => (json === undefined ? WITH_PRESENCE : { presence: true, meta: JSON.parse(json) }), [json]);
   useTopic(
     topic,
     (message) => {
       if (message.type === 'presence') {
-        setSeen({ source, members: message.members });
+        setSeen({ source, members: message.members, meta: message.meta ?? NO_META });
       } else if (message.type === 'presence_diff') {
-        setSeen((last) => ({ source, members: applyDiff(last.source === source ? last.members : NO_MEMBERS, message) }));
+        setSeen((last) => applyDiff(source, last.source === source ? last : { members: NO_MEMBERS, meta: NO_META }, message));
       }
     },
-    WITH_PRESENCE,
+    options,
   );
-  return seen.source === source ? seen.members : NO_MEMBERS;
+  // The subscription started with the metadata of its time; later changes are sent.
+  const sent = useRef({ client: null, topic: null, json: undefined });
+  useEffect(() => {
+    if (client === null || topic == null || json === undefined) return;
+    const last = sent.current;
+    sent.current = { client, topic, json };
+    if (last.client !== client || last.topic !== topic || last.json === json) return;
+    try {
+      client.setPresence(topic, JSON.parse(json));
+    } catch (error) {
+      console.error(`@herald/realtime: presence metadata of ${topic} not set: ${error.message}`);
+    }
+  }, [client, topic, json]);
+  return seen.source === source ? seen : { members: NO_MEMBERS, meta: NO_META };
 }
 
-function applyDiff(members, { joined, left }) {
+/** A diff names each user's membership now, and a member in `joined` with the metadata it has now (none if absent). */
+function applyDiff(source, { members, meta }, { joined, left, meta: joinedMeta }) {
   const kept = members.filter((member) => !left.includes(member));
-  return [...kept, ...joined.filter((member) => !kept.includes(member))];
+  const nextMeta = { ...meta };
+  for (const user of left) delete nextMeta[user];
+  for (const user of joined) {
+    if (joinedMeta !== undefined && user in joinedMeta) nextMeta[user] = joinedMeta[user];
+    else delete nextMeta[user];
+  }
+  return { source, members: [...kept, ...joined.filter((member) => !kept.includes(member))], meta: nextMeta };
 }
 
 export function usePublish() {
@@ -357,5 +393,5 @@ export function useTyping(topic, { self, throttleMs = 2000, expireMs = 5000 } = 
  * hooks are the ones above.
  */
 export function createHeraldHooks() {
-  return { useTopic, usePublish, usePresence, useInvalidateOnEvent, useRevalidateOnEvent, useTyping };
+  return { useTopic, usePublish, usePresence, useMembers, useInvalidateOnEvent, useRevalidateOnEvent, useTyping };
 }

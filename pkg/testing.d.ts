@@ -65,10 +65,15 @@ export interface MockClient extends HeraldClient {
   token?: string;
   /** A `resync` for the topic's subscriptions (and wildcards over it, or under it). Default reason `not_recovered`. */
   resync(topic: Topic, reason?: ResyncReason): void;
-  /** A `presence` message, for subscriptions made with `{presence: true}`. */
-  presence(topic: Topic, members: readonly string[]): void;
-  /** A `presence_diff` message, for subscriptions made with `{presence: true}`. */
-  presenceDiff(topic: Topic, diff: { joined?: readonly string[]; left?: readonly string[] }): void;
+  /** A `presence` message, for subscriptions made with `{presence: true}`, with members' metadata by user id. */
+  presence(topic: Topic, members: readonly string[], meta?: Record<string, unknown>): void;
+  /** A `presence_diff` message, for subscriptions made with `{presence: true}`; `meta` for users in `joined`. */
+  presenceDiff(
+    topic: Topic,
+    diff: { joined?: readonly string[]; left?: readonly string[]; meta?: Record<string, unknown> },
+  ): void;
+  /** The presence metadata the application set for `topic` (at subscribe or with `setPresence`), or `undefined`. */
+  presenceMeta(topic: Topic): Record<string, unknown> | undefined;
   /** The server refuses the topic: its subscriptions get `refused` (and their `live` rejects) and are dropped. */
   refuse(topic: Topic, error?: { code?: number | string; message?: string }): void;
   /** A message that is not Herald's, for `onRaw` listeners. */

@@ -20,6 +20,7 @@ class MockClient {
   #publishes = [];
   #nextPublish = 0;
   #seq = new Map();
+  #meta = new Map();
 
   constructor(status) {
     this.#status = status;
@@ -31,7 +32,9 @@ class MockClient {
     checkTopic(topic);
     if (typeof callback !== 'function') throw new Error('subscribe needs a callback function');
     this.#alive('subscribe');
-    const subscription = { topic, callback, presence: options?.presence === true, since: options?.since ?? null, settle: null };
+    const presence = options?.presence === true;
+    const subscription = { topic, callback, presence, since: options?.since ?? null, settle: null };
+    if (presence && options?.meta !== undefined) this.#meta.set(topic, options.meta);
     const live = new Promise((resolve, reject) => (subscription.settle = { resolve, reject }));
     // As the real client's: a refusal nobody awaits is no unhandled rejection.
     live.catch(() => {});
@@ -73,6 +76,14 @@ class MockClient {
     });
   }
 
+  setPresence(topic, meta) {
+    checkTopic(topic);
+    if (![...this.#subscriptions].some((s) => s.topic === topic && s.presence)) {
+      throw new Error(`${topic} is not subscribed with presence: subscribe to it with {presence: true} first`);
+    }
+    this.#meta.set(topic, meta);
+  }
+
   setToken(token) {
     this.token = token;
   }
@@ -103,6 +114,11 @@ class MockClient {
   /** The topics subscribed now (each once, in the order first subscribed). */
   topics() {
     return [...new Set([...this.#subscriptions].map((s) => s.topic))];
+  }
+
+  /** The presence metadata this client set for `topic` (at subscribe or with `setPresence`), or `undefined`. */
+  presenceMeta(topic) {
+    return this.#meta.get(topic);
   }
 
   /** Publishes not yet settled, oldest first: each has `resolve(ack?)` and `reject(error?)`. */
@@ -146,13 +162,13 @@ class MockClient {
   }
 
   /** Who is subscribed, for subscriptions with `presence: true`. */
-  presence(topic, members) {
-    this.#deliver({ type: 'presence', topic, members: [...members] }, (pattern, s) => s.presence && matches(pattern, topic));
+  presence(topic, members, meta = {}) {
+    this.#deliver({ type: 'presence', topic, members: [...members], meta: { ...meta } }, (pattern, s) => s.presence && matches(pattern, topic));
   }
 
   /** Who joined and who left, for subscriptions with `presence: true`. */
-  presenceDiff(topic, { joined = [], left = [] }) {
-    this.#deliver({ type: 'presence_diff', topic, joined: [...joined], left: [...left] }, (pattern, s) => s.presence && matches(pattern, topic));
+  presenceDiff(topic, { joined = [], left = [], meta = {} }) {
+    this.#deliver({ type: 'presence_diff', topic, joined: [...joined], left: [...left], meta: { ...meta } }, (pattern, s) => s.presence && matches(pattern, topic));
   }
 
   /** The server refuses the topic: its subscriptions get `refused` and are dropped. */

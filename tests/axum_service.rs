@@ -85,7 +85,7 @@ async fn a_client_of_the_axum_service_stays_fresh_through_crashes_after_a_commit
 
     // Crash 1: the change is committed, the relay never ran.
     run.stop_relay();
-    write(addr, "PUT", &format!("/api/lists/1/gifts/{}", kite.id), r#"{"bought":true}"#).await;
+    write(addr, "PATCH", &format!("/api/lists/1/gifts/{}", kite.id), r#"{"bought":true}"#).await;
     assert_eq!(run.service.relay().pending().unwrap().len(), 1, "committed with its outbox row");
     run.crash().await;
     let mut run = Running::start(dir.path(), addr, true).await;
@@ -95,7 +95,7 @@ async fn a_client_of_the_axum_service_stays_fresh_through_crashes_after_a_commit
 
     // Crash 2: announced, but the row was not deleted.
     run.stop_relay();
-    write(addr, "PUT", &format!("/api/lists/1/gifts/{}", kite.id), r#"{"bought":false}"#).await;
+    write(addr, "PATCH", &format!("/api/lists/1/gifts/{}", kite.id), r#"{"bought":false}"#).await;
     let relay = run.service.relay();
     let rows = relay.pending().unwrap();
     let first = relay.announce(&rows[0]).await.unwrap();
@@ -113,7 +113,7 @@ async fn a_client_of_the_axum_service_stays_fresh_through_crashes_after_a_commit
     assert_eq!((seqs, resyncs.len()), (vec![first.position.seq], 0), "one event, not two");
 
     let fresh = get_list(addr, "1").await;
-    assert_eq!(fresh.gifts, [Gift { id: kite.id, name: "Kite".into(), bought: false }]);
+    assert_eq!(fresh.gifts, [Gift { id: kite.id, name: "Kite".into(), by: "someone".into(), bought: false }]);
     assert_eq!(fresh.position, first.position);
     within(WAIT, "the client to close", client.close()).await;
 }

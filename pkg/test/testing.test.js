@@ -36,6 +36,13 @@ test('events reach the topic and wildcards over it; resyncs reach wildcards both
     ['resync', 'presence', 'presence_diff'],
   );
   assert.equal(one.seen.length, 1, 'no presence without presence: true');
+
+  // Presence metadata: what the application set, and what the test sends.
+  mock.presence('gift-list:1', ['alice'], { alice: { name: 'Ann' } });
+  assert.deepEqual(withPresence.seen.at(-1).meta, { alice: { name: 'Ann' } });
+  mock.setPresence('gift-list:1', { name: 'Me' });
+  assert.deepEqual(mock.presenceMeta('gift-list:1'), { name: 'Me' });
+  assert.throws(() => mock.setPresence('gift-list:2', { name: 'Me' }), /not subscribed with presence/);
 });
 
 test('publishes wait for the test, which acks or refuses them; close rejects the rest', async () => {

@@ -112,6 +112,23 @@ test('usePresence shows both users of two providers, follows one leaving, and ge
   await app.waitForJson('alice-sees', 'the reconnect with the latest token', (members) => members.join() === 'carol');
 });
 
+test('useMembers shows each member with its metadata and follows a change', async (t) => {
+  const { testbed } = harness;
+  const app = await harness.open(t);
+  const topic = uniqueTopic('doc');
+  const props = { url: testbed.addresses.ws, topic, aliceMeta: { name: 'Ann' } };
+  await app.mount('members', props);
+  const both = (alice) => [{ user: 'alice', meta: alice }, { user: 'bob', meta: { name: 'Bob' } }];
+  const sees = (meta) => (members) => JSON.stringify(members) === JSON.stringify(both(meta));
+  await app.waitForJson('bob-sees', 'alice with her metadata', sees({ name: 'Ann' }));
+  await app.waitForJson('alice-sees', 'bob with his metadata', sees({ name: 'Ann' }));
+
+  // A new object each render with the same fields is no change; new fields are sent.
+  await app.update({ ...props, aliceMeta: { name: 'Ann', colour: '#f80' } });
+  await app.waitForJson('bob-sees', "alice's new metadata", sees({ name: 'Ann', colour: '#f80' }));
+  await app.waitForJson('alice-sees', 'her own new metadata', sees({ name: 'Ann', colour: '#f80' }));
+});
+
 test('new options that need a new connection resubscribe from where the topic was: what the switch missed is replayed', async (t) => {
   const { testbed } = harness;
   const topic = uniqueTopic('gift-list');

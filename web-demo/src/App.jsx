@@ -39,7 +39,8 @@ export function App({ user, onSwitchUser, list, topic, heraldUrl, outageSecs }) 
           <GiftList list={list} topic={topic} user={user} />
           <aside>
             <Viewers topic={topic} />
-            <Faults outageSecs={outageSecs} />
+            {/* Only `herald demo --web` can take Herald down on request. */}
+            {outageSecs !== undefined && <Faults outageSecs={outageSecs} />}
             <EventLog topic={topic} />
           </aside>
         </main>

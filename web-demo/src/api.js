@@ -1,5 +1,6 @@
-// The gift-list REST API of the demo's backend (`herald demo --web`). Errors
-// carry the backend's message, which the page shows as is.
+// The gift-list REST API of the demo's backends: `herald demo --web`, or
+// `examples/axum_service.rs`. Errors carry the backend's message, which the
+// page shows as is.
 
 async function call(method, path, body) {
   const response = await fetch(path, {
@@ -23,7 +24,12 @@ async function call(method, path, body) {
 export const getJson = (path) => call('GET', path);
 
 export const gifts = {
-  list: (list) => call('GET', `/api/lists/${list}`),
+  // The axum example answers `{gifts, position}`: the page's hooks refetch
+  // at their first live signal anyway, so the position adds nothing here.
+  list: async (list) => {
+    const body = await call('GET', `/api/lists/${list}`);
+    return Array.isArray(body) ? body : body.gifts;
+  },
   add: (list, name, by) => call('POST', `/api/lists/${list}/gifts`, { name, by }),
   setBought: (list, id, bought, by) => call('PATCH', `/api/lists/${list}/gifts/${id}`, { bought, by }),
   remove: (list, id) => call('DELETE', `/api/lists/${list}/gifts/${id}`),

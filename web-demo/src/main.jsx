@@ -40,7 +40,9 @@ createRoot(document.getElementById('root')).render(
       list={config.list}
       topic={config.topic}
       outageSecs={config.outageSecs}
-      heraldUrl={`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hostname}:${config.heraldPort}/ws`}
+      // Herald on a port of its own (`herald demo --web`), or mounted in the
+      // backend's app (a path, resolved against the page's origin).
+      heraldUrl={config.heraldUrl ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hostname}:${config.heraldPort}/ws`}
     />
   </StrictMode>,
 );

@@ -81,15 +81,25 @@ impl Drop for Server {
 }
 
 pub(crate) fn run(args: &[String]) -> Result {
-    let quick = match args.first().map(String::as_str) {
-        None => false,
-        Some("--quick") => true,
-        Some(other) => return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick]`")),
-    };
+    let (mut quick, mut storm_only) = (false, false);
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            // The restarts alone, printed and not written (their rows change
+            // without the rest).
+            "--storm" => storm_only = true,
+            other => return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick] [--storm]`")),
+        }
+    }
     exec(cargo().args(["build", "--release", "-p", "herald-cli", "-p", "herald-bench"]))?;
     let herald = target_dir().join("release/herald");
     let generator = target_dir().join("release/herald-bench");
     let peers = prepare_peers()?;
+    let clients = if quick { 1000 } else { STORM_CLIENTS };
+    if storm_only {
+        println!("{}", storm(&herald, &generator, &peers, clients)?);
+        return Ok(());
+    }
 
     let loads = &FANOUT[..if quick { 2 } else { FANOUT.len() }];
     let idle: &[&str] = if quick { &["--connections", "1000"] } else { IDLE };
@@ -141,7 +151,6 @@ pub(crate) fn run(args: &[String]) -> Result {
         .ok();
     }
 
-    let clients = if quick { 1000 } else { STORM_CLIENTS };
     let storm_rows = storm(&herald, &generator, &peers, clients)?;
 
     let mut section = String::new();
@@ -205,13 +214,17 @@ impl Kind {
 }
 
 fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
-    start_on(kind, free_port()?, herald, peers)
+    start_on(kind, free_port()?, herald, peers, None)
 }
 
-fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path) -> Result<Server> {
+/// `kind` on `port`; Herald with `--data-dir data_dir` if given.
+fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path, data_dir: Option<&Path>) -> Result<Server> {
     let name = kind.name();
-    let child = kind
-        .command(port, herald, peers)
+    let mut command = kind.command(port, herald, peers);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -229,9 +242,12 @@ fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path) -> Result<Server
 
 /// A Herald server on the `port` another one still listens on, returned once
 /// it says it listens (a connect would reach the old one).
-fn replacement(port: u16, herald: &Path, peers: &Path) -> Result<Server> {
-    let mut child = Kind::Herald
-        .command(port, herald, peers)
+fn replacement(port: u16, herald: &Path, peers: &Path, data_dir: Option<&Path>) -> Result<Server> {
+    let mut command = Kind::Herald.command(port, herald, peers);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -311,10 +327,51 @@ fn write_benchmarks(section: &str) -> Result {
 }
 
 /// `herald-bench storm` against `herald serve`, restarted (a new process on
-/// the same port, then SIGTERM to the old one) when the bench says it is ready.
+/// the same port, then SIGTERM to the old one) when the bench says it is
+/// ready: first with a new history (every client resyncs), then as a deploy
+/// with `--data-dir`, where the store passes from the old process to the new
+/// one and the clients recover instead.
 fn storm(herald: &Path, generator: &Path, peers: &Path, clients: usize) -> Result<String> {
+    let mut rows = format!(
+        "Clients honour the server's reconnect hints (spread over {STORM_SPREAD_SECS} s); the replacement process \
+         listens on the same port before the old one stops (`--reuse-port`). Without `--data-dir` it has a new \
+         history, so every client is told to resync; with it, the epoch and history pass to the new process \
+         and the clients recover what they missed. Times in ms after the first client lost its connection.\n\n\
+         | history | clients | reconnected | recovered | resynced | failed attempts | first back | p50 | p99 | \
+         last back | busiest 100 ms | all receiving |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    let store = target_dir().join("bench-deploy");
+    let _ = std::fs::remove_dir_all(&store);
+    std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    for (history, data_dir) in [("new (no `--data-dir`)", None), ("kept (`--data-dir`)", Some(store.as_path()))] {
+        let r = restart(herald, generator, peers, clients, data_dir)?;
+        let ms = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+        let count = |key: &str| r[key].as_u64().unwrap_or(0);
+        writeln!(
+            rows,
+            "| {history} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",
+            r["clients"],
+            r["reconnected"],
+            count("reconnected").saturating_sub(count("resynced")),
+            r["resynced"],
+            r["failed_attempts"],
+            ms("first_back_ms"),
+            ms("p50_back_ms"),
+            ms("p99_back_ms"),
+            ms("last_back_ms"),
+            r["busiest_100ms"],
+            ms("all_receiving_ms"),
+        )
+        .ok();
+    }
+    let _ = std::fs::remove_dir_all(&store);
+    Ok(rows)
+}
+
+/// One restart under `herald-bench storm`; the bench's JSON.
+fn restart(herald: &Path, generator: &Path, peers: &Path, clients: usize, data_dir: Option<&Path>) -> Result<Value> {
     let port = free_port()?;
-    let server = start_on(Kind::Herald, port, herald, peers)?;
+    let server = start_on(Kind::Herald, port, herald, peers, data_dir)?;
     let url = format!("ws://127.0.0.1:{port}/ws");
     let mut command = Command::new(generator);
     command.args(["storm", "--url", &url, "--clients", &clients.to_string(), "--json"]);
@@ -336,7 +393,7 @@ fn storm(herald: &Path, generator: &Path, peers: &Path, clients: usize) -> Resul
     }
     // As a zero-downtime restart does it: the new process listens first, then
     // the old one stops and its clients reconnect to the new one.
-    let restarted = replacement(port, herald, peers)?;
+    let restarted = replacement(port, herald, peers, data_dir)?;
     drop(server);
     std::thread::spawn(move || lines.map_while(std::result::Result::ok).for_each(|line| eprintln!("  {line}")));
     let output = bench.wait_with_output().map_err(|e| e.to_string())?;
@@ -346,29 +403,5 @@ fn storm(herald: &Path, generator: &Path, peers: &Path, clients: usize) -> Resul
     }
     let json = String::from_utf8_lossy(&output.stdout).into_owned();
     eprintln!("  {}", json.trim());
-    let r: Value = serde_json::from_str(&json).map_err(|e| format!("storm output is not JSON: {e}"))?;
-    let mut rows = format!(
-        "Clients honour the server's reconnect hints (spread over {STORM_SPREAD_SECS} s); the replacement process \
-         listens on the same port before the old one stops (`--reuse-port`) and has a new history, so every client is told to resync. Times in ms after the first client lost its connection.\n\n\
-         | clients | reconnected | receiving | resynced | failed attempts | first back | p50 | p99 | last back | \
-         busiest 100 ms | all receiving |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    );
-    let ms = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
-    writeln!(
-        rows,
-        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} |",
-        r["clients"],
-        r["reconnected"],
-        r["receiving"],
-        r["resynced"],
-        r["failed_attempts"],
-        ms("first_back_ms"),
-        ms("p50_back_ms"),
-        ms("p99_back_ms"),
-        ms("last_back_ms"),
-        r["busiest_100ms"],
-        ms("all_receiving_ms"),
-    )
-    .ok();
-    Ok(rows)
+    serde_json::from_str(&json).map_err(|e| format!("storm output is not JSON: {e}"))
 }

@@ -102,14 +102,17 @@ pub(crate) fn test() -> Result {
     exec(&mut package_tests(&["test"]))?;
     exec(&mut package_tests(&["run", "test:consumers"]))?;
     drop(testbed);
-    // The web demo as `cargo xtask demo --web` serves it, in Chromium.
+    // The web demo as `cargo xtask demo --web` serves it, and against
+    // examples/axum_service.rs, in Chromium.
     crate::demo::build_web_demo()?;
     exec(cargo().args(["build", "--locked", "-p", "herald-cli"]))?;
+    exec(cargo().args(["build", "--locked", "--example", "axum_service"]))?;
     exec(
         Command::new("npm")
             .arg("test")
             .current_dir(root().join("web-demo"))
-            .env("HERALD_BIN", target_dir().join("debug/herald")),
+            .env("HERALD_BIN", target_dir().join("debug/herald"))
+            .env("AXUM_SERVICE_BIN", target_dir().join("debug/examples/axum_service")),
     )
 }
 

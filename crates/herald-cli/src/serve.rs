@@ -143,14 +143,23 @@ pub(crate) struct ServeArgs {
     /// Name of the event history (default: random at start; a cluster keeps its own in Redis).
     #[arg(long, env = "HERALD_EPOCH")]
     epoch: Option<String>,
-    /// Join a cluster: nodes sharing this Redis (6 or later), e.g. redis://127.0.0.1:6379 or
-    /// redis://:PASSWORD@host:6379/0, share seq numbers, the epoch, publish ids and every event,
-    /// so clients may reconnect to any node. Presence stays per node.
+    /// Join a cluster: nodes sharing this Redis (6 or later), e.g. redis://127.0.0.1:6379,
+    /// redis://:PASSWORD@host:6379/0 or rediss://user:PASSWORD@host:6380 (TLS), share seq numbers, the epoch, publish ids and every event,
+    /// so clients may reconnect to any node, and presence spans the nodes.
     #[arg(long, env = "HERALD_REDIS", hide_env_values = true, value_name = "URL")]
     redis: Option<String>,
     /// Prefix of the cluster's Redis keys and channel (several clusters can share one Redis).
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
     redis_prefix: String,
+    /// With a rediss:// URL: the PEM file of the CA that signed the Redis server's certificate,
+    /// trusted instead of the system's roots.
+    #[arg(long, env = "HERALD_REDIS_CA", value_name = "PEM")]
+    redis_ca: Option<PathBuf>,
+    /// With --redis: how long other nodes keep listing this node's presence members after last
+    /// hearing from it (a node is heard from every third of it); a node that dies has its users
+    /// leave within it.
+    #[arg(long, env = "HERALD_PRESENCE_TTL", default_value = "15s", value_parser = duration::parse)]
+    presence_ttl: Duration,
     /// Longest wait for a request's head (request line and headers), the WebSocket handshake's
     /// included, and for the next request on an idle keep-alive connection.
     #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
@@ -237,6 +246,8 @@ impl ServeArgs {
         config.epoch = self.epoch;
         config.redis = self.redis;
         config.redis_prefix = self.redis_prefix;
+        config.presence_ttl = self.presence_ttl;
+        config.redis_ca = self.redis_ca;
         config.data_dir = self.data_dir;
         config.poll_timeout = self.poll_timeout;
         config.header_timeout = self.header_timeout;

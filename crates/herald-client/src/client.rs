@@ -109,7 +109,27 @@ impl Client {
         self.subscribe_with(topic, SubscribeOptions::default().from(position)).await
     }
 
-    /// Subscribes with every option: presence, a starting position.
+    /// Changes what the other members of `topic`'s presence see of this
+    /// user: a JSON object of at most 512 bytes (a name, a colour, a role),
+    /// for a topic subscribed with presence (with metadata from the start:
+    /// [`SubscribeOptions::presence_meta`]). It stays the user's on later
+    /// connections. What the other members see is what this client says:
+    /// not checked by the server, unlike the user id.
+    ///
+    /// ```no_run
+    /// # async fn run(client: herald_client::Client) -> Result<(), herald_client::Error> {
+    /// let room = client.subscribe_with_presence("room:1").await?;
+    /// client.set_presence("room:1", &serde_json::json!({ "name": "Ann", "colour": "#f80" })).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_presence(&self, topic: &str, meta: &(impl Serialize + ?Sized)) -> Result<()> {
+        let meta = Payload::from_value(meta)?;
+        let (reply, done) = oneshot::channel();
+        self.send(Command::SetPresence { topic: topic.to_owned(), meta, reply }).await?;
+        done.await.map_err(|_| self.stopped())?
+    }
+
+    /// Subscribes with every option: presence (and its metadata), a starting position.
     pub async fn subscribe_with(&self, topic: &str, options: SubscribeOptions) -> Result<Subscription> {
         let topic = Topic::new(topic)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

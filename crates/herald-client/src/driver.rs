@@ -15,7 +15,7 @@ use herald_core::{
     Added, ConnectionId, Instant, Output, PublishId, PublishOptions, ResyncReason, Router, SLEEP_THRESHOLD, Session,
     SessionEvent, Status, SubscribeOptions, TokenReason, joined_behind,
 };
-use herald_protocol::{Event, EventData, EventKind, Position, Topic, limits::MAX_FRAME_BYTES};
+use herald_protocol::{Event, EventData, EventKind, Payload, Position, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch},
@@ -55,6 +55,11 @@ pub(crate) enum Command {
         options: PublishOptions,
         reply: oneshot::Sender<Result<Ack>>,
     },
+    SetPresence {
+        topic: String,
+        meta: Payload,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Events {
         tx: mpsc::Sender<SessionEvent>,
     },
@@ -68,6 +73,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::Subscribe { topic, .. } => write!(f, "Subscribe({topic})"),
             Self::Publish { topic, .. } => write!(f, "Publish({topic})"),
+            Self::SetPresence { topic, .. } => write!(f, "SetPresence({topic})"),
             Self::Events { .. } => f.write_str("Events"),
             Self::Close { .. } => f.write_str("Close"),
         }
@@ -364,6 +370,9 @@ impl Driver {
                     }
                 }
             }
+            Command::SetPresence { topic, meta, reply } => {
+                let _ = reply.send(self.session.set_presence(now(), &topic, meta).map_err(Error::from));
+            }
             Command::Events { tx } => self.events.push(Outlet::new(tx)),
             Command::Close { reply } => {
                 self.closing.push(reply);
@@ -391,10 +400,9 @@ impl Driver {
         // later one's is checked against where the topic stands.
         let from = if added == Added::First { None } else { options.from.clone() };
         if (added == Added::First || options.presence)
-            && let Err(herald_core::SubscribeError::Stopped(reason)) =
-                self.session.subscribe(now(), topic.clone(), options)
+            && let Err(error) = self.session.subscribe(now(), topic.clone(), options)
         {
-            let mut error = Some(Error::Stopped(reason));
+            let mut error = Some(Error::from(error));
             self.subscribers.retain(topic.as_str(), |s| {
                 if s.id != id {
                     return true;

@@ -86,6 +86,19 @@ pub enum Error {
     /// The client was closed (or its task ended) before the call completed.
     #[error("the client is closed; build a new one to reconnect")]
     Closed,
+    /// Presence metadata refused before it was sent (not an object, too
+    /// large, or a topic not subscribed with presence); says why.
+    #[error("presence metadata not set: {0}")]
+    Presence(herald_core::SubscribeError),
+}
+
+impl From<herald_core::SubscribeError> for Error {
+    fn from(error: herald_core::SubscribeError) -> Self {
+        match error {
+            herald_core::SubscribeError::Stopped(reason) => Self::Stopped(reason),
+            other => Self::Presence(other),
+        }
+    }
 }
 
 impl From<PublishFailure> for Error {

@@ -181,6 +181,22 @@ pub enum SubscribeError {
     /// The session has stopped.
     #[error("the session has stopped: {0}")]
     Stopped(DisconnectReason),
+    /// [`Session::set_presence`](crate::Session::set_presence) on a topic
+    /// not subscribed with presence.
+    #[error("{topic} is not subscribed with presence: subscribe to it with SubscribeOptions::presence first")]
+    NoPresence {
+        /// The topic.
+        topic: String,
+    },
+    /// The presence metadata is not valid; says why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<ProtocolError> for SubscribeError {
+    fn from(error: ProtocolError) -> Self {
+        Self::Invalid(error.to_string())
+    }
 }
 
 /// Identifies one publish; the server's `ack` carries it back.

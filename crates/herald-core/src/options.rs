@@ -1,6 +1,6 @@
 //! How to subscribe and how to publish, beyond the topic and the event.
 
-use herald_protocol::Position;
+use herald_protocol::{Payload, Position};
 
 /// How [`Session::subscribe`](crate::Session::subscribe) subscribes.
 ///
@@ -18,6 +18,10 @@ use herald_protocol::Position;
 pub struct SubscribeOptions {
     /// Also receive presence (who is subscribed) for the topic.
     pub presence: bool,
+    /// With presence: what the other members see of this user (a JSON
+    /// object of at most 512 bytes: a name, a colour, a role). Change it
+    /// later with [`Session::set_presence`](crate::Session::set_presence).
+    pub meta: Option<Payload>,
     /// Where the application already is, e.g. the position its REST
     /// response gave with the data: the server replays what came after it,
     /// and where it cannot, the session says
@@ -31,6 +35,13 @@ impl SubscribeOptions {
     /// Asks for presence too.
     pub fn presence(mut self) -> Self {
         self.presence = true;
+        self
+    }
+
+    /// Asks for presence, listing this user with `meta`.
+    pub fn presence_meta(mut self, meta: Payload) -> Self {
+        self.presence = true;
+        self.meta = Some(meta);
         self
     }
 

@@ -3,8 +3,8 @@
 use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 
 use herald_protocol::{
-    ClientMessage, ErrorCode, EventData, EventKind, Position, ProtocolError, Publish, ServerMessage, Token, Topic,
-    close, error_code, feature, limits::MAX_FRAME_BYTES,
+    ClientMessage, ErrorCode, EventData, EventKind, Payload, Position, ProtocolError, Publish, ServerMessage, Token,
+    Topic, close, error_code, feature, limits::MAX_FRAME_BYTES,
 };
 use web_time::Instant;
 
@@ -638,27 +638,60 @@ impl Session {
     /// is the application's intent: it survives reconnects until
     /// [`unsubscribe`](Self::unsubscribe). `presence` asks for presence
     /// messages too, and stays on for the topic until it is unsubscribed.
-    /// Subscribing again is a no-op, unless it adds presence.
-    pub fn subscribe(&mut self, _now: Instant, topic: Topic, options: SubscribeOptions) -> Result<(), SubscribeError> {
+    /// Subscribing again is a no-op, unless it adds presence or changes
+    /// the presence metadata (see [`set_presence`](Self::set_presence)).
+    pub fn subscribe(&mut self, now: Instant, topic: Topic, options: SubscribeOptions) -> Result<(), SubscribeError> {
         if let State::Stopped(reason) = &self.state {
             return Err(SubscribeError::Stopped(reason.clone()));
         }
-        let SubscribeOptions { presence, from } = options;
+        let SubscribeOptions { presence, meta, from } = options;
+        // Metadata is presence metadata.
+        let presence = presence || meta.is_some();
+        if let Some(meta) = &meta {
+            ClientMessage::SetPresence { topic: topic.clone(), meta: meta.clone() }.validate()?;
+        }
+        let existed = self.subscriptions.contains(topic.as_str());
         let State::Open(open) = &self.state else {
             // Offline: sent, with the rest, when the next connection opens.
-            self.subscriptions.insert(topic, presence, from, false);
+            self.subscriptions.insert(topic, presence, meta, from, false);
             return Ok(());
         };
         let confirms = open.greeting.confirms();
-        if self.subscriptions.insert(topic.clone(), presence, from, false)
-            && let Some(message) = self.subscriptions.subscribe_message(&topic, self.epoch.as_deref())
+        let changed_meta = meta.clone().filter(|_| existed);
+        if self.subscriptions.insert(topic.clone(), presence, meta, from, false) {
+            if let Some(message) = self.subscriptions.subscribe_message(&topic, self.epoch.as_deref()) {
+                self.send(&message);
+                if confirms == Some(false) {
+                    // The frame is written; this server will say no more.
+                    self.subscriptions.take_unanswered();
+                    self.emit(SessionEvent::Unconfirmed { topic });
+                }
+            }
+        } else if let Some(meta) = changed_meta {
+            // Subscribed as asked already: only its metadata changes.
+            return self.set_presence(now, topic.as_str(), meta);
+        }
+        Ok(())
+    }
+
+    /// Changes what the other members of `topic`'s presence see of this
+    /// user (a JSON object of at most 512 bytes), on this connection and
+    /// every later one. Sent to servers that announce
+    /// [`feature::PRESENCE_META`]; others list the user without metadata.
+    pub fn set_presence(&mut self, _now: Instant, topic: &str, meta: Payload) -> Result<(), SubscribeError> {
+        if let State::Stopped(reason) = &self.state {
+            return Err(SubscribeError::Stopped(reason.clone()));
+        }
+        let topic = Topic::new(topic).map_err(ProtocolError::from)?;
+        let message = ClientMessage::SetPresence { topic: topic.clone(), meta: meta.clone() };
+        message.validate()?;
+        let sent = self.subscriptions.set_meta(topic.as_str(), meta);
+        let sent = sent.ok_or_else(|| SubscribeError::NoPresence { topic: topic.to_string() })?;
+        if let State::Open(open) = &self.state
+            && sent
+            && open.greeting.supports(feature::PRESENCE_META) == Some(true)
         {
             self.send(&message);
-            if confirms == Some(false) {
-                // The frame is written; this server will say no more.
-                self.subscriptions.take_unanswered();
-                self.emit(SessionEvent::Unconfirmed { topic });
-            }
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use herald_protocol::{ClientMessage, Event, Position, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE};
+use herald_protocol::{
+    ClientMessage, Event, Payload, Position, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE,
+};
 
 use crate::{ResyncReason, topic_map::TopicMap};
 
@@ -19,6 +21,8 @@ pub(crate) struct Subscriptions {
 #[derive(Debug, Clone)]
 struct Intent {
     presence: bool,
+    /// What the other members see of this user, with presence.
+    meta: Option<Payload>,
     /// Sent on a connection (this one, or one since lost: then the next
     /// must recover it or report a resync).
     sent: bool,
@@ -74,17 +78,28 @@ pub(crate) enum Delivery {
 impl Subscriptions {
     /// Adds an intent; `false` if it was already there as asked. Presence
     /// is on while any subscriber of the topic asked for it, so asking for
-    /// it on a topic already subscribed without it counts as new.
-    pub(crate) fn insert(&mut self, topic: Topic, presence: bool, from: Option<Position>, sent: bool) -> bool {
+    /// it on a topic already subscribed without it counts as new; metadata
+    /// replaces the intent's (see [`set_meta`](Self::set_meta)).
+    pub(crate) fn insert(
+        &mut self,
+        topic: Topic,
+        presence: bool,
+        meta: Option<Payload>,
+        from: Option<Position>,
+        sent: bool,
+    ) -> bool {
         if let Some(intent) = self.intents.get_mut(topic.as_str()) {
             let upgrade = presence && !intent.presence;
             intent.presence |= presence;
+            if meta.is_some() {
+                intent.meta = meta;
+            }
             return upgrade;
         }
         if topic.is_wildcard() {
             self.wildcards.push(topic.resource().to_owned());
         }
-        let intent = Intent { presence, sent, awaiting_recovery: false, answered: false, told: false, from };
+        let intent = Intent { presence, meta, sent, awaiting_recovery: false, answered: false, told: false, from };
         self.intents.get_or_insert(&topic, intent);
         true
     }
@@ -100,6 +115,15 @@ impl Subscriptions {
         let (intents, wildcards) = (&self.intents, &self.wildcards);
         self.positions.0.retain(|(t, _)| wants(intents, wildcards, t));
         true
+    }
+
+    /// Replaces the presence metadata of a subscription with presence;
+    /// returns whether it was sent on the connection (then the server must
+    /// be told), or `None` without such a subscription.
+    pub(crate) fn set_meta(&mut self, topic: &str, meta: Payload) -> Option<bool> {
+        let intent = self.intents.get_mut(topic).filter(|intent| intent.presence)?;
+        intent.meta = Some(meta);
+        Some(intent.sent)
     }
 
     pub(crate) fn topics(&self) -> impl Iterator<Item = &Topic> {
@@ -178,24 +202,28 @@ impl Subscriptions {
     /// ([`SubscribeOptions::from`](crate::SubscribeOptions::from)) to its own
     /// epoch, so topics go in one message per epoch. Marks every intent as sent.
     pub(crate) fn subscribe_messages(&mut self, epoch: Option<&str>) -> Vec<ClientMessage> {
-        // (presence, the epoch of its `since`, topic, since)
-        let mut wanted: Vec<(bool, Option<String>, Topic, Option<u64>)> = Vec::new();
+        // ((presence, its metadata, the epoch of its `since`), topic, since)
+        type Key = (bool, Option<Payload>, Option<String>);
+        let mut wanted: Vec<(Key, Topic, Option<u64>)> = Vec::new();
         for (topic, intent) in &mut self.intents.0 {
             let (since_epoch, since) = intent.send(self.positions.get(topic.as_str()).copied(), epoch);
-            wanted.push((intent.presence, since_epoch, topic.clone(), since));
+            wanted.push(((intent.presence, intent.meta.clone(), since_epoch), topic.clone(), since));
         }
-        // Grouped by presence and epoch; a stable sort keeps topic order within each.
-        wanted.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // Grouped by presence, metadata and epoch; a stable sort keeps topic order within each.
+        let order = |key: &Key| (key.0, key.1.as_ref().map(Payload::get).map(str::to_owned), key.2.clone());
+        wanted.sort_by_cached_key(|(key, _, _)| order(key));
         let mut messages = Vec::new();
-        for group in wanted.chunk_by(|a, b| (a.0, &a.1) == (b.0, &b.1)) {
+        for group in wanted.chunk_by(|a, b| a.0 == b.0) {
             for chunk in group.chunks(MAX_TOPICS_PER_MESSAGE) {
                 let since: BTreeMap<Topic, u64> =
-                    chunk.iter().filter_map(|(_, _, topic, seq)| Some((topic.clone(), (*seq)?))).collect();
+                    chunk.iter().filter_map(|(_, topic, seq)| Some((topic.clone(), (*seq)?))).collect();
+                let (presence, meta, epoch) = chunk[0].0.clone();
                 messages.push(ClientMessage::Subscribe(Subscribe {
-                    topics: chunk.iter().map(|(_, _, topic, _)| topic.clone()).collect(),
-                    epoch: chunk[0].1.clone().filter(|_| !since.is_empty()),
+                    topics: chunk.iter().map(|(_, topic, _)| topic.clone()).collect(),
+                    epoch: epoch.filter(|_| !since.is_empty()),
                     since,
-                    presence: chunk[0].0,
+                    presence,
+                    meta,
                 }));
             }
         }
@@ -214,6 +242,7 @@ impl Subscriptions {
             epoch,
             since: since.map(|seq| (topic.clone(), seq)).into_iter().collect(),
             presence: intent.presence,
+            meta: intent.meta.clone(),
         }))
     }
 

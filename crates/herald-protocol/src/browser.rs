@@ -249,7 +249,23 @@ impl Fields<'_> {
         Ok(Presence {
             topic: self.topic_of(self.required("topic")?)?,
             members: self.strings_of(self.required("members")?)?,
+            meta: self.meta()?,
         })
+    }
+
+    /// `meta`: metadata by user id, each kept as `JSON.parse` made it.
+    fn meta(&self) -> Result<BTreeMap<String, Payload>, ProtocolError> {
+        let Some(meta) = self.get("meta").filter(|meta| !meta.is_null()) else { return Ok(BTreeMap::new()) };
+        if !is_object(&meta) {
+            return Err(self.fail(format!("invalid type: {}, expected a map", unexpected(&meta))));
+        }
+        let entries = Object::entries(meta.unchecked_ref());
+        let mut by_user = BTreeMap::new();
+        for entry in entries.iter() {
+            let entry: Array = entry.unchecked_into();
+            by_user.insert(entry.get(0).as_string().unwrap_or_default(), Payload::from_browser(entry.get(1)));
+        }
+        Ok(by_user)
     }
 
     fn presence_diff(&self) -> Result<PresenceDiff, ProtocolError> {
@@ -257,6 +273,7 @@ impl Fields<'_> {
             topic: self.topic_of(self.required("topic")?)?,
             joined: self.default_strings("joined")?,
             left: self.default_strings("left")?,
+            meta: self.meta()?,
         })
     }
 

@@ -5,10 +5,10 @@ use std::{borrow::Cow, collections::BTreeMap, fmt};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EventData, EventKind, ProtocolError, Topic,
+    EventData, EventKind, Payload, ProtocolError, Topic,
     error::Quoted,
     error::check_frame_size,
-    limits::{MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
+    limits::{MAX_PRESENCE_META_BYTES, MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
 };
 
 /// A message from client to server, `{"type": ..}` tagged.
@@ -53,6 +53,17 @@ pub enum ClientMessage {
     },
     /// Publish an event; the server answers with an `ack` carrying the same `id`.
     Publish(Publish),
+    /// Changes what the other members see of this user in a topic's
+    /// presence (a name, a colour, a role): a JSON object of at most
+    /// [`MAX_PRESENCE_META_BYTES`](crate::limits::MAX_PRESENCE_META_BYTES),
+    /// for a topic subscribed with presence. Only to servers that announce
+    /// [`feature::PRESENCE_META`](crate::feature::PRESENCE_META).
+    SetPresence {
+        /// A concrete topic.
+        topic: Topic,
+        /// The user's metadata, replacing any earlier.
+        meta: Payload,
+    },
 }
 
 /// The `subscribe` message.
@@ -70,6 +81,10 @@ pub struct Subscribe {
     /// Ask for presence (who is subscribed) on these topics.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub presence: bool,
+    /// With `presence`: what the other members see of this user in these
+    /// topics, as in [`ClientMessage::SetPresence`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Payload>,
 }
 
 /// The `publish` message.
@@ -111,7 +126,13 @@ impl fmt::Debug for Token {
     }
 }
 
-const CLIENT_TYPES: &str = "subscribe, unsubscribe, ping, pong, auth, refresh, publish";
+const CLIENT_TYPES: &str = "subscribe, unsubscribe, ping, pong, auth, refresh, publish, set_presence";
+
+#[derive(Deserialize)]
+struct SetPresenceFields {
+    topic: Topic,
+    meta: Payload,
+}
 
 #[derive(Deserialize)]
 struct TopicsField {
@@ -132,7 +153,7 @@ struct TypeProbe<'a> {
 impl ClientMessage {
     /// A `subscribe` for `topics`, with no recovery positions.
     pub fn subscribe(topics: Vec<Topic>) -> Self {
-        Self::Subscribe(Subscribe { topics, since: BTreeMap::new(), epoch: None, presence: false })
+        Self::Subscribe(Subscribe { topics, since: BTreeMap::new(), epoch: None, presence: false, meta: None })
     }
 
     /// Encodes as compact JSON.
@@ -160,6 +181,10 @@ impl ClientMessage {
             kind @ "auth" => Self::Auth { token: parse::<TokenField>(kind, text)?.token },
             kind @ "refresh" => Self::Refresh { token: parse::<TokenField>(kind, text)?.token },
             kind @ "publish" => Self::Publish(parse(kind, text)?),
+            kind @ "set_presence" => {
+                let SetPresenceFields { topic, meta } = parse(kind, text)?;
+                Self::SetPresence { topic, meta }
+            }
             other => {
                 return Err(ProtocolError::UnknownType { found: other.to_owned(), expected: CLIENT_TYPES });
             }
@@ -172,7 +197,26 @@ impl ClientMessage {
     /// payload sizes and timestamps.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            Self::Subscribe(Subscribe { topics, .. }) => check_topics("subscribe", topics),
+            Self::Subscribe(Subscribe { topics, presence, meta, .. }) => {
+                check_topics("subscribe", topics)?;
+                match meta {
+                    Some(_) if !presence => Err(ProtocolError::invalid(
+                        "subscribe",
+                        "meta is presence metadata: add \"presence\": true, or drop meta",
+                    )),
+                    Some(meta) => check_meta("subscribe", meta),
+                    None => Ok(()),
+                }
+            }
+            Self::SetPresence { topic, meta } => {
+                if topic.is_wildcard() {
+                    return Err(ProtocolError::invalid(
+                        "set_presence",
+                        format!("topic {} is a wildcard; name one concrete topic", Quoted::text(topic.as_str())),
+                    ));
+                }
+                check_meta("set_presence", meta)
+            }
             Self::Unsubscribe { topics } => check_topics("unsubscribe", topics),
             Self::Auth { token } | Self::Refresh { token } if token.0.is_empty() => {
                 Err(ProtocolError::invalid("auth", "token is empty"))
@@ -207,6 +251,21 @@ impl Publish {
         self.event.validate()?;
         self.data.validate()
     }
+}
+
+/// Presence metadata is a small JSON object.
+fn check_meta(kind: &'static str, meta: &Payload) -> Result<(), ProtocolError> {
+    let json = meta.get();
+    if !json.trim_start().starts_with('{') {
+        return Err(ProtocolError::invalid(kind, "meta must be a JSON object, e.g. {\"name\":\"Alice\"}"));
+    }
+    if json.len() > MAX_PRESENCE_META_BYTES {
+        return Err(ProtocolError::invalid(
+            kind,
+            format!("meta is {} bytes, the limit is {MAX_PRESENCE_META_BYTES}", json.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn check_topics(kind: &'static str, topics: &[Topic]) -> Result<(), ProtocolError> {

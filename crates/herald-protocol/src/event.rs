@@ -282,6 +282,8 @@ impl PartialEq for Payload {
     }
 }
 
+impl Eq for Payload {}
+
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.get())

@@ -125,7 +125,7 @@ pub(crate) fn client_message(message: &ClientMessage) -> String {
     let mut out = String::with_capacity(64);
     let mut object = Object::new(&mut out);
     match message {
-        ClientMessage::Subscribe(Subscribe { topics, since, epoch, presence }) => {
+        ClientMessage::Subscribe(Subscribe { topics, since, epoch, presence, meta }) => {
             object.str("type", "subscribe").topics("topics", topics);
             if !since.is_empty() {
                 let out = object.key("since");
@@ -139,6 +139,12 @@ pub(crate) fn client_message(message: &ClientMessage) -> String {
             if *presence {
                 object.raw("presence", "true");
             }
+            if let Some(meta) = meta {
+                object.raw("meta", meta.get());
+            }
+        }
+        ClientMessage::SetPresence { topic, meta } => {
+            object.str("type", "set_presence").str("topic", topic.as_str()).raw("meta", meta.get());
         }
         ClientMessage::Unsubscribe { topics } => {
             object.str("type", "unsubscribe").topics("topics", topics);

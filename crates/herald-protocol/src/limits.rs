@@ -21,5 +21,8 @@ pub const MAX_EVENT_NAME_BYTES: usize = 64;
 /// Longest `entity_id`, `user_id`, `tenant_id` or `trace_id`, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// Largest encoded presence `meta` of one user in one topic, in bytes.
+pub const MAX_PRESENCE_META_BYTES: usize = 512;
+
 /// Longest publish `id`, in bytes.
 pub const MAX_PUBLISH_ID_BYTES: usize = 128;

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, ProtocolError, Topic, error::check_frame_size};
+use crate::{Event, Payload, ProtocolError, Topic, error::check_frame_size};
 
 /// A message from server to client.
 ///
@@ -97,6 +97,9 @@ pub mod feature {
     pub const CONDITIONAL: &str = "if_seq";
     /// `presence` and `presence_diff`.
     pub const PRESENCE: &str = "presence";
+    /// Presence metadata: `meta` in `subscribe`, `set_presence`, and `meta`
+    /// in `presence` and `presence_diff`.
+    pub const PRESENCE_META: &str = "presence_meta";
 }
 
 /// `{"type":"subscribed"}`.
@@ -182,6 +185,9 @@ pub struct Presence {
     pub topic: Topic,
     /// User ids, each once.
     pub members: Vec<String>,
+    /// The metadata of the members that set some, by user id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, Payload>,
 }
 
 /// `{"type":"presence_diff"}`: who joined and left `topic`.
@@ -195,6 +201,10 @@ pub struct PresenceDiff {
     /// Users who left.
     #[serde(default)]
     pub left: Vec<String>,
+    /// The metadata of the users in `joined` that have some. A member whose
+    /// metadata changed is in `joined` again, with the new metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, Payload>,
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@ use herald_protocol::{
     Ack, ClientMessage, Event, EventData, EventKind, Payload, Publish, ServerMessage, Subscribe, Subscribed, Topic,
 };
 use proptest::prelude::*;
+use serde_json::json;
 
 fn topic() -> impl Strategy<Value = Topic> {
     ("[a-z0-9_.-]{1,12}", prop_oneof!["[a-zA-Z0-9_.@+=:~-]{1,20}", Just("*".to_owned())])
@@ -79,14 +80,21 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
             prop::collection::vec(topic(), 1..5),
             prop::collection::btree_map(concrete_topic(), any::<u64>(), 0..3),
             proptest::option::of("[a-z0-9]{1,8}"),
-            any::<bool>()
+            any::<bool>(),
+            proptest::option::of(text()),
         )
-            .prop_map(|(topics, since, epoch, presence)| ClientMessage::Subscribe(Subscribe {
+            .prop_map(|(topics, since, epoch, presence, name)| ClientMessage::Subscribe(Subscribe {
                 topics,
                 since,
                 epoch,
-                presence
+                presence,
+                // Metadata only with presence.
+                meta: name.filter(|_| presence).map(|name| Payload::from_value(&json!({ "name": name })).unwrap()),
             })),
+        (concrete_topic(), text()).prop_map(|(topic, name)| ClientMessage::SetPresence {
+            topic,
+            meta: Payload::from_value(&json!({ "name": name })).unwrap(),
+        }),
         prop::collection::vec(topic(), 1..5).prop_map(|topics| ClientMessage::Unsubscribe { topics }),
         Just(ClientMessage::Ping),
         Just(ClientMessage::Pong),

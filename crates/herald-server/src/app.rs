@@ -11,7 +11,7 @@ use crate::{
     cluster::{Cluster, Unavailable},
     config::ServerConfig,
     durable::Durable,
-    hub::{Conflict, Hub, PublishId, Tenant},
+    hub::{Conflict, Fetched, Hub, PublishId, Tenant},
     quota::{OverQuota, Quota, Quotas},
     rate::PublishLimits,
     stream::Sessions,
@@ -108,6 +108,18 @@ impl App {
         published.map(|(position, duplicate)| Published { position: Some(position), duplicate })
     }
 
+    /// For a subscription from `since`: on a node of a cluster that did not
+    /// see the events after it, those events as the cluster's history in
+    /// Redis holds them (`None` where the node has them, or Redis cannot
+    /// say: then the subscription recovers what the node has, or not).
+    pub(crate) async fn missed(&self, tenant: &Tenant, topic: &Topic, since: u64) -> Option<Fetched> {
+        let cluster = self.cluster.as_ref()?;
+        if self.hub.recovers(tenant, topic, since) {
+            return None;
+        }
+        cluster.history(tenant.as_deref(), topic, since).await.ok()
+    }
+
     /// Where `topic` stands in `tenant`'s namespace: on a node of a
     /// cluster, as Redis numbers it.
     pub(crate) async fn position(&self, tenant: &Tenant, topic: &Topic) -> Result<Position, Unavailable> {
@@ -131,9 +143,15 @@ impl App {
             expires_in: identity.expires_in(),
             epoch: Some(epoch.to_owned()),
             version: Some(PROTOCOL_VERSION),
-            features: [feature::RECOVERY, feature::EPHEMERAL, feature::CONDITIONAL, feature::PRESENCE]
-                .map(str::to_owned)
-                .to_vec(),
+            features: [
+                feature::RECOVERY,
+                feature::EPHEMERAL,
+                feature::CONDITIONAL,
+                feature::PRESENCE,
+                feature::PRESENCE_META,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }
     }
 

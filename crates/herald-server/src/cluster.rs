@@ -33,6 +33,16 @@
 //! unhealthy and reconnects with backoff. Connections opened meanwhile are
 //! closed again once it is back, since their subscriptions began before the
 //! node listened to the channel again.
+//!
+//! The same script appends each event to its topic's history in Redis, a
+//! stream per topic and epoch (`<prefix>:history:<epoch>:<topic>`), at most
+//! `history_len` events, gone `history_max_age` after the topic's last
+//! event. A node that cannot replay a `since` from what it saw itself (it
+//! joined or restarted after those events) reads the gap from there: any
+//! node serves any `since` within the window. Each event costs Redis about
+//! its frame's size plus 60 bytes.
+//!
+//! Presence spans the nodes: see `roster`.
 
 use std::{
     convert::Infallible,
@@ -42,8 +52,8 @@ use std::{
 
 use herald_protocol::{Event, Position, Topic, close};
 use redis::{
-    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value,
-    aio::MultiplexedConnection,
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script,
+    TlsCertificates, Value, aio::MultiplexedConnection,
 };
 use tokio::{
     sync::Notify,
@@ -54,7 +64,8 @@ use tracing::{info, warn};
 use crate::{
     ServerConfig, ServerError,
     app::NotPublished,
-    hub::{Conflict, Hub, PublishId, Tenant},
+    hub::{Conflict, Fetched, Frame, Hub, PublishId, Tenant},
+    roster::Roster,
 };
 
 /// Longest wait for a connection to Redis.
@@ -67,19 +78,20 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reconnect delays to Redis double from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// Publishes one event. KEYS: epoch, the topic's seq counter, and the
-/// publish id when deduplicating. ARGV: the epoch the node believes in, the
-/// channel, the routing head, the event without `seq` (which is the last
-/// key of the encoding, so `,"seq":N}` replaces the closing brace), the
-/// dedup window in milliseconds, and the `if_seq` (empty for none).
+/// Publishes one event. KEYS: epoch, the topic's seq counter, its history,
+/// and the publish id when deduplicating. ARGV: the epoch the node believes
+/// in, the channel, the routing head, the event without `seq` (which is the
+/// last key of the encoding, so `,"seq":N}` replaces the closing brace), the
+/// dedup window in milliseconds, the `if_seq` (empty for none), the
+/// history's length and its age in milliseconds.
 /// Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
 /// the epoch is not the node's, or `{3, current seq}` when `if_seq` is not
 /// the topic's `seq`. Checking and numbering are one step, so two racing
 /// conditional publishes cannot both pass.
 const PUBLISH: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
-if KEYS[3] then
-  local earlier = redis.call('GET', KEYS[3])
+if KEYS[4] then
+  local earlier = redis.call('GET', KEYS[4])
   if earlier then return {1, tonumber(earlier)} end
 end
 if ARGV[6] ~= '' then
@@ -87,10 +99,25 @@ if ARGV[6] ~= '' then
   if current ~= tonumber(ARGV[6]) then return {3, current} end
 end
 local seq = redis.call('INCR', KEYS[2])
-if KEYS[3] then redis.call('SET', KEYS[3], seq, 'PX', ARGV[5]) end
+if KEYS[4] then redis.call('SET', KEYS[4], seq, 'PX', ARGV[5]) end
 local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
+if ARGV[7] ~= '0' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '0-' .. string.format('%d', seq), 'f', frame)
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+end
 redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
 return {0, seq}
+"#;
+
+/// Reads a topic's events after a `seq`. KEYS: epoch, the topic's seq
+/// counter, its history. ARGV: the epoch the node believes in, the `seq`,
+/// the most events to return. Returns `{epoch, seq, entries}`, with no
+/// entries when the epoch is not the node's.
+const HISTORY: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if epoch ~= ARGV[1] then return {epoch or '', seq, {}} end
+return {epoch, seq, redis.call('XRANGE', KEYS[3], '(0-' .. ARGV[2], '+', 'COUNT', ARGV[3])}
 "#;
 
 /// Names the cluster's history. KEYS: epoch, and the `run_id` of the Redis
@@ -127,8 +154,12 @@ pub(crate) struct Cluster {
     channel: String,
     publish: Script,
     establish: Script,
+    history: Script,
     dedup_window_ms: u64,
+    history_len: usize,
+    history_max_age_ms: u64,
     hub: Arc<Hub>,
+    roster: Arc<Roster>,
     /// The connection publishes go through; `None` while the node is off the bus.
     commands: RwLock<Option<MultiplexedConnection>>,
 }
@@ -153,6 +184,9 @@ pub(crate) struct Bus {
 
 /// Shared with the bus connection's push handler.
 struct Gate {
+    /// The channel of events (the other one is the roster's).
+    events: String,
+    roster: Arc<Roster>,
     /// Whether the handler may still touch the hub; closed, under this lock,
     /// when the node leaves the connection, so no late message lands after
     /// the positions were forgotten.
@@ -170,7 +204,16 @@ impl Cluster {
         // Messages arrive as RESP3 pushes, handled as the connection reads
         // them: no queue between Redis and the hub.
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| refuse(e.to_string()))?;
+        let info = info.set_redis_settings(settings);
+        let client = match &config.redis_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| refuse(format!("cannot read the Redis CA file {}: {e}", path.display())))?;
+                Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(pem) })
+            }
+            None => Client::open(info),
+        }
+        .map_err(|e| refuse(e.to_string()))?;
         let prefix = config.redis_prefix.clone();
         let cluster = Arc::new(Self {
             client,
@@ -181,7 +224,11 @@ impl Cluster {
             prefix,
             publish: Script::new(PUBLISH),
             establish: Script::new(ESTABLISH),
+            history: Script::new(HISTORY),
             dedup_window_ms: config.dedup_window.as_millis().clamp(1, u64::MAX.into()) as u64,
+            history_len: config.history_len,
+            history_max_age_ms: config.history_max_age.as_millis().clamp(1, u64::MAX.into()) as u64,
+            roster: Arc::new(Roster::new(&config.redis_prefix, config.presence_ttl, hub.clone())),
             hub,
             commands: RwLock::default(),
         });
@@ -230,7 +277,12 @@ impl Cluster {
         self.hub.adopt_epoch(&epoch);
         // Positions are learnt anew from the first events the channel brings.
         self.hub.forget_positions();
-        let gate = Arc::new(Gate { open: Mutex::new(true), lost: Notify::new() });
+        let gate = Arc::new(Gate {
+            events: self.channel.clone(),
+            roster: self.roster.clone(),
+            open: Mutex::new(true),
+            lost: Notify::new(),
+        });
         let handler = {
             let (gate, hub) = (gate.clone(), self.hub.clone());
             move |push: PushInfo| -> Result<(), Infallible> {
@@ -241,10 +293,12 @@ impl Cluster {
         let mut conn =
             self.client.get_multiplexed_async_connection_with_config(&config.set_push_sender(handler)).await?;
         conn.subscribe(&self.channel).await?;
+        conn.subscribe(&self.roster.channel).await?;
         // Connections opened while the node was off the bus subscribed before
         // it listened again: what was published in between never reached them.
         self.hub.kill_all(close::GOING_AWAY);
         self.set_commands(Some(commands));
+        self.roster.rejoined();
         Ok(Bus { conn, gate })
     }
 
@@ -253,9 +307,19 @@ impl Cluster {
         self.establish.key(&self.epoch_key).key(&self.run_key).arg(fresh).invoke_async(commands).await
     }
 
-    /// Keeps the node on the bus, and gets it back on after losing Redis.
-    /// Runs until aborted.
-    pub(crate) async fn supervise(self: Arc<Self>, mut bus: Bus) {
+    /// Keeps the node on the bus, and gets it back on after losing Redis;
+    /// tells the other nodes its presence. Runs until aborted.
+    pub(crate) async fn supervise(self: Arc<Self>, bus: Bus) {
+        tokio::join!(self.stay_on_bus(bus), self.roster.run(|| self.commands()));
+    }
+
+    /// Tells the other nodes that this one is going away: its users leave
+    /// their presence at once rather than after `presence_ttl`.
+    pub(crate) async fn bye(&self) {
+        self.roster.bye(self.commands()).await;
+    }
+
+    async fn stay_on_bus(&self, mut bus: Bus) {
         loop {
             self.watch(&mut bus).await;
             self.leave(&bus);
@@ -326,11 +390,12 @@ impl Cluster {
             let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
             let epoch = self.hub.epoch();
             let mut invocation = self.publish.key(&self.epoch_key);
-            invocation.key(&seq_key);
+            invocation.key(&seq_key).key(self.history_key(&epoch, &head));
             if let Some(key) = &dedup_key {
                 invocation.key(key);
             }
             invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms).arg(&if_seq);
+            invocation.arg(self.history_len).arg(self.history_max_age_ms);
             let started = std::time::Instant::now();
             let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
             if let Some(bus) = &self.hub.metrics.bus {
@@ -387,6 +452,45 @@ impl Cluster {
         }
     }
 
+    /// The events of `topic` in `tenant`'s namespace after `since`, as
+    /// Redis holds them, with the topic's `seq` read in the same step: the
+    /// history of the node's epoch, or nothing in another.
+    pub(crate) async fn history(
+        &self,
+        tenant: Option<&str>,
+        topic: &Topic,
+        since: u64,
+    ) -> Result<Fetched, Unavailable> {
+        let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
+        let head = head(tenant, topic);
+        let epoch = self.hub.epoch();
+        let mut invocation = self.history.key(&self.epoch_key);
+        invocation.key(self.seq_key(&head)).key(self.history_key(&epoch, &head));
+        invocation.arg(&*epoch).arg(since).arg(self.history_len.max(1));
+        let read = invocation.invoke_async::<(String, u64, Vec<(String, Vec<(String, String)>)>)>(&mut commands);
+        let (found, seq, entries) = match timeout(REPLY_TIMEOUT, read).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => return Err(self.failed(&error)),
+            Err(_) => return Err(self.failed(&"no answer in time")),
+        };
+        if found != *epoch {
+            return Ok(Fetched { seq: 0, events: Vec::new() });
+        }
+        let events = entries
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let seq = id.strip_prefix("0-")?.parse().ok()?;
+                let (_, frame) = fields.into_iter().find(|(name, _)| name == "f")?;
+                Some((seq, Frame::from(frame)))
+            })
+            .collect();
+        Ok(Fetched { seq, events })
+    }
+
+    fn history_key(&self, epoch: &str, head: &str) -> String {
+        format!("{}:history:{epoch}:{head}", self.prefix)
+    }
+
     fn seq_key(&self, head: &str) -> String {
         format!("{}:seq:{head}", self.prefix)
     }
@@ -418,8 +522,13 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
     }
     match push.kind {
         PushKind::Disconnection => gate.lost.notify_one(),
-        PushKind::Message => match push.data.get(1) {
-            Some(Value::BulkString(payload)) => match Message::parse(payload) {
+        PushKind::Message => match (push.data.first(), push.data.get(1)) {
+            (Some(Value::BulkString(channel)), Some(Value::BulkString(payload)))
+                if **channel != *gate.events.as_bytes() =>
+            {
+                gate.roster.on_message(payload)
+            }
+            (_, Some(Value::BulkString(payload))) => match Message::parse(payload) {
                 Some(Message { epoch, seq: Some(seq), tenant, topic, frame }) => {
                     hub.adopt_epoch(epoch);
                     hub.apply(tenant, &topic, seq, frame.into());

@@ -58,13 +58,25 @@ pub struct ServerConfig {
     /// connections; Redis numbers each topic's events, carries every event
     /// to every node in that order, remembers publish ids and names the
     /// epoch. A node that loses Redis closes its connections (1001 with a
-    /// reconnect hint) and refuses publishes until it is back. Presence is
-    /// per node. One Redis server (not Redis Cluster), without TLS
-    /// (`rediss://`). Default: none (a single node).
+    /// reconnect hint) and refuses publishes until it is back. Presence
+    /// spans the nodes (see [`presence_ttl`](Self::presence_ttl)). One Redis
+    /// server (not Redis Cluster); `rediss://` for TLS, verified against the
+    /// system's roots or [`redis_ca`](Self::redis_ca). Default: none (a
+    /// single node).
     pub redis: Option<String>,
     /// Prefix of the cluster's Redis keys and channel, so that several
     /// clusters can share one Redis. Default: `herald`.
     pub redis_prefix: String,
+    /// With a `rediss://` URL: the PEM file of the certificate authority
+    /// that signed the Redis server's certificate, trusted instead of the
+    /// system's roots (a Redis of your own with a private CA). Default: the
+    /// system's roots (managed Redis services).
+    pub redis_ca: Option<PathBuf>,
+    /// On a node of a cluster: how long the other nodes keep listing this
+    /// node's presence members after they last heard from it. A node that
+    /// dies has its users leave the other nodes' presence within it; a live
+    /// node is heard from every third of it. Default: 15 s.
+    pub presence_ttl: Duration,
     /// Keeps the epoch, every topic's position and history, and the
     /// publish ids in a store in this directory (file `herald.redb`,
     /// created if missing), so that a restart, a deploy or a crash keeps
@@ -233,6 +245,8 @@ impl fmt::Debug for ServerConfig {
             .field("epoch", &self.epoch)
             .field("redis", &self.redis.as_deref().map(crate::cluster::redact))
             .field("redis_prefix", &self.redis_prefix)
+            .field("presence_ttl", &self.presence_ttl)
+            .field("redis_ca", &self.redis_ca)
             .field("data_dir", &self.data_dir)
             .field("history_len", &self.history_len)
             .field("history_max_age", &self.history_max_age)
@@ -321,6 +335,12 @@ impl ServerConfig {
         if self.redis_prefix.is_empty() {
             return invalid("the Redis key prefix must not be empty");
         }
+        if self.redis_ca.is_some() && !self.redis.as_deref().is_some_and(|url| url.starts_with("rediss://")) {
+            return invalid("a Redis CA (--redis-ca) is for a TLS connection: give a rediss:// URL");
+        }
+        if self.presence_ttl < Duration::from_millis(300) {
+            return invalid("the presence TTL must be at least 300 ms (a node is heard from every third of it)");
+        }
         if let Some(files) = &self.tls {
             crate::tls::check(files).map_err(|error| ServerError::Config(error.to_string()))?;
         }
@@ -383,6 +403,8 @@ impl Default for ServerConfig {
             epoch: None,
             redis: None,
             redis_prefix: "herald".into(),
+            presence_ttl: Duration::from_secs(15),
+            redis_ca: None,
             data_dir: None,
             history_len: 1_000,
             history_max_age: Duration::from_secs(300),

@@ -27,6 +27,7 @@ use crate::{
     hub::{Conflict, Connection, Frame, PublishId, subscribed_frame},
     metrics::{AuthFailure, Refusal, Transport},
     outbox::Queued,
+    presence::Snapshot,
     quota::OverQuota,
     rate::Bucket,
 };
@@ -316,8 +317,8 @@ impl<L: Link> Conn<L> {
             () = killed => return Err(self.kill_ending()),
         }
         for topic in self.connection.peer.take_stale_presence() {
-            if let Some(members) = self.app.hub.presence_of(&self.connection.peer, &topic) {
-                self.send_message(ServerMessage::Presence(Presence { topic, members })).await?;
+            if let Some(Snapshot { members, meta }) = self.app.hub.presence_of(&self.connection.peer, &topic) {
+                self.send_message(ServerMessage::Presence(Presence { topic, members, meta })).await?;
             }
         }
         Ok(())
@@ -416,6 +417,15 @@ impl<L: Link> Conn<L> {
             ClientMessage::Pong => Ok(()),
             ClientMessage::Auth { token } | ClientMessage::Refresh { token } => self.on_refresh(&token.0).await,
             ClientMessage::Publish(publish) => self.on_publish(publish).await,
+            ClientMessage::SetPresence { topic, meta } => {
+                if self.connection.set_presence_meta(&topic, &meta) {
+                    return Ok(());
+                }
+                let message = format!(
+                    "not listed in the presence of {topic}: subscribe to it with presence first (and its presence must not be full)"
+                );
+                self.send_error(error_code::BAD_REQUEST, message, None, Some(topic.into_string())).await
+            }
             other => {
                 let problem = format!("message {other:?} is not handled by this server");
                 self.send_error(error_code::BAD_REQUEST, problem, None, None).await
@@ -448,7 +458,7 @@ impl<L: Link> Conn<L> {
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Step {
-        let Subscribe { topics, since, epoch, presence } = subscribe;
+        let Subscribe { topics, since, epoch, presence, meta } = subscribe;
         let epoch_ok = epoch.as_deref() == Some(&*self.app.hub.epoch());
         let wants_recovery = !since.is_empty() || epoch.is_some();
         let (mut plain, mut recovered, mut lost) = (Group::default(), Group::default(), Group::default());
@@ -482,9 +492,13 @@ impl<L: Link> Conn<L> {
                 continue;
             }
             let position = since.get(&topic).copied();
-            let joined = self.connection.subscribe(&topic, presence, position.filter(|_| epoch_ok));
-            if let Some(members) = joined.members {
-                snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members }));
+            let from = match position.filter(|_| epoch_ok) {
+                Some(seq) => Some((seq, self.app.missed(&self.identity.tenant, &topic, seq).await)),
+                None => None,
+            };
+            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from);
+            if let Some(Snapshot { members, meta }) = joined.members {
+                snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members, meta }));
             }
             if joined.unlisted {
                 let max = self.app.config.max_presence_members;

@@ -238,6 +238,9 @@ impl Herald {
         if timeout(Duration::from_secs(10), self.app.hub.all_gone()).await.is_err() {
             warn!("connections still open 10 s after shutdown began");
         }
+        if let Some(cluster) = &self.app.cluster {
+            cluster.bye().await;
+        }
     }
 }
 
@@ -304,9 +307,24 @@ impl HeraldBuilder {
         self
     }
 
+    /// The CA that signed a `rediss://` Redis's certificate (PEM), instead of
+    /// the system's roots; see [`ServerConfig::redis_ca`].
+    pub fn redis_ca(mut self, pem: impl Into<PathBuf>) -> Self {
+        self.config.redis_ca = Some(pem.into());
+        self
+    }
+
     /// Prefix of the cluster's Redis keys and channel; see [`ServerConfig::redis_prefix`].
     pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.redis_prefix = prefix.into();
+        self
+    }
+
+    /// How long the other nodes of the cluster keep listing this node's
+    /// presence members after they last heard from it; see
+    /// [`ServerConfig::presence_ttl`].
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.config.presence_ttl = ttl;
         self
     }
 

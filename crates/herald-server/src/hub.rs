@@ -18,7 +18,7 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque, hash_map},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
@@ -28,14 +28,14 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
+use herald_protocol::{Event, Payload, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
 
 use crate::{
     ServerConfig,
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
-    presence::{Changes, Presence},
+    presence::{Changes, Presence, Snapshot},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -148,9 +148,20 @@ impl Connection {
     }
 
     /// Subscribes to a concrete topic; see [`Hub::subscribe`].
-    pub(crate) fn subscribe(&mut self, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+    pub(crate) fn subscribe(
+        &mut self,
+        topic: &Topic,
+        presence: bool,
+        meta: Option<&Payload>,
+        since: Option<(u64, Option<Fetched>)>,
+    ) -> Joined {
         self.topics.insert(topic.clone());
-        self.hub.subscribe(&self.peer, topic, presence, since)
+        self.hub.subscribe(&self.peer, topic, presence, meta, since)
+    }
+
+    /// Sets this user's presence metadata in `topic`; see [`Hub::set_presence_meta`].
+    pub(crate) fn set_presence_meta(&self, topic: &Topic, meta: &Payload) -> bool {
+        self.hub.set_presence_meta(&self.peer, topic, meta)
     }
 
     /// Subscribes to every topic of `topic.resource()`.
@@ -284,7 +295,7 @@ pub(crate) struct Joined {
     /// The missed events, oldest first, to send before `subscribed`.
     pub(crate) replay: Vec<Frame>,
     /// Who is there, for a subscription with presence.
-    pub(crate) members: Option<Vec<String>>,
+    pub(crate) members: Option<Snapshot>,
     /// A subscription with presence to a topic whose presence is full: it
     /// gets presence but is not listed in it.
     pub(crate) unlisted: bool,
@@ -359,6 +370,13 @@ pub(crate) struct Hub {
     presence_due: Mutex<Vec<(Tenant, Topic)>>,
     pub(crate) presence_wake: Notify,
     max_presence_members: usize,
+    /// On a node of a cluster: this node's presence lists that changed, for
+    /// the other nodes, and the wake-up of the task telling them.
+    presence_out: Mutex<Vec<LocalPresence>>,
+    pub(crate) presence_out_wake: Notify,
+    /// Versions of this node's presence lists: a list that arrives after a
+    /// newer one of the same topic is ignored.
+    presence_version: AtomicU64,
     next_id: AtomicU64,
     history_len: usize,
     history_max_age: Duration,
@@ -408,6 +426,9 @@ impl Hub {
             presence_due: Mutex::default(),
             presence_wake: Notify::new(),
             max_presence_members: config.max_presence_members,
+            presence_out: Mutex::default(),
+            presence_out_wake: Notify::new(),
+            presence_version: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             history_len: config.history_len,
             history_max_age: config.history_max_age,
@@ -487,7 +508,7 @@ impl Hub {
         for shard in &self.shards {
             lock(shard).retain(|(tenant, topic), state| {
                 self.freed(state.prune(now, self.history_max_age));
-                let keep = !state.subs.is_empty() || !state.history.is_empty();
+                let keep = !state.subs.is_empty() || !state.history.is_empty() || !state.presence.is_empty();
                 if !keep && !self.clustered {
                     self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
                 }
@@ -802,22 +823,35 @@ impl Hub {
     /// also collects the events it missed, under the same lock as the
     /// registration so that none is lost or reordered between the replay and
     /// live delivery.
-    fn subscribe(&self, peer: &Arc<Peer>, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
+    fn subscribe(
+        &self,
+        peer: &Arc<Peer>,
+        topic: &Topic,
+        presence: bool,
+        meta: Option<&Payload>,
+        since: Option<(u64, Option<Fetched>)>,
+    ) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         self.freed(state.prune(now, self.history_max_age));
         let mut joined = Joined { last_seq: state.known.then_some(state.seq), ..Joined::default() };
-        if let Some(since) = since {
-            let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
-            // A `since` past the position is a client's mistake on a single
-            // node; on a node of a cluster it is a position seen on another
-            // node, whose events are still on their way here (and will reach
-            // this subscriber, which drops those it has).
-            let reachable = since <= state.seq || self.clustered;
-            let recovered = state.known && reachable && oldest <= since.saturating_add(1);
+        if let Some((since, fetched)) = since {
+            let mut recovered = self.replays(state, since);
             if recovered {
                 joined.replay = state.history.iter().filter(|e| e.seq > since).map(|e| e.frame.clone()).collect();
+            } else if let Some(fetched) = fetched.filter(|fetched| fetched.covers(since)) {
+                // Read from the cluster's history: what this node saw since
+                // the read follows without a gap, or the node saw nothing
+                // of the topic since.
+                let (read, local) = (fetched.seq, state.seq);
+                let oldest = state.history.front().map_or(local + 1, |e| e.seq);
+                recovered = !state.known || local <= read || oldest <= read + 1;
+                if recovered {
+                    let later = state.history.iter().filter(|e| e.seq > read).map(|e| e.frame.clone());
+                    joined.replay = fetched.events.into_iter().map(|(_, frame)| frame).chain(later).collect();
+                    joined.last_seq = Some(if state.known { local.max(read) } else { read });
+                }
             }
             joined.recovered = Some(recovered);
         }
@@ -835,12 +869,45 @@ impl Hub {
             (false, _) => false,
         };
         state.subs.insert(peer.id, Sub { peer: peer.clone(), presence, member });
+        if let Some(meta) = meta.filter(|_| member) {
+            state.presence.set_meta(&peer.user, meta);
+        }
         if presence {
             joined.members = Some(state.presence.snapshot());
             joined.unlisted = !member;
         }
         self.presence_changed(state, &peer.tenant, topic);
         joined
+    }
+
+    /// Sets what the other members see of `peer`'s user in `topic`; `false`
+    /// if `peer` is not listed in its presence (not subscribed with
+    /// presence, or the presence was full).
+    fn set_presence_meta(&self, peer: &Peer, topic: &Topic, meta: &Payload) -> bool {
+        let mut shard = self.shard(&peer.tenant, topic.as_str());
+        let Some(state) = shard.get_mut(&(peer.tenant.clone(), topic.as_str().to_owned())) else { return false };
+        if !state.subs.get(&peer.id).is_some_and(|sub| sub.member) {
+            return false;
+        }
+        let set = state.presence.set_meta(&peer.user, meta);
+        self.presence_changed(state, &peer.tenant, topic);
+        set
+    }
+
+    /// Whether the events of `topic` after `since` are in this node's history.
+    pub(crate) fn recovers(&self, tenant: &Tenant, topic: &Topic, since: u64) -> bool {
+        let shard = self.shard(tenant, topic.as_str());
+        shard.get(&(tenant.clone(), topic.as_str().to_owned())).is_some_and(|state| self.replays(state, since))
+    }
+
+    fn replays(&self, state: &TopicState, since: u64) -> bool {
+        let oldest = state.history.front().map_or(state.seq + 1, |e| e.seq);
+        // A `since` past the position is a client's mistake on a single
+        // node; on a node of a cluster it is a position seen on another
+        // node, whose events are still on their way here (and will reach
+        // this subscriber, which drops those it has).
+        let reachable = since <= state.seq || self.clustered;
+        state.known && reachable && oldest <= since.saturating_add(1)
     }
 
     /// Puts the topic on the list to announce when its presence changed.
@@ -858,10 +925,17 @@ impl Hub {
         let due = std::mem::take(&mut *lock(&self.presence_due));
         for (tenant, topic) in due {
             let mut shard = self.shard(&tenant, topic.as_str());
-            let Some(state) = shard.get_mut(&(tenant, topic.as_str().to_owned())) else { continue };
+            let Some(state) = shard.get_mut(&(tenant.clone(), topic.as_str().to_owned())) else { continue };
             state.presence.due = false;
-            let Some(Changes { joined, left }) = state.presence.take_changes() else { continue };
-            let diff = PresenceDiff { topic: topic.clone(), joined, left };
+            if self.clustered
+                && let Some(local) = state.presence.take_local_change()
+            {
+                let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
+                lock(&self.presence_out).push(LocalPresence { tenant, topic: topic.clone(), version, local });
+                self.presence_out_wake.notify_one();
+            }
+            let Some(Changes { joined, left, meta }) = state.presence.take_changes() else { continue };
+            let diff = PresenceDiff { topic: topic.clone(), joined, left, meta };
             let frame: Frame = ServerMessage::PresenceDiff(diff).encode().into();
             let to = state.subs.values().filter(|sub| sub.presence);
             let queued = to.filter(|sub| sub.peer.deliver_presence(&frame, &topic)).count();
@@ -869,9 +943,65 @@ impl Hub {
         }
     }
 
+    /// This node's presence lists that changed, for the other nodes.
+    pub(crate) fn take_local_presence(&self) -> Vec<LocalPresence> {
+        std::mem::take(&mut *lock(&self.presence_out))
+    }
+
+    /// Every presence list of this node, for a node that joined, and the
+    /// version they start at: any list of this node with a lower one is
+    /// older than these (the lists still queued are dropped).
+    pub(crate) fn local_presence(&self) -> (u64, Vec<LocalPresence>) {
+        let floor = self.presence_version.fetch_add(1, Ordering::Relaxed);
+        lock(&self.presence_out).clear();
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            for ((tenant, topic), state) in lock(shard).iter() {
+                let local = state.presence.local();
+                let Ok(topic) = Topic::new(topic.as_str()) else { continue };
+                if !local.members.is_empty() {
+                    let version = self.presence_version.fetch_add(1, Ordering::Relaxed);
+                    all.push(LocalPresence { tenant: tenant.clone(), topic, version, local });
+                }
+            }
+        }
+        (floor, all)
+    }
+
+    /// Takes what another node lists in a topic's presence.
+    pub(crate) fn set_remote_presence(&self, node: &Arc<str>, list: LocalPresence) {
+        let LocalPresence { tenant, topic, version, local: Snapshot { members, meta } } = list;
+        let key = (tenant.clone(), topic.as_str().to_owned());
+        let mut shard = self.shard(&tenant, topic.as_str());
+        let state = match shard.entry(key) {
+            hash_map::Entry::Occupied(state) => state.into_mut(),
+            hash_map::Entry::Vacant(_) if members.is_empty() => return,
+            hash_map::Entry::Vacant(vacant) => vacant.insert(self.new_topic()),
+        };
+        let users = members.into_iter().map(Arc::from).collect();
+        let meta = meta.into_iter().map(|(user, meta)| (Arc::from(user), meta)).collect();
+        state.presence.set_remote(node, version, users, meta, self.max_presence_members);
+        self.presence_changed(state, &tenant, &topic);
+    }
+
+    /// Forgets what `node` listed in presence, or every other node with `None`.
+    pub(crate) fn forget_nodes(&self, node: Option<&str>) {
+        for shard in &self.shards {
+            for ((tenant, topic), state) in lock(shard).iter_mut() {
+                match node {
+                    Some(node) => state.presence.forget_node(node),
+                    None => state.presence.forget_nodes(),
+                }
+                if let Ok(topic) = Topic::new(topic.as_str()) {
+                    self.presence_changed(state, tenant, &topic);
+                }
+            }
+        }
+    }
+
     /// Who is in `topic`'s presence, for a subscriber of it whose changes
     /// did not fit its outbox; `None` if it no longer has presence there.
-    pub(crate) fn presence_of(&self, peer: &Peer, topic: &Topic) -> Option<Vec<String>> {
+    pub(crate) fn presence_of(&self, peer: &Peer, topic: &Topic) -> Option<Snapshot> {
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.get_mut(&(peer.tenant.clone(), topic.as_str().to_owned()))?;
         state.subs.get(&peer.id).filter(|sub| sub.presence)?;
@@ -907,7 +1037,7 @@ impl Hub {
             }
         }
         // A topic nobody listens to and with nothing to replay costs nothing.
-        if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 {
+        if state.subs.is_empty() && state.history.is_empty() && state.seq == 0 && state.presence.is_empty() {
             shard.remove(&key);
         }
     }
@@ -992,6 +1122,37 @@ pub(crate) async fn maintain(hub: Arc<Hub>, presence_interval: Duration) {
     }
 }
 
+/// A topic's events after a `since`, read from the cluster's history in
+/// Redis for a node that did not see them.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    /// The topic's `seq` when they were read.
+    pub(crate) seq: u64,
+    /// The events after the `since`, oldest first, up to `seq`.
+    pub(crate) events: Vec<(u64, Frame)>,
+}
+
+impl Fetched {
+    /// Whether these are every event after `since`.
+    fn covers(&self, since: u64) -> bool {
+        match (self.events.first(), self.events.last()) {
+            (Some((first, _)), Some((last, _))) => *first == since + 1 && *last == self.seq,
+            _ => self.seq <= since,
+        }
+    }
+}
+
+/// This node's members of a topic's presence, for the other nodes of the
+/// cluster, or what another node listed.
+#[derive(Debug)]
+pub(crate) struct LocalPresence {
+    pub(crate) tenant: Tenant,
+    pub(crate) topic: Topic,
+    /// Newer lists of a topic have higher versions.
+    pub(crate) version: u64,
+    pub(crate) local: Snapshot,
+}
+
 /// A conditional publish (`if_seq`) found its topic at another `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Conflict {
@@ -1016,7 +1177,7 @@ mod tests {
         let (task_hub, task_topic) = (hub.clone(), topic.clone());
         let task = std::thread::spawn(move || {
             let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
-            connection.subscribe(&task_topic, true, None);
+            connection.subscribe(&task_topic, true, None, None);
             connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
             panic!("a bug in a connection task");
         });
@@ -1024,7 +1185,11 @@ mod tests {
         let metrics = hub.snapshot();
         assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
         let mut other = hub.connect("u-2".into(), None, 8, Transport::WebSocket);
-        assert_eq!(other.subscribe(&topic, true, None).members, Some(vec!["u-2".to_owned()]), "u-1 left presence");
+        assert_eq!(
+            other.subscribe(&topic, true, None, None).members.map(|s| s.members),
+            Some(vec!["u-2".to_owned()]),
+            "u-1 left presence"
+        );
     }
 
     #[test]
@@ -1032,12 +1197,12 @@ mod tests {
         let hub = Arc::new(Hub::new(&ServerConfig::default()));
         let topic = Topic::new("room:1").unwrap();
         let mut reader = hub.connect("reader".into(), None, 4, Transport::WebSocket);
-        reader.subscribe(&topic, true, None);
+        reader.subscribe(&topic, true, None, None);
         for _ in 0..2 {
             reader.peer.outbox.push(&Frame::from("an event"), None).unwrap();
         }
         let mut joiner = hub.connect("joiner".into(), None, 4, Transport::WebSocket);
-        joiner.subscribe(&topic, true, None);
+        joiner.subscribe(&topic, true, None, None);
         hub.flush_presence();
         assert_eq!(reader.peer.outbox.len(), 2, "half full: the diff was not queued");
         assert_eq!(reader.peer.killed(), 0, "nor the reader closed");
@@ -1047,6 +1212,6 @@ mod tests {
         futures_util::FutureExt::now_or_never(reader.peer.outbox.take_all(&mut written)).unwrap();
         assert_eq!(reader.peer.take_stale_presence(), std::slice::from_ref(&topic));
         let members = hub.presence_of(&reader.peer, &topic).unwrap();
-        assert_eq!(members, ["joiner", "reader"]);
+        assert_eq!(members.members, ["joiner", "reader"]);
     }
 }

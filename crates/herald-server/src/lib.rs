@@ -64,7 +64,7 @@
 //! With [`HeraldBuilder::redis`] (`herald serve --redis URL`) nodes sharing
 //! a Redis form a cluster: Redis numbers every topic's events and carries
 //! them to every node in that order, so a client may reconnect to any node
-//! and recover what it missed there. Presence is per node. See
+//! and recover what it missed there, and presence spans the nodes. See
 //! [`ServerConfig::redis`] and `docs/protocol.md`.
 //!
 //! # Logs
@@ -95,6 +95,7 @@ mod outbox;
 mod presence;
 mod quota;
 mod rate;
+mod roster;
 mod router;
 #[cfg(feature = "testing")]
 pub mod scripted;

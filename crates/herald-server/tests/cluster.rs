@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use herald_server::ServerError;
-use herald_test_support::*;
+use herald_test_support::{
+    process::free_port,
+    tls::{CertFiles, TestCa},
+    *,
+};
 use serde_json::{Value, json};
 
 /// Events each of the four publishers sends in the interleaving test.
@@ -187,10 +191,58 @@ async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
     assert_eq!((&answer["recovered"], &answer["events"]), (&json!(false), &json!([])), "{answer}");
 }
 
+/// A node keeping `len` events of each topic, in Redis too.
+async fn node_keeping(redis: &RedisServer, len: usize) -> ServerHandle {
+    Server::builder()
+        .dev(true)
+        .redis(redis.url())
+        .history(len, Duration::from_secs(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("the node joins the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_or_restarts_later_serves_a_since_from_before_it_joined() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis).await;
+    for n in 1..=3 {
+        a.publish("doc:1", "UPDATED", "1", &json!(n.to_string())).await.unwrap();
+    }
+    // Node C never saw those events; it reads them from the cluster's history.
+    let c = node(&redis).await;
+    let epoch = a.epoch().to_string();
+    let since = |seq: u64| json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":seq},"epoch":epoch});
+    let mut moved = Client::dev(&c, "u").await;
+    moved.send(&since(1).to_string()).await;
+    assert_eq!(events(&mut moved, 2).await, [(2, "2".to_owned()), (3, "3".to_owned())]);
+    let subscribed = moved.recv().await;
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":3}}));
+    a.publish("doc:1", "UPDATED", "1", &json!("4")).await.unwrap();
+    assert_eq!(events(&mut moved, 1).await, [(4, "4".to_owned())], "live after the replay, once");
+
+    // A node that restarts (a deploy) serves it at once too, over SSE as well.
+    a.shutdown().await;
+    let a = node(&redis).await;
+    let mut back = Client::dev(&a, "u").await;
+    back.send(&since(2).to_string()).await;
+    assert_eq!(seqs(&events(&mut back, 2).await), [3, 4]);
+    assert_eq!(back.recv().await["recovered"], json!(true));
+    let path = format!("/sse?topics=doc:1&token=u&epoch={epoch}");
+    let (status, mut sse) = Sse::open(&a, &path, &[("Last-Event-ID", "3")]).await;
+    assert_eq!(status, 200);
+    let field =
+        |fields: &[(String, String)], name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(field(&sse.next().await, "event").as_deref(), Some("herald.connected"));
+    assert_eq!(field(&sse.next().await, "id").as_deref(), Some("4"), "replayed from Redis");
+    let subscribed: Value = serde_json::from_str(&field(&sse.next().await, "data").unwrap()).unwrap();
+    assert_eq!(subscribed["recovered"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_position() {
     let redis = RedisServer::start().await;
-    let a = node(&redis).await;
+    let a = node_keeping(&redis, 1).await;
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
     for n in 1..=2 {
@@ -199,10 +251,12 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     assert_eq!(seqs(&events(&mut client, 2).await), [1, 2]);
     drop(client);
 
-    // Node C joined after those events: it cannot replay them, nor say where the topic is.
-    let c = node(&redis).await;
+    // Node C joined after those events, and the cluster's history keeps
+    // only the last: it cannot replay event 2 from 1... of 0, nor say
+    // where the topic is.
+    let c = node_keeping(&redis, 1).await;
     let mut moved = Client::dev(&c, "u").await;
-    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":1},"epoch":c.epoch()});
+    let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":0},"epoch":c.epoch()});
     moved.send(&body.to_string()).await;
     let subscribed = moved.recv().await;
     assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
@@ -331,15 +385,13 @@ async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_la
     assert_eq!(late.closed().await.0, 1001);
     health_becomes(&a, 200).await;
     assert_eq!(a.epoch(), epoch, "Redis kept its data: same epoch");
+    // 3 and 4 never reached A, which reads them from the cluster's history.
     let mut back = Client::dev(&a, "u").await;
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":2},"epoch":epoch});
     back.send(&body.to_string()).await;
+    assert_eq!(events(&mut back, 2).await, [(3, "3".to_owned()), (4, "4".to_owned())]);
     let subscribed = back.recv().await;
-    assert_eq!(
-        subscribed,
-        json!({"type":"subscribed","topics":["doc:1"],"recovered":false}),
-        "3 and 4 never reached A"
-    );
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":true,"last_seq":{"doc:1":4}}));
     b.publish("doc:1", "UPDATED", "1", &json!("5")).await.unwrap();
     assert_eq!(events(&mut back, 1).await, [(5, "5".to_owned())]);
 }
@@ -500,4 +552,166 @@ async fn a_redis_cluster_is_refused_at_start_with_the_reason() {
     let error = Server::builder().dev(true).redis(redis.url()).bind("127.0.0.1:0").await.expect_err("refused");
     let message = error.to_string();
     assert!(message.contains("Redis Cluster") && message.contains("single Redis"), "{message}");
+}
+
+/// Subscribes `client` to `topic` with presence; returns the members it was given.
+async fn with_presence(client: &mut Client, topic: &str) -> Value {
+    client.send(&json!({"type":"subscribe","topics":[topic],"presence":true}).to_string()).await;
+    assert_eq!(client.recv().await["type"], "subscribed");
+    let presence = client.recv().await;
+    assert_eq!((presence["type"].as_str(), presence["topic"].as_str()), (Some("presence"), Some(topic)), "{presence}");
+    presence["members"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_the_nodes_and_a_node_that_joins_later_or_shuts_down_is_counted_right() {
+    let redis = RedisServer::start().await;
+    // Longer than any wait of the test: users leave with their node's
+    // goodbye or their last connection, never by the TTL.
+    let node = |url: String| async move {
+        Server::builder()
+            .dev(true)
+            .redis(url)
+            .presence_ttl(Duration::from_secs(60))
+            .shutdown_spread(Duration::from_millis(300))
+            .bind("127.0.0.1:0")
+            .await
+            .expect("the node joins the cluster")
+    };
+    let (a, b) = (node(redis.url()).await, node(redis.url()).await);
+    let mut alice = Client::dev(&a, "alice").await;
+    assert_eq!(with_presence(&mut alice, "room:1").await, json!(["alice"]));
+    let mut bob = Client::dev(&b, "bob").await;
+    let members = with_presence(&mut bob, "room:1").await;
+    // Bob's node may not have heard of alice yet: then a diff brings her.
+    if members != json!(["alice", "bob"]) {
+        assert_eq!(members, json!(["bob"]));
+        bob.presence_until("room:1", "joined", "alice").await;
+    }
+    alice.presence_until("room:1", "joined", "bob").await;
+
+    // Alice's second tab, on the other node, is still alice: she leaves
+    // when her last connection anywhere does.
+    let mut alice_on_b = Client::dev(&b, "alice").await;
+    with_presence(&mut alice_on_b, "room:1").await;
+    drop(alice);
+    drop(alice_on_b);
+    bob.presence_until("room:1", "left", "alice").await;
+
+    // A node that joins now learns who is there from the others.
+    let c = node(redis.url()).await;
+    let mut carol = Client::dev(&c, "carol").await;
+    let members = with_presence(&mut carol, "room:1").await;
+    if members != json!(["bob", "carol"]) {
+        carol.presence_until("room:1", "joined", "bob").await;
+    }
+
+    // A node that shuts down says so: its users leave the others' lists at once.
+    b.shutdown().await;
+    carol.presence_until("room:1", "left", "bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_metadata_set_on_one_node_reaches_the_others() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = Client::dev(&a, "alice").await;
+    alice.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true,"meta":{"name":"Ann"}}"#).await;
+    assert_eq!(alice.recv().await["type"], "subscribed");
+    alice.recv().await;
+    let mut bob = Client::dev(&b, "bob").await;
+    bob.send(r#"{"type":"subscribe","topics":["room:1"],"presence":true}"#).await;
+    assert_eq!(bob.recv().await["type"], "subscribed");
+    let snapshot = bob.recv().await;
+    if snapshot["members"] != json!(["alice", "bob"]) {
+        let diff = bob.presence_until("room:1", "joined", "alice").await;
+        assert_eq!(diff["meta"], json!({"alice":{"name":"Ann"}}), "{diff}");
+    } else {
+        assert_eq!(snapshot["meta"], json!({"alice":{"name":"Ann"}}), "{snapshot}");
+    }
+    alice.send(r#"{"type":"set_presence","topic":"room:1","meta":{"name":"Ann B."}}"#).await;
+    loop {
+        let diff = bob.presence_until("room:1", "joined", "alice").await;
+        if diff["meta"]["alice"] == json!({"name":"Ann B."}) {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_slows_publishes_up_to_a_bound_then_the_node_leaves_the_bus_until_redis_answers_again() {
+    let redis = RedisServer::start().await;
+    let link = RedisLink::to(&redis).await;
+    let a = Server::builder()
+        .dev(true)
+        .redis(link.url())
+        .shutdown_spread(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("node A joins through the link");
+    let mut client = Client::dev(&a, "u").await;
+    client.subscribe(&["doc:1"]).await;
+
+    // Slow, within the bound: publishes wait for Redis, and go through.
+    link.delay(Duration::from_millis(300));
+    let (status, answer) = publish_http(&a, "u", None, "slow").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(events(&mut client, 1).await, [(answer["seq"].as_u64().unwrap(), "slow".to_owned())]);
+
+    // Slower than the bound (2 s): the publish ends in time and says why, and
+    // the node leaves the bus (its clients reconnect, maybe to another node).
+    link.delay(Duration::from_secs(3));
+    let (status, answer) = publish_http(&a, "u", None, "too slow").await;
+    assert_eq!(status, 503, "{answer}");
+    let reason = answer["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("timed out") || reason.contains("no answer in time"), "{answer}");
+    assert_eq!(client.closed().await.0, 1001);
+    health_becomes(&a, 503).await;
+
+    link.delay(Duration::ZERO);
+    health_becomes(&a, 200).await;
+    let (status, answer) = publish_http(&a, "u", None, "back").await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_rediss_verifies_redis_against_the_ca_given_and_refuses_one_it_cannot_verify() {
+    let ca = TestCa::new();
+    let leaf = ca.issue();
+    let files = CertFiles::new(&leaf);
+    let dir = TempDir::new();
+    let ca_file = dir.path().join("redis-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let tls_port = free_port().to_string();
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        ca_file.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await;
+    let url = format!("rediss://localhost:{tls_port}");
+    let node = || Server::builder().dev(true).redis(url.clone()).redis_ca(&ca_file).bind("127.0.0.1:0");
+    let (a, b) = (node().await.expect("node A joins over TLS"), node().await.expect("node B joins over TLS"));
+    let mut on_b = Client::dev(&b, "reader").await;
+    on_b.subscribe(&["doc:1"]).await;
+    a.publish("doc:1", "UPDATED", "1", &json!("over TLS")).await.unwrap();
+    assert_eq!(events(&mut on_b, 1).await, [(1, "over TLS".to_owned())]);
+
+    // The system's roots do not know the test CA: the node says so at start.
+    let error = Server::builder().dev(true).redis(url.clone()).bind("127.0.0.1:0").await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("rediss://localhost") && message.to_lowercase().contains("certificate"), "{message}");
+    // A CA file for a connection without TLS is a mistake.
+    let error =
+        Server::builder().redis("redis://127.0.0.1:1").redis_ca(&ca_file).bind("127.0.0.1:0").await.unwrap_err();
+    assert!(error.to_string().contains("give a rediss:// URL"), "{error}");
+    drop(redis);
 }

@@ -528,3 +528,58 @@ async fn disconnect_all_imitates_drops_for_client_tests() {
     assert_eq!(client.closed().await.0, close::TOO_SLOW);
     eventually("the connection to be freed", || server.metrics().connections == 0).await;
 }
+
+#[tokio::test]
+async fn presence_carries_each_members_metadata_and_its_changes() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut alice = Client::dev(&server, "alice").await;
+    alice.send(r#"{"type":"subscribe","topics":["doc:7"],"presence":true,"meta":{"name":"Ann"}}"#).await;
+    assert_eq!(alice.recv().await["type"], "subscribed");
+    assert_eq!(
+        alice.recv().await,
+        json!({"type":"presence","topic":"doc:7","members":["alice"],"meta":{"alice":{"name":"Ann"}}})
+    );
+    let mut bob = Client::dev(&server, "bob").await;
+    bob.send(r#"{"type":"subscribe","topics":["doc:7"],"presence":true}"#).await;
+    assert_eq!(bob.recv().await["type"], "subscribed");
+    let snapshot = bob.recv().await;
+    assert_eq!((&snapshot["members"], &snapshot["meta"]), (&json!(["alice", "bob"]), &json!({"alice":{"name":"Ann"}})));
+    let diff = alice.presence_until("doc:7", "joined", "bob").await;
+    assert_eq!(diff["meta"].get("bob"), None, "bob set none: {diff}");
+
+    alice.send(r##"{"type":"set_presence","topic":"doc:7","meta":{"name":"Ann","colour":"#f80"}}"##).await;
+    // Diffs of the join may come first; the change names alice again.
+    loop {
+        let diff = bob.presence_until("doc:7", "joined", "alice").await;
+        assert_eq!(diff["left"], json!([]), "{diff}");
+        if diff["meta"]["alice"] == json!({"name":"Ann","colour":"#f80"}) {
+            break;
+        }
+        assert_eq!(diff["meta"]["alice"], json!({"name":"Ann"}), "{diff}");
+    }
+}
+
+#[tokio::test]
+async fn bad_presence_metadata_is_refused_with_the_reason_and_the_connection_goes_on() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let mut alice = Client::dev(&server, "alice").await;
+    let big = "x".repeat(600);
+    let cases = [
+        (
+            r#"{"type":"set_presence","topic":"doc:7","meta":{"name":"Ann"}}"#.to_owned(),
+            "not listed in the presence of doc:7",
+        ),
+        (format!(r#"{{"type":"set_presence","topic":"doc:7","meta":{{"bio":"{big}"}}}}"#), "the limit is 512"),
+        (r#"{"type":"set_presence","topic":"doc:7","meta":"Ann"}"#.to_owned(), "meta must be a JSON object"),
+        (r#"{"type":"set_presence","topic":"doc:*","meta":{}}"#.to_owned(), "wildcard"),
+        (r#"{"type":"subscribe","topics":["doc:7"],"meta":{"name":"Ann"}}"#.to_owned(), "add \"presence\": true"),
+    ];
+    for (frame, reason) in cases {
+        alice.send(&frame).await;
+        let error = alice.recv().await;
+        assert_eq!((error["type"].as_str(), error["code"].as_u64()), (Some("error"), Some(400)), "{frame}: {error}");
+        assert!(error["message"].as_str().unwrap().contains(reason), "{frame}: {error}");
+    }
+    let subscribed = alice.subscribe(&["doc:8"]).await;
+    assert_eq!(subscribed["topics"], json!(["doc:8"]), "the connection goes on");
+}

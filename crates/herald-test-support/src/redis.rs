@@ -1,10 +1,16 @@
 //! Real `redis-server` processes for the cluster tests, and a link to one
 //! that can be cut.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
 
@@ -124,10 +130,13 @@ impl Drop for RedisServer {
 
 /// A TCP relay to a Redis server that can be cut (every connection dropped,
 /// new ones refused) and restored, as a network failure between a node and
-/// Redis would: Redis keeps running and keeps its data.
+/// Redis would: Redis keeps running and keeps its data. It can also delay
+/// what Redis sends, as a slow or overloaded Redis would.
 pub struct RedisLink {
     port: u16,
     target: String,
+    /// Milliseconds each chunk from Redis waits before it is passed on.
+    delay: Arc<AtomicU64>,
     relay: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -136,8 +145,15 @@ impl RedisLink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let port = listener.local_addr().expect("a bound address").port();
         let target = format!("127.0.0.1:{}", redis.port);
-        let relay = Some(tokio::spawn(relay(listener, target.clone())));
-        Self { port, target, relay }
+        let delay = Arc::new(AtomicU64::new(0));
+        let relay = Some(tokio::spawn(relay(listener, target.clone(), delay.clone())));
+        Self { port, target, delay, relay }
+    }
+
+    /// Delays every answer and message from Redis by `delay` from now on
+    /// (`Duration::ZERO`: none).
+    pub fn delay(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn url(&self) -> String {
@@ -160,7 +176,7 @@ impl RedisLink {
             }
         })
         .await;
-        self.relay = Some(tokio::spawn(relay(listener, self.target.clone())));
+        self.relay = Some(tokio::spawn(relay(listener, self.target.clone(), self.delay.clone())));
     }
 }
 
@@ -170,15 +186,32 @@ impl Drop for RedisLink {
     }
 }
 
-/// Relays every accepted connection to `target`; aborting it drops them all.
-async fn relay(listener: tokio::net::TcpListener, target: String) {
+/// Relays every accepted connection to `target`, what Redis sends `delay`
+/// milliseconds late; aborting it drops them all.
+async fn relay(listener: tokio::net::TcpListener, target: String, delay: Arc<AtomicU64>) {
     let mut connections = tokio::task::JoinSet::new();
-    while let Ok((mut inbound, _)) = listener.accept().await {
-        let target = target.clone();
+    while let Ok((inbound, _)) = listener.accept().await {
+        let (target, delay) = (target.clone(), delay.clone());
         connections.spawn(async move {
-            if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            }
+            let Ok(outbound) = TcpStream::connect(&target).await else { return };
+            let ((mut from_node, mut to_node), (mut from_redis, mut to_redis)) =
+                (inbound.into_split(), outbound.into_split());
+            let up = tokio::io::copy(&mut from_node, &mut to_redis);
+            let down = async {
+                let mut buffer = vec![0; 16 * 1024];
+                loop {
+                    let read = from_redis.read(&mut buffer).await?;
+                    if read == 0 {
+                        return Ok::<_, std::io::Error>(0);
+                    }
+                    let wait = delay.load(Ordering::Relaxed);
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    to_node.write_all(&buffer[..read]).await?;
+                }
+            };
+            let _ = tokio::try_join!(up, down);
         });
     }
 }

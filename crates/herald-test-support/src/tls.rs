@@ -74,6 +74,12 @@ impl TestCa {
         Self { issuer: CertifiedIssuer::self_signed(params, key).expect("sign the root") }
     }
 
+    /// The authority's certificate, as PEM (for servers that check clients,
+    /// and clients that take a CA file).
+    pub fn cert_pem(&self) -> String {
+        pem("CERTIFICATE", self.issuer.der())
+    }
+
     /// A client configuration whose only root is this authority.
     pub fn client_config(&self) -> Arc<ClientConfig> {
         trusting(self.issuer.der().clone())

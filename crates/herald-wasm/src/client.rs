@@ -12,7 +12,7 @@ use herald_core::{
     Added, ConnectionId, Instant, Output, ResyncReason, Router, Session, SessionEvent, SubscribeOptions, TokenReason,
     Transport, joined_behind,
 };
-use herald_protocol::{EventData, EventKind, Payload, Position, Topic, close};
+use herald_protocol::{EventData, EventKind, Position, Topic, close};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
 
@@ -171,7 +171,8 @@ impl HeraldClient {
     /// missed), `{type: 'unconfirmed', topic}` from a server that never
     /// confirms, `{type: 'resync', topic, reason}` when events may have been
     /// missed (drop what you cached for the topic),
-    /// `{type: 'presence' | 'presence_diff', ...}` with `options.presence`,
+    /// `{type: 'presence' | 'presence_diff', ...}` with `options.presence`
+    /// (listed with `options.meta`, an object of at most 512 bytes, as JSON),
     /// and `{type: 'refused', topic, code, message}` if the server does not
     /// allow the topic. `options.since` (`{epoch, seq}`, e.g. from a REST
     /// response) replays what came after it, or says resync.
@@ -184,6 +185,7 @@ impl HeraldClient {
         let topic = Topic::new(topic).map_err(|e| js::error(&e.to_string()))?;
         let mut wanted = SubscribeOptions::default();
         wanted.presence = options::flag(&options, "presence");
+        wanted.meta = options::meta(&options)?;
         wanted.from = options::since(&options)?;
         let options = wanted;
         let mut settle = None;
@@ -249,13 +251,9 @@ impl HeraldClient {
         let (resolve, reject) = settle.expect("the Promise executor runs at once");
         let result = (|| {
             let topic = Topic::new(topic).map_err(|e| js::failure("invalid", &e.to_string()))?;
-            let json = js_sys::JSON::stringify(&payload)
-                .ok()
-                .and_then(|s| s.as_string())
-                .ok_or_else(|| js::failure("invalid", "the payload is not JSON-serializable"))?;
             let data = EventData {
                 entity_id: entity_id.to_owned(),
-                payload: Payload::from_json(json).map_err(|e| js::failure("invalid", &e.to_string()))?,
+                payload: options::payload(&payload)?,
                 user_id: None,
                 tenant_id: None,
                 timestamp: String::from(js_sys::Date::new_0().to_iso_string()),
@@ -274,6 +272,18 @@ impl HeraldClient {
         }
         pump(&self.inner);
         promise
+    }
+
+    /// What the other members of `topic`'s presence see of this user: an
+    /// object of at most 512 bytes (a name, a colour), for a topic this
+    /// client subscribed with presence. Kept for later connections. Throws
+    /// an `Error` that says why otherwise.
+    #[wasm_bindgen(js_name = setPresence)]
+    pub fn set_presence(&self, topic: &str, meta: JsValue) -> Result<(), JsValue> {
+        let meta = options::payload(&meta)?;
+        let set = self.inner.borrow_mut().session.set_presence(Instant::now(), topic, meta);
+        pump(&self.inner);
+        set.map_err(|e| js::error(&e.to_string()))
     }
 
     /// A new token for the connection: sent at once as a `refresh` while

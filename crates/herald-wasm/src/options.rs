@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use herald_core::{AuthMode, FallbackConfig, PublishOptions, SessionConfig, protocol::Position};
+use herald_core::{
+    AuthMode, FallbackConfig, PublishOptions, SessionConfig,
+    protocol::{Payload, Position},
+};
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -50,6 +53,19 @@ pub(crate) fn position(value: &JsValue, name: &str) -> Result<Option<Position>, 
         (Some(epoch), Some(seq)) => Ok(Some(Position::new(epoch, seq as u64))),
         _ => Err(()),
     }
+}
+
+/// `options.meta`: presence metadata, any JSON-serializable object (the
+/// session checks it is an object, and its size).
+pub(crate) fn meta(options: &JsValue) -> Result<Option<Payload>, JsValue> {
+    field(options, "meta").map(|meta| payload(&meta)).transpose()
+}
+
+/// `value` as JSON.
+pub(crate) fn payload(value: &JsValue) -> Result<Payload, JsValue> {
+    let json = js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string());
+    let json = json.ok_or_else(|| crate::js::failure("invalid", "not JSON-serializable"))?;
+    Payload::from_json(json).map_err(|e| crate::js::failure("invalid", &e.to_string()))
 }
 
 /// `publish`'s options: `{ephemeral, ifSeq, traceId}`.

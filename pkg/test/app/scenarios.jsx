@@ -5,6 +5,7 @@ import {
   useConnectionStatus,
   useHerald,
   useInvalidateOnEvent,
+  useMembers,
   usePresence,
   usePublish,
   useRevalidateOnEvent,
@@ -155,6 +156,25 @@ export function presence({ url, topic, alice, bob }) {
           <Members topic={topic} id="bob-sees" />
         </HeraldProvider>
       )}
+    </>
+  );
+}
+
+function MembersWithMeta({ topic, id, meta }) {
+  const members = useMembers(topic, { meta });
+  return <Show id={id} value={[...members].sort((a, b) => a.user.localeCompare(b.user))} />;
+}
+
+/** Alice and Bob on one topic with presence metadata; a new `aliceMeta` is sent as it changes. */
+export function members({ url, topic, aliceMeta }) {
+  return (
+    <>
+      <HeraldProvider options={{ url, token: 'alice', backoff: FAST_BACKOFF }}>
+        <MembersWithMeta topic={topic} id="alice-sees" meta={aliceMeta} />
+      </HeraldProvider>
+      <HeraldProvider options={{ url, token: 'bob', backoff: FAST_BACKOFF }}>
+        <MembersWithMeta topic={topic} id="bob-sees" meta={{ name: 'Bob' }} />
+      </HeraldProvider>
     </>
   );
 }

@@ -18,6 +18,7 @@ import {
   useConnectionStatus,
   useHerald,
   useInvalidateOnEvent,
+  useMembers,
   usePresence,
   usePublish,
   useRevalidateOnEvent,
@@ -170,6 +171,12 @@ function Hooks() {
   const herald: HeraldClient | null = useHerald();
   const status: ConnectionStatus = useConnectionStatus();
   const members: readonly string[] = usePresence('doc:7');
+  const named: readonly string[] = usePresence('doc:7', { meta: { name: 'Ann' } });
+  const withMeta = useMembers<{ name: string }>('doc:7', { meta: { name: 'Ann' } });
+  const firstName: string | undefined = withMeta[0]?.meta?.name;
+  void named;
+  void firstName;
+  herald?.setPresence('doc:7', { name: 'Ann' });
   // @ts-expect-error: the members are read-only
   members.push('me');
   useTopic<Gift>(status.state === 'connected' ? 'gift-list:1' : null, (message) => message.type ?? message.data.payload.bought);

@@ -18,7 +18,7 @@ use std::time::Duration;
 use harness::{Harness, event};
 use herald_core::{
     AuthMode, DisconnectReason, FallbackConfig, PublishError, PublishFailure, PublishOptions, ResyncReason,
-    SessionConfig, SessionEvent, Status, SubscribeOptions, TokenReason, Transport,
+    SessionConfig, SessionEvent, Status, SubscribeError, SubscribeOptions, TokenReason, Transport,
     protocol::{EventData, EventKind, Payload},
 };
 use serde_json::json;

@@ -323,3 +323,52 @@ fn a_late_publish_refusal_leaves_the_subscription_of_its_topic_alone() {
     assert_eq!(h.session.topics().map(|t| t.to_string()).collect::<Vec<_>>(), ["gift-list:1"]);
     assert_eq!(h.last_status(), CONNECTED);
 }
+
+#[test]
+fn presence_metadata_goes_with_the_subscription_and_a_change_is_sent_to_servers_that_take_it() {
+    let name = |name: &str| Payload::from_value(&json!({ "name": name })).unwrap();
+    let mut h = Harness::new(config());
+    let options = SubscribeOptions::default().presence_meta(name("Ann"));
+    h.session.subscribe(h.now, "doc:7".parse().unwrap(), options).unwrap();
+    h.session.subscribe(h.now, "doc:8".parse().unwrap(), SubscribeOptions::default().presence()).unwrap();
+    h.open();
+    assert_eq!(
+        h.take_sent(),
+        [
+            json!({"type": "subscribe", "topics": ["doc:8"], "presence": true}),
+            json!({"type": "subscribe", "topics": ["doc:7"], "presence": true, "meta": {"name": "Ann"}}),
+        ],
+        "one message per metadata"
+    );
+    h.recv_json(json!({"type": "connected", "epoch": "E1", "features": ["recovery", "presence", "presence_meta"]}));
+    h.session.set_presence(h.now, "doc:7", name("Ann B.")).unwrap();
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "set_presence", "topic": "doc:7", "meta": {"name": "Ann B."}})]);
+
+    // The latest metadata is the subscription's on the next connection.
+    h.server_close(Some(1006), "");
+    h.connect();
+    let sent = h.take_sent();
+    assert!(
+        sent.contains(&json!({"type": "subscribe", "topics": ["doc:7"], "presence": true, "meta": {"name": "Ann B."}})),
+        "{sent:?}"
+    );
+
+    // A server that does not announce metadata is not sent what it cannot read.
+    h.recv_json(json!({"type": "connected", "epoch": "E1", "features": ["recovery", "presence"]}));
+    h.session.set_presence(h.now, "doc:7", name("Ann C.")).unwrap();
+    h.drain();
+    assert_eq!(h.take_sent(), Vec::<serde_json::Value>::new());
+
+    let refused = h.session.set_presence(h.now, "doc:9", name("Ann"));
+    assert!(matches!(refused, Err(SubscribeError::NoPresence { .. })), "{refused:?}");
+    let too_big = Payload::from_value(&json!({ "bio": "x".repeat(600) })).unwrap();
+    let refused = h.session.set_presence(h.now, "doc:7", too_big).unwrap_err();
+    assert!(refused.to_string().contains("the limit is 512"), "{refused}");
+    let not_an_object = Payload::from_value(&json!("Ann")).unwrap();
+    assert!(
+        h.session
+            .subscribe(h.now, "doc:1".parse().unwrap(), SubscribeOptions::default().presence_meta(not_an_object))
+            .is_err()
+    );
+}

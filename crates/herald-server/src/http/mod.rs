@@ -81,7 +81,7 @@ pub(crate) enum Since {
 }
 
 /// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
-pub(crate) fn subscribe(
+pub(crate) async fn subscribe(
     app: &Arc<App>,
     identity: &Identity,
     topics: Vec<Topic>,
@@ -113,7 +113,11 @@ pub(crate) fn subscribe(
                 }
                 None => None,
             };
-            let joined = out.connection.subscribe(&topic, false, position);
+            let from = match position {
+                Some(seq) => Some((seq, app.missed(&identity.tenant, &topic, seq).await)),
+                None => None,
+            };
+            let joined = out.connection.subscribe(&topic, false, None, from);
             if joined.recovered == Some(false) {
                 out.recovered = Some(false);
             }

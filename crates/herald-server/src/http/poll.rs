@@ -38,7 +38,7 @@ pub(crate) async fn poll(
         .min(app.config.poll_timeout)
         // A poll answers no later than its token expires.
         .min(Duration::from_secs(identity.expires_in().unwrap_or(u64::MAX)));
-    let mut subscribed = subscribe(&app, &identity, topics, since, quota, Transport::Poll);
+    let mut subscribed = subscribe(&app, &identity, topics, since, quota, Transport::Poll).await;
     let mut events = std::mem::take(&mut subscribed.replay);
     if since.is_some() && subscribed.recovered == Some(true) && events.is_empty() {
         let peer = subscribed.connection.peer.clone();

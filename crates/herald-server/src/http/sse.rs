@@ -53,7 +53,7 @@ pub(crate) async fn sse(
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
     let since = position(&epoch, params.epoch.as_deref(), last_id)?;
-    let subscribed = subscribe(&app, &identity, topics.clone(), since, quota, Transport::Sse);
+    let subscribed = subscribe(&app, &identity, topics.clone(), since, quota, Transport::Sse).await;
     let connected = app.connected(&identity, &epoch);
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     pending.push_back(SseEvent::default().event("herald.connected").data(ServerMessage::Connected(connected).encode()));
