@@ -9,7 +9,7 @@
 //   beat {status}, msg {topic, tabs, behind, msg}, ack {to, id, ack | error};
 //   the first message of a new term makes every tab tell the new holder its topics and publishes
 // from any tab, with its `tab` id (and the term it addresses):
-//   want {topics: [[topic, since, presence]]}, leave {topic}, pub {id, args}, bye
+//   want {topics: [[topic, since, presence, meta]]}, leave {topic}, meta {topic, meta}, pub {id, args}, bye
 
 /** How long a silent holder keeps the connection: a frozen tab holds its lock for ever. */
 const LEASE_MS = 1500;
@@ -38,8 +38,13 @@ export class SharedClient {
   #client = null;
   #sessionSubs = new Map();
   #presenceTopics = new Set();
-  /** The holder's last presence of each topic, for a tab that asks for it once the server has sent it. */
+  /** The holder's last presence of each topic (`{members, meta}`), for a tab that asks for it once the server has sent it. */
   #members = new Map();
+  /**
+   * The holder's presence metadata of each topic: the connection is one
+   * member of each topic's presence, so the tab that set it last wins.
+   */
+  #metas = new Map();
   #topics = new Map();
   #pending = new Map();
   #nextId = 0;
@@ -116,7 +121,7 @@ export class SharedClient {
       this.#post({ t: 'beat', status });
     });
     this.#client.onRaw((message) => this.#rawListeners.forEach((listener) => call(listener, message)));
-    for (const [topic, entry] of this.#topics) this.#want(this.#tab, topic, this.#shares.since(topic), entry.presence);
+    for (const [topic, entry] of this.#topics) this.#want(this.#tab, topic, this.#shares.since(topic), entry.presence, entry.meta);
     setTimeout(() => {
       if (!this.#holding()) return;
       for (const [topic, from] of this.#shares.start()) this.#subscribeSession(topic, from);
@@ -146,6 +151,7 @@ export class SharedClient {
     this.#sessionSubs.clear();
     this.#presenceTopics.clear();
     this.#members.clear();
+    this.#metas.clear();
     this.#release?.();
     this.#release = null;
     client?.close();
@@ -204,7 +210,10 @@ export class SharedClient {
     }
     switch (message.t) {
       case 'want':
-        for (const [topic, since, presence] of message.topics) this.#want(message.tab, topic, since, presence);
+        for (const [topic, since, presence, meta] of message.topics) this.#want(message.tab, topic, since, presence, meta);
+        break;
+      case 'meta':
+        this.#setMeta(message.topic, message.meta);
         break;
       case 'leave':
         if (this.#shares.leave(message.tab, message.topic)) this.#unsubscribeSession(message.topic);
@@ -244,23 +253,24 @@ export class SharedClient {
   /** To a new holder: every topic this tab wants, from where it is, and every publish not acked yet. */
   #announce() {
     if (this.#holding()) return;
-    const topics = [...this.#topics].map(([topic, entry]) => [topic, this.#shares.since(topic), entry.presence]);
+    const topics = [...this.#topics].map(([topic, entry]) => [topic, this.#shares.since(topic), entry.presence, entry.meta]);
     if (topics.length > 0) this.#post({ t: 'want', topics });
     for (const id of this.#pending.keys()) this.#sendPublish(id);
   }
 
   // ------------------------------------------------------------ the holder's side
 
-  #want(tab, topic, since, presence) {
+  #want(tab, topic, since, presence, meta) {
     if (presence) this.#presenceTopics.add(topic);
+    if (presence && meta !== undefined) this.#setMeta(topic, meta);
     const joined = this.#shares.want(tab, topic, since ?? null);
     if (joined.kind === 'subscribe') return this.#subscribeSession(topic, joined.from, presence);
     if (presence) this.#presence(topic);
     if (joined.kind === 'live') {
       if (joined.resync) this.#sendTo(tab, topic, { type: 'resync', topic, reason: 'not_recovered' });
       this.#sendTo(tab, topic, { type: 'live', topic, position: joined.position });
-      const members = this.#members.get(topic);
-      if (presence && members) this.#sendTo(tab, topic, { type: 'presence', topic, members: [...members] });
+      const last = this.#members.get(topic);
+      if (presence && last) this.#sendTo(tab, topic, { type: 'presence', topic, members: [...last.members], meta: { ...last.meta } });
     } else if (joined.kind === 'unconfirmed') {
       this.#sendTo(tab, topic, { type: 'unconfirmed', topic });
     }
@@ -271,6 +281,7 @@ export class SharedClient {
     if (!this.#holding() || this.#sessionSubs.has(topic)) return;
     const withPresence = presence === true || this.#presenceTopics.has(topic);
     const options = from ? { presence: withPresence, since: from } : { presence: withPresence };
+    if (withPresence && this.#metas.has(topic)) options.meta = this.#metas.get(topic);
     const stop = this.#client.subscribe(topic, (message) => this.#route(topic, message), options);
     this.#sessionSubs.set(topic, Object.assign([stop], { presence: withPresence }));
   }
@@ -280,7 +291,19 @@ export class SharedClient {
     const stops = this.#sessionSubs.get(topic);
     if (stops === undefined || stops.presence) return;
     stops.presence = true;
-    stops.push(this.#client.subscribe(topic, () => {}, { presence: true }));
+    const meta = this.#metas.get(topic);
+    stops.push(this.#client.subscribe(topic, () => {}, meta === undefined ? { presence: true } : { presence: true, meta }));
+  }
+
+  /** A tab set its presence metadata of `topic`: the session's, once it is subscribed with presence (and from then on). */
+  #setMeta(topic, meta) {
+    this.#metas.set(topic, meta);
+    if (!this.#sessionSubs.get(topic)?.presence) return;
+    try {
+      this.#client.setPresence(topic, meta);
+    } catch (error) {
+      globalThis.reportError?.(error);
+    }
   }
 
   #unsubscribeSession(topic) {
@@ -288,18 +311,27 @@ export class SharedClient {
     this.#sessionSubs.delete(topic);
     this.#presenceTopics.delete(topic);
     this.#members.delete(topic);
+    this.#metas.delete(topic);
   }
 
   #route(topic, message) {
     if (!this.#holding()) return;
     const { tabs, behind } = this.#shares.route(topic, message);
     if (message.type === 'refused') this.#unsubscribeSession(topic);
-    if (message.type === 'presence') this.#members.set(topic, new Set(message.members));
+    if (message.type === 'presence') this.#members.set(topic, { members: new Set(message.members), meta: { ...message.meta } });
     if (message.type === 'presence_diff') {
-      const members = this.#members.get(topic) ?? new Set();
-      message.joined.forEach((member) => members.add(member));
-      message.left.forEach((member) => members.delete(member));
-      this.#members.set(topic, members);
+      const last = this.#members.get(topic) ?? { members: new Set(), meta: {} };
+      for (const member of message.left) {
+        last.members.delete(member);
+        delete last.meta[member];
+      }
+      // A member in `joined` has the metadata it has now, or none.
+      for (const member of message.joined) {
+        last.members.add(member);
+        if (message.meta !== undefined && member in message.meta) last.meta[member] = message.meta[member];
+        else delete last.meta[member];
+      }
+      this.#members.set(topic, last);
     }
     if (tabs.includes(this.#tab)) this.#deliver(topic, message, behind.includes(this.#tab));
     const others = tabs.filter((tab) => tab !== this.#tab);
@@ -348,15 +380,19 @@ export class SharedClient {
     const subscription = { callback, settle };
     let entry = this.#topics.get(topic);
     const presence = options?.presence === true;
+    const meta = presence ? options?.meta : undefined;
     if (entry === undefined) {
-      entry = { subscriptions: new Set([subscription]), presence, state: null };
+      entry = { subscriptions: new Set([subscription]), presence, meta, state: null };
       this.#topics.set(topic, entry);
-      this.#ask(topic, options?.since ?? null, presence);
+      this.#ask(topic, options?.since ?? null, presence, meta);
     } else {
       entry.subscriptions.add(subscription);
       if (presence && !entry.presence) {
         entry.presence = true;
-        this.#ask(topic, this.#shares.since(topic), true);
+        entry.meta = meta;
+        this.#ask(topic, this.#shares.since(topic), true, meta);
+      } else if (meta !== undefined) {
+        this.setPresence(topic, meta);
       }
       // The topic is live in this tab already: tell the new subscriber so now.
       if (entry.state !== null) {
@@ -375,9 +411,18 @@ export class SharedClient {
     return unsubscribe;
   }
 
-  #ask(topic, since, presence) {
-    if (this.#holding()) this.#want(this.#tab, topic, since, presence);
-    else this.#post({ t: 'want', topics: [[topic, since, presence]] });
+  #ask(topic, since, presence, meta) {
+    if (this.#holding()) this.#want(this.#tab, topic, since, presence, meta);
+    else this.#post({ t: 'want', topics: [[topic, since, presence, meta]] });
+  }
+
+  /** This tab's presence metadata of `topic`, which it subscribed with presence. */
+  setPresence(topic, meta) {
+    const entry = this.#topics.get(topic);
+    if (!entry?.presence) throw new Error(`${topic} is not subscribed with presence: subscribe to it with {presence: true} first`);
+    entry.meta = meta;
+    if (this.#holding()) this.#setMeta(topic, meta);
+    else this.#post({ t: 'meta', topic, meta });
   }
 
   publish(...args) {

@@ -388,3 +388,57 @@ test("each tab keeps its own token provider: the holder's is the one called, and
   await eventually('connected with it', () => connected(follower));
 });
 
+/** A page of `user` whose shared client subscribed to `topic` with presence (and `meta`); its presence messages go to `window.presence`. */
+async function presencePage(t, user, topic, meta) {
+  const app = await open(t);
+  await app.evaluate(
+    ({ url, user, topic, meta }) => {
+      window.presence = [];
+      window.client = new window.HeraldClient({ url, token: user, shareAcrossTabs: true });
+      window.client.onStatus((status) => {
+        window.state = status;
+      });
+      const options = meta === null ? { presence: true } : { presence: true, meta };
+      return window.client.subscribe(topic, (message) => message.type?.startsWith('presence') && window.presence.push(message), options).live;
+    },
+    { url: harness.testbed.addresses.ws, user, topic, meta: meta ?? null },
+  );
+  return app;
+}
+
+/** Members and their metadata, from a page's presence messages (as useMembers keeps them). */
+async function members(app) {
+  const messages = await app.evaluate(() => window.presence);
+  let meta = {};
+  for (const message of messages) {
+    if (message.type === 'presence') meta = Object.fromEntries(message.members.map((user) => [user, message.meta?.[user] ?? null]));
+    else {
+      for (const user of message.left) delete meta[user];
+      for (const user of message.joined) meta[user] = message.meta?.[user] ?? null;
+    }
+  }
+  return meta;
+}
+
+test("presence metadata set in any tab is the shared connection's, and a tab that comes later gets the presence as it is", async (t) => {
+  const user = `meta-${uniqueId()}`;
+  const watcher = `watcher-${uniqueId()}`;
+  const topic = uniqueTopic('doc');
+  const watching = await presencePage(t, watcher, topic);
+  const first = await presencePage(t, user, topic, { name: 'first' });
+  const second = await presencePage(t, user, topic);
+  await eventually('the user and its metadata', () => members(watching), (seen) => seen[user]?.name === 'first');
+  const follower = (await role(first)) === 'follower' ? first : second;
+
+  await follower.evaluate((topic) => window.client.setPresence(topic, { name: 'changed in a follower' }), topic);
+  await eventually('the change, seen by another user', () => members(watching), (seen) => seen[user]?.name === 'changed in a follower');
+
+  const late = await presencePage(t, user, topic);
+  const seen = await eventually('the presence as it is, in the late tab', () => members(late), (seen) => user in seen && watcher in seen);
+  assert.deepEqual(seen[user], { name: 'changed in a follower' });
+  await assert.rejects(
+    late.evaluate(() => window.client.setPresence('doc:not-subscribed', {})),
+    /not subscribed with presence/,
+  );
+});
+
