@@ -102,6 +102,16 @@ interface CommonOptions {
   backoff?: BackoffOptions;
   /** SSE fallback settings, or `false` to stay on WebSockets. */
   fallback?: FallbackOptions | false;
+  /**
+   * One connection for every tab of this origin with the same `url` and
+   * user: one tab holds the WebSocket (it holds a Web Lock), the others use
+   * it over a `BroadcastChannel`, and another takes over within 2 s when it
+   * closes, crashes or freezes, recovering what the tabs hold. `true` names
+   * the user by `token`; with `getToken`, name it: `{ user }`. Where the
+   * browser lacks Web Locks or `BroadcastChannel`, each tab keeps its own
+   * connection. The status says which tab holds it (`shared`). Default false.
+   */
+  shareAcrossTabs?: boolean | { user: string };
 }
 
 /**
@@ -366,7 +376,7 @@ export type DisconnectReason =
 export type Transport = 'websocket' | 'sse';
 
 /** The connection's state; `onStatus` reports every change. */
-export type ConnectionStatus =
+export type ConnectionStatus = (
   /** The WebAssembly module is being fetched and instantiated (the first client starts it). */
   | { state: 'loading' }
   /** `enabled: false` or `token: null`: no connection until the options change. */
@@ -382,7 +392,11 @@ export type ConnectionStatus =
   /** Waiting `nextInMs` before attempt number `attempt`. */
   | { state: 'reconnecting'; attempt: number; nextInMs: number }
   /** Stopped for good; `message` says why, for people. */
-  | { state: 'disconnected'; reason: DisconnectReason; message: string };
+  | { state: 'disconnected'; reason: DisconnectReason; message: string }
+) & {
+  /** With `shareAcrossTabs`: whether this tab holds the shared connection or uses another tab's. */
+  shared?: 'holder' | 'follower';
+};
 
 /**
  * A Herald connection. It reconnects with backoff and jitter, resubscribes,

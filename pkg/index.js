@@ -22,13 +22,24 @@ function unsupportedReason() {
 
 let loading = null;
 
-/** The wasm client class, loaded once for every client. */
+/** The wasm module's exports, loaded once for every client. */
 function load() {
   loading ??= import('./dist/herald.js').then(async (glue) => {
     await glue.default();
-    return glue.HeraldClient;
+    return glue;
   });
   return loading;
+}
+
+/** Whether tabs can share a connection here: elsewhere each keeps its own. */
+function canShare() {
+  return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+/** The wasm, and for a client that shares its connection across tabs, the glue that does (loaded only then). */
+function loadFor(options) {
+  if (!(options.shareAcrossTabs && canShare())) return load();
+  return Promise.all([load(), import('./shared.js')]).then(([glue, { SharedClient }]) => ({ ...glue, SharedClient }));
 }
 
 /**
@@ -101,7 +112,7 @@ function webSocketUrl(url) {
  */
 function normalize(options) {
   if (options === null || typeof options !== 'object') throw new Error("HeraldClient needs options: { url: 'wss://example.com/ws', token }");
-  const { url, token, getToken, auth, enabled, debug, backoff, fallback } = options;
+  const { url, token, getToken, auth, enabled, debug, backoff, fallback, shareAcrossTabs } = options;
   if (typeof url !== 'string' || url === '') fail("url is required, e.g. 'wss://example.com/ws' or '/ws'");
   if (token !== undefined && token !== null && typeof token !== 'string') fail('token must be a string (or null while there is no user)');
   if (getToken !== undefined && typeof getToken !== 'function') fail('getToken must be a function');
@@ -121,6 +132,12 @@ function normalize(options) {
     if (typeof fallback !== 'object') fail('fallback must be false or an object');
     millis(fallback.upgradeAfterMs, 'fallback.upgradeAfterMs');
     if (fallback.sseAfter != null && !(typeof fallback.sseAfter === 'number' && fallback.sseAfter >= 0)) fail('fallback.sseAfter must be a number');
+  }
+  if (shareAcrossTabs !== undefined && typeof shareAcrossTabs !== 'boolean' && typeof shareAcrossTabs?.user !== 'string') {
+    fail('shareAcrossTabs must be true, false or { user }');
+  }
+  if (shareAcrossTabs === true && getToken !== undefined) {
+    fail('shareAcrossTabs: true shares by token; with getToken, name the user: shareAcrossTabs: { user }');
   }
   const resolved = webSocketUrl(url);
   if (enabled === false || token === null) return null;
@@ -213,18 +230,18 @@ export class HeraldClient {
       this.#status = { state: 'idle' };
     } else {
       this.#status = { state: 'loading' };
-      load().then(
-        (WasmClient) => this.#start(WasmClient),
+      loadFor(this.#wasmOptions).then(
+        (glue) => this.#start(glue),
         (error) => this.#end(loadFailure(error)),
       );
     }
   }
 
-  #start(WasmClient) {
+  #start(glue) {
     if (this.#ended) return;
     let inner;
     try {
-      inner = new WasmClient(this.#wasmOptions);
+      inner = glue.SharedClient ? new glue.SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
     } catch (error) {
       return this.#end(loadFailure(error));
     }

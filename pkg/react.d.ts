@@ -25,6 +25,7 @@ export type HeraldProviderProps = { children?: ReactNode } & (
       /** A client you made and close yourself: the provider never closes it. */
       client: HeraldClient;
       options?: never;
+      shareAcrossTabs?: never;
     }
   | {
       /**
@@ -35,6 +36,8 @@ export type HeraldProviderProps = { children?: ReactNode } & (
        */
       options: HeraldOptions;
       client?: never;
+      /** The same as `options.shareAcrossTabs`: one connection for every tab of this app and user. */
+      shareAcrossTabs?: boolean | { user: string };
     }
 );
 

@@ -27,11 +27,12 @@ const NO_MEMBERS = Object.freeze([]);
 const NO_META = Object.freeze({});
 const WITH_PRESENCE = Object.freeze({ presence: true });
 
-export function HeraldProvider({ client, options, children }) {
+export function HeraldProvider({ client, options, shareAcrossTabs, children }) {
   if ((client == null) === (options == null)) {
     throw new Error('<HeraldProvider> needs exactly one of client={new HeraldClient(...)} or options={{ url, ... }}');
   }
-  const owned = useOwnedClient(client == null ? options : null);
+  const own = client == null && shareAcrossTabs !== undefined ? { ...options, shareAcrossTabs } : options;
+  const owned = useOwnedClient(client == null ? own : null);
   return createElement(HeraldContext.Provider, { value: client ?? owned }, children);
 }
 

@@ -26,6 +26,7 @@ test('npm pack lists exactly the intended files', async () => {
     'react.d.ts',
     'react.js',
     'require.cjs',
+    'shared.js',
     'testing.cjs',
     'testing.d.ts',
     'testing.js',

@@ -18,17 +18,21 @@ import {
 import { demo, gifts } from './api.js';
 import { SeqTracker } from './seq.js';
 
-export function App({ user, list, topic, heraldUrl, outageSecs }) {
+export function App({ user, onSwitchUser, list, topic, heraldUrl, outageSecs }) {
   const [queryClient] = useState(() => new QueryClient({ defaultOptions: { queries: { staleTime: Infinity } } }));
   // First-message auth keeps the token out of URLs (and so out of logs); a
-  // short backoff makes the demo's outages end visibly fast.
-  const options = { url: heraldUrl, token: user, auth: 'message', backoff: { initialMs: 300, maxMs: 3000 } };
+  // short backoff makes the demo's outages end visibly fast. The tabs of one
+  // user share one connection.
+  const options = { url: heraldUrl, token: user, auth: 'message', backoff: { initialMs: 300, maxMs: 3000 }, shareAcrossTabs: true };
   return (
     <QueryClientProvider client={queryClient}>
       <HeraldProvider options={options}>
         <header>
           <h1>Family gift list</h1>
-          <span className="who">you are <b data-testid="user">{user}</b></span>
+          <span className="who">
+            you are <b data-testid="user">{user}</b>{' '}
+            <button type="button" data-testid="switch-user" onClick={onSwitchUser}>switch user</button>
+          </span>
           <ConnectionBadge />
         </header>
         <main>
@@ -57,9 +61,16 @@ function ConnectionBadge() {
     disconnected: () => `offline: ${status.message}`,
   }[status.state]();
   return (
-    <span className={`badge ${status.state}`} data-testid="status" data-state={status.state}>
-      {text}
-    </span>
+    <>
+      <span className={`badge ${status.state}`} data-testid="status" data-state={status.state}>
+        {text}
+      </span>
+      {status.shared && (
+        <span className="meta" data-testid="shared" title="one connection for every tab of this user">
+          shared connection: {status.shared}
+        </span>
+      )}
+    </>
   );
 }
 

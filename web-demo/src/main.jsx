@@ -5,16 +5,30 @@ import { App } from './App.jsx';
 import { getJson } from './api.js';
 import './app.css';
 
-/** Who this window is: `?user=` in the URL, or a guest name kept for the tab's lifetime. */
+const GUEST = 'herald-demo-user';
+
+/**
+ * Who this window is: `?user=` in the URL, or one guest per browser profile
+ * (localStorage), so that the demo's tabs are one user and share one connection.
+ */
 function userName() {
   const fromUrl = new URLSearchParams(location.search).get('user');
   if (fromUrl) return fromUrl;
-  let name = sessionStorage.getItem('herald-demo-user');
-  if (!name) {
-    name = `guest-${Math.floor(1000 + Math.random() * 9000)}`;
-    sessionStorage.setItem('herald-demo-user', name);
-  }
+  return localStorage.getItem(GUEST) ?? newGuest();
+}
+
+function newGuest() {
+  const name = `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+  localStorage.setItem(GUEST, name);
   return name;
+}
+
+/** Another guest for this tab (and the profile's tabs that load after it): its own connection. */
+function switchUser() {
+  newGuest();
+  const url = new URL(location.href);
+  url.searchParams.delete('user');
+  location.assign(url);
 }
 
 const config = await getJson('/api/config');
@@ -22,6 +36,7 @@ createRoot(document.getElementById('root')).render(
   <StrictMode>
     <App
       user={userName()}
+      onSwitchUser={switchUser}
       list={config.list}
       topic={config.topic}
       outageSecs={config.outageSecs}

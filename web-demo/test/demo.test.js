@@ -209,3 +209,35 @@ test('typing in one window shows in the other, and the indicator expires when th
   // Typing indicators are ephemeral: none reaches the event log.
   assert.ok(!(await finn.textContent('[data-testid=log]')).includes('TYPING'));
 });
+
+test("a guest's tabs share one connection, another takes it over when its holder closes, and switch user gives a tab its own", async () => {
+  // No ?user=: the guest kept in the profile's localStorage, one for every tab.
+  const open = async () => {
+    const page = await browser.context.newPage();
+    page.on('pageerror', (error) => assert.fail(`a guest's page threw: ${error.message}`));
+    await page.goto(demo.url);
+    await eventually('a live connection', () => state(page), (s) => s === 'connected');
+    return page;
+  };
+  const shared = (page) => page.textContent('[data-testid=shared]');
+  const pages = [await open(), await open()];
+  const [first, second] = await Promise.all(pages.map((page) => page.textContent('[data-testid=user]')));
+  assert.match(first, /^guest-\d+$/);
+  assert.equal(second, first, 'one guest for the profile');
+  const roles = await eventually('one holder, one follower', () => Promise.all(pages.map(shared)), (texts) =>
+    JSON.stringify([...texts].sort()) === JSON.stringify(['shared connection: follower', 'shared connection: holder']),
+  );
+  const holder = pages[roles.indexOf('shared connection: holder')];
+  const follower = pages.find((page) => page !== holder);
+
+  await holder.close();
+  await eventually('the other tab holds it now', () => shared(follower), (text) => text === 'shared connection: holder', { timeoutMs: 2_000 });
+  await eventually('and is live', () => state(follower), (s) => s === 'connected');
+
+  await follower.click('[data-testid=switch-user]');
+  await eventually('another guest', () => follower.textContent('[data-testid=user]'), (user) => /^guest-\d+$/.test(user) && user !== first);
+  await eventually('live on a connection of its own', () => state(follower), (s) => s === 'connected');
+  assert.equal(await shared(follower), 'shared connection: holder');
+  await follower.close();
+});
+

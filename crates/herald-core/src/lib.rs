@@ -32,6 +32,12 @@
 //! counting through a suspend; `std::time::Instant` does on Windows but
 //! stops on Linux and macOS, so a driver there also calls `wake` itself when
 //! the wall clock shows a sleep (the tokio client does).
+//!
+//! Browser tabs that share one connection (`shareAcrossTabs` in the npm
+//! package) follow the rules of [`Hub`] (the holder's table: the union of
+//! the tabs' topics, which tab gets each event, recovery after a handover),
+//! [`Lease`] (who holds the connection, with fencing terms) and [`Held`]
+//! (where a tab is); the browser driver only carries their messages.
 #![deny(missing_docs)]
 
 mod backoff;
@@ -42,6 +48,7 @@ mod options;
 mod outbox;
 mod router;
 mod session;
+mod shared;
 mod subscriptions;
 mod topic_map;
 mod transport;
@@ -54,5 +61,6 @@ pub use herald_protocol as protocol;
 pub use options::{PublishOptions, SubscribeOptions};
 pub use router::{Added, Router, joined_behind};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
+pub use shared::{Heard, Held, Hub, Joined, Lease, TabId, Term};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

@@ -21,6 +21,8 @@
 mod client;
 mod js;
 mod options;
+mod shared;
 mod transport;
 
 pub use client::HeraldClient;
+pub use shared::SharedTabs;

@@ -17,7 +17,7 @@ pub(crate) enum TokenSource {
     Provider(Function),
 }
 
-fn field(options: &JsValue, name: &str) -> Option<JsValue> {
+pub(crate) fn field(options: &JsValue, name: &str) -> Option<JsValue> {
     Reflect::get(options, &JsValue::from_str(name)).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
 
@@ -40,12 +40,18 @@ pub(crate) fn flag(options: &JsValue, name: &str) -> bool {
 /// `options.since`: `{epoch, seq}`, a position the application got with its
 /// data (e.g. from `GET /api/position`), or nothing.
 pub(crate) fn since(options: &JsValue) -> Result<Option<Position>, JsValue> {
-    let Some(since) = field(options, "since") else { return Ok(None) };
-    let epoch = field(&since, "epoch").and_then(|e| e.as_string());
-    let seq = field(&since, "seq").and_then(|s| s.as_f64()).filter(|s| *s >= 0.0 && s.fract() == 0.0);
+    position(options, "since")
+        .map_err(|()| crate::js::error("options.since must be a position {epoch: string, seq: number}"))
+}
+
+/// `value[name]`: a position `{epoch, seq}`, or nothing; `Err` for anything else.
+pub(crate) fn position(value: &JsValue, name: &str) -> Result<Option<Position>, ()> {
+    let Some(at) = field(value, name) else { return Ok(None) };
+    let epoch = field(&at, "epoch").and_then(|e| e.as_string());
+    let seq = field(&at, "seq").and_then(|s| s.as_f64()).filter(|s| *s >= 0.0 && s.fract() == 0.0);
     match (epoch, seq) {
         (Some(epoch), Some(seq)) => Ok(Some(Position::new(epoch, seq as u64))),
-        _ => Err(crate::js::error("options.since must be a position {epoch: string, seq: number}")),
+        _ => Err(()),
     }
 }
 

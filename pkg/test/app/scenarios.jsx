@@ -104,6 +104,17 @@ export function status({ url, token, renders, extra }) {
   );
 }
 
+/** A provider whose tabs share one connection (`shareAcrossTabs` on the provider), with a topic and presence under StrictMode. */
+export function sharedTabs({ url, token, topic }) {
+  return (
+    <HeraldProvider options={{ url, token, backoff: { ...FAST_BACKOFF } }} shareAcrossTabs>
+      <Status />
+      <Messages topic={topic} label="shared" />
+      <Members topic={topic} id="members" />
+    </HeraldProvider>
+  );
+}
+
 /** A client the page made itself, as `window.sharedClient`. */
 export function shared() {
   return (
