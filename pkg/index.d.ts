@@ -303,6 +303,12 @@ export interface PublishOptions {
   ifSeq?: number;
   /** Correlates the event with the request that caused it. */
   traceId?: string;
+  /**
+   * The publish id (1 to 128 bytes, unique per user) instead of one the
+   * client makes: sent again by any client of the same user within the
+   * server's dedup window, it is acked as a duplicate, not published twice.
+   */
+  id?: string;
 }
 
 /**

@@ -425,8 +425,11 @@ export class SharedClient {
     else this.#post({ t: 'meta', topic, meta });
   }
 
-  publish(...args) {
+  publish(topic, event, entityId, payload, options) {
     const id = `${this.#tab}-${(this.#nextId += 1)}`;
+    // The same publish id through every holder: one that vanished after
+    // sending it makes the next one's copy a duplicate, not a second event.
+    const args = [topic, event, entityId, payload, { id: `tab-${id}`, ...options }];
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { args, resolve, reject, term: null });
       this.#sendPublish(id);

@@ -75,6 +75,12 @@ pub struct PublishOptions {
     /// and the current `seq`. Only to a server that announces it: a server
     /// that ignored the field would make the write unconditional.
     pub if_seq: Option<u64>,
+    /// The publish id (1 to 128 bytes, unique per user), instead of one the
+    /// session makes. Given again by another session of the same user (a
+    /// tab taking over a shared connection, a process retrying after a
+    /// restart), it makes the server acknowledge the repeat as a duplicate
+    /// within its dedup window instead of publishing the event twice.
+    pub id: Option<String>,
 }
 
 impl PublishOptions {
@@ -93,6 +99,12 @@ impl PublishOptions {
     /// Makes the publish conditional on the topic's `seq`.
     pub fn if_seq(mut self, seq: u64) -> Self {
         self.if_seq = Some(seq);
+        self
+    }
+
+    /// Sets the publish id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
         self
     }
 }

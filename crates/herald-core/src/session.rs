@@ -731,7 +731,7 @@ impl Session {
             State::Open(open) => Some(&open.greeting),
             _ => None,
         };
-        let PublishOptions { trace_id, ephemeral, if_seq } = options;
+        let PublishOptions { trace_id, ephemeral, if_seq, id } = options;
         let kind = match (ephemeral, if_seq) {
             (true, _) => match greeting.and_then(|g| g.supports(feature::EPHEMERAL)) {
                 Some(true) => Kind::Ephemeral,
@@ -747,7 +747,7 @@ impl Session {
         };
         let sendable =
             kind != Kind::Conditional || greeting.and_then(|g| g.supports(feature::CONDITIONAL)) == Some(true);
-        let id = format!("{}-{}", self.id_prefix, self.next_publish);
+        let id = id.unwrap_or_else(|| format!("{}-{}", self.id_prefix, self.next_publish));
         let publish = Publish { id: id.clone(), topic, event, data, trace_id, ephemeral, if_seq };
         publish.validate()?;
         let frame = ClientMessage::Publish(publish).encode();

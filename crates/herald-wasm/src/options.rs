@@ -68,18 +68,22 @@ pub(crate) fn payload(value: &JsValue) -> Result<Payload, JsValue> {
     Payload::from_json(json).map_err(|e| crate::js::failure("invalid", &e.to_string()))
 }
 
-/// `publish`'s options: `{ephemeral, ifSeq, traceId}`.
+/// `publish`'s options: `{ephemeral, ifSeq, traceId, id}`.
 pub(crate) fn publish(options: &JsValue) -> Result<PublishOptions, JsValue> {
     let if_seq = number(options, "ifSeq")?;
     if if_seq.is_some_and(|n| n < 0.0 || n.fract() != 0.0) {
         return Err(crate::js::failure("invalid", "ifSeq must be a whole number"));
     }
-    let trace_id = field(options, "traceId")
-        .map(|id| id.as_string().ok_or_else(|| crate::js::failure("invalid", "traceId must be a string")))
-        .transpose()?;
+    let text = |name: &str| {
+        let value = field(options, name).map(|value| value.as_string());
+        value
+            .map(|text| text.ok_or_else(|| crate::js::failure("invalid", &format!("{name} must be a string"))))
+            .transpose()
+    };
     // Not a struct literal: the options are `#[non_exhaustive]`.
     let mut publish = PublishOptions::default();
-    publish.trace_id = trace_id;
+    publish.trace_id = text("traceId")?;
+    publish.id = text("id")?;
     publish.ephemeral = flag(options, "ephemeral");
     publish.if_seq = if_seq.map(|n| n as u64);
     Ok(publish)

@@ -39,6 +39,22 @@ fn unacked_publishes_are_retransmitted_after_reconnect_and_acked_once() {
 }
 
 #[test]
+fn a_publish_id_given_by_the_application_is_the_one_sent_and_acked() {
+    let mut h = Harness::new(config());
+    h.open();
+    let options = PublishOptions::default().id("tab-7-1");
+    let id = h.session.publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(1), options).unwrap();
+    h.drain();
+    assert_eq!(id.0, "tab-7-1");
+    assert_eq!(h.take_sent()[0]["id"], "tab-7-1");
+    h.recv_json(json!({"type": "ack", "id": "tab-7-1", "seq": 3, "duplicate": true}));
+    assert!(h.take_events().iter().any(|e| matches!(e, SessionEvent::PublishAcked { id, .. } if id.0 == "tab-7-1")));
+    let too_long = PublishOptions::default().id("x".repeat(200));
+    let refused = h.session.publish(h.now, "gift-list:1".parse().unwrap(), EventKind::Updated, data(2), too_long);
+    assert!(refused.unwrap_err().to_string().contains("id must be 1 to 128 bytes"));
+}
+
+#[test]
 fn publish_ids_are_unique() {
     let mut h = Harness::new(config());
     let ids: std::collections::BTreeSet<_> = (0..100).map(|n| publish(&mut h, n)).collect();
