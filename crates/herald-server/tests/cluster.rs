@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use herald_server::ServerError;
+use herald_server::{HeraldBuilder, ServerError};
 use herald_test_support::{
     process::free_port,
     tls::{CertFiles, TestCa},
@@ -16,14 +16,13 @@ use serde_json::{Value, json};
 /// Events each of the four publishers sends in the interleaving test.
 const PER_PUBLISHER: usize = 15;
 
+/// A node of the cluster on the Redis at `url`, to configure further.
+fn on(url: String) -> HeraldBuilder {
+    Server::builder().dev(true).redis(url).shutdown_spread(Duration::from_millis(300))
+}
+
 async fn node(redis: &RedisServer) -> ServerHandle {
-    Server::builder()
-        .dev(true)
-        .redis(redis.url())
-        .shutdown_spread(Duration::from_millis(300))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("the node joins the cluster")
+    on(redis.url()).bind("127.0.0.1:0").await.expect("the node joins the cluster")
 }
 
 fn publish_frame(id: &str, payload: &str) -> String {
@@ -193,9 +192,7 @@ async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
 
 /// A node keeping `len` events of each topic, in Redis too.
 async fn node_keeping(redis: &RedisServer, len: usize) -> ServerHandle {
-    Server::builder()
-        .dev(true)
-        .redis(redis.url())
+    on(redis.url())
         .history(len, Duration::from_secs(300))
         .bind("127.0.0.1:0")
         .await
@@ -354,13 +351,7 @@ async fn when_redis_restarts_empty_nodes_close_clients_refuse_publishes_then_sta
 async fn a_node_cut_off_from_redis_forgets_what_it_may_have_missed_and_closes_late_connections_when_back() {
     let redis = RedisServer::start().await;
     let mut link = RedisLink::to(&redis).await;
-    let a = Server::builder()
-        .dev(true)
-        .redis(link.url())
-        .shutdown_spread(Duration::from_millis(300))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("node A joins through the link");
+    let a = on(link.url()).bind("127.0.0.1:0").await.expect("node A joins through the link");
     let b = node(&redis).await;
     let epoch = a.epoch();
     let mut client = Client::dev(&a, "u").await;
@@ -569,14 +560,7 @@ async fn presence_spans_the_nodes_and_a_node_that_joins_later_or_shuts_down_is_c
     // Longer than any wait of the test: users leave with their node's
     // goodbye or their last connection, never by the TTL.
     let node = |url: String| async move {
-        Server::builder()
-            .dev(true)
-            .redis(url)
-            .presence_ttl(Duration::from_secs(60))
-            .shutdown_spread(Duration::from_millis(300))
-            .bind("127.0.0.1:0")
-            .await
-            .expect("the node joins the cluster")
+        on(url).presence_ttl(Duration::from_secs(60)).bind("127.0.0.1:0").await.expect("the node joins the cluster")
     };
     let (a, b) = (node(redis.url()).await, node(redis.url()).await);
     let mut alice = Client::dev(&a, "alice").await;
@@ -642,13 +626,7 @@ async fn presence_metadata_set_on_one_node_reaches_the_others() {
 async fn a_slow_redis_slows_publishes_up_to_a_bound_then_the_node_leaves_the_bus_until_redis_answers_again() {
     let redis = RedisServer::start().await;
     let link = RedisLink::to(&redis).await;
-    let a = Server::builder()
-        .dev(true)
-        .redis(link.url())
-        .shutdown_spread(Duration::from_millis(300))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("node A joins through the link");
+    let a = on(link.url()).bind("127.0.0.1:0").await.expect("node A joins through the link");
     let mut client = Client::dev(&a, "u").await;
     client.subscribe(&["doc:1"]).await;
 
