@@ -403,7 +403,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(10),
             shutdown_spread: Duration::from_secs(5),
             reuse_port: false,
-            read_buffer_size: 512,
+            read_buffer_size: 128,
             write_buffer_size: 16 * 1024,
             max_presence_members: 1_000,
             presence_interval: Duration::from_millis(100),

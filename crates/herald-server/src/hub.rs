@@ -18,7 +18,7 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
@@ -138,24 +138,41 @@ impl Peer {
 pub(crate) struct Connection {
     hub: Arc<Hub>,
     pub(crate) peer: Arc<Peer>,
-    topics: HashSet<Topic>,
+    /// Sorted. Most connections hold a few topics for a long time: a set's
+    /// table, or a vector's usual growth, would cost several times their
+    /// size, so the first few are added one place at a time.
+    topics: Vec<Topic>,
 }
 
 impl Connection {
-    /// The topics (concrete and wildcards) it is subscribed to.
-    pub(crate) fn topics(&self) -> &HashSet<Topic> {
+    /// The topics (concrete and wildcards) it is subscribed to, sorted.
+    pub(crate) fn topics(&self) -> &[Topic] {
         &self.topics
+    }
+
+    /// Whether it is subscribed to `topic`.
+    pub(crate) fn holds(&self, topic: &Topic) -> bool {
+        self.topics.binary_search(topic).is_ok()
+    }
+
+    fn add(&mut self, topic: &Topic) {
+        if let Err(at) = self.topics.binary_search(topic) {
+            if self.topics.len() < 4 {
+                self.topics.reserve_exact(1);
+            }
+            self.topics.insert(at, topic.clone());
+        }
     }
 
     /// Subscribes to a concrete topic; see [`Hub::subscribe`].
     pub(crate) fn subscribe(&mut self, topic: &Topic, presence: bool, since: Option<u64>) -> Joined {
-        self.topics.insert(topic.clone());
+        self.add(topic);
         self.hub.subscribe(&self.peer, topic, presence, since)
     }
 
     /// Subscribes to every topic of `topic.resource()`.
     pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic) {
-        self.topics.insert(topic.clone());
+        self.add(topic);
         self.hub.subscribe_wildcard(&self.peer, topic);
     }
 
@@ -166,11 +183,10 @@ impl Connection {
 
     /// Ends one subscription; returns whether there was one.
     pub(crate) fn unsubscribe(&mut self, topic: &Topic) -> bool {
-        let was = self.topics.remove(topic);
-        if was {
-            self.hub.unsubscribe(&self.peer, topic);
-        }
-        was
+        let Ok(at) = self.topics.binary_search(topic) else { return false };
+        self.topics.remove(at);
+        self.hub.unsubscribe(&self.peer, topic);
+        true
     }
 }
 
@@ -591,7 +607,7 @@ impl Hub {
         if self.closing.load(Ordering::Acquire) {
             peer.kill(close::GOING_AWAY);
         }
-        Connection { hub: self.clone(), peer, topics: HashSet::new() }
+        Connection { hub: self.clone(), peer, topics: Vec::new() }
     }
 
     /// Forgets a peer; `topics` are the subscriptions it still had. A peer

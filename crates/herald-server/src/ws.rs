@@ -39,7 +39,13 @@ pub(crate) async fn upgrade(
     remote: Remote,
 ) -> Response {
     let origin_ok = app.origin_allowed(origin(&headers));
-    settings(ws, &app.config).on_upgrade(move |socket| crate::conn::run(socket, app, token, headers, origin_ok, remote))
+    let ws = settings(ws, &app.config);
+    // Boxed: axum's task keeps the callback for the connection's life.
+    let start = Box::new((app, token, headers, remote));
+    ws.on_upgrade(move |socket| {
+        let (app, token, headers, remote) = *start;
+        crate::conn::run(socket, app, token, headers, origin_ok, remote)
+    })
 }
 
 /// The WebSocket settings of every connection; the echo endpoint of the
