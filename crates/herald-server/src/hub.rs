@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::extract::ws::Utf8Bytes;
+use tungstenite::Utf8Bytes;
 use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
 
