@@ -26,6 +26,7 @@ use tracing::{debug, info};
 
 use crate::{
     AuthError, Credentials,
+    accept::Slot,
     app::{App, NotPublished, Published},
     auth::Identity,
     extract::Remote,
@@ -160,7 +161,7 @@ async fn open<L: Link>(
         last_inbound: now,
         next_ping: now + app.config.ping_interval,
         app,
-        _remote: remote,
+        _slot: remote.into_slot(),
     };
     Some(conn)
 }
@@ -241,7 +242,7 @@ struct Conn<L> {
     /// The connection's place within the user's and the address's quotas.
     _quota: Quota,
     /// Its place within the listener's connection limits.
-    _remote: Remote,
+    _slot: Option<Arc<Slot>>,
     bucket: Bucket,
     last_inbound: Instant,
     next_ping: Instant,
@@ -285,7 +286,9 @@ impl PackedHeaders {
         let mut headers = HeaderMap::new();
         for line in self.0.split(|&byte| byte == b'\n') {
             let Some(colon) = line.iter().position(|&byte| byte == b':') else { continue };
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(&line[colon + 1..])) else {
+            let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(&line[colon + 1..]))
+            else {
                 continue;
             };
             headers.append(name, value);
@@ -299,7 +302,7 @@ impl<L: Link> Conn<L> {
     /// places within the limits are given back last.
     async fn end(self, ending: Ending) {
         debug!(connection = self.connection.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
-        let Self { link, connection, app, _quota, _remote, .. } = self;
+        let Self { link, connection, app, _quota, _slot, .. } = self;
         // Unsubscribed before the close handshake, which may wait on the client.
         drop(connection);
         close_link(link, &app, ending).await;

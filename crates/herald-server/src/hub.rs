@@ -19,17 +19,19 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    future::{Future, poll_fn},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
-use tungstenite::Utf8Bytes;
 use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
+use tungstenite::Utf8Bytes;
 
 use crate::{
     ServerConfig,
@@ -64,8 +66,9 @@ pub(crate) struct Peer {
     pub(crate) outbox: Outbox,
     /// What carries the connection, for the metrics.
     transport: Transport,
-    kill: Notify,
-    /// The close code the connection must close with, 0 while it may live.
+    /// The close code the connection must close with, 0 while it may live;
+    /// a kill wakes the connection through its outbox (a `Notify` and the
+    /// future waiting on it would cost every idle connection 100 bytes).
     killed: AtomicU16,
     /// Topics whose presence changes did not fit the outbox: the
     /// connection sends their presence whole once it has caught up.
@@ -115,7 +118,7 @@ impl Peer {
     pub(crate) fn kill(&self, code: u16) -> bool {
         let first = self.killed.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if first {
-            self.kill.notify_one();
+            self.outbox.wake_killed();
         }
         first
     }
@@ -124,10 +127,18 @@ impl Peer {
         self.killed.load(Ordering::Acquire)
     }
 
-    /// Resolves once [`kill`](Self::kill) was called (a stored permit makes
-    /// an earlier call count too).
-    pub(crate) async fn wait_killed(&self) {
-        self.kill.notified().await;
+    /// Resolves once [`kill`](Self::kill) was called, earlier calls
+    /// included. One task at a time may wait.
+    pub(crate) fn wait_killed(&self) -> impl Future<Output = ()> + Send + '_ {
+        poll_fn(|cx| {
+            if self.killed() != 0 {
+                return Poll::Ready(());
+            }
+            self.outbox.wait_killed(cx.waker());
+            // A kill between the check and the registration found no task
+            // to wake, but set the code before it looked.
+            if self.killed() != 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 }
 
@@ -598,7 +609,6 @@ impl Hub {
             tenant,
             outbox,
             transport,
-            kill: Notify::new(),
             killed: AtomicU16::new(0),
             stale_presence: Mutex::default(),
         });

@@ -99,7 +99,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             return refuse(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'");
         }
         let is = |name, expected: &str| {
-            headers.get(name).is_some_and(|value: &HeaderValue| value.as_bytes().eq_ignore_ascii_case(expected.as_bytes()))
+            headers
+                .get(name)
+                .is_some_and(|value: &HeaderValue| value.as_bytes().eq_ignore_ascii_case(expected.as_bytes()))
         };
         if !is(header::UPGRADE, "websocket") {
             return refuse(StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'");
@@ -125,7 +127,11 @@ impl Upgrade {
     /// runs `serve` on its WebSocket in a task of its own. The task holds
     /// `serve` and its future, and a pointer to the handshake's: nothing
     /// else of the request.
-    pub(crate) fn on_upgrade<F>(self, config: WebSocketConfig, serve: impl FnOnce(Socket) -> F + Send + 'static) -> Response
+    pub(crate) fn on_upgrade<F>(
+        self,
+        config: WebSocketConfig,
+        serve: impl FnOnce(Socket) -> F + Send + 'static,
+    ) -> Response
     where
         F: Future<Output = ()> + Send + 'static,
     {
