@@ -11,9 +11,10 @@
 
 use std::{
     collections::VecDeque,
-    future::Future,
+    future::{Future, poll_fn},
     pin::{Pin, pin},
     sync::Arc,
+    task::Poll,
 };
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -387,14 +388,16 @@ impl<L: Link> Conn<L> {
     /// write waited on the client) ends the write at once. The write's
     /// deadline is kept on the connection's `timer` (which `serve` sets
     /// back), not on a timer of its own that every idle task would hold
-    /// room for.
+    /// room for, and only once the socket makes the write wait: setting a
+    /// timer earlier takes the runtime's timer lock, which a write per
+    /// event at 10,000 subscribers would contend on.
     async fn write_batch(
         &mut self,
         batch: &mut VecDeque<Queued>,
         mut timer: Pin<&mut Sleep>,
-        killed: Pin<&mut impl Future<Output = ()>>,
+        mut killed: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        timer.as_mut().reset(Instant::now() + self.app.config.write_timeout);
+        let write_timeout = self.app.config.write_timeout;
         let link = &mut self.link;
         // Frames are moved into the socket, not cloned: every subscriber's
         // copy shares one reference count, which a clone and a drop per
@@ -402,19 +405,27 @@ impl<L: Link> Conn<L> {
         // (few: events are sampled) are kept until the flush.
         let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
         let written = {
-            // Pinned where it is made: moved into `select!` it would take
-            // room twice.
-            let write = pin!(async {
+            let mut write = pin!(async {
                 while let Some(queued) = batch.pop_front() {
                     link.feed(queued.frame).await?;
                 }
                 link.flush().await.map(|()| drop(timers))
             });
-            tokio::select! {
-                result = write => Written::Done(result),
-                () = timer => Written::Late,
-                () = killed => Written::Killed,
-            }
+            let mut deadline_set = false;
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = write.as_mut().poll(cx) {
+                    return Poll::Ready(Written::Done(result));
+                }
+                if killed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Written::Killed);
+                }
+                if !deadline_set {
+                    deadline_set = true;
+                    timer.as_mut().reset(Instant::now() + write_timeout);
+                }
+                timer.as_mut().poll(cx).map(|()| Written::Late)
+            })
+            .await
         };
         match written {
             Written::Done(Ok(())) => {}

@@ -29,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::task::AtomicWaker;
 use herald_protocol::{Event, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
 use tungstenite::Utf8Bytes;
@@ -66,10 +67,11 @@ pub(crate) struct Peer {
     pub(crate) outbox: Outbox,
     /// What carries the connection, for the metrics.
     transport: Transport,
-    /// The close code the connection must close with, 0 while it may live;
-    /// a kill wakes the connection through its outbox (a `Notify` and the
-    /// future waiting on it would cost every idle connection 100 bytes).
+    /// The close code the connection must close with, 0 while it may live.
     killed: AtomicU16,
+    /// The task waiting for a kill (a `Notify` and the future waiting on
+    /// it would cost every idle connection 80 bytes more).
+    kill_waker: AtomicWaker,
     /// Topics whose presence changes did not fit the outbox: the
     /// connection sends their presence whole once it has caught up.
     stale_presence: Mutex<Vec<Topic>>,
@@ -118,7 +120,7 @@ impl Peer {
     pub(crate) fn kill(&self, code: u16) -> bool {
         let first = self.killed.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if first {
-            self.outbox.wake_killed();
+            self.kill_waker.wake();
         }
         first
     }
@@ -134,7 +136,7 @@ impl Peer {
             if self.killed() != 0 {
                 return Poll::Ready(());
             }
-            self.outbox.wait_killed(cx.waker());
+            self.kill_waker.register(cx.waker());
             // A kill between the check and the registration found no task
             // to wake, but set the code before it looked.
             if self.killed() != 0 { Poll::Ready(()) } else { Poll::Pending }
@@ -610,6 +612,7 @@ impl Hub {
             outbox,
             transport,
             killed: AtomicU16::new(0),
+            kill_waker: AtomicWaker::new(),
             stale_presence: Mutex::default(),
         });
         lock(&self.peers).insert(id, peer.clone());

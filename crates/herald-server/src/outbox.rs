@@ -82,11 +82,6 @@ struct State {
     frames: VecDeque<Queued>,
     /// The connection's task, while it waits for frames.
     waker: Option<Waker>,
-    /// The connection's task, while it waits to be told to close (see
-    /// [`Peer::wait_killed`](crate::hub::Peer::wait_killed)): apart from
-    /// `waker`, which each push takes, so that frames queued during a write
-    /// wake no one.
-    kill_waker: Option<Waker>,
 }
 
 impl Outbox {
@@ -125,22 +120,6 @@ impl Outbox {
             waker.wake();
         }
         Ok(())
-    }
-
-    /// Registers the task to wake on [`wake_killed`](Self::wake_killed).
-    pub(crate) fn wait_killed(&self, waker: &Waker) {
-        match &mut self.lock().kill_waker {
-            Some(registered) => registered.clone_from(waker),
-            slot @ None => *slot = Some(waker.clone()),
-        }
-    }
-
-    /// Wakes the task registered by [`wait_killed`](Self::wait_killed), if any.
-    pub(crate) fn wake_killed(&self) {
-        let waker = self.lock().kill_waker.take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
     }
 
     /// Waits until frames are queued, then moves all of them into `batch`

@@ -82,11 +82,20 @@ pub(crate) struct Upgrade {
     on_upgrade: OnUpgrade,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
-    type Rejection = Response;
+/// Why a request is no WebSocket handshake: answered with this status and text.
+pub(crate) struct NotUpgrade(StatusCode, &'static str);
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
-        let refuse = |status: StatusCode, message: &'static str| Err((status, message).into_response());
+impl IntoResponse for NotUpgrade {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = NotUpgrade;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, NotUpgrade> {
+        let refuse = |status, message| Err(NotUpgrade(status, message));
         if parts.version > Version::HTTP_11 {
             return refuse(StatusCode::HTTP_VERSION_NOT_SUPPORTED, "WebSocket connections use HTTP/1.1");
         }
