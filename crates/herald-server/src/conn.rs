@@ -14,7 +14,6 @@ use std::{
     future::{Future, poll_fn},
     pin::{Pin, pin},
     sync::Arc,
-    task::Poll,
 };
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -314,8 +313,7 @@ impl<L: Link> Conn<L> {
         tokio::pin!(timer);
         // One kill future for the connection's life: a fresh one per loop
         // turn registered and removed a waiter for every frame written.
-        let peer = self.connection.peer.clone();
-        let killed = peer.wait_killed();
+        let killed = self.connection.peer.wait_killed();
         tokio::pin!(killed);
         let mut batch = VecDeque::new();
         loop {
@@ -334,7 +332,7 @@ impl<L: Link> Conn<L> {
                     // carry them in its task.
                     Some(Ok(message)) => Box::pin(self.on_message(message)).await,
                 },
-                () = peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, timer.as_mut(), killed.as_mut()).await,
+                () = self.connection.peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, timer.as_mut(), killed.as_mut()).await,
                 () = &mut timer => Box::pin(self.on_timer()).await,
             };
             if let Err(ending) = step {
@@ -395,37 +393,36 @@ impl<L: Link> Conn<L> {
         &mut self,
         batch: &mut VecDeque<Queued>,
         mut timer: Pin<&mut Sleep>,
-        mut killed: Pin<&mut impl Future<Output = ()>>,
+        killed: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        let write_timeout = self.app.config.write_timeout;
+        // Set only once the write waits (the select below is biased).
+        let mut after = Some(&self.app.config.write_timeout);
         let link = &mut self.link;
-        // Frames are moved into the socket, not cloned: every subscriber's
-        // copy shares one reference count, which a clone and a drop per
-        // frame would make every writer contend on. The fan-out timers
-        // (few: events are sampled) are kept until the flush.
-        let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
         let written = {
-            let mut write = pin!(async {
+            let write = pin!(async {
+                // Frames are moved into the socket, not cloned: every
+                // subscriber's copy shares one reference count, which a
+                // clone and a drop per frame would make every writer
+                // contend on. The fan-out timers (few: events are sampled)
+                // are kept until the flush.
+                let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
                 while let Some(queued) = batch.pop_front() {
                     link.feed(queued.frame).await?;
                 }
                 link.flush().await.map(|()| drop(timers))
             });
-            let mut deadline_set = false;
-            poll_fn(|cx| {
-                if let Poll::Ready(result) = write.as_mut().poll(cx) {
-                    return Poll::Ready(Written::Done(result));
+            let late = poll_fn(|cx| {
+                if let Some(after) = after.take() {
+                    timer.as_mut().reset(Instant::now() + *after);
                 }
-                if killed.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Written::Killed);
-                }
-                if !deadline_set {
-                    deadline_set = true;
-                    timer.as_mut().reset(Instant::now() + write_timeout);
-                }
-                timer.as_mut().poll(cx).map(|()| Written::Late)
-            })
-            .await
+                timer.as_mut().poll(cx)
+            });
+            tokio::select! {
+                biased;
+                result = write => Written::Done(result),
+                () = killed => Written::Killed,
+                () = late => Written::Late,
+            }
         };
         match written {
             Written::Done(Ok(())) => {}

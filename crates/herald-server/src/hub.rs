@@ -131,15 +131,16 @@ impl Peer {
 
     /// Resolves once [`kill`](Self::kill) was called, earlier calls
     /// included. One task at a time may wait.
-    pub(crate) fn wait_killed(&self) -> impl Future<Output = ()> + Send + '_ {
-        poll_fn(|cx| {
-            if self.killed() != 0 {
+    pub(crate) fn wait_killed(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let peer = self.clone();
+        poll_fn(move |cx| {
+            if peer.killed() != 0 {
                 return Poll::Ready(());
             }
-            self.kill_waker.register(cx.waker());
+            peer.kill_waker.register(cx.waker());
             // A kill between the check and the registration found no task
             // to wake, but set the code before it looked.
-            if self.killed() != 0 { Poll::Ready(()) } else { Poll::Pending }
+            if peer.killed() != 0 { Poll::Ready(()) } else { Poll::Pending }
         })
     }
 }
