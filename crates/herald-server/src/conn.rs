@@ -743,3 +743,31 @@ fn bad_topic(text: &str) -> Option<String> {
         .filter_map(serde_json::Value::as_str)
         .find_map(|t| Topic::new(t).err().map(|e| e.topic))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::PackedHeaders;
+
+    #[test]
+    fn packed_headers_come_back_as_they_were_less_the_handshake() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        headers.append(header::COOKIE, HeaderValue::from_static("session=a; theme=dark"));
+        headers.append(header::COOKIE, HeaderValue::from_static("other=b:c"));
+        headers.insert("x-latin-1", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static(""));
+        let mut request = headers.clone();
+        request.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        request.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        request.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        request.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+
+        let unpacked = PackedHeaders::new(&request).unpack();
+
+        assert_eq!(unpacked, headers);
+        let cookies: Vec<_> = unpacked.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["session=a; theme=dark", "other=b:c"], "repeated headers keep their order");
+    }
+}
