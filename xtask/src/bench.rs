@@ -92,6 +92,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         }
     }
     exec(cargo().args(["build", "--release", "-p", "herald-cli", "-p", "herald-bench"]))?;
+    exec(cargo().args(["build", "--release", "-p", "herald-server", "--example", "mounted"]))?;
     let herald = target_dir().join("release/herald");
     let generator = target_dir().join("release/herald-bench");
     let peers = prepare_peers()?;
@@ -134,7 +135,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             .ok();
         }
     }
-    for kind in Kind::ALL {
+    for kind in Kind::IDLE {
         let name = kind.name();
         let server = start(kind, &herald, &peers)?;
         let pid = server.child.id().to_string();
@@ -166,18 +167,32 @@ pub(crate) fn run(args: &[String]) -> Result {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Herald,
+    /// Herald mounted in an axum app (`crates/herald-server/examples/mounted.rs`).
+    Mounted,
     Node,
     Python,
 }
 
 impl Kind {
     const ALL: [Self; 3] = [Self::Herald, Self::Node, Self::Python];
+    /// Idle connections cost what the server around Herald holds too, so
+    /// Herald mounted in an app is measured beside its own listener.
+    const IDLE: [Self; 4] = [Self::Herald, Self::Mounted, Self::Node, Self::Python];
 
     fn name(self) -> &'static str {
         match self {
             Self::Herald => "herald (Rust, axum)",
+            Self::Mounted => "herald mounted in an axum app (axum::serve)",
             Self::Node => "node-ws (Node 20, ws)",
             Self::Python => "python-fastapi (uvicorn)",
+        }
+    }
+
+    /// The WebSocket endpoint's path.
+    fn path(self) -> &'static str {
+        match self {
+            Self::Mounted => "/realtime/ws",
+            _ => "/ws",
         }
     }
 
@@ -197,6 +212,12 @@ impl Kind {
                     // The storm's replacement takes the port before the old process stops.
                     .arg("--reuse-port")
                     .env("RUST_LOG", "warn");
+                command
+            }
+            Self::Mounted => {
+                // Built beside `herald`, in the same profile's examples.
+                let mut command = Command::new(herald.with_file_name("examples").join("mounted"));
+                command.arg(format!("127.0.0.1:{port}")).env("RUST_LOG", "warn");
                 command
             }
             Self::Node => {
@@ -229,7 +250,7 @@ fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path, data_dir: Option
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("could not start {name}: {e}"))?;
-    let server = Server { name, child, url: format!("ws://127.0.0.1:{port}/ws") };
+    let server = Server { name, child, url: format!("ws://127.0.0.1:{port}{}", kind.path()) };
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -156,11 +156,13 @@ pub struct ServerConfig {
     /// Default: off.
     pub reuse_port: bool,
     /// Size of each read from a connection's socket, in bytes; also the read
-    /// buffer every idle connection holds. Clients send little (subscribe,
-    /// ping, an occasional publish), so a small chunk costs nothing in
-    /// throughput and keeps idle connections under 8 KiB each (4 KiB measured
-    /// 11.4 KiB per connection at 10,000, 1 KiB 8.4, 512 bytes 7.9). Larger
-    /// frames still arrive whole, in several reads. Default: 512 bytes.
+    /// buffer every idle connection holds (or the largest frame it read,
+    /// if larger). Clients send little (subscribe, ping, an occasional
+    /// publish), so a small chunk costs nothing in throughput and keeps idle
+    /// connections small: at 10,000 connections 128 bytes measured
+    /// 3.46–3.55 KiB per connection against 3.90–4.23 with 512 in the same
+    /// run (see BENCHMARKS.md, "Idle connections"). Larger frames still
+    /// arrive whole, in several reads. Default: 128 bytes.
     pub read_buffer_size: usize,
     /// Bytes buffered before a write goes to the socket; the server flushes
     /// after each batch anyway. Default: 16 KiB.
@@ -425,7 +427,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(10),
             shutdown_spread: Duration::from_secs(5),
             reuse_port: false,
-            read_buffer_size: 512,
+            read_buffer_size: 128,
             write_buffer_size: 16 * 1024,
             max_presence_members: 1_000,
             presence_interval: Duration::from_millis(100),

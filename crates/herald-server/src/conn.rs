@@ -9,18 +9,24 @@
 //! connection: it `try_send`s into the bounded queue and asks the task to
 //! close (4009) when the queue is full.
 
-use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
+use std::{
+    collections::VecDeque,
+    future::{Future, poll_fn},
+    pin::{Pin, pin},
+    sync::Arc,
+};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use herald_protocol::{
     Ack, ClientMessage, ErrorCode, ErrorMessage, Event, Presence, ProtocolError, Publish, ServerMessage, Subscribe,
     Topic, Unsubscribed, close, error_code,
 };
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tracing::{debug, info};
 
 use crate::{
     AuthError, Credentials,
+    accept::Slot,
     app::{App, NotPublished, Published},
     auth::Identity,
     extract::Remote,
@@ -28,7 +34,7 @@ use crate::{
     metrics::{AuthFailure, Refusal, Transport},
     outbox::Queued,
     presence::Snapshot,
-    quota::OverQuota,
+    quota::{OverQuota, Quota},
     rate::Bucket,
 };
 
@@ -80,60 +86,85 @@ impl Ending {
 /// `headers` are the opening request's, for the authenticator.
 /// `remote` stays held while the connection lives: on Herald's own listener
 /// it holds the connection's place within the connection limits.
-pub(crate) async fn run<L: Link>(
+///
+/// An idle connection is this future waiting in [`Conn::serve`], stored in
+/// its task: what it holds across that wait is what every idle connection
+/// costs. So the opening, the closing and the handling of a client message
+/// are boxed, their futures taking memory only while they run, and this is
+/// not an `async fn`, whose arguments would stay in the future for its
+/// whole life, moved out or not.
+pub(crate) fn run<L: Link>(
+    link: L,
+    app: Arc<App>,
+    token: Option<String>,
+    headers: HeaderMap,
+    origin_ok: bool,
+    remote: Remote,
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(link, app, token, headers, origin_ok, remote));
+    async move {
+        let Some(mut conn) = opening.await else { return };
+        let ending = match Box::pin(conn.send_connected()).await {
+            Ok(()) => conn.serve().await,
+            Err(ending) => ending,
+        };
+        Box::pin(conn.end(ending)).await;
+    }
+}
+
+/// Checks the origin and the token and registers the connection with the
+/// hub; `None` when it was refused (and closed).
+async fn open<L: Link>(
     mut link: L,
     app: Arc<App>,
     token: Option<String>,
     headers: HeaderMap,
     origin_ok: bool,
     remote: Remote,
-) {
+) -> Option<Conn<L>> {
     let metrics = &app.hub.metrics;
     if !origin_ok {
         metrics.auth_failed(AuthFailure::Origin);
         info!("connection refused: origin not allowed");
-        return close_link(link, &app, Ending::close(close::FORBIDDEN, "origin not allowed")).await;
+        close_link(link, &app, Ending::close(close::FORBIDDEN, "origin not allowed")).await;
+        return None;
     }
     let identity = match authenticate(&mut link, &app, token, &headers).await {
         Ok(identity) => identity,
         Err((failure, ending)) => {
             metrics.auth_failed(failure);
             debug!(reason = %ending.reason, "connection refused");
-            return close_link(link, &app, ending).await;
+            close_link(link, &app, ending).await;
+            return None;
         }
     };
     remote.authenticated();
-    let _quota = match app.quota(&identity, remote.ip) {
+    let quota = match app.quota(&identity, remote.ip) {
         Ok(quota) => quota,
         Err(OverQuota { message, .. }) => {
             debug!(%message, "connection refused");
-            return close_link(link, &app, Ending::close(close::RATE_LIMITED, message)).await;
+            close_link(link, &app, Ending::close(close::RATE_LIMITED, message)).await;
+            return None;
         }
     };
     let queue = app.config.outbound_queue;
     let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), queue, L::TRANSPORT);
     debug!(connection = connection.peer.id, user = %identity.user, "connected");
     let now = Instant::now();
-    let mut conn = Conn {
+    let conn = Conn {
         expires_at: identity.deadline(now),
         identity,
-        headers,
+        headers: PackedHeaders::new(&headers),
         link,
-        app: app.clone(),
         connection,
+        _quota: quota,
         bucket: Bucket::new(app.config.inbound_rate(), now),
         last_inbound: now,
         next_ping: now + app.config.ping_interval,
+        app,
+        _slot: remote.into_slot(),
     };
-    let ending = match conn.send_connected().await {
-        Ok(()) => conn.serve().await,
-        Err(ending) => ending,
-    };
-    debug!(connection = conn.connection.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
-    let Conn { link, connection, .. } = conn;
-    // Unsubscribed before the close handshake, which may wait on the client.
-    drop(connection);
-    close_link(link, &app, ending).await;
+    Some(conn)
 }
 
 /// Ends the link with `ending`, counted by its close code (1006 without one).
@@ -207,8 +238,12 @@ struct Conn<L> {
     app: Arc<App>,
     identity: Identity,
     /// The opening request's, for the authenticator on `refresh`.
-    headers: HeaderMap,
+    headers: PackedHeaders,
     connection: Connection,
+    /// The connection's place within the user's and the address's quotas.
+    _quota: Quota,
+    /// Its place within the listener's connection limits.
+    _slot: Option<Arc<Slot>>,
     bucket: Bucket,
     last_inbound: Instant,
     next_ping: Instant,
@@ -217,14 +252,69 @@ struct Conn<L> {
 
 type Step = Result<(), Ending>;
 
+/// Request headers packed into one allocation, for a connection to keep:
+/// a [`HeaderMap`] holds its own tables and, through its values, the whole
+/// buffer hyper read the request into (8 KiB), which an idle connection
+/// would keep for nothing. The WebSocket handshake's own headers are left
+/// out: they say nothing about the client.
+struct PackedHeaders(Box<[u8]>);
+
+/// Headers of the handshake itself, not kept.
+const HANDSHAKE: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+];
+
+impl PackedHeaders {
+    /// `name:value\n` per header, in order. Names hold no `:`, and neither
+    /// holds a newline (hyper and `HeaderValue` refuse them).
+    fn new(headers: &HeaderMap) -> Self {
+        let kept = || headers.iter().filter(|(name, _)| !HANDSHAKE.contains(name));
+        let mut packed = Vec::with_capacity(kept().map(|(name, value)| name.as_str().len() + value.len() + 2).sum());
+        for (name, value) in kept() {
+            packed.extend_from_slice(name.as_str().as_bytes());
+            packed.push(b':');
+            packed.extend_from_slice(value.as_bytes());
+            packed.push(b'\n');
+        }
+        Self(packed.into_boxed_slice())
+    }
+
+    fn unpack(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in self.0.split(|&byte| byte == b'\n') {
+            let Some(colon) = line.iter().position(|&byte| byte == b':') else { continue };
+            let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(&line[colon + 1..]))
+            else {
+                continue;
+            };
+            headers.append(name, value);
+        }
+        headers
+    }
+}
+
 impl<L: Link> Conn<L> {
+    /// Unsubscribes, then closes the link with `ending`; the connection's
+    /// places within the limits are given back last.
+    async fn end(self, ending: Ending) {
+        debug!(connection = self.connection.peer.id, code = ?ending.code, reason = %ending.reason, "disconnected");
+        let Self { link, connection, app, _quota, _slot, .. } = self;
+        // Unsubscribed before the close handshake, which may wait on the client.
+        drop(connection);
+        close_link(link, &app, ending).await;
+    }
+
     async fn serve(&mut self) -> Ending {
         let timer = sleep_until(self.next_deadline());
         tokio::pin!(timer);
         // One kill future for the connection's life: a fresh one per loop
         // turn registered and removed a waiter for every frame written.
-        let peer = self.connection.peer.clone();
-        let killed = peer.wait_killed();
+        let killed = self.connection.peer.wait_killed();
         tokio::pin!(killed);
         let mut batch = VecDeque::new();
         loop {
@@ -237,10 +327,14 @@ impl<L: Link> Conn<L> {
                 inbound = self.link.recv() => match inbound {
                     None => Err(Ending::silent()),
                     Some(Err(ending)) => Err(ending),
-                    Some(Ok(message)) => self.on_message(message).await,
+                    // Boxed, as is the timer's work: their futures are
+                    // larger than everything else here together (a publish
+                    // waits on the store), and an idle connection would
+                    // carry them in its task.
+                    Some(Ok(message)) => Box::pin(self.on_message(message)).await,
                 },
-                () = peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, killed.as_mut()).await,
-                () = &mut timer => self.on_timer().await,
+                () = self.connection.peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, timer.as_mut(), killed.as_mut()).await,
+                () = &mut timer => Box::pin(self.on_timer()).await,
             };
             if let Err(ending) = step {
                 return ending;
@@ -290,33 +384,68 @@ impl<L: Link> Conn<L> {
 
     /// Writes `batch` with one flush, leaving it empty, then the presence
     /// that did not fit the outbox. A kill (the outbox overflowed while a
-    /// write waited on the client) ends the write at once.
-    async fn write_batch(&mut self, batch: &mut VecDeque<Queued>, killed: Pin<&mut impl Future<Output = ()>>) -> Step {
-        let write_timeout = self.app.config.write_timeout;
+    /// write waited on the client) ends the write at once. The write's
+    /// deadline is kept on the connection's `timer` (which `serve` sets
+    /// back), not on a timer of its own that every idle task would hold
+    /// room for, and only once the socket makes the write wait: setting a
+    /// timer earlier takes the runtime's timer lock, which a write per
+    /// event at 10,000 subscribers would contend on.
+    async fn write_batch(
+        &mut self,
+        batch: &mut VecDeque<Queued>,
+        mut timer: Pin<&mut Sleep>,
+        killed: Pin<&mut impl Future<Output = ()>>,
+    ) -> Step {
+        // Set only once the write waits (the select below is biased).
+        let mut after = Some(&self.app.config.write_timeout);
         let link = &mut self.link;
-        // Frames are moved into the socket, not cloned: every subscriber's
-        // copy shares one reference count, which a clone and a drop per
-        // frame would make every writer contend on. The fan-out timers
-        // (few: events are sampled) are kept until the flush.
-        let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
-        let write = timeout(write_timeout, async {
-            while let Some(queued) = batch.pop_front() {
-                link.feed(queued.frame).await?;
-            }
-            link.flush().await.map(|()| drop(timers))
-        });
-        tokio::select! {
-            result = write => match result {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(Ending::silent()),
-                Err(_) => {
-                    self.connection.peer.kill(close::TOO_SLOW);
-                    return Err(self.kill_ending());
+        let written = {
+            let write = pin!(async {
+                // Frames are moved into the socket, not cloned: every
+                // subscriber's copy shares one reference count, which a
+                // clone and a drop per frame would make every writer
+                // contend on. The fan-out timers (few: events are sampled)
+                // are kept until the flush.
+                let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
+                while let Some(queued) = batch.pop_front() {
+                    link.feed(queued.frame).await?;
                 }
-            },
-            () = killed => return Err(self.kill_ending()),
+                link.flush().await.map(|()| drop(timers))
+            });
+            let late = poll_fn(|cx| {
+                if let Some(after) = after.take() {
+                    timer.as_mut().reset(Instant::now() + *after);
+                }
+                timer.as_mut().poll(cx)
+            });
+            tokio::select! {
+                biased;
+                result = write => Written::Done(result),
+                () = killed => Written::Killed,
+                () = late => Written::Late,
+            }
+        };
+        match written {
+            Written::Done(Ok(())) => {}
+            Written::Done(Err(Gone)) => return Err(Ending::silent()),
+            Written::Late => {
+                self.connection.peer.kill(close::TOO_SLOW);
+                return Err(self.kill_ending());
+            }
+            Written::Killed => return Err(self.kill_ending()),
         }
-        for topic in self.connection.peer.take_stale_presence() {
+        let stale = self.connection.peer.take_stale_presence();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        // Boxed: rare, and a message being sent is larger than the rest of
+        // the write, which every connection's task holds room for.
+        Box::pin(self.send_presence(stale)).await
+    }
+
+    /// Sends the presence of `topics` whole.
+    async fn send_presence(&mut self, topics: Vec<Topic>) -> Step {
+        for topic in topics {
             if let Some(Snapshot { members, meta }) = self.app.hub.presence_of(&self.connection.peer, &topic) {
                 self.send_message(ServerMessage::Presence(Presence { topic, members, meta })).await?;
             }
@@ -434,7 +563,8 @@ impl<L: Link> Conn<L> {
     }
 
     async fn on_refresh(&mut self, token: &str) -> Step {
-        let identity = self.app.auth.check(Credentials::new(Some(token), &self.headers)).await.map_err(|error| {
+        let headers = self.headers.unpack();
+        let identity = self.app.auth.check(Credentials::new(Some(token), &headers)).await.map_err(|error| {
             self.app.hub.metrics.auth_failed(AuthFailure::from(&error));
             Ending::close(close::UNAUTHORIZED, format!("refresh refused: {error}"))
         })?;
@@ -473,8 +603,7 @@ impl<L: Link> Conn<L> {
                 refused.push((error_code::FORBIDDEN, message, topic));
                 continue;
             }
-            let topics = self.connection.topics();
-            if topics.len() >= cap && !topics.contains(&topic) {
+            if self.connection.topics().len() >= cap && !self.connection.holds(&topic) {
                 let message = format!(
                     "subscription limit reached: a connection holds at most {cap} topics (wildcards included); unsubscribe from some first"
                 );
@@ -583,6 +712,15 @@ impl<L: Link> Conn<L> {
     }
 }
 
+/// How a batch's write ended.
+enum Written {
+    Done(Result<(), Gone>),
+    /// Not within the write timeout.
+    Late,
+    /// The connection was told to close meanwhile.
+    Killed,
+}
+
 #[derive(Default)]
 struct Group {
     topics: Vec<Topic>,
@@ -618,4 +756,32 @@ fn bad_topic(text: &str) -> Option<String> {
         .chain(probe.topic.as_ref())
         .filter_map(serde_json::Value::as_str)
         .find_map(|t| Topic::new(t).err().map(|e| e.topic))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::PackedHeaders;
+
+    #[test]
+    fn packed_headers_come_back_as_they_were_less_the_handshake() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        headers.append(header::COOKIE, HeaderValue::from_static("session=a; theme=dark"));
+        headers.append(header::COOKIE, HeaderValue::from_static("other=b:c"));
+        headers.insert("x-latin-1", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static(""));
+        let mut request = headers.clone();
+        request.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        request.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        request.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        request.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+
+        let unpacked = PackedHeaders::new(&request).unpack();
+
+        assert_eq!(unpacked, headers);
+        let cookies: Vec<_> = unpacked.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["session=a; theme=dark", "other=b:c"], "repeated headers keep their order");
+    }
 }

@@ -7,17 +7,18 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{
-    Router,
-    extract::{
-        State, WebSocketUpgrade,
-        ws::{Message, WebSocket},
-    },
-    response::Response,
-};
+use axum::{Router, extract::State, response::Response};
+use futures_util::{SinkExt, StreamExt};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tungstenite::Message;
 
-use crate::{Herald, ServerError, accept::Gate, app::App, conn::Link};
+use crate::{
+    Herald, ServerError,
+    accept::Gate,
+    app::App,
+    conn::Link,
+    ws::{Socket, Upgrade},
+};
 
 /// A server whose every path echoes; stops when dropped.
 #[derive(Debug)]
@@ -54,15 +55,15 @@ impl Drop for EchoServer {
     }
 }
 
-async fn echo(State(app): State<Arc<App>>, ws: WebSocketUpgrade) -> Response {
-    crate::ws::settings(ws, &app.config).on_upgrade(echo_messages)
+async fn echo(State(app): State<Arc<App>>, upgrade: Upgrade) -> Response {
+    upgrade.on_upgrade(crate::ws::settings(&app.config), echo_messages)
 }
 
 /// Sends every message back; pings and closes are answered by the library,
 /// as on `/ws`. A read error closes as `/ws` closes on it.
-async fn echo_messages(mut socket: WebSocket) {
+async fn echo_messages(mut socket: Socket) {
     loop {
-        let reply = match socket.recv().await {
+        let reply = match socket.next().await {
             Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
             Some(Ok(_)) => continue,
             Some(Err(error)) => return Link::close(&mut socket, crate::ws::read_error(error)).await,

@@ -124,6 +124,11 @@ impl Remote {
             slot.authenticated();
         }
     }
+
+    /// The connection's place within the listener's limits, for it to hold.
+    pub(crate) fn into_slot(self) -> Option<Arc<Slot>> {
+        self.slot
+    }
 }
 
 impl FromRequestParts<Arc<App>> for Remote {

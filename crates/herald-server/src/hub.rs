@@ -18,18 +18,21 @@
 //! map; nothing takes them the other way.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque, hash_map},
+    collections::{HashMap, VecDeque, hash_map},
+    future::{Future, poll_fn},
     hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
-use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use herald_protocol::{Event, Payload, PresenceDiff, ServerMessage, Topic, close};
 use tokio::sync::Notify;
+use tungstenite::Utf8Bytes;
 
 use crate::{
     ServerConfig,
@@ -64,9 +67,11 @@ pub(crate) struct Peer {
     pub(crate) outbox: Outbox,
     /// What carries the connection, for the metrics.
     transport: Transport,
-    kill: Notify,
     /// The close code the connection must close with, 0 while it may live.
     killed: AtomicU16,
+    /// The task waiting for a kill (a `Notify` and the future waiting on
+    /// it would cost every idle connection 80 bytes more).
+    kill_waker: AtomicWaker,
     /// Topics whose presence changes did not fit the outbox: the
     /// connection sends their presence whole once it has caught up.
     stale_presence: Mutex<Vec<Topic>>,
@@ -115,7 +120,7 @@ impl Peer {
     pub(crate) fn kill(&self, code: u16) -> bool {
         let first = self.killed.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if first {
-            self.kill.notify_one();
+            self.kill_waker.wake();
         }
         first
     }
@@ -124,10 +129,19 @@ impl Peer {
         self.killed.load(Ordering::Acquire)
     }
 
-    /// Resolves once [`kill`](Self::kill) was called (a stored permit makes
-    /// an earlier call count too).
-    pub(crate) async fn wait_killed(&self) {
-        self.kill.notified().await;
+    /// Resolves once [`kill`](Self::kill) was called, earlier calls
+    /// included. One task at a time may wait.
+    pub(crate) fn wait_killed(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let peer = self.clone();
+        poll_fn(move |cx| {
+            if peer.killed() != 0 {
+                return Poll::Ready(());
+            }
+            peer.kill_waker.register(cx.waker());
+            // A kill between the check and the registration found no task
+            // to wake, but set the code before it looked.
+            if peer.killed() != 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 }
 
@@ -138,13 +152,30 @@ impl Peer {
 pub(crate) struct Connection {
     hub: Arc<Hub>,
     pub(crate) peer: Arc<Peer>,
-    topics: HashSet<Topic>,
+    /// Sorted. Most connections hold a few topics for a long time: a set's
+    /// table, or a vector's usual growth, would cost several times their
+    /// size, so the first few are added one place at a time.
+    topics: Vec<Topic>,
 }
 
 impl Connection {
-    /// The topics (concrete and wildcards) it is subscribed to.
-    pub(crate) fn topics(&self) -> &HashSet<Topic> {
+    /// The topics (concrete and wildcards) it is subscribed to, sorted.
+    pub(crate) fn topics(&self) -> &[Topic] {
         &self.topics
+    }
+
+    /// Whether it is subscribed to `topic`.
+    pub(crate) fn holds(&self, topic: &Topic) -> bool {
+        self.topics.binary_search(topic).is_ok()
+    }
+
+    fn add(&mut self, topic: &Topic) {
+        if let Err(at) = self.topics.binary_search(topic) {
+            if self.topics.len() < 4 {
+                self.topics.reserve_exact(1);
+            }
+            self.topics.insert(at, topic.clone());
+        }
     }
 
     /// Subscribes to a concrete topic; see [`Hub::subscribe`].
@@ -155,7 +186,7 @@ impl Connection {
         meta: Option<&Payload>,
         since: Option<(u64, Option<Fetched>)>,
     ) -> Joined {
-        self.topics.insert(topic.clone());
+        self.add(topic);
         self.hub.subscribe(&self.peer, topic, presence, meta, since)
     }
 
@@ -166,7 +197,7 @@ impl Connection {
 
     /// Subscribes to every topic of `topic.resource()`.
     pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic) {
-        self.topics.insert(topic.clone());
+        self.add(topic);
         self.hub.subscribe_wildcard(&self.peer, topic);
     }
 
@@ -177,11 +208,10 @@ impl Connection {
 
     /// Ends one subscription; returns whether there was one.
     pub(crate) fn unsubscribe(&mut self, topic: &Topic) -> bool {
-        let was = self.topics.remove(topic);
-        if was {
-            self.hub.unsubscribe(&self.peer, topic);
-        }
-        was
+        let Ok(at) = self.topics.binary_search(topic) else { return false };
+        self.topics.remove(at);
+        self.hub.unsubscribe(&self.peer, topic);
+        true
     }
 }
 
@@ -603,8 +633,8 @@ impl Hub {
             tenant,
             outbox,
             transport,
-            kill: Notify::new(),
             killed: AtomicU16::new(0),
+            kill_waker: AtomicWaker::new(),
             stale_presence: Mutex::default(),
         });
         lock(&self.peers).insert(id, peer.clone());
@@ -612,7 +642,7 @@ impl Hub {
         if self.closing.load(Ordering::Acquire) {
             peer.kill(close::GOING_AWAY);
         }
-        Connection { hub: self.clone(), peer, topics: HashSet::new() }
+        Connection { hub: self.clone(), peer, topics: Vec::new() }
     }
 
     /// Forgets a peer; `topics` are the subscriptions it still had. A peer

@@ -89,7 +89,9 @@ where
 /// What a client presents: a token, from (in this order) `Authorization:
 /// Bearer`, `?token=`, or an `auth` or `refresh` message, and the headers of
 /// its request (for a session cookie). A WebSocket's `auth` and `refresh`
-/// messages come with the headers of its upgrade request.
+/// messages come with the headers of its upgrade request (a `refresh`
+/// without the handshake's own: `Connection`, `Upgrade` and
+/// `Sec-WebSocket-Key`, `-Version` and `-Extensions`).
 ///
 /// Its `Debug` shows neither the token nor header values.
 #[derive(Clone)]
