@@ -693,3 +693,27 @@ async fn a_cluster_over_rediss_verifies_redis_against_the_ca_given_and_refuses_o
     assert!(error.to_string().contains("give a rediss:// URL"), "{error}");
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_sent_back_to_back_on_one_connection_keep_their_order_and_are_acked_in_it() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut reader = Client::dev(&b, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    let mut writer = Client::dev(&a, "writer").await;
+    // All sent before any ack: the node has many on their way to Redis at once.
+    const N: usize = 200;
+    for n in 0..N {
+        writer.send(&publish_frame(&format!("p-{n}"), &n.to_string())).await;
+    }
+    let mut acked = Vec::new();
+    for n in 0..N {
+        let ack = writer.recv().await;
+        assert_eq!((&ack["type"], &ack["id"]), (&json!("ack"), &json!(format!("p-{n}"))), "acked in order: {ack}");
+        acked.push(ack["seq"].as_u64().unwrap());
+    }
+    assert_eq!(acked, (1..=N as u64).collect::<Vec<_>>(), "numbered in the order sent");
+    let seen = events(&mut reader, N).await;
+    let payloads: Vec<String> = seen.iter().map(|(_, payload)| payload.clone()).collect();
+    assert_eq!(payloads, (0..N).map(|n| n.to_string()).collect::<Vec<_>>(), "delivered in the order sent");
+}
