@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::{
     auth::{Auth, Identity},
-    cluster::{Cluster, Unavailable},
+    cluster::{Cluster, Numbered, Unavailable},
     config::ServerConfig,
     durable::Durable,
     hub::{Conflict, Fetched, Hub, PublishId, Tenant},
@@ -80,8 +80,7 @@ impl App {
             }
             return Ok(Published { position: None, duplicate: false });
         }
-        let trace_id = event.trace_id.clone().unwrap_or_else(new_trace_id);
-        let (topic, publisher) = (event.topic.clone(), event.data.user_id.clone());
+        let logged = Logged::of(&event, if_seq);
         let here = |seq| Position::new(self.hub.epoch().to_string(), seq);
         let published = match (&self.cluster, &self.durable, dedup) {
             (Some(cluster), _, dedup) => cluster.publish(&event, dedup, if_seq).await,
@@ -93,19 +92,60 @@ impl App {
             }
             (None, None, None) => self.hub.publish(event, if_seq).map(|seq| (here(seq), false)).map_err(Into::into),
         };
-        match &published {
-            Ok((position, duplicate)) => {
-                let seq = position.seq;
-                info!(target: "herald_server::publish", %topic, seq, duplicate, publisher, %trace_id, "published");
+        logged.log(published)
+    }
+
+    /// Publishes a connection's `batch` in its order, each as
+    /// [`publish`](Self::publish) does with the publisher's id (`tenant`,
+    /// `user`, the publish's own id; none for an ephemeral one): through
+    /// Redis in one pipeline, through the store with one wait, so that a
+    /// connection publishing fast is not held to one publish per round trip.
+    pub(crate) async fn publish_batch(
+        &self,
+        tenant: &Tenant,
+        user: &Arc<str>,
+        batch: Vec<Request>,
+    ) -> Vec<Result<Published, NotPublished>> {
+        let numbered = batch.iter().all(|request| !request.event.ephemeral);
+        if !numbered || batch.len() == 1 {
+            // Ephemeral events are rare in a batch: each as it comes.
+            let mut published = Vec::with_capacity(batch.len());
+            for Request { event, id, if_seq } in batch {
+                let dedup = (!event.ephemeral).then(|| PublishId { tenant, user, id: &id });
+                published.push(self.publish(event, dedup, if_seq).await);
             }
-            Err(NotPublished::Conflict(conflict)) => {
-                info!(target: "herald_server::publish", %topic, current = conflict.current, ?if_seq, %trace_id, "conflict");
-            }
-            Err(NotPublished::Unavailable(error)) => {
-                warn!(target: "herald_server::publish", %topic, %trace_id, %error, "not published");
-            }
+            return published;
         }
-        published.map(|(position, duplicate)| Published { position: Some(position), duplicate })
+        let logged: Vec<Logged> = batch.iter().map(|request| Logged::of(&request.event, request.if_seq)).collect();
+        let here = |seq| Position::new(self.hub.epoch().to_string(), seq);
+        let published: Vec<Result<(Position, bool), NotPublished>> = match (&self.cluster, &self.durable) {
+            (Some(cluster), _) => {
+                let items: Vec<Numbered<'_>> = batch
+                    .iter()
+                    .map(|request| Numbered {
+                        event: &request.event,
+                        dedup: Some(PublishId { tenant, user, id: &request.id }),
+                        if_seq: request.if_seq,
+                    })
+                    .collect();
+                cluster.publish_many(&items).await
+            }
+            (None, Some(durable)) => {
+                let key = |id: &str| PublishId { tenant, user, id }.key();
+                let items = batch.into_iter().map(|Request { event, id, if_seq }| (event, Some(key(&id)), if_seq));
+                let published = durable.publish_many(items.collect()).await;
+                published.into_iter().map(|result| result.map(|(seq, dup)| (here(seq), dup))).collect()
+            }
+            (None, None) => batch
+                .into_iter()
+                .map(|Request { event, id, if_seq }| {
+                    let dedup = PublishId { tenant, user, id: &id };
+                    let published = self.hub.publish_once(&dedup, event, if_seq);
+                    published.map(|(seq, dup)| (here(seq), dup)).map_err(Into::into)
+                })
+                .collect(),
+        };
+        logged.into_iter().zip(published).map(|(logged, published)| logged.log(published)).collect()
     }
 
     /// For a subscription from `since`: on a node of a cluster that did not
@@ -186,6 +226,49 @@ pub(crate) struct Published {
     pub(crate) position: Option<Position>,
     /// The publish id was taken before: this is the first copy's `seq`.
     pub(crate) duplicate: bool,
+}
+
+/// One publish of a connection's batch: see [`App::publish_batch`].
+pub(crate) struct Request {
+    pub(crate) event: Event,
+    /// The publish's id (its dedup key, with the publisher's tenant and user).
+    pub(crate) id: String,
+    pub(crate) if_seq: Option<u64>,
+}
+
+/// What the log says of a publish: its topic, publisher and trace id (the
+/// publisher's, which the event carries to its subscribers, or a new one
+/// for the log alone: every subscriber's frame would grow by it).
+struct Logged {
+    topic: Topic,
+    publisher: Option<String>,
+    trace_id: String,
+    if_seq: Option<u64>,
+}
+
+impl Logged {
+    fn of(event: &Event, if_seq: Option<u64>) -> Self {
+        let trace_id = event.trace_id.clone().unwrap_or_else(new_trace_id);
+        Self { topic: event.topic.clone(), publisher: event.data.user_id.clone(), trace_id, if_seq }
+    }
+
+    /// Logs how the publish went, with the `seq` it got; returns it as the caller's answer.
+    fn log(self, published: Result<(Position, bool), NotPublished>) -> Result<Published, NotPublished> {
+        let Self { topic, publisher, trace_id, if_seq } = self;
+        match &published {
+            Ok((position, duplicate)) => {
+                let seq = position.seq;
+                info!(target: "herald_server::publish", %topic, seq, duplicate, publisher, %trace_id, "published");
+            }
+            Err(NotPublished::Conflict(conflict)) => {
+                info!(target: "herald_server::publish", %topic, current = conflict.current, ?if_seq, %trace_id, "conflict");
+            }
+            Err(NotPublished::Unavailable(error)) => {
+                warn!(target: "herald_server::publish", %topic, %trace_id, %error, "not published");
+            }
+        }
+        published.map(|(position, duplicate)| Published { position: Some(position), duplicate })
+    }
 }
 
 /// Why a publish was not taken.

@@ -132,9 +132,17 @@ redis.call('SET', KEYS[2], run)
 return ARGV[1]
 "#;
 
+/// One numbered publish of a [`Cluster::publish_many`] batch.
+#[derive(Clone, Copy)]
+pub(crate) struct Numbered<'a> {
+    pub(crate) event: &'a Event,
+    pub(crate) dedup: Option<PublishId<'a>>,
+    pub(crate) if_seq: Option<u64>,
+}
+
 /// A publish that did not go through the cluster bus; the text says what
 /// happened and what to do.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Unavailable(pub(crate) String);
 
 impl std::fmt::Display for Unavailable {
@@ -382,8 +390,7 @@ impl Cluster {
         let head = head(event.data.tenant_id.as_deref(), &event.topic);
         let seq_key = self.seq_key(&head);
         let if_seq = if_seq.map(|seq| seq.to_string()).unwrap_or_default();
-        let dedup_key = dedup
-            .map(|d| format!("{}:dedup:{}", self.prefix, serde_json::json!([d.tenant.as_deref(), &**d.user, d.id])));
+        let dedup_key = dedup.map(|d| self.dedup_key(d));
         let frame = event.encode();
         // A second try follows a new epoch found in Redis; another change at once is not waited out.
         for _ in 0..2 {
@@ -417,6 +424,78 @@ impl Cluster {
             }
         }
         Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()).into())
+    }
+
+    /// Publishes `batch` in its order, as [`publish`](Self::publish) does
+    /// each, in one round trip: the scripts go to Redis in one pipeline,
+    /// which runs them in that order (a connection's publishes to a topic
+    /// keep their order). Those that met a new epoch or a script Redis no
+    /// longer has (they and all after them, whose scripts failed alike) are
+    /// published again one by one, in order.
+    pub(crate) async fn publish_many(&self, batch: &[Numbered<'_>]) -> Vec<Result<(Position, bool), NotPublished>> {
+        if let [one] = batch {
+            return vec![self.publish(one.event, one.dedup, one.if_seq).await];
+        }
+        let Some(mut commands) = self.commands() else {
+            return batch.iter().map(|_| Err(self.unreachable().into())).collect();
+        };
+        let epoch = self.hub.epoch();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for item in batch {
+            let (keys, args) = self.publish_keys_args(&epoch, item);
+            pipe.cmd("EVALSHA").arg(self.publish.get_hash()).arg(keys.len()).arg(keys).arg(args);
+        }
+        let started = std::time::Instant::now();
+        let replies =
+            timeout(REPLY_TIMEOUT, pipe.query_async::<Vec<Result<(u8, u64), RedisError>>>(&mut commands)).await;
+        if let Some(bus) = &self.hub.metrics.bus {
+            bus.publish.observe(started.elapsed().as_secs_f64());
+        }
+        let replies = match replies {
+            Ok(Ok(replies)) if replies.len() == batch.len() => replies,
+            Ok(Ok(_)) => return batch.iter().map(|_| Err(self.failed(&"a short pipeline reply").into())).collect(),
+            Ok(Err(error)) => return batch.iter().map(|_| Err(self.failed(&error).into())).collect(),
+            Err(_) => return batch.iter().map(|_| Err(self.failed(&"no answer in time").into())).collect(),
+        };
+        let mut published = Vec::with_capacity(batch.len());
+        for (item, reply) in batch.iter().zip(replies) {
+            let again = matches!(&reply, Ok((2, _))) || matches!(&reply, Err(e) if e.code() == Some("NOSCRIPT"));
+            published.push(match reply {
+                _ if again => self.publish(item.event, item.dedup, item.if_seq).await,
+                Ok((0, seq)) => {
+                    self.hub.metrics.events_published.inc();
+                    Ok((Position::new(&*epoch, seq), false))
+                }
+                Ok((1, seq)) => Ok((Position::new(&*epoch, seq), true)),
+                Ok((3, current)) => Err(Conflict { current }.into()),
+                Ok(_) => Err(self.failed(&"an unexpected answer from the publish script").into()),
+                Err(error) => Err(self.failed(&error).into()),
+            });
+        }
+        published
+    }
+
+    /// The publish script's keys and arguments for `item` in `epoch`.
+    fn publish_keys_args(&self, epoch: &str, item: &Numbered<'_>) -> (Vec<String>, Vec<String>) {
+        let head = head(item.event.data.tenant_id.as_deref(), &item.event.topic);
+        let mut keys = vec![self.epoch_key.clone(), self.seq_key(&head), self.history_key(epoch, &head)];
+        keys.extend(item.dedup.map(|d| self.dedup_key(d)));
+        let args = vec![
+            epoch.to_owned(),
+            self.channel.clone(),
+            head,
+            item.event.encode(),
+            self.dedup_window_ms.to_string(),
+            item.if_seq.map(|seq| seq.to_string()).unwrap_or_default(),
+            self.history_len.to_string(),
+            self.history_max_age_ms.to_string(),
+        ];
+        (keys, args)
+    }
+
+    fn dedup_key(&self, dedup: PublishId<'_>) -> String {
+        format!("{}:dedup:{}", self.prefix, serde_json::json!([dedup.tenant.as_deref(), &**dedup.user, dedup.id]))
     }
 
     /// Sends an ephemeral event to every node, which queues it to its

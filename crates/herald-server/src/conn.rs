@@ -27,10 +27,10 @@ use tracing::{debug, info};
 use crate::{
     AuthError, Credentials,
     accept::Slot,
-    app::{App, NotPublished, Published},
+    app::{App, NotPublished, Published, Request},
     auth::Identity,
     extract::Remote,
-    hub::{Conflict, Connection, Frame, PublishId, subscribed_frame},
+    hub::{Conflict, Connection, Frame, subscribed_frame},
     metrics::{AuthFailure, Refusal, Transport},
     outbox::Queued,
     presence::Snapshot,
@@ -163,6 +163,7 @@ async fn open<L: Link>(
         next_ping: now + app.config.ping_interval,
         app,
         _slot: remote.into_slot(),
+        publishes: None,
     };
     Some(conn)
 }
@@ -248,9 +249,36 @@ struct Conn<L> {
     last_inbound: Instant,
     next_ping: Instant,
     expires_at: Option<Instant>,
+    /// Made at the first publish, so that a connection that only listens
+    /// carries none of it.
+    publishes: Option<Box<Publishes>>,
 }
 
 type Step = Result<(), Ending>;
+
+/// Publishes a connection holds at most while they wait for Redis or the
+/// store; past it, it reads nothing more until some are answered.
+const MAX_PUBLISHES: usize = 64;
+
+/// A connection's publishes: those waiting their turn, in the order they
+/// came, and the batch on its way. The connection reads on meanwhile, and
+/// sends the next batch (all that came) once this one is answered: one
+/// round trip per batch, not per publish, while the order stays the one
+/// they came in (batches one at a time, each in order).
+#[derive(Default)]
+struct Publishes {
+    waiting: Vec<Request>,
+    sending: Option<Sending>,
+}
+
+type Sending = Pin<Box<dyn Future<Output = (Vec<Named>, Vec<Result<Published, NotPublished>>)> + Send>>;
+
+/// What a publish's answer names.
+struct Named {
+    id: String,
+    topic: Topic,
+    if_seq: Option<u64>,
+}
 
 /// Request headers packed into one allocation, for a connection to keep:
 /// a [`HeaderMap`] holds its own tables and, through its values, the whole
@@ -324,7 +352,7 @@ impl<L: Link> Conn<L> {
             }
             let step = tokio::select! {
                 () = &mut killed => Err(self.kill_ending()),
-                inbound = self.link.recv() => match inbound {
+                inbound = self.link.recv(), if self.publishes.as_ref().is_none_or(|p| p.waiting.len() < MAX_PUBLISHES) => match inbound {
                     None => Err(Ending::silent()),
                     Some(Err(ending)) => Err(ending),
                     // Boxed, as is the timer's work: their futures are
@@ -335,6 +363,7 @@ impl<L: Link> Conn<L> {
                 },
                 () = self.connection.peer.outbox.take_all(&mut batch) => self.write_batch(&mut batch, timer.as_mut(), killed.as_mut()).await,
                 () = &mut timer => Box::pin(self.on_timer()).await,
+                (sent, answers) = answered(&mut self.publishes) => Box::pin(self.on_answered(sent, answers)).await,
             };
             if let Err(ending) = step {
                 return ending;
@@ -686,30 +715,72 @@ impl<L: Link> Conn<L> {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;
         }
-        let topic = event.topic.clone();
-        // Ephemeral events are never sent twice, so they need no dedup.
-        let dedup =
-            (!ephemeral).then(|| PublishId { tenant: &self.identity.tenant, user: &self.identity.user, id: &id });
-        match self.app.publish(event, dedup, if_seq).await {
-            Ok(Published { position, duplicate }) => {
-                let (epoch, seq) = position.map(|p| (p.epoch, p.seq)).unzip();
-                self.send_message(ServerMessage::Ack(Ack { id, seq, epoch, duplicate })).await
-            }
-            Err(NotPublished::Conflict(Conflict { current })) => {
-                let message = format!(
-                    "conflict: {topic} is at seq {current}, not {}; apply the newer events, then publish again with if_seq {current}",
-                    if_seq.unwrap_or_default()
-                );
-                let code = ErrorCode::Number(error_code::CONFLICT);
-                let error =
-                    ErrorMessage { code, message, id: Some(id), topic: Some(topic.into_string()), seq: Some(current) };
-                self.send_message(ServerMessage::Error(error)).await
-            }
-            Err(NotPublished::Unavailable(unavailable)) => {
-                self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await
+        let publishes = self.publishes.get_or_insert_default();
+        publishes.waiting.push(Request { event, id, if_seq });
+        if publishes.sending.is_none() {
+            self.send_publishes();
+        }
+        Ok(())
+    }
+
+    /// Sends the waiting publishes, as one batch.
+    fn send_publishes(&mut self) {
+        let Some(publishes) = self.publishes.as_mut() else { return };
+        if publishes.waiting.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut publishes.waiting);
+        // What each answer names, kept beside the batch the app takes.
+        let named = batch
+            .iter()
+            .map(|request| Named { id: request.id.clone(), topic: request.event.topic.clone(), if_seq: request.if_seq })
+            .collect();
+        let (app, tenant, user) = (self.app.clone(), self.identity.tenant.clone(), self.identity.user.clone());
+        publishes.sending = Some(Box::pin(async move {
+            let answers = app.publish_batch(&tenant, &user, batch).await;
+            (named, answers)
+        }));
+    }
+
+    /// Answers a batch, each publish with its ack or why it failed, in
+    /// order; then sends the publishes that came meanwhile.
+    async fn on_answered(&mut self, sent: Vec<Named>, answers: Vec<Result<Published, NotPublished>>) -> Step {
+        for (Named { id, topic, if_seq }, answer) in sent.into_iter().zip(answers) {
+            match answer {
+                Ok(Published { position, duplicate }) => {
+                    let (epoch, seq) = position.map(|p| (p.epoch, p.seq)).unzip();
+                    self.send_message(ServerMessage::Ack(Ack { id, seq, epoch, duplicate })).await?;
+                }
+                Err(NotPublished::Conflict(Conflict { current })) => {
+                    let message = format!(
+                        "conflict: {topic} is at seq {current}, not {}; apply the newer events, then publish again with if_seq {current}",
+                        if_seq.unwrap_or_default()
+                    );
+                    let code = ErrorCode::Number(error_code::CONFLICT);
+                    let topic = Some(topic.into_string());
+                    let error = ErrorMessage { code, message, id: Some(id), topic, seq: Some(current) };
+                    self.send_message(ServerMessage::Error(error)).await?;
+                }
+                Err(NotPublished::Unavailable(unavailable)) => {
+                    self.send_error(error_code::INTERNAL, unavailable.0, Some(id), None).await?;
+                }
             }
         }
+        self.send_publishes();
+        Ok(())
     }
+}
+
+/// The answers of the batch on its way, once they come; never while none is.
+async fn answered(publishes: &mut Option<Box<Publishes>>) -> (Vec<Named>, Vec<Result<Published, NotPublished>>) {
+    let Some(sending) = publishes.as_mut().and_then(|publishes| publishes.sending.as_mut()) else {
+        return std::future::pending().await;
+    };
+    let answered = sending.await;
+    if let Some(publishes) = publishes.as_mut() {
+        publishes.sending = None;
+    }
+    answered
 }
 
 /// How a batch's write ended.

@@ -226,6 +226,38 @@ impl Durable {
         answer.await.unwrap_or_else(|_| Err(self.unavailable().into()))
     }
 
+    /// Publishes `batch` in its order, as [`publish`](Self::publish) does
+    /// each: every command goes to the writer before the first answer is
+    /// awaited, so the batch costs one wait for the store, not one each.
+    pub(crate) async fn publish_many(
+        &self,
+        batch: Vec<(Event, Option<DedupKey>, Option<u64>)>,
+    ) -> Vec<Result<(u64, bool), NotPublished>> {
+        if let Err(unavailable) = self.ready().await {
+            return batch.iter().map(|_| Err(unavailable.clone().into())).collect();
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let commands = lock(&self.commands);
+            for (event, dedup, if_seq) in batch {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::Publish(Publish { event, dedup, if_seq, reply });
+                let sent = commands.as_ref().is_some_and(|commands| commands.send(command).is_ok());
+                answers.push(sent.then_some(answer));
+            }
+        }
+        let mut published = Vec::with_capacity(answers.len());
+        for answer in answers {
+            // A writer that stopped without answering never committed it.
+            let answered = match answer {
+                Some(answer) => answer.await.ok(),
+                None => None,
+            };
+            published.push(answered.unwrap_or_else(|| Err(self.unavailable().into())));
+        }
+        published
+    }
+
     /// Lets go of the store for a replacement: commits the publishes
     /// accepted so far, refuses later ones, closes the file.
     pub(crate) async fn close(&self) {

@@ -334,6 +334,7 @@ pub(crate) struct Joined {
 /// Who published with which id: the publisher's tenant and user (user ids
 /// are unique only within a tenant), and the id the client chose. The same
 /// on one node and across a cluster.
+#[derive(Clone, Copy)]
 pub(crate) struct PublishId<'a> {
     pub(crate) tenant: &'a Tenant,
     pub(crate) user: &'a Arc<str>,

@@ -193,3 +193,13 @@ fn a_data_dir_is_refused_with_redis_or_an_epoch() {
     let error = config.validate().unwrap_err().to_string();
     assert!(error.contains("keeps the epoch") && error.contains("--epoch"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_sent_back_to_back_on_one_connection_keep_their_order_through_the_store() {
+    let dir = TempDir::new();
+    let server = durable_with(dir.path(), |config| config.rate_limit_per_sec = 0).await;
+    let mut reader = Client::dev(&server, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    // The store commits a batch with one wait.
+    Client::dev(&server, "writer").await.publishes_keep_their_order(&mut reader, "doc:1", 200).await;
+}

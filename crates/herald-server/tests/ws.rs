@@ -583,3 +583,11 @@ async fn bad_presence_metadata_is_refused_with_the_reason_and_the_connection_goe
     let subscribed = alice.subscribe(&["doc:8"]).await;
     assert_eq!(subscribed["topics"], json!(["doc:8"]), "the connection goes on");
 }
+
+#[tokio::test]
+async fn publishes_sent_back_to_back_on_one_connection_keep_their_order_and_are_acked_in_it() {
+    let server = Server::builder().dev(true).rate_limit(0, 0, 0).bind("127.0.0.1:0").await.unwrap();
+    let mut reader = Client::dev(&server, "reader").await;
+    reader.subscribe(&["doc:1"]).await;
+    Client::dev(&server, "writer").await.publishes_keep_their_order(&mut reader, "doc:1", 200).await;
+}

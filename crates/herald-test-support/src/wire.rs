@@ -105,6 +105,38 @@ impl Client {
         }
     }
 
+    /// Sends `n` publishes to `topic` back to back, before reading any
+    /// answer, then checks that they were acked in the order sent with
+    /// consecutive `seq`s, and that `reader` (subscribed to `topic`)
+    /// received them in that order.
+    pub async fn publishes_keep_their_order(&mut self, reader: &mut Self, topic: &str, n: usize) {
+        for i in 0..n {
+            let frame = serde_json::json!({"type":"publish","id":format!("p-{i}"),"topic":topic,"event":"UPDATED",
+                "data":{"entity_id":"1","payload":i.to_string(),"timestamp":"2026-01-01T00:00:00Z"}});
+            self.send(&frame.to_string()).await;
+        }
+        let mut acked = Vec::new();
+        for i in 0..n {
+            let ack = self.recv().await;
+            assert_eq!(
+                (ack["type"].as_str(), ack["id"].as_str()),
+                (Some("ack"), Some(format!("p-{i}").as_str())),
+                "acked in order: {ack}"
+            );
+            acked.push(ack["seq"].as_u64().expect("a seq"));
+        }
+        let first = acked[0];
+        assert_eq!(acked, (first..first + n as u64).collect::<Vec<_>>(), "numbered in the order sent");
+        for (i, seq) in acked.iter().enumerate() {
+            let event = reader.recv().await;
+            assert_eq!(
+                (event["seq"].as_u64(), event["data"]["payload"].as_str()),
+                (Some(*seq), Some(i.to_string().as_str())),
+                "delivered in the order sent: {event}"
+            );
+        }
+    }
+
     pub async fn subscribe(&mut self, topics: &[&str]) -> Value {
         self.send(&serde_json::json!({"type":"subscribe","topics":topics}).to_string()).await;
         let subscribed = self.recv().await;
