@@ -148,16 +148,24 @@ impl App {
         logged.into_iter().zip(published).map(|(logged, published)| logged.log(published)).collect()
     }
 
-    /// For a subscription from `since`: on a node of a cluster that did not
-    /// see the events after it, those events as the cluster's history in
-    /// Redis holds them (`None` where the node has them, or Redis cannot
-    /// say: then the subscription recovers what the node has, or not).
-    pub(crate) async fn missed(&self, tenant: &Tenant, topic: &Topic, since: u64) -> Option<Fetched> {
+    /// What a node of a cluster reads from Redis for a subscription, before
+    /// it registers it: from `since`, the events after it where the node did
+    /// not see them; without, the topic's position where the node has seen
+    /// none of its events since it joined, so that the subscriber has a
+    /// position to recover from after a reconnect. `None` where the node
+    /// knows, or Redis cannot say (then the subscription goes on with what
+    /// the node has).
+    pub(crate) async fn missed(&self, tenant: &Tenant, topic: &Topic, since: Option<u64>) -> Option<Fetched> {
         let cluster = self.cluster.as_ref()?;
-        if self.hub.recovers(tenant, topic, since) {
-            return None;
+        match since {
+            Some(since) if self.hub.recovers(tenant, topic, since) => None,
+            Some(since) => cluster.history(tenant.as_deref(), topic, since).await.ok(),
+            None if self.hub.knows(tenant, topic) => None,
+            None => {
+                let position = cluster.position(tenant.as_deref(), topic).await.ok()?;
+                (*position.epoch == *self.hub.epoch()).then(|| Fetched { seq: position.seq, events: Vec::new() })
+            }
         }
-        cluster.history(tenant.as_deref(), topic, since).await.ok()
     }
 
     /// Where `topic` stands in `tenant`'s namespace: on a node of a

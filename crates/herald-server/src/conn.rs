@@ -650,11 +650,9 @@ impl<L: Link> Conn<L> {
                 continue;
             }
             let position = since.get(&topic).copied();
-            let from = match position.filter(|_| epoch_ok) {
-                Some(seq) => Some((seq, self.app.missed(&self.identity.tenant, &topic, seq).await)),
-                None => None,
-            };
-            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from);
+            let from = position.filter(|_| epoch_ok);
+            let fetched = self.app.missed(&self.identity.tenant, &topic, from).await;
+            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from, fetched);
             if let Some(Snapshot { members, meta }) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members, meta }));
             }

@@ -184,10 +184,11 @@ impl Connection {
         topic: &Topic,
         presence: bool,
         meta: Option<&Payload>,
-        since: Option<(u64, Option<Fetched>)>,
+        since: Option<u64>,
+        fetched: Option<Fetched>,
     ) -> Joined {
         self.add(topic);
-        self.hub.subscribe(&self.peer, topic, presence, meta, since)
+        self.hub.subscribe(&self.peer, topic, presence, meta, since, fetched)
     }
 
     /// Sets this user's presence metadata in `topic`; see [`Hub::set_presence_meta`].
@@ -860,14 +861,19 @@ impl Hub {
         topic: &Topic,
         presence: bool,
         meta: Option<&Payload>,
-        since: Option<(u64, Option<Fetched>)>,
+        since: Option<u64>,
+        fetched: Option<Fetched>,
     ) -> Joined {
         let now = Instant::now();
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         self.freed(state.prune(now, self.history_max_age));
-        let mut joined = Joined { last_seq: state.known.then_some(state.seq), ..Joined::default() };
-        if let Some((since, fetched)) = since {
+        // A node of a cluster that has seen none of the topic's events gives
+        // where Redis said the topic was, read before this registration:
+        // what came after reaches the subscriber, or shows it a gap.
+        let read = fetched.as_ref().filter(|_| !state.known).map(|fetched| fetched.seq);
+        let mut joined = Joined { last_seq: state.known.then_some(state.seq).or(read), ..Joined::default() };
+        if let Some(since) = since {
             let mut recovered = self.replays(state, since);
             if recovered {
                 joined.replay = state.history.iter().filter(|e| e.seq > since).map(|e| e.frame.clone()).collect();
@@ -923,6 +929,13 @@ impl Hub {
         let set = state.presence.set_meta(&peer.user, meta);
         self.presence_changed(state, &peer.tenant, topic);
         set
+    }
+
+    /// Whether this node knows where `topic` stands (on a node of a cluster,
+    /// once it has seen one of its events).
+    pub(crate) fn knows(&self, tenant: &Tenant, topic: &Topic) -> bool {
+        let shard = self.shard(tenant, topic.as_str());
+        shard.get(&(tenant.clone(), topic.as_str().to_owned())).is_some_and(|state| state.known)
     }
 
     /// Whether the events of `topic` after `since` are in this node's history.
@@ -1208,7 +1221,7 @@ mod tests {
         let (task_hub, task_topic) = (hub.clone(), topic.clone());
         let task = std::thread::spawn(move || {
             let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
-            connection.subscribe(&task_topic, true, None, None);
+            connection.subscribe(&task_topic, true, None, None, None);
             connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
             panic!("a bug in a connection task");
         });
@@ -1217,7 +1230,7 @@ mod tests {
         assert_eq!((metrics.connections, metrics.subscriptions), (0, 0));
         let mut other = hub.connect("u-2".into(), None, 8, Transport::WebSocket);
         assert_eq!(
-            other.subscribe(&topic, true, None, None).members.map(|s| s.members),
+            other.subscribe(&topic, true, None, None, None).members.map(|s| s.members),
             Some(vec!["u-2".to_owned()]),
             "u-1 left presence"
         );
@@ -1228,12 +1241,12 @@ mod tests {
         let hub = Arc::new(Hub::new(&ServerConfig::default()));
         let topic = Topic::new("room:1").unwrap();
         let mut reader = hub.connect("reader".into(), None, 4, Transport::WebSocket);
-        reader.subscribe(&topic, true, None, None);
+        reader.subscribe(&topic, true, None, None, None);
         for _ in 0..2 {
             reader.peer.outbox.push(&Frame::from("an event"), None).unwrap();
         }
         let mut joiner = hub.connect("joiner".into(), None, 4, Transport::WebSocket);
-        joiner.subscribe(&topic, true, None, None);
+        joiner.subscribe(&topic, true, None, None, None);
         hub.flush_presence();
         assert_eq!(reader.peer.outbox.len(), 2, "half full: the diff was not queued");
         assert_eq!(reader.peer.killed(), 0, "nor the reader closed");

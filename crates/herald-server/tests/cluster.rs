@@ -87,8 +87,8 @@ async fn subscribers_on_two_nodes_see_interleaved_publishes_in_one_gap_free_orde
     let mut on_b = Client::dev(&b, "reader-b").await;
     for reader in [&mut on_a, &mut on_b] {
         let subscribed = reader.subscribe(&["doc:1"]).await;
-        // Nothing was published since the nodes joined: they do not know the position.
-        assert_eq!(subscribed.get("last_seq"), None, "{subscribed}");
+        // Nothing was published yet: Redis says so, though the nodes saw no event.
+        assert_eq!(subscribed["last_seq"], json!({"doc:1": 0}), "{subscribed}");
     }
 
     // Four publishers at once: WebSocket and HTTP, through each node.
@@ -237,7 +237,7 @@ async fn a_node_that_joins_or_restarts_later_serves_a_since_from_before_it_joine
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_position() {
+async fn a_node_that_has_not_seen_a_topic_since_it_joined_gives_its_position_from_redis_when_it_cannot_replay() {
     let redis = RedisServer::start().await;
     let a = node_keeping(&redis, 1).await;
     let mut client = Client::dev(&a, "u").await;
@@ -249,15 +249,15 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_leaves_out_its_positio
     drop(client);
 
     // Node C joined after those events, and the cluster's history keeps
-    // only the last: it cannot replay event 2 from 1... of 0, nor say
-    // where the topic is.
+    // only the last: it cannot replay events 1 and 2 after 0, but Redis
+    // says where the topic is, so the client has a position to go on from.
     let c = node_keeping(&redis, 1).await;
     let mut moved = Client::dev(&c, "u").await;
     let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":0},"epoch":c.epoch()});
     moved.send(&body.to_string()).await;
     let subscribed = moved.recv().await;
-    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false}));
-    // The next event is the client's new position.
+    assert_eq!(subscribed, json!({"type":"subscribed","topics":["doc:1"],"recovered":false,"last_seq":{"doc:1":2}}));
+    // The next event follows that position without a gap.
     a.publish("doc:1", "UPDATED", "1", &json!("3")).await.unwrap();
     assert_eq!(events(&mut moved, 1).await, [(3, "3".to_owned())]);
 }

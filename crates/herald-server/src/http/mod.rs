@@ -113,11 +113,8 @@ pub(crate) async fn subscribe(
                 }
                 None => None,
             };
-            let from = match position {
-                Some(seq) => Some((seq, app.missed(&identity.tenant, &topic, seq).await)),
-                None => None,
-            };
-            let joined = out.connection.subscribe(&topic, false, None, from);
+            let fetched = app.missed(&identity.tenant, &topic, position).await;
+            let joined = out.connection.subscribe(&topic, false, None, position, fetched);
             if joined.recovered == Some(false) {
                 out.recovered = Some(false);
             }
