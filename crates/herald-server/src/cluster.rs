@@ -387,34 +387,21 @@ impl Cluster {
         dedup: Option<PublishId<'_>>,
         if_seq: Option<u64>,
     ) -> Result<(Position, bool), NotPublished> {
-        let head = head(event.data.tenant_id.as_deref(), &event.topic);
-        let seq_key = self.seq_key(&head);
-        let if_seq = if_seq.map(|seq| seq.to_string()).unwrap_or_default();
-        let dedup_key = dedup.map(|d| self.dedup_key(d));
-        let frame = event.encode();
+        let item = Numbered { event, dedup, if_seq };
         // A second try follows a new epoch found in Redis; another change at once is not waited out.
         for _ in 0..2 {
             let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
             let epoch = self.hub.epoch();
-            let mut invocation = self.publish.key(&self.epoch_key);
-            invocation.key(&seq_key).key(self.history_key(&epoch, &head));
-            if let Some(key) = &dedup_key {
-                invocation.key(key);
-            }
-            invocation.arg(&*epoch).arg(&self.channel).arg(&head).arg(&frame).arg(self.dedup_window_ms).arg(&if_seq);
-            invocation.arg(self.history_len).arg(self.history_max_age_ms);
+            let (keys, args) = self.publish_keys_args(&epoch, &item);
+            let mut invocation = self.publish.prepare_invoke();
+            invocation.key(keys).arg(args);
             let started = std::time::Instant::now();
             let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
             if let Some(bus) = &self.hub.metrics.bus {
                 bus.publish.observe(started.elapsed().as_secs_f64());
             }
             match reply {
-                Ok(Ok((0, seq))) => {
-                    self.hub.metrics.events_published.inc();
-                    return Ok((Position::new(&*epoch, seq), false));
-                }
-                Ok(Ok((1, seq))) => return Ok((Position::new(&*epoch, seq), true)),
-                Ok(Ok((3, current))) => return Err(Conflict { current }.into()),
+                Ok(Ok(reply)) if reply.0 != 2 => return self.published(&epoch, reply),
                 Ok(Ok(_)) => {
                     let epoch = self.establish_epoch(&mut commands).await.map_err(|e| self.failed(&e))?;
                     self.hub.adopt_epoch(&epoch);
@@ -463,17 +450,25 @@ impl Cluster {
             let again = matches!(&reply, Ok((2, _))) || matches!(&reply, Err(e) if e.code() == Some("NOSCRIPT"));
             published.push(match reply {
                 _ if again => self.publish(item.event, item.dedup, item.if_seq).await,
-                Ok((0, seq)) => {
-                    self.hub.metrics.events_published.inc();
-                    Ok((Position::new(&*epoch, seq), false))
-                }
-                Ok((1, seq)) => Ok((Position::new(&*epoch, seq), true)),
-                Ok((3, current)) => Err(Conflict { current }.into()),
-                Ok(_) => Err(self.failed(&"an unexpected answer from the publish script").into()),
+                Ok(reply) => self.published(&epoch, reply),
                 Err(error) => Err(self.failed(&error).into()),
             });
         }
         published
+    }
+
+    /// What the publish script's answer in `epoch` means (other than a new
+    /// epoch, which the caller handles).
+    fn published(&self, epoch: &str, (code, seq): (u8, u64)) -> Result<(Position, bool), NotPublished> {
+        match code {
+            0 => {
+                self.hub.metrics.events_published.inc();
+                Ok((Position::new(epoch, seq), false))
+            }
+            1 => Ok((Position::new(epoch, seq), true)),
+            3 => Err(Conflict { current: seq }.into()),
+            _ => Err(self.failed(&"an unexpected answer from the publish script").into()),
+        }
     }
 
     /// The publish script's keys and arguments for `item` in `epoch`.

@@ -215,15 +215,8 @@ impl Durable {
         dedup: Option<DedupKey>,
         if_seq: Option<u64>,
     ) -> Result<(u64, bool), NotPublished> {
-        self.ready().await?;
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Publish(Publish { event, dedup, if_seq, reply });
-        let sent = lock(&self.commands).as_ref().is_some_and(|commands| commands.send(command).is_ok());
-        if !sent {
-            return Err(self.unavailable().into());
-        }
-        // A writer that stopped without answering never committed it.
-        answer.await.unwrap_or_else(|_| Err(self.unavailable().into()))
+        let mut published = self.publish_many(vec![(event, dedup, if_seq)]).await;
+        published.pop().unwrap_or_else(|| Err(self.unavailable().into()))
     }
 
     /// Publishes `batch` in its order, as [`publish`](Self::publish) does
