@@ -150,7 +150,7 @@ impl Rules {
 
 /// The identity in `token`, signed with `key` by one of `validation`'s algorithms.
 pub(crate) fn verify(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Identity, AuthError> {
-    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+    let data = jsonwebtoken::decode::<Addressed>(token, key, validation).map_err(|e| match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         // A key that does not fit the signature (e.g. a JWK that does not
@@ -163,7 +163,25 @@ pub(crate) fn verify(token: &str, key: &DecodingKey, validation: &Validation) ->
         ErrorKind::Json(_) => AuthError::Claims("need sub (string) and exp (number)".into()),
         _ => AuthError::Malformed,
     })?;
-    Ok(data.claims.into())
+    // jsonwebtoken refuses an `aud` without a configured audience only when
+    // it parses as one (a string or strings); a number or null would pass.
+    if data.claims.aud && validation.aud.is_none() {
+        return Err(AuthError::Audience);
+    }
+    Ok(data.claims.claims.into())
+}
+
+/// The claims, and whether the token has an `aud` of any shape.
+#[derive(Deserialize)]
+struct Addressed {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default, deserialize_with = "present")]
+    aud: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// `RS256, PS256`, for a message.
@@ -267,6 +285,7 @@ impl Authenticator for Jwt {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderMap;
+    use serde_json::json;
 
     use super::*;
 
@@ -295,6 +314,22 @@ mod tests {
         let now = Claims::new("u-1", 7200).not_before(unix_now());
         assert!(check(&jwt, &mint_token("s3cret", &now).unwrap()).is_ok());
         assert_eq!(check(&jwt, "not.a.jwt"), Err(AuthError::Malformed));
+    }
+
+    /// Found by the fuzzer (fuzz/seeds/token/claims-aud-number.bin): an `aud`
+    /// that is not a string passed a verifier that names no audience.
+    #[test]
+    fn an_aud_of_any_shape_is_refused_without_an_audience() {
+        let jwt = Jwt::hs256("s3cret").unwrap();
+        let audienced = Jwt::hs256("s3cret").unwrap().audience("herald");
+        let exp = unix_now() + 60;
+        for aud in [json!(4102444000u64), json!(null), json!({"herald": true}), json!("herald"), json!(["herald"])] {
+            let claims = json!({"sub": "u-1", "exp": exp, "aud": aud});
+            let token =
+                jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap();
+            assert_eq!(check(&jwt, &token), Err(AuthError::Audience), "aud {aud}");
+            assert_eq!(check(&audienced, &token).is_ok(), aud.is_string() || aud.is_array(), "aud {aud}");
+        }
     }
 
     #[test]
