@@ -652,6 +652,51 @@ async fn a_slow_redis_slows_publishes_up_to_a_bound_then_the_node_leaves_the_bus
     assert_eq!(status, 200, "{answer}");
 }
 
+/// A connection's publishes waiting for Redis are bounded: it holds at most 64
+/// besides the batch on its way, and reads nothing more until that batch is
+/// answered. Its `ping` shows when it reads: answered at once below the bound,
+/// only after the batch's ack at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_holds_at_most_64_publishes_waiting_for_a_slow_redis_then_stops_reading() {
+    let redis = RedisServer::start().await;
+    let link = RedisLink::to(&redis).await;
+    let a = on(link.url()).bind("127.0.0.1:0").await.expect("node A joins through the link");
+    let mut client = Client::dev(&a, "writer").await;
+    link.delay(Duration::from_millis(250));
+    let mut sent = 0;
+    let mut publish = async |client: &mut Client, n: usize| {
+        for _ in 0..n {
+            client.send(&publish_frame(&format!("p-{sent}"), "x")).await;
+            sent += 1;
+        }
+    };
+    let ack = |message: &Value, i: usize| {
+        assert_eq!(
+            (message["type"].as_str(), message["id"].as_str()),
+            (Some("ack"), Some(&*format!("p-{i}"))),
+            "{message}"
+        );
+    };
+
+    // Below the bound: one on its way to Redis, 63 waiting; the ping is read.
+    publish(&mut client, 64).await;
+    client.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(client.recv().await["type"], "pong", "read on below the bound");
+    for i in 0..64 {
+        ack(&client.recv().await, i);
+    }
+
+    // At the bound: one on its way, 64 waiting; the ping waits in the socket
+    // until the first is answered and the 64 go out as the next batch.
+    publish(&mut client, 65).await;
+    client.send(r#"{"type":"ping"}"#).await;
+    ack(&client.recv().await, 64);
+    assert_eq!(client.recv().await["type"], "pong", "read again once the batch was answered");
+    for i in 65..129 {
+        ack(&client.recv().await, i);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_over_rediss_verifies_redis_against_the_ca_given_and_refuses_one_it_cannot_verify() {
     let ca = TestCa::new();
