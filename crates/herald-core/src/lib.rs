@@ -61,6 +61,9 @@ pub use herald_protocol as protocol;
 pub use options::{PublishOptions, SubscribeOptions};
 pub use router::{Added, Router, joined_behind};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
-pub use shared::{Heard, Held, Hub, Joined, Lease, TabId, Term};
+pub use shared::{
+    Heard, Held, Hub, Joined, Lease, PresenceChange, PresenceMember, SessionSubscription, SharedPresence, TabId, Term,
+    Unacked,
+};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

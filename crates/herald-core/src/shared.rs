@@ -17,6 +17,12 @@ use web_time::Instant;
 
 use crate::{joined_behind, topic_map::TopicMap};
 
+mod presence;
+mod unacked;
+
+pub use presence::{PresenceChange, PresenceMember, SessionSubscription, SharedPresence};
+pub use unacked::Unacked;
+
 /// A tab, as the driver numbers them (at random: tabs share no counter).
 pub type TabId = u32;
 
