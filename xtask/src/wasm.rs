@@ -14,7 +14,7 @@ const OUT_DIR: &str = "pkg/dist";
 
 /// The most the `.wasm` and its JS glue may weigh together, gzipped: what
 /// they weigh now (78,372 B, with presence metadata and the tabs' shared
-/// connection, its rules all in the wasm) plus the byte budgets BENCHMARKS.md's "Browser package size"
+/// connection) plus the byte budgets BENCHMARKS.md's "Browser package size"
 /// gives the features still to come, so that growth is a decision rather
 /// than an accident. That section says what the bytes are, what was cut to
 /// get here, and why [`TARGET_GZIPPED`] is not met yet.
