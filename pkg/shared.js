@@ -4,8 +4,8 @@
 // (which topics the socket needs, which tab gets which message, positions
 // for recovery, the lease and its terms, the session's presence and its
 // metadata, which publishes a new holder gets) are the wasm's `SharedTabs`;
-// this file only carries messages, holds the lock, runs the timers and calls
-// the holder's client.
+// this file carries messages, holds the lock, runs the timers, calls the
+// holder's client and hands each message to this tab's own subscribers.
 //
 // Messages on the channel: from the holder, always with its `term`:
 //   beat {status}, msg {topic, tabs, behind, msg}, ack {to, id, ack | error};
