@@ -2,8 +2,10 @@
 // one connection. The tab that holds a Web Lock (navigator.locks) runs the
 // wasm client; the others talk to it over a BroadcastChannel. The rules
 // (which topics the socket needs, which tab gets which message, positions
-// for recovery, the lease and its terms) are the wasm's `SharedTabs`; this
-// file only carries messages, holds the lock and runs the timers.
+// for recovery, the lease and its terms, the session's presence and its
+// metadata, which publishes a new holder gets) are the wasm's `SharedTabs`;
+// this file carries messages, holds the lock, runs the timers, calls the
+// holder's client and hands each message to this tab's own subscribers.
 //
 // Messages on the channel: from the holder, always with its `term`:
 //   beat {status}, msg {topic, tabs, behind, msg}, ack {to, id, ack | error};
@@ -36,18 +38,9 @@ export class SharedClient {
   /** A request for the lock waits in its queue. */
   #queued = false;
   #client = null;
+  /** The holder's unsubscribe functions of each topic of its session. */
   #sessionSubs = new Map();
-  #presenceTopics = new Set();
-  /** The holder's last presence of each topic (`{members, meta}`), for a tab that asks for it once the server has sent it. */
-  #members = new Map();
-  /**
-   * The holder's presence metadata of each topic: the connection is one
-   * member of each topic's presence, so the tab that set it last wins.
-   */
-  #metas = new Map();
   #topics = new Map();
-  #pending = new Map();
-  #nextId = 0;
   #statusListeners = new Set();
   #rawListeners = new Set();
   #status = { state: 'connecting', shared: 'follower' };
@@ -124,8 +117,8 @@ export class SharedClient {
     for (const [topic, entry] of this.#topics) this.#want(this.#tab, topic, this.#shares.since(topic), entry.presence, entry.meta);
     setTimeout(() => {
       if (!this.#holding()) return;
-      for (const [topic, from] of this.#shares.start()) this.#subscribeSession(topic, from);
-      for (const id of this.#pending.keys()) this.#sendPublish(id);
+      for (const [topic, options] of this.#shares.start()) this.#subscribeSession(topic, options);
+      this.#resend();
     }, GATHER_MS);
     this.#arm();
   }
@@ -149,9 +142,6 @@ export class SharedClient {
     const client = this.#client;
     this.#client = null;
     this.#sessionSubs.clear();
-    this.#presenceTopics.clear();
-    this.#members.clear();
-    this.#metas.clear();
     this.#release?.();
     this.#release = null;
     client?.close();
@@ -203,7 +193,7 @@ export class SharedClient {
   #receive(message) {
     if (this.#closed) return;
     if (['beat', 'msg', 'ack'].includes(message.t)) return this.#fromHolder(message);
-    if (this.#expired() || !this.#holding() || !sameTerm(message.term, this.#term)) {
+    if (this.#expired() || !this.#holding() || !this.#shares.addressed(message.term)) {
       // Requests to an older holder are sent again when the new one is heard of.
       if (message.t === 'hello' && this.#holding()) this.#post({ t: 'beat', status: this.#client.status() });
       return undefined;
@@ -213,7 +203,7 @@ export class SharedClient {
         for (const [topic, since, presence, meta] of message.topics) this.#want(message.tab, topic, since, presence, meta);
         break;
       case 'meta':
-        this.#setMeta(message.topic, message.meta);
+        if (this.#shares.setMeta(message.topic, message.meta)) this.#setPresence(message.topic, message.meta);
         break;
       case 'leave':
         if (this.#shares.leave(message.tab, message.topic)) this.#unsubscribeSession(message.topic);
@@ -255,50 +245,31 @@ export class SharedClient {
     if (this.#holding()) return;
     const topics = [...this.#topics].map(([topic, entry]) => [topic, this.#shares.since(topic), entry.presence, entry.meta]);
     if (topics.length > 0) this.#post({ t: 'want', topics });
-    for (const id of this.#pending.keys()) this.#sendPublish(id);
+    this.#resend();
   }
 
   // ------------------------------------------------------------ the holder's side
 
   #want(tab, topic, since, presence, meta) {
-    if (presence) this.#presenceTopics.add(topic);
-    if (presence && meta !== undefined) this.#setMeta(topic, meta);
-    const joined = this.#shares.want(tab, topic, since ?? null);
-    if (joined.kind === 'subscribe') return this.#subscribeSession(topic, joined.from, presence);
-    if (presence) this.#presence(topic);
-    if (joined.kind === 'live') {
+    const joined = this.#shares.want(tab, topic, since ?? null, presence, meta);
+    if (joined.setMeta) this.#setPresence(topic, meta);
+    if (joined.upgrade) this.#sessionSubs.get(topic)?.push(this.#client.subscribe(topic, () => {}, joined.upgrade));
+    if (joined.kind === 'subscribe') this.#subscribeSession(topic, joined.options);
+    else if (joined.kind === 'live') {
       if (joined.resync) this.#sendTo(tab, topic, { type: 'resync', topic, reason: 'not_recovered' });
       this.#sendTo(tab, topic, { type: 'live', topic, position: joined.position });
-      const last = this.#members.get(topic);
-      if (presence && last) this.#sendTo(tab, topic, { type: 'presence', topic, members: [...last.members], meta: { ...last.meta } });
+      if (joined.presence) this.#sendTo(tab, topic, joined.presence);
     } else if (joined.kind === 'unconfirmed') {
       this.#sendTo(tab, topic, { type: 'unconfirmed', topic });
     }
-    return undefined;
   }
 
-  #subscribeSession(topic, from, presence) {
-    if (!this.#holding() || this.#sessionSubs.has(topic)) return;
-    const withPresence = presence === true || this.#presenceTopics.has(topic);
-    const options = from ? { presence: withPresence, since: from } : { presence: withPresence };
-    if (withPresence && this.#metas.has(topic)) options.meta = this.#metas.get(topic);
-    const stop = this.#client.subscribe(topic, (message) => this.#route(topic, message), options);
-    this.#sessionSubs.set(topic, Object.assign([stop], { presence: withPresence }));
+  #subscribeSession(topic, options) {
+    if (!this.#holding()) return;
+    this.#sessionSubs.set(topic, [this.#client.subscribe(topic, (message) => this.#route(topic, message), options)]);
   }
 
-  /** Presence for a topic subscribed without it: one more subscription of the session, which upgrades it. */
-  #presence(topic) {
-    const stops = this.#sessionSubs.get(topic);
-    if (stops === undefined || stops.presence) return;
-    stops.presence = true;
-    const meta = this.#metas.get(topic);
-    stops.push(this.#client.subscribe(topic, () => {}, meta === undefined ? { presence: true } : { presence: true, meta }));
-  }
-
-  /** A tab set its presence metadata of `topic`: the session's, once it is subscribed with presence (and from then on). */
-  #setMeta(topic, meta) {
-    this.#metas.set(topic, meta);
-    if (!this.#sessionSubs.get(topic)?.presence) return;
+  #setPresence(topic, meta) {
     try {
       this.#client.setPresence(topic, meta);
     } catch (error) {
@@ -309,30 +280,12 @@ export class SharedClient {
   #unsubscribeSession(topic) {
     for (const stop of this.#sessionSubs.get(topic) ?? []) stop();
     this.#sessionSubs.delete(topic);
-    this.#presenceTopics.delete(topic);
-    this.#members.delete(topic);
-    this.#metas.delete(topic);
   }
 
   #route(topic, message) {
     if (!this.#holding()) return;
     const { tabs, behind } = this.#shares.route(topic, message);
     if (message.type === 'refused') this.#unsubscribeSession(topic);
-    if (message.type === 'presence') this.#members.set(topic, { members: new Set(message.members), meta: { ...message.meta } });
-    if (message.type === 'presence_diff') {
-      const last = this.#members.get(topic) ?? { members: new Set(), meta: {} };
-      for (const member of message.left) {
-        last.members.delete(member);
-        delete last.meta[member];
-      }
-      // A member in `joined` has the metadata it has now, or none.
-      for (const member of message.joined) {
-        last.members.add(member);
-        if (message.meta !== undefined && member in message.meta) last.meta[member] = message.meta[member];
-        else delete last.meta[member];
-      }
-      this.#members.set(topic, last);
-    }
     if (tabs.includes(this.#tab)) this.#deliver(topic, message, behind.includes(this.#tab));
     const others = tabs.filter((tab) => tab !== this.#tab);
     if (others.length > 0) this.#post({ t: 'msg', topic, tabs: others, behind, msg: message });
@@ -421,36 +374,36 @@ export class SharedClient {
     const entry = this.#topics.get(topic);
     if (!entry?.presence) throw new Error(`${topic} is not subscribed with presence: subscribe to it with {presence: true} first`);
     entry.meta = meta;
-    if (this.#holding()) this.#setMeta(topic, meta);
-    else this.#post({ t: 'meta', topic, meta });
+    if (!this.#holding()) this.#post({ t: 'meta', topic, meta });
+    else if (this.#shares.setMeta(topic, meta)) this.#setPresence(topic, meta);
   }
 
   publish(topic, event, entityId, payload, options) {
-    const id = `${this.#tab}-${(this.#nextId += 1)}`;
-    // The same publish id through every holder: one that vanished after
-    // sending it makes the next one's copy a duplicate, not a second event.
-    const args = [topic, event, entityId, payload, { id: `tab-${id}`, ...options }];
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { args, resolve, reject, term: null });
-      this.#sendPublish(id);
+      const request = { args: [topic, event, entityId, payload, options], resolve, reject };
+      const id = this.#shares.publish(request);
+      if (id !== undefined) this.#sendPublish(id, request);
     });
   }
 
-  /** Sends a publish to the holder, once per term: a new holder gets those its predecessor did not ack. */
-  #sendPublish(id) {
-    const pending = this.#pending.get(id);
-    if (this.#term === null || sameTerm(pending.term, this.#term)) return;
-    pending.term = this.#term;
-    if (this.#holding()) this.#publishFor(this.#tab, id, pending.args);
-    else this.#post({ t: 'pub', id, args: pending.args });
+  /** To a new holder: the publishes no holder has answered yet. */
+  #resend() {
+    for (const [id, request] of this.#shares.resend()) this.#sendPublish(id, request);
+  }
+
+  #sendPublish(id, { args: [topic, event, entityId, payload, options] }) {
+    // The same publish id through every holder: one that vanished after
+    // sending it makes the next one's copy a duplicate, not a second event.
+    const args = [topic, event, entityId, payload, { id: `tab-${this.#tab}-${id}`, ...options }];
+    if (this.#holding()) this.#publishFor(this.#tab, id, args);
+    else this.#post({ t: 'pub', id, args });
   }
 
   #settle(id, result) {
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return;
-    this.#pending.delete(id);
-    if (result.error === undefined) pending.resolve(result.ack);
-    else pending.reject(Object.assign(new Error(result.error.message), result.error));
+    const request = this.#shares.answered(id);
+    if (request === undefined) return;
+    if (result.error === undefined) request.resolve(result.ack);
+    else request.reject(Object.assign(new Error(result.error.message), result.error));
   }
 
   setToken(token) {
@@ -495,10 +448,6 @@ export class SharedClient {
     this.#shares.free();
     this.#report({ state: 'disconnected', reason: 'closed', message: 'closed by the application', shared: 'follower' });
   }
-}
-
-function sameTerm(a, b) {
-  return a !== null && b !== null && a[0] === b[0] && a[1] === b[1];
 }
 
 function refusal(message) {

@@ -36,8 +36,12 @@
 //! Browser tabs that share one connection (`shareAcrossTabs` in the npm
 //! package) follow the rules of [`Hub`] (the holder's table: the union of
 //! the tabs' topics, which tab gets each event, recovery after a handover),
-//! [`Lease`] (who holds the connection, with fencing terms) and [`Held`]
-//! (where a tab is); the browser driver only carries their messages.
+//! [`SharedPresence`] (the holder's presence of each topic: with presence
+//! if any tab asked, the metadata the last tab set, the members for a tab
+//! that comes later), [`Lease`] (who holds the connection, with fencing
+//! terms), [`Held`] (where a tab is) and [`Unacked`] (a tab's publishes, sent
+//! again to each new holder until one answers); the browser driver only
+//! carries their messages.
 #![deny(missing_docs)]
 
 mod backoff;
@@ -61,6 +65,9 @@ pub use herald_protocol as protocol;
 pub use options::{PublishOptions, SubscribeOptions};
 pub use router::{Added, Router, joined_behind};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
-pub use shared::{Heard, Held, Hub, Joined, Lease, TabId, Term};
+pub use shared::{
+    Heard, Held, Hub, Joined, Lease, PresenceChange, PresenceMember, SessionSubscription, SharedPresence, TabId, Term,
+    Unacked,
+};
 pub use transport::{FallbackConfig, Transport};
 pub use web_time::Instant;

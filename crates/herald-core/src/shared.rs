@@ -1,6 +1,7 @@
 //! The rules of one connection shared by the tabs of a browser (any peers
 //! that talk over a broadcast channel): who holds the connection, which
-//! topics it needs, and which tab gets what.
+//! topics it needs, which tab gets what, the session's presence, and which
+//! publishes a new holder gets.
 //!
 //! One tab, the holder, runs the [`Session`](crate::Session). It keeps a
 //! [`Hub`]: the union of every tab's topics, each with its subscribing tabs
@@ -9,6 +10,11 @@
 //! renews it, the others watch it lapse (a closed, crashed or frozen holder)
 //! and take over with a higher [`Term`]; anything said under a lower term is
 //! stale, and a holder that hears a higher one steps down.
+//!
+//! The session is one member of each topic's presence for all the tabs:
+//! [`SharedPresence`] says how it subscribes and with what metadata. A
+//! tab's publishes wait in its [`Unacked`] until a holder answers them, and
+//! go again to each new holder.
 
 use std::time::Duration;
 
@@ -16,6 +22,12 @@ use herald_protocol::{Position, Topic};
 use web_time::Instant;
 
 use crate::{joined_behind, topic_map::TopicMap};
+
+mod presence;
+mod unacked;
+
+pub use presence::{PresenceChange, PresenceMember, SessionSubscription, SharedPresence};
+pub use unacked::Unacked;
 
 /// A tab, as the driver numbers them (at random: tabs share no counter).
 pub type TabId = u32;
@@ -120,6 +132,14 @@ impl Lease {
     /// renewal does not let it lapse.
     pub fn renew_every(&self) -> Duration {
         self.duration / 3
+    }
+
+    /// Whether a tab's request, under the term of the holder it last heard
+    /// of (`None`: it heard of none), is for this tab as the holder. One
+    /// addressed to an older holder is dropped: the tab sends it again when
+    /// it hears of the new one.
+    pub fn addressed(&self, term: Option<Term>) -> bool {
+        self.holds() && term == self.current
     }
 
     /// A message of the holder of `term` arrived.
@@ -619,5 +639,18 @@ mod tests {
         assert_eq!(a.heard(start, term_b), Heard::NewHolder { stepped_down: true });
         assert_eq!(b.heard(start, term_a), Heard::Stale);
         assert!(b.holds() && !a.holds());
+    }
+
+    #[test]
+    fn a_holder_takes_only_the_requests_addressed_to_its_own_term() {
+        let start = Instant::now();
+        let mut lease = Lease::new(2, LEASE, start);
+        let first = Term { number: 1, holder: 1 };
+        lease.heard(start, first);
+        assert!(!lease.addressed(Some(first)), "a follower takes no requests");
+        let own = lease.take(start);
+        assert!(lease.addressed(Some(own)));
+        assert!(!lease.addressed(Some(first)), "sent to the old holder: sent again once the tab hears of this one");
+        assert!(!lease.addressed(None), "from a tab that heard of no holder yet");
     }
 }
