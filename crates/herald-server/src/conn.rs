@@ -626,7 +626,18 @@ impl<L: Link> Conn<L> {
         let mut refused = Vec::new();
         let mut unlisted = Vec::new();
         let cap = self.app.config.max_subscriptions;
-        for topic in topics {
+        // What a node of a cluster reads from Redis before it registers a
+        // topic, for every topic at once: one round trip, not one per topic
+        // (the connection to Redis pipelines concurrent commands).
+        let (app, identity, since) = (&self.app, &self.identity, &since);
+        let reads = topics.iter().map(|topic| async move {
+            if topic.is_wildcard() || !identity.may_subscribe(topic.as_str()) {
+                return None;
+            }
+            app.missed(&identity.tenant, topic, since.get(topic).copied().filter(|_| epoch_ok)).await
+        });
+        let fetched = futures_util::future::join_all(reads).await;
+        for (topic, fetched) in topics.into_iter().zip(fetched) {
             if !self.identity.may_subscribe(topic.as_str()) {
                 let message = format!("the token does not allow subscribing to {topic}");
                 refused.push((error_code::FORBIDDEN, message, topic));
@@ -651,7 +662,6 @@ impl<L: Link> Conn<L> {
             }
             let position = since.get(&topic).copied();
             let from = position.filter(|_| epoch_ok);
-            let fetched = self.app.missed(&self.identity.tenant, &topic, from).await;
             let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from, fetched);
             if let Some(Snapshot { members, meta }) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members, meta }));
