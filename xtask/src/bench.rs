@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: the same loads against Herald's server and the two
-//! peers in `../shared/peers/`, one after the other in one run, with the
-//! results written into BENCHMARKS.md between its table markers.
+//! peers in `../shared/peers/`, one after the other in one run, then Herald
+//! as a cluster on Redis, with the results written into BENCHMARKS.md
+//! between its table markers.
+
+mod cluster;
 
 use std::{
     fmt::Write as _,
@@ -81,20 +84,27 @@ impl Drop for Server {
 }
 
 pub(crate) fn run(args: &[String]) -> Result {
-    let (mut quick, mut storm_only) = (false, false);
+    let (mut quick, mut storm_only, mut cluster_only) = (false, false, false);
     for arg in args {
         match arg.as_str() {
             "--quick" => quick = true,
-            // The restarts alone, printed and not written (their rows change
-            // without the rest).
+            // The restarts or the cluster alone, printed and not written
+            // (their rows change without the rest).
             "--storm" => storm_only = true,
-            other => return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick] [--storm]`")),
+            "--cluster" => cluster_only = true,
+            other => {
+                return Err(format!("unknown argument {other:?}; `cargo xtask bench [--quick] [--storm] [--cluster]`"));
+            }
         }
     }
     exec(cargo().args(["build", "--release", "-p", "herald-cli", "-p", "herald-bench"]))?;
-    exec(cargo().args(["build", "--release", "-p", "herald-server", "--example", "mounted"]))?;
     let herald = target_dir().join("release/herald");
     let generator = target_dir().join("release/herald-bench");
+    if cluster_only {
+        println!("{}", cluster::rows(&herald, &generator, quick)?);
+        return Ok(());
+    }
+    exec(cargo().args(["build", "--release", "-p", "herald-server", "--example", "mounted"]))?;
     let peers = prepare_peers()?;
     let clients = if quick { 1000 } else { STORM_CLIENTS };
     if storm_only {
@@ -153,6 +163,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
 
     let storm_rows = storm(&herald, &generator, &peers, clients)?;
+    let cluster_rows = cluster::rows(&herald, &generator, quick)?;
 
     let mut section = String::new();
     writeln!(section, "{}\n", machine()).ok();
@@ -160,6 +171,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     writeln!(section, "### Fan-out (one publisher, over WebSocket unless the load says otherwise; publish-to-deliver latency)\n\n{fanout}").ok();
     writeln!(section, "### Idle subscribed connections\n\n{idle_rows}").ok();
     writeln!(section, "### Reconnect storm (herald only: the peers give no reconnect hints)\n\n{storm_rows}").ok();
+    writeln!(section, "### A cluster: nodes on one Redis (herald only)\n\n{cluster_rows}").ok();
     write_benchmarks(&section)
 }
 
@@ -197,21 +209,13 @@ impl Kind {
     }
 
     fn command(self, port: u16, herald: &Path, peers: &Path) -> Command {
-        let port = port.to_string();
         match self {
             Self::Herald => {
-                let mut command = Command::new(herald);
+                let mut command = herald_command(herald, port);
                 command
-                    .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
                     .args(["--shutdown-spread", &format!("{STORM_SPREAD_SECS}s")])
-                    // The peers have no rate limit, and the bench publishes up to
-                    // 2,000 events/s on one connection (Herald's default allows 1,000).
-                    .args(["--rate-limit", "0"])
-                    // The load comes from a few loopback addresses, up to 4,000 connections each.
-                    .args(["--max-connections-per-ip", "0"])
                     // The storm's replacement takes the port before the old process stops.
-                    .arg("--reuse-port")
-                    .env("RUST_LOG", "warn");
+                    .arg("--reuse-port");
                 command
             }
             Self::Mounted => {
@@ -222,16 +226,30 @@ impl Kind {
             }
             Self::Node => {
                 let mut command = Command::new("node");
-                command.arg(peers.join("node-ws/server.js")).args(["--port", &port]);
+                command.arg(peers.join("node-ws/server.js")).args(["--port", &port.to_string()]);
                 command
             }
             Self::Python => {
                 let mut command = Command::new(peers.join("python-fastapi/run.sh"));
-                command.args(["--port", &port]);
+                command.args(["--port", &port.to_string()]);
                 command
             }
         }
     }
+}
+
+/// `herald serve --dev` on `port`, without the limits the load would hit.
+fn herald_command(herald: &Path, port: u16) -> Command {
+    let mut command = Command::new(herald);
+    command
+        .args(["serve", "--dev", "--addr", &format!("127.0.0.1:{port}")])
+        // The peers have no rate limit, and the bench publishes up to
+        // 2,000 events/s on one connection (Herald's default allows 1,000).
+        .args(["--rate-limit", "0"])
+        // The load comes from a few loopback addresses, up to 4,000 connections each.
+        .args(["--max-connections-per-ip", "0"])
+        .env("RUST_LOG", "warn");
+    command
 }
 
 fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
@@ -240,17 +258,21 @@ fn start(kind: Kind, herald: &Path, peers: &Path) -> Result<Server> {
 
 /// `kind` on `port`; Herald with `--data-dir data_dir` if given.
 fn start_on(kind: Kind, port: u16, herald: &Path, peers: &Path, data_dir: Option<&Path>) -> Result<Server> {
-    let name = kind.name();
     let mut command = kind.command(port, herald, peers);
     if let Some(dir) = data_dir {
         command.arg("--data-dir").arg(dir);
     }
+    spawn_listening(kind.name(), command, port, format!("ws://127.0.0.1:{port}{}", kind.path()))
+}
+
+/// Runs `command`, returned once it accepts connections on `port`.
+fn spawn_listening(name: &'static str, mut command: Command, port: u16, url: String) -> Result<Server> {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("could not start {name}: {e}"))?;
-    let server = Server { name, child, url: format!("ws://127.0.0.1:{port}{}", kind.path()) };
+    let server = Server { name, child, url };
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -8,7 +8,7 @@
 //! - `fuzz`: every fuzz target, `--minutes N` in all (docs/reliability.md has the figures).
 //! - `conformance`: the Autobahn cases against the server's and the client's WebSocket stacks.
 //! - `soak`: the chaos soak, `--minutes N` (docs/reliability.md has the figures).
-//! - `bench`: the benchmarks against Herald's server and the peers, into BENCHMARKS.md.
+//! - `bench`: the benchmarks against Herald's server and the peers, and of a cluster, into BENCHMARKS.md.
 //! - `package`: only the packaging step of `ci` (the crates as published, and `cargo install`).
 //! - `wasm`: the browser client, built into the npm package in `pkg/`.
 //! - `browser`: only the browser tests (headless Chromium against `herald-testbed`).

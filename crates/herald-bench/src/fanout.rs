@@ -1,5 +1,5 @@
-//! Fan-out: N subscribers, one publisher at a fixed rate, publish-to-deliver
-//! latency, throughput, losses and duplicates.
+//! Fan-out: N subscribers, one publisher per server at a fixed rate in all,
+//! publish-to-deliver latency, throughput, losses and duplicates.
 
 use std::{
     sync::{
@@ -27,8 +27,10 @@ use crate::{
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct FanoutOptions {
-    /// The server's WebSocket URL.
-    pub url: String,
+    /// The servers' WebSocket URLs, several for the nodes of one cluster:
+    /// subscriber `i` connects to `urls[i % urls.len()]`, and each URL gets
+    /// a publisher with an equal share of `rate`.
+    pub urls: Vec<String>,
     /// Subscribing connections. Default 100.
     pub subscribers: usize,
     /// Topics `bench:0..topics`; subscriber `i` takes topic `i % topics`. Default 1.
@@ -49,7 +51,7 @@ impl FanoutOptions {
     /// Defaults against `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            urls: vec![url.into()],
             subscribers: 100,
             topics: 1,
             rate: 100,
@@ -214,10 +216,66 @@ async fn receive(mut ws: Ws, index: usize, shared: Arc<Shared>, mut stop: watch:
     out
 }
 
+/// What one publisher sent, and the publisher, still open for its last acks.
+struct Published {
+    publisher: Publisher,
+    per_topic: Vec<u64>,
+    error: Option<String>,
+}
+
+/// Publishes `rate` events per second for `duration`, topic by topic in turn.
+async fn publish(
+    mut publisher: Publisher,
+    node: usize,
+    rate: u64,
+    options: &FanoutOptions,
+    shared: &Shared,
+    run_id: u128,
+) -> Published {
+    let topics = options.topics.max(1);
+    let started = Instant::now();
+    let mut per_topic = vec![0u64; topics];
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut error = None;
+    while started.elapsed() < options.duration && error.is_none() {
+        tick.tick().await;
+        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+        while published < due {
+            let topic = (published % topics as u64) as usize;
+            let id = format!("b{run_id:x}-{node}-{published}");
+            let body = format!(
+                r#""topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}"#,
+                shared.now_ns()
+            );
+            if let Err(e) = publisher.feed(&id, &body).await {
+                error = Some(e);
+                break;
+            }
+            published += 1;
+            per_topic[topic] += 1;
+        }
+        if let Err(e) = publisher.flush().await {
+            error.get_or_insert(e);
+        }
+    }
+    Published { publisher, per_topic, error }
+}
+
 /// Runs the fan-out benchmark.
 pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let topics = options.topics.max(1);
-    let target = Target::new(&options.url, options.subscribers + 1).await?;
+    let nodes = options.urls.len();
+    if nodes == 0 {
+        return Err(BenchError::Url { url: String::new(), problem: "no URL given".into() });
+    }
+    let mut targets = Vec::with_capacity(nodes);
+    for (node, url) in options.urls.iter().enumerate() {
+        // This server's share of the subscribers, and its publisher.
+        let connections = (options.subscribers + nodes - 1 - node) / nodes + 1;
+        targets.push(Target::new(url, connections).await?);
+    }
     let shared = Arc::new(Shared {
         base: Instant::now(),
         shards: (0..16).map(|_| Mutex::new(histogram())).collect(),
@@ -228,7 +286,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     let connect_started = Instant::now();
     let opened: Vec<Result<Ws, BenchError>> = stream::iter(0..options.subscribers)
         .map(|i| {
-            let target = &target;
+            let target = &targets[i % nodes];
             async move { target.open_subscribed(i, &format!("bench:{}", i % topics)).await }
         })
         .buffer_unordered(options.connect_concurrency.max(1))
@@ -240,41 +298,30 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         receivers.push(tokio::spawn(receive(ws?, index, shared.clone(), stop_rx.clone())));
     }
 
-    let mut publisher = match options.publish {
-        PublishVia::WebSocket => Publisher::websocket(target.open(options.subscribers).await?),
-        PublishVia::Http => Publisher::http(target.addr(), &options.url).await?,
-    };
+    let mut publishers = Vec::with_capacity(nodes);
+    for (node, (target, url)) in targets.iter().zip(&options.urls).enumerate() {
+        publishers.push(match options.publish {
+            PublishVia::WebSocket => Publisher::websocket(target.open(options.subscribers + node).await?),
+            PublishVia::Http => Publisher::http(target.addr(), url).await?,
+        });
+    }
 
     // Ids unique across runs: servers drop a user's repeated publish ids as retransmissions.
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let first_publish_ns = shared.now_ns();
-    let started = Instant::now();
+    // Side by side, so that a node slow to take its publishes does not hold back the others'.
+    let share = |node: usize| options.rate / nodes as u64 + u64::from((node as u64) < options.rate % nodes as u64);
+    let sent = futures::future::join_all(
+        publishers.into_iter().enumerate().map(|(node, p)| publish(p, node, share(node), options, &shared, run_id)),
+    )
+    .await;
     let mut published_per_topic = vec![0u64; topics];
-    let mut published = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut publish_error = None;
-    while started.elapsed() < options.duration && publish_error.is_none() {
-        tick.tick().await;
-        let due = (options.rate as f64 * started.elapsed().as_secs_f64()) as u64;
-        while published < due {
-            let topic = (published % topics as u64) as usize;
-            let id = format!("b{run_id:x}-{published}");
-            let body = format!(
-                r#""topic":"bench:{topic}","event":"UPDATED","data":{{"entity_id":"{published}","payload":{{"sent_ns":{}}},"timestamp":"{TIMESTAMP}"}}"#,
-                shared.now_ns()
-            );
-            if let Err(error) = publisher.feed(&id, &body).await {
-                publish_error = Some(error);
-                break;
-            }
-            published += 1;
-            published_per_topic[topic] += 1;
-        }
-        if let Err(error) = publisher.flush().await {
-            publish_error.get_or_insert(error);
+    for done in &sent {
+        for (total, n) in published_per_topic.iter_mut().zip(&done.per_topic) {
+            *total += n;
         }
     }
+    let published = published_per_topic.iter().sum();
 
     let subscribers_per_topic =
         |t: usize| (options.subscribers / topics + usize::from(t < options.subscribers % topics)) as u64;
@@ -285,7 +332,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
     }
     let _ = stop_tx.send(true);
     let mut duplicates = 0;
-    let mut errors = u64::from(publish_error.is_some());
+    let mut errors = sent.iter().filter(|done| done.error.is_some()).count() as u64;
     let mut last_ns = first_publish_ns;
     for receiver in receivers {
         let received = receiver.await.unwrap_or(Received { failed: true, ..Default::default() });
@@ -293,7 +340,13 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, BenchError> {
         errors += u64::from(received.failed);
         last_ns = last_ns.max(received.last_ns);
     }
-    let acked = publisher.finish().await;
+    let mut publish_error = None;
+    let mut finishing = Vec::with_capacity(sent.len());
+    for done in sent {
+        publish_error = publish_error.or(done.error);
+        finishing.push(done.publisher.finish());
+    }
+    let acked = futures::future::join_all(finishing).await.into_iter().sum();
 
     let delivered = shared.delivered();
     let mut merged = histogram();

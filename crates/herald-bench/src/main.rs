@@ -10,6 +10,7 @@ use herald_bench::{PublishVia, fanout, idle, storm};
 /// Examples:
 ///   herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --rate 100 --duration 5
 ///   herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000 --publish http
+///   herald-bench fanout --url ws://127.0.0.1:8080/ws --url ws://127.0.0.1:8081/ws --subscribers 10 --rate 20000
 ///   herald-bench idle --url ws://127.0.0.1:8080/ws --connections 10000 --server-pid "$(pgrep -f 'herald serve')"
 ///   herald-bench storm --url ws://127.0.0.1:8080/ws --clients 10000   # then restart the server
 #[derive(Debug, Parser)]
@@ -21,8 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// N subscribers, one publisher at a fixed rate: deliveries per second,
-    /// publish-to-deliver latency (p50/p90/p99/max), losses, duplicates.
+    /// N subscribers, one publisher per server at a fixed rate in all:
+    /// deliveries per second, publish-to-deliver latency (p50/p90/p99/max),
+    /// losses, duplicates.
     Fanout(FanoutArgs),
     /// N idle subscribed connections: handshakes per second and the server's
     /// memory per connection.
@@ -55,8 +57,10 @@ struct StormArgs {
 #[derive(Debug, Args)]
 struct FanoutArgs {
     /// The server's WebSocket URL. Each connection adds `token=bench-<n>`.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    url: String,
+    /// Repeat it for the nodes of a cluster: subscriber i connects to the
+    /// (i mod N)th, and each gets a publisher with an equal share of --rate.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
+    urls: Vec<String>,
     /// Subscribing connections (spread over 127.0.0.x source addresses when many).
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
@@ -126,7 +130,9 @@ fn run(cli: Cli) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     match cli.mode {
         Mode::Fanout(a) => {
-            let mut options = fanout::FanoutOptions::new(a.url);
+            let mut urls = a.urls.into_iter();
+            let mut options = fanout::FanoutOptions::new(urls.next().unwrap_or_default());
+            options.urls.extend(urls);
             options.subscribers = a.subscribers;
             options.topics = a.topics;
             options.rate = a.rate;

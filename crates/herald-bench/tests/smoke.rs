@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use herald_bench::{PublishVia, fanout, idle, storm};
 use herald_server::{Epoch, Server};
+use herald_test_support::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_every_event_to_every_subscriber_once() {
@@ -26,6 +27,28 @@ async fn fanout_delivers_every_event_to_every_subscriber_once() {
         assert!(report.latency.p50_us > 0 && report.latency.max_us >= report.latency.p99_us, "{report:?}");
     }
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_the_nodes_of_a_cluster_delivers_every_event_once() {
+    let redis = RedisServer::start().await;
+    let node = || Server::builder().dev(true).redis(redis.url()).shutdown_spread(Duration::from_millis(300));
+    let (a, b) = (node().bind("127.0.0.1:0").await.unwrap(), node().bind("127.0.0.1:0").await.unwrap());
+    // Subscribers alternate between the nodes, and each node has a publisher:
+    // every subscriber gets both publishers' events, once each and in order.
+    let mut options = fanout::FanoutOptions::new(a.ws_url());
+    options.urls.push(b.ws_url());
+    options.subscribers = 10;
+    options.topics = 3;
+    options.rate = 200;
+    options.duration = Duration::from_millis(500);
+    let report = tokio::time::timeout(Duration::from_secs(60), fanout::run(&options)).await.unwrap().unwrap();
+    assert!(report.published > 50, "{report:?}");
+    assert_eq!(report.acked, report.published, "{report:?}");
+    assert_eq!(report.delivered, report.expected, "{report:?}");
+    assert_eq!((report.lost, report.duplicates, report.errors), (0, 0, 0), "{report:?}");
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
