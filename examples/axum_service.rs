@@ -311,6 +311,7 @@ impl Relay {
                 data,
                 trace_id: None,
                 seq: None,
+                wildcard_seq: None,
                 ephemeral: false,
             };
             pending.push(OutboxRow { id, event });

@@ -253,6 +253,7 @@ mod tests {
             data,
             trace_id: None,
             seq: Some(1),
+            wildcard_seq: None,
             ephemeral: false,
         })
     }

@@ -320,7 +320,8 @@ impl Session {
         self.subscriptions.topics()
     }
 
-    /// The last `seq` received on a concrete topic.
+    /// The last `seq` received on a concrete topic, or the last
+    /// `wildcard_seq` of a `resource:*` subscription.
     pub fn position(&self, topic: &str) -> Option<u64> {
         self.subscriptions.position(topic)
     }

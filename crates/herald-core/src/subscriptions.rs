@@ -1,5 +1,6 @@
 //! The application's subscriptions (its intent, kept across reconnects) and
-//! the last `seq` seen per concrete topic (for recovery and deduplication).
+//! the last `seq` seen per concrete topic (for recovery and deduplication),
+//! and per wildcard the last `wildcard_seq` (for recovery).
 
 use std::collections::BTreeMap;
 
@@ -156,6 +157,20 @@ impl Subscriptions {
         }
     }
 
+    /// Moves the position of `topic`'s wildcard, if subscribed, to
+    /// `wildcard_seq`. Only a position the server gave (in `subscribed`)
+    /// moves: it says every earlier event of the resource reached this
+    /// connection, which an event alone does not.
+    fn advance_wildcard(&mut self, topic: &Topic, wildcard_seq: u64) {
+        if !self.wildcards.iter().any(|resource| resource == topic.resource()) {
+            return;
+        }
+        let wildcard = format!("{}:*", topic.resource());
+        if let Some(position) = self.positions.get_mut(&wildcard) {
+            *position = (*position).max(wildcard_seq);
+        }
+    }
+
     /// The last `seq` seen on a concrete topic.
     pub(crate) fn position(&self, topic: &str) -> Option<u64> {
         self.positions.get(topic).copied()
@@ -187,7 +202,8 @@ impl Subscriptions {
                 // Lost before the server answered it or sent any of its
                 // events: the application holds nothing of it yet, and its
                 // first Live is still to come.
-            } else if topic.is_wildcard() {
+            } else if topic.is_wildcard() && self.positions.get(topic.as_str()).is_none() {
+                // The server gave the wildcard no position to resume from.
                 resync.push((topic.clone(), ResyncReason::Wildcard));
             } else {
                 intent.awaiting_recovery = true;
@@ -297,6 +313,9 @@ impl Subscriptions {
             return Delivery::Unwanted;
         }
         self.told(&event.topic);
+        if let Some(wildcard_seq) = event.wildcard_seq {
+            self.advance_wildcard(&event.topic, wildcard_seq);
+        }
         let Some(seq) = event.seq else { return Delivery::Deliver };
         match self.positions.get_mut(event.topic.as_str()) {
             None => {

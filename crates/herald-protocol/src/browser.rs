@@ -297,6 +297,7 @@ impl Fields<'_> {
             data,
             trace_id: self.opt_string("trace_id")?,
             seq: self.opt_integer("seq")?,
+            wildcard_seq: self.opt_integer("wildcard_seq")?,
             ephemeral: self.get("ephemeral").map(|v| self.bool_of(&v)).transpose()?.unwrap_or(false),
         })
     }

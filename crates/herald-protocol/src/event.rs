@@ -13,7 +13,7 @@ use crate::{
 
 /// One change, in the shape the seed documents use:
 /// `{topic, event, data{entity_id, payload, user_id?, tenant_id?, timestamp}, trace_id?}`,
-/// plus `seq` from servers that support recovery.
+/// plus `seq` (and `wildcard_seq`) from servers that support recovery.
 ///
 /// ```
 /// use herald_protocol::{Event, EventKind};
@@ -47,6 +47,12 @@ pub struct Event {
     /// Per-topic sequence number, increasing by one per event on this topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Where the event stands among the events of every topic of its
+    /// resource (`gift-list:*`): increasing, though not by one. A
+    /// wildcard subscription resumes from the last one it saw, as a topic
+    /// does from its `seq`. Servers that recover wildcards set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard_seq: Option<u64>,
     /// Sent to the subscribers of the moment only: no `seq`, not kept, not
     /// replayed (typing indicators, cursors).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -114,6 +114,9 @@ pub(crate) fn event(event: &Event) -> String {
     if let Some(seq) = event.seq {
         object.raw("seq", &seq.to_string());
     }
+    if let Some(seq) = event.wildcard_seq {
+        object.raw("wildcard_seq", &seq.to_string());
+    }
     if event.ephemeral {
         object.raw("ephemeral", "true");
     }

@@ -235,6 +235,8 @@ struct EventFrame<'a> {
     #[serde(default)]
     seq: Option<u64>,
     #[serde(default)]
+    wildcard_seq: Option<u64>,
+    #[serde(default)]
     ephemeral: bool,
 }
 
@@ -294,8 +296,8 @@ impl ServerMessage {
         if let Ok(frame) = serde_json::from_str::<EventFrame<'_>>(text)
             && frame.kind.as_deref().is_none_or(|kind| kind == "event")
         {
-            let EventFrame { topic, event, data, trace_id, seq, ephemeral, .. } = frame;
-            return Ok(Self::Event(Event { topic, event, data, trace_id, seq, ephemeral }));
+            let EventFrame { topic, event, data, trace_id, seq, wildcard_seq, ephemeral, .. } = frame;
+            return Ok(Self::Event(Event { topic, event, data, trace_id, seq, wildcard_seq, ephemeral }));
         }
         let probe: Probe<'_> = match serde_json::from_str(text) {
             Ok(probe) => probe,

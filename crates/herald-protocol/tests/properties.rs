@@ -61,15 +61,17 @@ fn data() -> impl Strategy<Value = EventData> {
 
 fn event() -> impl Strategy<Value = Event> {
     let trace_id = proptest::option::of("[a-f0-9]{1,16}");
-    (concrete_topic(), kind(), data(), trace_id, proptest::option::of(any::<u64>()), any::<bool>()).prop_map(
-        // An ephemeral event has no seq.
-        |(topic, event, data, trace_id, seq, ephemeral)| Event {
+    let numbered = proptest::option::of((any::<u64>(), proptest::option::of(any::<u64>())));
+    (concrete_topic(), kind(), data(), trace_id, numbered, any::<bool>()).prop_map(
+        // An ephemeral event has no seq; only a numbered one has a wildcard_seq.
+        |(topic, event, data, trace_id, numbered, ephemeral)| Event {
             topic,
             event,
             data,
             trace_id,
-            ephemeral: ephemeral && seq.is_none(),
-            seq,
+            ephemeral: ephemeral && numbered.is_none(),
+            seq: numbered.map(|(seq, _)| seq),
+            wildcard_seq: numbered.and_then(|(_, wildcard_seq)| wildcard_seq),
         },
     )
 }

@@ -718,7 +718,7 @@ impl<L: Link> Conn<L> {
         if let Some(tenant) = &self.identity.tenant {
             data.tenant_id = Some(tenant.to_string());
         }
-        let event = Event { topic, event, data, trace_id, seq: None, ephemeral };
+        let event = Event { topic, event, data, trace_id, seq: None, wildcard_seq: None, ephemeral };
         if let Err(error) = event.validate() {
             let topic = Some(event.topic.into_string());
             return self.send_error(error_code::BAD_REQUEST, error.to_string(), Some(id), topic).await;

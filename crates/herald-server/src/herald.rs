@@ -192,7 +192,15 @@ impl Herald {
             tenant_id: None,
             timestamp: herald_protocol::now_timestamp(),
         };
-        let event = Event { topic, event: EventKind::from(kind), data, trace_id: None, seq: None, ephemeral: false };
+        let event = Event {
+            topic,
+            event: EventKind::from(kind),
+            data,
+            trace_id: None,
+            seq: None,
+            wildcard_seq: None,
+            ephemeral: false,
+        };
         self.publish_event(event).await
     }
 

@@ -64,6 +64,7 @@ pub fn event(topic: &str, payload: &str) -> herald_protocol::Event {
         data,
         trace_id: None,
         seq: None,
+        wildcard_seq: None,
         ephemeral: false,
     }
 }

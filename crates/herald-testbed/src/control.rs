@@ -89,6 +89,7 @@ async fn publish(State(testbed): Shared, Query(params): Params, body: String) ->
             data,
             trace_id: params.get("trace_id").cloned(),
             seq: None,
+            wildcard_seq: None,
             ephemeral: false,
         })
     })();

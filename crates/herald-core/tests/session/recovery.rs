@@ -199,8 +199,59 @@ fn a_new_epoch_forgets_old_positions() {
     assert_eq!(resyncs(&h.events), [("a:1".into(), ResyncReason::NotRecovered)]);
 }
 
+/// An event of `topic` at `seq`, `wildcard_seq` among its resource's.
+fn stamped(topic: &str, seq: u64, wildcard_seq: u64) -> serde_json::Value {
+    let mut event = event(topic, seq);
+    event["wildcard_seq"] = json!(wildcard_seq);
+    event
+}
+
 #[test]
-fn wildcard_subscriptions_resync_after_a_reconnect() {
+fn a_wildcard_resumes_from_the_last_wildcard_seq_it_saw() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "last_seq": {"gift-list:*": 10}}));
+    h.recv_json(stamped("gift-list:1", 3, 12));
+    h.recv_json(stamped("gift-list:2", 8, 15));
+    // Another resource's numbers do not move it.
+    h.recv_json(stamped("user:1", 1, 40));
+    h.take_sent();
+    h.server_close(Some(1006), "");
+    h.connect();
+    assert!(resyncs(&h.events).is_empty(), "{:?}", h.events);
+    assert_eq!(
+        h.take_sent(),
+        [json!({"type": "subscribe", "topics": ["gift-list:*"], "since": {"gift-list:*": 15}, "epoch": "E1"})]
+    );
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    // The replay overlaps what was seen: the duplicate is dropped.
+    h.recv_json(stamped("gift-list:2", 8, 15));
+    h.recv_json(stamped("gift-list:3", 1, 16));
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": true, "last_seq": {"gift-list:*": 16}}));
+    assert!(resyncs(&h.events).is_empty(), "{:?}", h.events);
+    assert_eq!(delivered_seqs(&h.events), [3, 8, 1]);
+    assert_eq!(h.session.position("gift-list:*"), Some(16));
+}
+
+#[test]
+fn a_wildcard_the_server_cannot_replay_resyncs() {
+    let mut h = Harness::new(config());
+    h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
+    h.open();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "last_seq": {"gift-list:*": 10}}));
+    h.server_close(Some(1006), "");
+    h.connect();
+    h.recv_json(json!({"type": "connected", "epoch": "E1"}));
+    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": false, "last_seq": {"gift-list:*": 90}}));
+    assert_eq!(resyncs(&h.events), [("gift-list:*".into(), ResyncReason::NotRecovered)]);
+    assert_eq!(h.session.position("gift-list:*"), Some(90));
+}
+
+#[test]
+fn wildcard_subscriptions_without_a_position_resync_after_a_reconnect() {
     let mut h = Harness::new(config());
     h.session.subscribe(h.now, "gift-list:*".parse().unwrap(), SubscribeOptions::default()).unwrap();
     h.open();

@@ -86,7 +86,15 @@ pub(crate) async fn publish(
         let message = "an ephemeral event has no seq, so it cannot be conditional: drop if_seq or ephemeral";
         return Err(Refusal::new(StatusCode::BAD_REQUEST, message));
     }
-    let event = Event { topic: body.topic, event: body.event, data, trace_id, seq: None, ephemeral: body.ephemeral };
+    let event = Event {
+        topic: body.topic,
+        event: body.event,
+        data,
+        trace_id,
+        seq: None,
+        wildcard_seq: None,
+        ephemeral: body.ephemeral,
+    };
     event.validate().map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let topic = event.topic.clone();
     let dedup = body.id.as_deref().map(|id| PublishId { tenant: &identity.tenant, user: &identity.user, id });
