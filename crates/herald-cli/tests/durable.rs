@@ -1,8 +1,9 @@
 //! `herald serve --data-dir` as it is run: killed with SIGKILL and started
 //! again, and replaced by a `--reuse-port` deploy, while a publisher
-//! publishes without pause and a subscriber follows. No `seq` may be given
-//! to two events, every acked publish must be in the history, and the
-//! subscriber must recover every gap (no resync, no hole, no duplicate).
+//! publishes without pause and two subscribers follow, one of the topic and
+//! one of its resource's wildcard. No `seq` may be given to two events,
+//! every acked publish must be in the history, and both subscribers must
+//! recover every gap (no resync, no hole, no duplicate).
 
 use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
@@ -107,20 +108,22 @@ struct Followed {
     epochs: Vec<String>,
 }
 
-/// Follows `doc:1` until it has seen seq `until` (0: not known yet),
-/// reconnecting with `since` and the epoch whenever its connection ends,
-/// and checking that each resubscribe recovers and that every event is
-/// the one after the last.
-async fn follow(url: String, mut until: watch::Receiver<u64>) -> Followed {
+/// Follows `topic` (`doc:1` or `doc:*`) until it has seen seq `until` of
+/// `doc:1` (0: not known yet), reconnecting with `since` and the epoch
+/// whenever its connection ends, and checking that each resubscribe
+/// recovers and that every event is the one after the last.
+async fn follow(url: String, topic: &'static str, mut until: watch::Receiver<u64>) -> Followed {
     let mut followed = Followed::default();
     let mut last = 0;
+    // Where to resume `topic` from: `last`, or a wildcard's `wildcard_seq`.
+    let mut position = 0;
     loop {
         let (mut ws, connected) = connect(&url).await;
         let epoch = connected["epoch"].as_str().expect("an epoch").to_owned();
         // From seq 0 the first time too: the publisher starts at the same
         // moment, and its first events may come before the subscription.
         let seen = followed.epochs.last().unwrap_or(&epoch);
-        let body = json!({"type":"subscribe","topics":["doc:1"],"since":{"doc:1":last},"epoch":seen});
+        let body = json!({"type":"subscribe","topics":[topic],"since":{topic:position},"epoch":seen});
         let resubscribed = !followed.epochs.is_empty();
         followed.epochs.push(epoch);
         if ws.send(Message::text(body.to_string())).await.is_err() {
@@ -140,9 +143,13 @@ async fn follow(url: String, mut until: watch::Receiver<u64>) -> Followed {
                     let entity = message["data"]["entity_id"].as_str().and_then(|e| e.parse().ok()).expect("N");
                     followed.events.push((seq, entity));
                     last = seq;
+                    position = message["wildcard_seq"].as_u64().filter(|_| topic.ends_with('*')).unwrap_or(seq);
                 }
-                Some("subscribed") if resubscribed => {
-                    assert_eq!(message["recovered"], true, "recovered, not resynced: {message}");
+                Some("subscribed") => {
+                    if resubscribed {
+                        assert_eq!(message["recovered"], true, "recovered, not resynced: {message}");
+                    }
+                    position = position.max(message["last_seq"][topic].as_u64().unwrap_or(0));
                 }
                 _ => {}
             }
@@ -161,7 +168,8 @@ async fn publish_through(addr: &str, disrupt: impl AsyncFnOnce()) {
     let (stop, stopped) = watch::channel(false);
     let (until, target) = watch::channel(0);
     let publisher = tokio::spawn(publish_until(url.clone(), stopped));
-    let subscriber = tokio::spawn(follow(url.clone(), target));
+    let subscriber = tokio::spawn(follow(url.clone(), "doc:1", target.clone()));
+    let wildcard = tokio::spawn(follow(url.clone(), "doc:*", target));
     tokio::time::sleep(Duration::from_millis(300)).await;
     disrupt().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -170,6 +178,9 @@ async fn publish_through(addr: &str, disrupt: impl AsyncFnOnce()) {
     let highest = acked.values().copied().max().expect("acks");
     until.send_replace(highest);
     let followed = timeout(WAIT, subscriber).await.expect("the subscriber catches up").expect("no panic");
+    let by_wildcard = timeout(WAIT, wildcard).await.expect("the wildcard catches up").expect("no panic");
+    assert!(by_wildcard.epochs.len() >= 2, "the wildcard's subscriber reconnected");
+    assert_eq!(by_wildcard.events, followed.events, "the wildcard saw what the topic's subscriber saw");
 
     assert!(acked.len() > 20, "published continuously: {} acks", acked.len());
     assert!(followed.epochs.len() >= 2, "the subscriber reconnected");

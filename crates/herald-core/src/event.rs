@@ -87,7 +87,9 @@ pub enum ResyncReason {
     /// The server does not support recovery, so anything may have been missed
     /// while disconnected.
     NoRecovery,
-    /// A wildcard subscription reconnected: wildcards are not recovered.
+    /// A wildcard subscription reconnected, and the server had given it no
+    /// position to resume from (a node of a cluster, or a server before
+    /// wildcard recovery).
     Wildcard,
     /// The application read too slowly: the driver dropped events of this
     /// topic rather than buffer without bound (never emitted by the session
@@ -229,8 +231,10 @@ pub enum SessionEvent {
     /// after a reconnect. Everything up to `position` was delivered
     /// (replayed events included), and what follows comes live. After a
     /// reconnect that could not recover, a [`Resync`](Self::Resync) comes
-    /// first. `position` is `None` for a wildcard, or a topic the server
-    /// gave no position of.
+    /// first. A wildcard's position is its resource's `wildcard_seq`.
+    /// `position` is `None` where the server gave none (a node of a
+    /// cluster that has not seen the topic yet, or that numbers no
+    /// wildcards).
     Live {
         /// The subscribed topic (or wildcard).
         topic: Topic,

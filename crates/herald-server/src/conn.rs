@@ -619,7 +619,6 @@ impl<L: Link> Conn<L> {
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Step {
         let Subscribe { topics, since, epoch, presence, meta } = subscribe;
         let epoch_ok = epoch.as_deref() == Some(&*self.app.hub.epoch());
-        let wants_recovery = !since.is_empty() || epoch.is_some();
         let (mut plain, mut recovered, mut lost) = (Group::default(), Group::default(), Group::default());
         let mut replay = Vec::new();
         let mut snapshots = Vec::new();
@@ -650,19 +649,13 @@ impl<L: Link> Conn<L> {
                 refused.push((error_code::RATE_LIMITED, message, topic));
                 continue;
             }
-            if topic.is_wildcard() {
-                self.connection.subscribe_wildcard(&topic);
-                // Wildcards have no position to resume from.
-                if wants_recovery {
-                    lost.topics.push(topic)
-                } else {
-                    plain.topics.push(topic)
-                }
-                continue;
-            }
             let position = since.get(&topic).copied();
             let from = position.filter(|_| epoch_ok);
-            let joined = self.connection.subscribe(&topic, presence, meta.as_ref(), from, fetched);
+            let joined = if topic.is_wildcard() {
+                self.connection.subscribe_wildcard(&topic, from)
+            } else {
+                self.connection.subscribe(&topic, presence, meta.as_ref(), from, fetched)
+            };
             if let Some(Snapshot { members, meta }) = joined.members {
                 snapshots.push(ServerMessage::Presence(Presence { topic: topic.clone(), members, meta }));
             }

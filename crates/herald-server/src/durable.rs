@@ -56,6 +56,7 @@ use crate::{
     extract::Refusal,
     hub::{Conflict, DedupKey, Dropped, Hub, Tenant},
     store::{self, Changes, Limits, NewEvent, OpenError, Opened, Store},
+    wildcard::{Floor, Mark},
 };
 
 /// Longest time a request waits for the store before a 503.
@@ -130,9 +131,22 @@ impl Durable {
 
     /// Restores what the store kept into `hub` and starts the writer.
     fn start(&self, opened: Opened, hub: Arc<Hub>) {
-        let Opened { store, epoch, kept, pruned_seq, topics, publish_ids } = opened;
+        let Opened { store, epoch, kept, pruned_seq, pruned_wildcard_seq, topics, resources, publish_ids } = opened;
         hub.set_epoch(&epoch);
         hub.restore_pruned_seq(pruned_seq);
+        hub.restore_pruned_wildcard_seq(pruned_wildcard_seq);
+        // Each kept event's `wildcard_seq`, from its resource's marks.
+        let mut numbered = HashMap::new();
+        for resource in resources {
+            let tenant: Tenant = resource.tenant.map(Into::into);
+            let mut marks = Vec::with_capacity(resource.marks.len());
+            for (wildcard_seq, topic, seq) in resource.marks {
+                let Ok(topic) = Topic::new(topic) else { continue };
+                numbered.insert((tenant.clone(), topic.as_str().to_owned(), seq), wildcard_seq);
+                marks.push(Mark { wildcard_seq, topic, seq });
+            }
+            hub.restore_resource(tenant, resource.resource, resource.floor, marks);
+        }
         // The store keeps wall-clock times; the hub ages history by the monotonic clock.
         let (now_ms, now) = (store::now_ms(), Instant::now());
         let at = |ms: u64| now.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms))).unwrap_or(now);
@@ -140,8 +154,14 @@ impl Durable {
         let mut events = 0;
         for topic in topics {
             events += topic.history.len();
-            let history = topic.history.into_iter().map(|(seq, ms, frame)| (seq, at(ms), frame.into())).collect();
-            hub.restore_topic(topic.tenant.map(Into::into), topic.topic, topic.seq, history);
+            let tenant: Tenant = topic.tenant.map(Into::into);
+            let mut key = (tenant, topic.topic, 0);
+            let history = topic.history.into_iter().map(|(seq, ms, frame)| {
+                key.2 = seq;
+                (seq, numbered.get(&key).copied().unwrap_or(0), at(ms), frame.into())
+            });
+            let history = history.collect();
+            hub.restore_topic(key.0, key.1, topic.seq, history);
         }
         for id in publish_ids {
             hub.remember_id((id.tenant.map(Into::into), id.user.into(), id.id), id.seq, at(id.at_ms));
@@ -330,8 +350,9 @@ fn write(store: Store, hub: &Hub, commands: &mpsc::Receiver<Command>, phase: &wa
             }
         }
         let dropped = hub.take_dropped();
-        if !(publishes.is_empty() && dropped.is_empty()) {
-            if let Err(error) = commit(&store, hub, publishes, dropped) {
+        let floors = hub.take_floors();
+        if !(publishes.is_empty() && dropped.is_empty() && floors.is_empty()) {
+            if let Err(error) = commit(&store, hub, publishes, (dropped, floors)) {
                 error!(%error, "the store failed: publishes are refused until herald restarts");
                 phase.send_replace(Phase::Failed);
                 return;
@@ -352,17 +373,32 @@ fn write(store: Store, hub: &Hub, commands: &mpsc::Receiver<Command>, phase: &wa
 /// What became of one publish of a batch.
 enum Outcome {
     /// Numbered, to deliver once committed.
-    New { seq: u64, tenant: Tenant, topic: Topic, frame: String, dedup: Option<DedupKey> },
+    New { seq: (u64, u64), tenant: Tenant, topic: Topic, frame: String, dedup: Option<DedupKey> },
     /// Its id was published before, as this `seq`.
     Duplicate(u64),
     /// Its `if_seq` was not the topic's `seq`.
     Conflict(Conflict),
 }
 
-/// Numbers `publishes` in order, commits them with `dropped`, then
-/// delivers and acks each; on a failed commit, tells each publisher.
-fn commit(store: &Store, hub: &Hub, publishes: Vec<Publish>, dropped: Vec<Dropped>) -> Result<(), store::StoreError> {
-    let mut changes = Changes { dropped, pruned_seq: hub.pruned_seq(), ..Changes::default() };
+/// Numbers `publishes` in order, commits them with what prune passes
+/// dropped and the floors that rose, then delivers and acks each; on a
+/// failed commit, tells each publisher.
+fn commit(
+    store: &Store,
+    hub: &Hub,
+    publishes: Vec<Publish>,
+    (dropped, floors): (Vec<Dropped>, Vec<Floor>),
+) -> Result<(), store::StoreError> {
+    let floors = floors
+        .into_iter()
+        .map(|Floor { tenant, resource, floor, gone }| (tenant.as_deref().map(Into::into), resource, floor, gone));
+    let mut changes = Changes {
+        dropped,
+        pruned_seq: hub.pruned_seq(),
+        floors: floors.collect(),
+        pruned_wildcard_seq: hub.pruned_wildcard_seq(),
+        ..Changes::default()
+    };
     let mut positions: HashMap<(Tenant, Topic), u64> = HashMap::new();
     let mut ids: HashMap<DedupKey, u64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(publishes.len());
@@ -385,14 +421,18 @@ fn commit(store: &Store, hub: &Hub, publishes: Vec<Publish>, dropped: Vec<Droppe
         *position += 1;
         let seq = *position;
         event.seq = Some(seq);
+        // Delivered in this order, by this thread alone.
+        let wildcard_seq = hub.next_wildcard_seq();
+        event.wildcard_seq = Some(wildcard_seq);
         let frame = event.encode();
         if let Some((id_tenant, user, id)) = &dedup {
             ids.insert((id_tenant.clone(), user.clone(), id.clone()), seq);
             changes.publish_ids.push((id_tenant.as_deref().map(Into::into), user.to_string(), id.clone(), seq));
         }
         let stored_tenant = tenant.as_deref().map(Into::into);
-        changes.events.push(NewEvent { tenant: stored_tenant, topic: topic.to_string(), seq, frame: frame.clone() });
-        outcomes.push((reply, Outcome::New { seq, tenant, topic, frame, dedup }));
+        let new = NewEvent { tenant: stored_tenant, topic: topic.to_string(), seq, wildcard_seq, frame: frame.clone() };
+        changes.events.push(new);
+        outcomes.push((reply, Outcome::New { seq: (seq, wildcard_seq), tenant, topic, frame, dedup }));
     }
     if let Err(error) = store.commit(&changes) {
         let message = format!(
@@ -406,8 +446,8 @@ fn commit(store: &Store, hub: &Hub, publishes: Vec<Publish>, dropped: Vec<Droppe
     let now = Instant::now();
     for (reply, outcome) in outcomes {
         let answer = match outcome {
-            Outcome::New { seq, tenant, topic, frame, dedup } => {
-                hub.deliver_committed(&tenant, &topic, seq, frame.into());
+            Outcome::New { seq: (seq, wildcard_seq), tenant, topic, frame, dedup } => {
+                hub.deliver_committed(&tenant, &topic, seq, wildcard_seq, frame.into());
                 if let Some(key) = dedup {
                     hub.remember_id(key, seq, now);
                 }

@@ -14,8 +14,8 @@
 //!
 //! Locking: topics live in shards, each behind a `std::sync::Mutex` held only
 //! for map updates and non-blocking `try_send`s, never across an `.await`.
-//! Lock order is epoch, then dedup shard, then topic shard, then the wildcard
-//! map; nothing takes them the other way.
+//! Lock order is epoch, then dedup shard, then topic shard, then resource
+//! shard (`wildcard.rs`); nothing takes them the other way.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map},
@@ -39,6 +39,7 @@ use crate::{
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
     presence::{Changes, Presence, Snapshot},
+    wildcard::{Floor, Mark, Resource, Resources},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -196,10 +197,10 @@ impl Connection {
         self.hub.set_presence_meta(&self.peer, topic, meta)
     }
 
-    /// Subscribes to every topic of `topic.resource()`.
-    pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic) {
+    /// Subscribes to every topic of `topic.resource()`; see [`Hub::subscribe_wildcard`].
+    pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic, since: Option<u64>) -> Joined {
         self.add(topic);
-        self.hub.subscribe_wildcard(&self.peer, topic);
+        self.hub.subscribe_wildcard(&self.peer, topic, since)
     }
 
     /// Counts that the server ended the connection with `code`.
@@ -225,11 +226,11 @@ impl Drop for Connection {
 /// A tenant's namespace: `None` holds tenant-less connections and events.
 pub(crate) type Tenant = Option<Arc<str>>;
 
+/// Resources whose floor rose, by namespace and resource: the floor, and whether it went.
+type FloorsDue = HashMap<(Tenant, String), (u64, bool)>;
+
 /// One shard's topics, by namespace and name.
 type Topics = HashMap<(Tenant, String), TopicState>;
-
-/// tenant -> resource type -> connections subscribed to `resource:*`.
-type Wildcards = HashMap<Tenant, HashMap<String, HashMap<u64, Arc<Peer>>>>;
 
 struct Sub {
     peer: Arc<Peer>,
@@ -240,6 +241,8 @@ struct Sub {
 
 struct Stored {
     seq: u64,
+    /// 0 on a node of a cluster, whose events have none.
+    wildcard_seq: u64,
     at: Instant,
     frame: Frame,
 }
@@ -274,6 +277,9 @@ impl TopicState {
 struct History {
     events: VecDeque<Stored>,
     bytes: usize,
+    /// The highest `wildcard_seq` dropped since its resource last heard
+    /// of it ([`Hub::settle`]).
+    dropped: u64,
 }
 
 impl History {
@@ -303,15 +309,26 @@ impl History {
 
     /// Returns the bytes freed.
     fn pop_front(&mut self) -> usize {
-        let freed = self.events.pop_front().map_or(0, |e| e.frame.len());
-        self.bytes -= freed;
-        freed
+        let Some(gone) = self.events.pop_front() else { return 0 };
+        self.dropped = self.dropped.max(gone.wildcard_seq);
+        self.bytes -= gone.frame.len();
+        gone.frame.len()
     }
 
     /// Returns the bytes freed.
     fn clear(&mut self) -> usize {
+        if let Some(last) = self.events.back() {
+            self.dropped = self.dropped.max(last.wildcard_seq);
+        }
         self.events.clear();
         std::mem::take(&mut self.bytes)
+    }
+
+    /// The frame of the event numbered `seq`, if kept.
+    fn get(&self, seq: u64) -> Option<&Frame> {
+        let front = self.events.front()?.seq;
+        let stored = self.events.get(usize::try_from(seq.checked_sub(front)?).ok()?)?;
+        (stored.seq == seq).then_some(&stored.frame)
     }
 }
 
@@ -390,7 +407,15 @@ pub(crate) struct Hub {
     clustered: bool,
     shards: Box<[Mutex<Topics>]>,
     hasher: RandomState,
-    wildcards: RwLock<Wildcards>,
+    /// Resource types, for their wildcards: by (tenant, resource), sharded as topics are.
+    resources: Box<[Mutex<Resources>]>,
+    /// The last `wildcard_seq` handed out in this epoch.
+    wildcard_seq: AtomicU64,
+    /// The highest position of a resource dropped while idle: a new resource starts there.
+    pruned_wildcard_seq: AtomicU64,
+    /// With a store: resources whose floor rose (or that went, `true`),
+    /// until the store's writer takes them.
+    floors: Option<Mutex<FloorsDue>>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     peers_gone: Notify,
     /// Set during shutdown: connections that slip in are closed at once.
@@ -450,7 +475,10 @@ impl Hub {
             clustered,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
-            wildcards: RwLock::default(),
+            resources: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            wildcard_seq: AtomicU64::new(0),
+            pruned_wildcard_seq: AtomicU64::new(0),
+            floors: config.data_dir.is_some().then(Mutex::default),
             peers: Mutex::default(),
             peers_gone: Notify::new(),
             closing: AtomicBool::new(false),
@@ -540,6 +568,7 @@ impl Hub {
         for shard in &self.shards {
             lock(shard).retain(|(tenant, topic), state| {
                 self.freed(state.prune(now, self.history_max_age));
+                self.settle(tenant, resource_of(topic), &mut state.history);
                 let keep = !state.subs.is_empty() || !state.history.is_empty() || !state.presence.is_empty();
                 if !keep && !self.clustered {
                     self.pruned_seq.fetch_max(state.seq, Ordering::Relaxed);
@@ -555,6 +584,87 @@ impl Hub {
         }
         if let Some(pending) = &self.dropped {
             lock(pending).append(&mut dropped);
+        }
+        for shard in &self.resources {
+            lock(shard).retain(|key, resource| {
+                if !resource.is_idle() {
+                    return true;
+                }
+                self.pruned_wildcard_seq.fetch_max(resource.position(), Ordering::Relaxed);
+                if let Some(floors) = &self.floors {
+                    lock(floors).insert(key.clone(), (resource.position(), true));
+                }
+                false
+            });
+        }
+    }
+
+    /// Resources whose floor rose since the last call (`true`: that went,
+    /// idle), with it, for the store.
+    pub(crate) fn take_floors(&self) -> Vec<Floor> {
+        let Some(floors) = &self.floors else { return Vec::new() };
+        let floors = std::mem::take(&mut *lock(floors));
+        floors.into_iter().map(|((tenant, resource), (floor, gone))| Floor { tenant, resource, floor, gone }).collect()
+    }
+
+    /// The highest position of a resource dropped while idle.
+    pub(crate) fn pruned_wildcard_seq(&self) -> u64 {
+        self.pruned_wildcard_seq.load(Ordering::Relaxed)
+    }
+
+    /// The next `wildcard_seq` (for the store's writer, which numbers the
+    /// events it commits and delivers them in that order).
+    pub(crate) fn next_wildcard_seq(&self) -> u64 {
+        self.wildcard_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Restores a resource a store kept: its floor and its marks, oldest
+    /// first. Numbering goes on from above both.
+    pub(crate) fn restore_resource(&self, tenant: Tenant, name: String, floor: u64, marks: Vec<Mark>) {
+        let top = marks.last().map_or(floor, |mark| mark.wildcard_seq.max(floor));
+        self.wildcard_seq.fetch_max(top, Ordering::Relaxed);
+        let mut shard = self.resource_shard(&tenant, &name);
+        let resource = shard.entry((tenant, name)).or_insert_with(|| Resource::new(floor));
+        for mark in marks {
+            resource.mark(mark);
+        }
+    }
+
+    /// Restores the highest position of the resources dropped before a
+    /// restart (and numbers on from above it).
+    pub(crate) fn restore_pruned_wildcard_seq(&self, seq: u64) {
+        self.pruned_wildcard_seq.fetch_max(seq, Ordering::Relaxed);
+        self.wildcard_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    fn resource_shard(&self, tenant: &Tenant, resource: &str) -> MutexGuard<'_, Resources> {
+        let index = (self.hasher.hash_one((tenant, resource)) as usize) % SHARDS;
+        lock(&self.resources[index])
+    }
+
+    /// The resource `name` of `tenant` in its `shard`, made if new.
+    fn resource<'a>(&self, shard: &'a mut Resources, tenant: &Tenant, name: &str) -> &'a mut Resource {
+        let floor = self.pruned_wildcard_seq.load(Ordering::Relaxed);
+        shard.entry((tenant.clone(), name.to_owned())).or_insert_with(|| Resource::new(floor))
+    }
+
+    /// Tells a topic's resource up to where its history dropped events: a
+    /// wildcard position before them can no longer be replayed. Called with
+    /// the topic's shard held.
+    fn settle(&self, tenant: &Tenant, name: &str, history: &mut History) {
+        let dropped = std::mem::take(&mut history.dropped);
+        if dropped > 0 {
+            let mut shard = self.resource_shard(tenant, name);
+            let resource = self.resource(&mut shard, tenant, name);
+            self.raise_floor(tenant, name, resource, dropped);
+        }
+    }
+
+    fn raise_floor(&self, tenant: &Tenant, name: &str, resource: &mut Resource, through: u64) {
+        if resource.forget_through(through)
+            && let Some(floors) = &self.floors
+        {
+            lock(floors).insert((tenant.clone(), name.to_owned()), (resource.floor(), false));
         }
     }
 
@@ -575,15 +685,22 @@ impl Hub {
     }
 
     /// Restores a topic a store kept: its position, and its history, oldest
-    /// first, as `(seq, when it was published, frame)`.
-    pub(crate) fn restore_topic(&self, tenant: Tenant, topic: String, seq: u64, history: Vec<(u64, Instant, Frame)>) {
+    /// first, as `(seq, wildcard_seq, when it was published, frame)`.
+    pub(crate) fn restore_topic(
+        &self,
+        tenant: Tenant,
+        topic: String,
+        seq: u64,
+        history: Vec<(u64, u64, Instant, Frame)>,
+    ) {
         let mut shard = self.shard(&tenant, &topic);
         let state = shard.entry((tenant, topic)).or_insert_with(|| self.new_topic());
         state.seq = seq;
         self.freed(state.history.clear());
-        for (seq, at, frame) in history {
-            self.keep(state, Stored { seq, at, frame });
+        for (seq, wildcard_seq, at, frame) in history {
+            self.keep(state, Stored { seq, wildcard_seq, at, frame });
         }
+        state.history.dropped = 0;
     }
 
     /// Restores the highest position of the topics pruned before a restart.
@@ -704,11 +821,13 @@ impl Hub {
 
     /// Delivers an event the store numbered and committed: keeps it in the
     /// history and queues it to the namespace's subscribers.
-    pub(crate) fn deliver_committed(&self, tenant: &Tenant, topic: &Topic, seq: u64, frame: Frame) {
+    pub(crate) fn deliver_committed(&self, tenant: &Tenant, topic: &Topic, seq: u64, wildcard_seq: u64, frame: Frame) {
         let mut shard = self.shard(tenant, topic.as_str());
         let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
-        self.record(state, tenant, topic, seq, frame);
-        drop(shard);
+        let mut resources = self.resource_shard(tenant, topic.resource());
+        let resource = self.resource(&mut resources, tenant, topic.resource());
+        self.record(state, resource, tenant, topic, (seq, Some(wildcard_seq)), frame);
+        drop((resources, shard));
         self.metrics.events_published.inc();
         self.trim_history();
     }
@@ -728,8 +847,15 @@ impl Hub {
         }
         let seq = state.seq + 1;
         event.seq = Some(seq);
-        self.record(state, &tenant, &event.topic, seq, event.encode().into());
-        drop(shard);
+        let mut resources = self.resource_shard(&tenant, event.topic.resource());
+        let resource = self.resource(&mut resources, &tenant, event.topic.resource());
+        // Numbered under the resource's lock: its events reach every
+        // wildcard subscriber in this order.
+        let wildcard_seq = self.next_wildcard_seq();
+        event.wildcard_seq = Some(wildcard_seq);
+        let frame = event.encode().into();
+        self.record(state, resource, &tenant, &event.topic, (seq, Some(wildcard_seq)), frame);
+        drop((resources, shard));
         self.metrics.events_published.inc();
         self.trim_history();
         Ok(seq)
@@ -746,7 +872,9 @@ impl Hub {
     pub(crate) fn broadcast_frame(&self, tenant: &Tenant, topic: &Topic, frame: &Frame) {
         let shard = self.shard(tenant, topic.as_str());
         let subs = shard.get(&(tenant.clone(), topic.as_str().to_owned())).map(|state| &state.subs);
-        self.fan_out(subs, tenant, topic, frame);
+        let resources = self.resource_shard(tenant, topic.resource());
+        let wildcard = resources.get(&(tenant.clone(), topic.resource().to_owned())).map(|resource| &resource.peers);
+        self.fan_out(subs, wildcard, frame);
     }
 
     /// Applies an event of a cluster, numbered by Redis, in the order the
@@ -761,8 +889,10 @@ impl Hub {
             self.freed(state.history.clear());
             state.known = true;
         }
-        self.record(state, &tenant, topic, seq, frame);
-        drop(shard);
+        let mut resources = self.resource_shard(&tenant, topic.resource());
+        let resource = self.resource(&mut resources, &tenant, topic.resource());
+        self.record(state, resource, &tenant, topic, (seq, None), frame);
+        drop((resources, shard));
         self.trim_history();
     }
 
@@ -800,6 +930,7 @@ impl Hub {
             }
             if let Some(state) = lock(&self.shards[index]).get_mut(&key) {
                 self.freed(state.history.clear());
+                self.settle(&key.0, resource_of(&key.1), &mut state.history);
             }
         }
     }
@@ -810,29 +941,49 @@ impl Hub {
         }
     }
 
-    /// Makes `seq` the topic's position, keeps `frame` in the history and
-    /// queues it to the namespace's subscribers.
-    fn record(&self, state: &mut TopicState, tenant: &Tenant, topic: &Topic, seq: u64, frame: Frame) {
+    /// Makes `seq` the topic's position, keeps `frame` in the history, marks
+    /// it in its `resource` (with a `wildcard_seq`) and queues it to the
+    /// namespace's subscribers, the resource's wildcard's included.
+    fn record(
+        &self,
+        state: &mut TopicState,
+        resource: &mut Resource,
+        tenant: &Tenant,
+        topic: &Topic,
+        (seq, wildcard_seq): (u64, Option<u64>),
+        frame: Frame,
+    ) {
         let now = Instant::now();
         state.seq = seq;
         if self.history_len > 0 {
             if state.history.len() >= self.history_len {
                 self.freed(state.history.pop_front());
             }
-            self.keep(state, Stored { seq, at: now, frame: frame.clone() });
+            let stored = Stored { seq, wildcard_seq: wildcard_seq.unwrap_or(0), at: now, frame: frame.clone() };
+            self.keep(state, stored);
             self.freed(state.prune(now, self.history_max_age));
         }
-        self.fan_out(Some(&state.subs), tenant, topic, &frame);
+        if let Some(wildcard_seq) = wildcard_seq {
+            let mut through = std::mem::take(&mut state.history.dropped);
+            if state.history.get(seq).is_some() {
+                resource.mark(Mark { wildcard_seq, topic: topic.clone(), seq });
+            } else {
+                // Not kept (no history, or larger than a topic's bound): not replayable.
+                resource.passed(wildcard_seq);
+                through = wildcard_seq;
+            }
+            self.raise_floor(tenant, topic.resource(), resource, through);
+        }
+        self.fan_out(Some(&state.subs), Some(&resource.peers), &frame);
     }
 
-    /// Queues `frame` to the topic's subscribers `subs` and to those of its
-    /// resource's wildcard in `tenant`'s namespace.
-    fn fan_out(&self, subs: Option<&HashMap<u64, Sub>>, tenant: &Tenant, topic: &Topic, frame: &Frame) {
+    /// Queues `frame` to a topic's subscribers `subs` and to those of its
+    /// resource's wildcard.
+    fn fan_out(&self, subs: Option<&HashMap<u64, Sub>>, wildcard: Option<&HashMap<u64, Arc<Peer>>>, frame: &Frame) {
         let timer = self.fanout_timer();
         let timer = timer.as_ref();
         let mut queued = subs.map_or(0, |subs| subs.values().filter(|sub| sub.peer.deliver(frame, timer)).count());
-        let wildcards = self.wildcards.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(peers) = wildcards.get(tenant).and_then(|resources| resources.get(topic.resource())) {
+        if let Some(peers) = wildcard {
             // A connection subscribed to both `doc:1` and `doc:*` gets the event once.
             let others = peers.values().filter(|peer| !subs.is_some_and(|subs| subs.contains_key(&peer.id)));
             queued += others.filter(|peer| peer.deliver(frame, timer)).count();
@@ -868,6 +1019,7 @@ impl Hub {
         let mut shard = self.shard(&peer.tenant, topic.as_str());
         let state = shard.entry((peer.tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         self.freed(state.prune(now, self.history_max_age));
+        self.settle(&peer.tenant, topic.resource(), &mut state.history);
         // A node of a cluster that has seen none of the topic's events gives
         // where Redis said the topic was, read before this registration:
         // what came after reaches the subscriber, or shows it a gap.
@@ -1055,18 +1207,12 @@ impl Hub {
     /// Removes one subscription (concrete or wildcard) of `peer`.
     fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
         if topic.is_wildcard() {
-            let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
-            let Some(resources) = wildcards.get_mut(&peer.tenant) else { return };
-            if let Some(peers) = resources.get_mut(topic.resource()) {
-                if peers.remove(&peer.id).is_some() {
-                    self.metrics.transport(peer.transport).subscriptions.dec();
-                }
-                if peers.is_empty() {
-                    resources.remove(topic.resource());
-                }
-            }
-            if resources.is_empty() {
-                wildcards.remove(&peer.tenant);
+            let mut resources = self.resource_shard(&peer.tenant, topic.resource());
+            let key = (peer.tenant.clone(), topic.resource().to_owned());
+            if let Some(resource) = resources.get_mut(&key)
+                && resource.peers.remove(&peer.id).is_some()
+            {
+                self.metrics.transport(peer.transport).subscriptions.dec();
             }
             return;
         }
@@ -1086,13 +1232,40 @@ impl Hub {
         }
     }
 
-    /// Subscribes `peer` to every topic of `topic.resource()` in its tenant.
-    fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic) {
-        let mut wildcards = self.wildcards.write().unwrap_or_else(PoisonError::into_inner);
-        let resources = wildcards.entry(peer.tenant.clone()).or_default();
-        if resources.entry(topic.resource().to_owned()).or_default().insert(peer.id, peer.clone()).is_none() {
-            self.metrics.transport(peer.transport).subscriptions.inc();
+    /// Subscribes `peer` to every topic of `topic.resource()` in its
+    /// tenant. With `since` (a `wildcard_seq`), also collects the events it
+    /// missed: their marks under the same lock as the registration, so that
+    /// every later event reaches it live, then their frames from their
+    /// topics' histories. A node of a cluster numbers no wildcard and
+    /// recovers none.
+    fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic, since: Option<u64>) -> Joined {
+        let (position, marks) = {
+            let mut resources = self.resource_shard(&peer.tenant, topic.resource());
+            let resource = self.resource(&mut resources, &peer.tenant, topic.resource());
+            if resource.peers.insert(peer.id, peer.clone()).is_none() {
+                self.metrics.transport(peer.transport).subscriptions.inc();
+            }
+            let numbered = !self.clustered;
+            (numbered.then(|| resource.position()), since.filter(|_| numbered).map(|since| resource.after(since)))
+        };
+        let mut joined = Joined { last_seq: position, recovered: since.map(|_| false), ..Joined::default() };
+        if let Some(replay) = marks.flatten().and_then(|marks| self.frames(&peer.tenant, marks)) {
+            joined.replay = replay;
+            joined.recovered = Some(true);
         }
+        joined
+    }
+
+    /// The frames of the `marks`' events, in their order; `None` if a
+    /// history no longer holds one.
+    fn frames(&self, tenant: &Tenant, marks: Vec<Mark>) -> Option<Vec<Frame>> {
+        let mut frames = Vec::with_capacity(marks.len());
+        for Mark { topic, seq, .. } in marks {
+            let shard = self.shard(tenant, topic.as_str());
+            let state = shard.get(&(tenant.clone(), topic.into_string()))?;
+            frames.push(state.history.get(seq)?.clone());
+        }
+        Some(frames)
     }
 
     /// Publishes `event` unless the same [`PublishId`] was published within
@@ -1204,6 +1377,11 @@ pub(crate) struct Conflict {
     pub(crate) current: u64,
 }
 
+/// The resource type of a topic's name (`gift-list` of `gift-list:123`).
+fn resource_of(topic: &str) -> &str {
+    topic.split_once(':').map_or(topic, |(resource, _)| resource)
+}
+
 /// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.
 pub(crate) fn subscribed_frame(topics: Vec<Topic>, recovered: Option<bool>, last_seq: Vec<(Topic, u64)>) -> Frame {
     let message = herald_protocol::Subscribed { topics, recovered, last_seq: last_seq.into_iter().collect() };
@@ -1222,7 +1400,7 @@ mod tests {
         let task = std::thread::spawn(move || {
             let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
             connection.subscribe(&task_topic, true, None, None, None);
-            connection.subscribe_wildcard(&Topic::new("doc:*").unwrap());
+            connection.subscribe_wildcard(&Topic::new("doc:*").unwrap(), None);
             panic!("a bug in a connection task");
         });
         assert!(task.join().is_err(), "the task panicked");

@@ -104,6 +104,7 @@ mod stream;
 #[cfg(feature = "testing")]
 mod testing;
 mod tls;
+mod wildcard;
 mod ws;
 
 pub use auth::{AuthError, Authenticator, Claims, Credentials, Identity, mint_token};

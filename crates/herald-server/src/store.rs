@@ -4,11 +4,18 @@
 //! (`durable.rs`) and the blocking pool touch it.
 //!
 //! ```text
-//!  meta         "epoch", "lease", "pruned_seq"
+//!  meta         "epoch", "lease", "pruned_seq", "pruned_wildcard_seq"
 //!  topics       ["tenant","topic"] (JSON)        → position
 //!  events       (["tenant","topic"], seq)        → (unix ms, frame)
 //!  publish_ids  (unix ms, ["tenant","user","id"]) → seq
+//!  marks        (["tenant","resource"], wildcard_seq) → (topic, seq)
+//!  resources    ["tenant","resource"]            → floor
 //! ```
+//!
+//! A resource's marks say where its events are, in `wildcard_seq` order,
+//! for wildcard recovery (`wildcard.rs`); its floor, below which they are
+//! gone. A mark whose event the history no longer holds only makes
+//! recovery from before it fail, as it must.
 //!
 //! Why a restart may keep the epoch: every event is committed (fsync
 //! included) before anyone sees it or its `seq`, and redb commits are
@@ -37,6 +44,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOPICS: TableDefinition<&[u8], u64> = TableDefinition::new("topics");
 const EVENTS: TableDefinition<(&[u8], u64), (u64, &str)> = TableDefinition::new("events");
 const PUBLISH_IDS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("publish_ids");
+const MARKS: TableDefinition<(&[u8], u64), (&str, u64)> = TableDefinition::new("marks");
+const RESOURCES: TableDefinition<&[u8], u64> = TableDefinition::new("resources");
 
 /// Why the store could not be opened.
 #[derive(Debug)]
@@ -55,9 +64,20 @@ pub(crate) struct Opened {
     /// Whether the epoch is the one the store had (else a new one started).
     pub(crate) kept: bool,
     pub(crate) pruned_seq: u64,
+    pub(crate) pruned_wildcard_seq: u64,
     pub(crate) topics: Vec<KeptTopic>,
+    pub(crate) resources: Vec<KeptResource>,
     /// Oldest first.
     pub(crate) publish_ids: Vec<KeptId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct KeptResource {
+    pub(crate) tenant: Option<String>,
+    pub(crate) resource: String,
+    pub(crate) floor: u64,
+    /// `(wildcard_seq, topic, seq)`, oldest first.
+    pub(crate) marks: Vec<(u64, String, u64)>,
 }
 
 #[derive(Debug)]
@@ -83,6 +103,7 @@ pub(crate) struct NewEvent {
     pub(crate) tenant: Option<String>,
     pub(crate) topic: String,
     pub(crate) seq: u64,
+    pub(crate) wildcard_seq: u64,
     pub(crate) frame: String,
 }
 
@@ -96,6 +117,10 @@ pub(crate) struct Changes {
     pub(crate) dropped: Vec<Dropped>,
     /// The hub's highest pruned position.
     pub(crate) pruned_seq: u64,
+    /// Resources whose floor rose: `(tenant, resource, floor, gone)`.
+    pub(crate) floors: Vec<(Option<String>, String, u64, bool)>,
+    /// The hub's highest position of a resource dropped while idle.
+    pub(crate) pruned_wildcard_seq: u64,
 }
 
 /// The limits a store keeps within (the hub's, from the configuration).
@@ -208,7 +233,7 @@ impl Store {
         let new_lease = format!("{:016x}", fastrand::u64(..));
         let now = now_ms();
         let txn = db.begin_write()?;
-        let (epoch, kept, pruned_seq) = {
+        let (epoch, kept, pruned_seq, pruned_wildcard_seq) = {
             let mut meta = txn.open_table(META)?;
             let text = |value: Option<redb::AccessGuard<'_, &[u8]>>| {
                 value.map(|v| String::from_utf8_lossy(v.value()).into_owned())
@@ -216,32 +241,35 @@ impl Store {
             let epoch = text(meta.get("epoch")?);
             let stored_lease = text(meta.get("lease")?);
             let kept = epoch.is_some() && stored_lease.is_some() && stored_lease.as_deref() == lease;
-            let pruned_seq = match meta.get("pruned_seq")? {
-                Some(v) => v.value().try_into().map(u64::from_le_bytes).map_err(|_| corrupt("pruned_seq"))?,
-                None => 0,
-            };
+            let pruned_seq = read_u64(&meta, "pruned_seq")?;
+            let pruned_wildcard_seq = read_u64(&meta, "pruned_wildcard_seq")?;
             meta.insert("lease", new_lease.as_bytes())?;
             match epoch {
-                Some(epoch) if kept => (epoch, true, pruned_seq),
+                Some(epoch) if kept => (epoch, true, pruned_seq, pruned_wildcard_seq),
                 _ => {
                     let epoch = format!("{:012x}", fastrand::u64(..) >> 16);
                     meta.insert("epoch", epoch.as_bytes())?;
                     meta.remove("pruned_seq")?;
-                    (epoch, false, 0)
+                    meta.remove("pruned_wildcard_seq")?;
+                    (epoch, false, 0, 0)
                 }
             }
         };
         if !kept {
             // What the store held belongs to an epoch no client will be
             // told again.
-            for result in [txn.delete_table(TOPICS), txn.delete_table(EVENTS), txn.delete_table(PUBLISH_IDS)] {
-                result?;
-            }
+            txn.delete_table(TOPICS)?;
+            txn.delete_table(EVENTS)?;
+            txn.delete_table(PUBLISH_IDS)?;
+            txn.delete_table(MARKS)?;
+            txn.delete_table(RESOURCES)?;
         }
         let (topics, publish_ids) = read(&txn, &limits, now)?;
+        let resources = read_resources(&txn)?;
         txn.commit()?;
         let store = Self { db, path: path.to_owned(), limits };
-        Ok((Opened { store, epoch, kept, pruned_seq, topics, publish_ids }, new_lease))
+        let opened = Opened { store, epoch, kept, pruned_seq, pruned_wildcard_seq, topics, resources, publish_ids };
+        Ok((opened, new_lease))
     }
 
     /// The size of the store's file, in bytes.
@@ -256,12 +284,15 @@ impl Store {
             let mut topics = txn.open_table(TOPICS)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut ids = txn.open_table(PUBLISH_IDS)?;
+            let mut marks = txn.open_table(MARKS)?;
             let now = now_ms();
             for event in &changes.events {
                 let key = topic_key(event.tenant.as_deref(), &event.topic);
                 topics.insert(&*key, event.seq)?;
                 if self.limits.history_len > 0 {
                     events.insert((&*key, event.seq), (now, event.frame.as_str()))?;
+                    let resource = topic_key(event.tenant.as_deref(), resource_of(&event.topic));
+                    marks.insert((&*resource, event.wildcard_seq), (event.topic.as_str(), event.seq))?;
                     // The event that just left the history's count.
                     if let Some(gone) = event.seq.checked_sub(self.limits.history_len) {
                         events.remove((&*key, gone))?;
@@ -278,6 +309,22 @@ impl Store {
                 self.prune(&txn, &mut topics, &mut events, changes)?;
                 let expired = now.saturating_sub(ms(self.limits.dedup_window));
                 ids.retain_in(..(expired, &[][..]), |_, _| false)?;
+            }
+            if !changes.floors.is_empty() {
+                let mut resources = txn.open_table(RESOURCES)?;
+                for (tenant, resource, floor, gone) in &changes.floors {
+                    let key = topic_key(tenant.as_deref(), resource);
+                    marks.retain_in((&*key, 0)..=(&*key, *floor), |_, _| false)?;
+                    if *gone {
+                        resources.remove(&*key)?;
+                    } else {
+                        resources.insert(&*key, floor)?;
+                    }
+                }
+                let mut meta = txn.open_table(META)?;
+                let stored = read_u64(&meta, "pruned_wildcard_seq")?;
+                let pruned = changes.pruned_wildcard_seq.max(stored);
+                meta.insert("pruned_wildcard_seq", &pruned.to_le_bytes()[..])?;
             }
         }
         txn.commit()?;
@@ -307,10 +354,7 @@ impl Store {
             }
         }
         let mut meta = txn.open_table(META)?;
-        let stored = match meta.get("pruned_seq")? {
-            Some(v) => v.value().try_into().map(u64::from_le_bytes).unwrap_or(0),
-            None => 0,
-        };
+        let stored = read_u64(&meta, "pruned_seq")?;
         meta.insert("pruned_seq", &changes.pruned_seq.max(stored).to_le_bytes()[..])?;
         Ok(())
     }
@@ -354,6 +398,48 @@ fn read(txn: &redb::WriteTransaction, limits: &Limits, now: u64) -> Result<(Vec<
     let excess = publish_ids.len().saturating_sub(limits.max_publish_ids.try_into().unwrap_or(usize::MAX));
     publish_ids.drain(..excess);
     Ok((kept, publish_ids))
+}
+
+/// Every resource's floor and marks.
+fn read_resources(txn: &redb::WriteTransaction) -> Result<Vec<KeptResource>, redb::Error> {
+    let floors = txn.open_table(RESOURCES)?;
+    let marks = txn.open_table(MARKS)?;
+    let mut kept: Vec<KeptResource> = Vec::new();
+    let name = |key: &[u8]| -> Result<(Option<String>, String), redb::Error> {
+        serde_json::from_slice(key).map_err(|_| corrupt("a resource's name"))
+    };
+    for entry in floors.iter()? {
+        let (key, floor) = entry?;
+        let (tenant, resource) = name(key.value())?;
+        kept.push(KeptResource { tenant, resource, floor: floor.value(), marks: Vec::new() });
+    }
+    for entry in marks.iter()? {
+        let (key, at) = entry?;
+        let ((key, wildcard_seq), (topic, seq)) = (key.value(), at.value());
+        let (tenant, resource) = name(key)?;
+        let found = kept.iter().rposition(|kept| kept.tenant == tenant && kept.resource == resource);
+        let at = found.unwrap_or_else(|| {
+            kept.push(KeptResource { tenant, resource, floor: 0, marks: Vec::new() });
+            kept.len() - 1
+        });
+        if wildcard_seq > kept[at].floor {
+            kept[at].marks.push((wildcard_seq, topic.to_owned(), seq));
+        }
+    }
+    Ok(kept)
+}
+
+/// The resource type of a topic's name.
+fn resource_of(topic: &str) -> &str {
+    topic.split_once(':').map_or(topic, |(resource, _)| resource)
+}
+
+/// A `u64` of the meta table, 0 if absent.
+fn read_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64, redb::Error> {
+    match meta.get(key)? {
+        Some(v) => v.value().try_into().map(u64::from_le_bytes).map_err(|_| corrupt(key)),
+        None => Ok(0),
+    }
 }
 
 fn corrupt(what: &str) -> redb::Error {

@@ -229,7 +229,9 @@ fn a_wildcard_resumes_from_the_last_wildcard_seq_it_saw() {
     // The replay overlaps what was seen: the duplicate is dropped.
     h.recv_json(stamped("gift-list:2", 8, 15));
     h.recv_json(stamped("gift-list:3", 1, 16));
-    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": true, "last_seq": {"gift-list:*": 16}}));
+    h.recv_json(
+        json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": true, "last_seq": {"gift-list:*": 16}}),
+    );
     assert!(resyncs(&h.events).is_empty(), "{:?}", h.events);
     assert_eq!(delivered_seqs(&h.events), [3, 8, 1]);
     assert_eq!(h.session.position("gift-list:*"), Some(16));
@@ -245,7 +247,9 @@ fn a_wildcard_the_server_cannot_replay_resyncs() {
     h.server_close(Some(1006), "");
     h.connect();
     h.recv_json(json!({"type": "connected", "epoch": "E1"}));
-    h.recv_json(json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": false, "last_seq": {"gift-list:*": 90}}));
+    h.recv_json(
+        json!({"type": "subscribed", "topics": ["gift-list:*"], "recovered": false, "last_seq": {"gift-list:*": 90}}),
+    );
     assert_eq!(resyncs(&h.events), [("gift-list:*".into(), ResyncReason::NotRecovered)]);
     assert_eq!(h.session.position("gift-list:*"), Some(90));
 }

@@ -100,7 +100,8 @@ pub(crate) async fn subscribe(
     };
     for topic in topics {
         if topic.is_wildcard() {
-            out.connection.subscribe_wildcard(&topic);
+            // One `since` for every topic is no wildcard's position.
+            out.connection.subscribe_wildcard(&topic, None);
             if since.is_some() {
                 out.recovered = Some(false);
             }

@@ -1,0 +1,145 @@
+//! What a `resource:*` subscription needs: the connections subscribed to
+//! each resource's wildcard, and where the resource's events stand, so that
+//! a wildcard resumes after a reconnect as a concrete topic does.
+//!
+//! Every numbered event also gets a `wildcard_seq`: the next number of one
+//! counter the hub keeps for its epoch, shared by every resource so that a
+//! resource dropped while idle and made again numbers on from above its old
+//! numbers. A resource marks each of its events that its topic's history
+//! still holds, in order. A wildcard's `since` then replays the events
+//! marked after it, read from their topics' histories.
+//!
+//! Numbering, marking and fan-out happen under the resource's lock, and a
+//! wildcard registers under it too: it gets every event after the position
+//! it is given live, and none before.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+
+use herald_protocol::Topic;
+
+use crate::hub::{Peer, Tenant};
+
+/// One shard's resources, by namespace and resource type.
+pub(crate) type Resources = HashMap<(Tenant, String), Resource>;
+
+/// One resource type of a namespace (`gift-list` of tenant `acme`).
+#[derive(Default)]
+pub(crate) struct Resource {
+    /// The connections subscribed to `resource:*`.
+    pub(crate) peers: HashMap<u64, Arc<Peer>>,
+    /// The events still in their topics' histories, oldest first.
+    marks: VecDeque<Mark>,
+    /// No event after a position below this can be replayed: its mark went
+    /// with its topic's history.
+    floor: u64,
+    /// The `wildcard_seq` of the last event.
+    last: u64,
+}
+
+/// A resource whose floor rose, for the store; `gone` when it was dropped
+/// as idle.
+#[derive(Debug)]
+pub(crate) struct Floor {
+    pub(crate) tenant: Tenant,
+    pub(crate) resource: String,
+    pub(crate) floor: u64,
+    pub(crate) gone: bool,
+}
+
+/// Where one event of a resource is: its topic and `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) wildcard_seq: u64,
+    pub(crate) topic: Topic,
+    pub(crate) seq: u64,
+}
+
+impl Resource {
+    /// A resource nothing is known of before `floor` (the highest number of
+    /// the resources dropped before it).
+    pub(crate) fn new(floor: u64) -> Self {
+        Self { floor, last: floor, ..Self::default() }
+    }
+
+    /// Where a wildcard registered now starts: every event up to here came
+    /// before it.
+    pub(crate) fn position(&self) -> u64 {
+        self.last.max(self.floor)
+    }
+
+    /// Marks an event its topic's history keeps.
+    pub(crate) fn mark(&mut self, mark: Mark) {
+        self.last = self.last.max(mark.wildcard_seq);
+        self.marks.push_back(mark);
+    }
+
+    /// Takes note of an event no history keeps (the caller then forgets
+    /// through it).
+    pub(crate) fn passed(&mut self, wildcard_seq: u64) {
+        self.last = self.last.max(wildcard_seq);
+    }
+
+    /// The events up to `wildcard_seq` can no longer all be replayed;
+    /// returns whether the floor rose.
+    pub(crate) fn forget_through(&mut self, wildcard_seq: u64) -> bool {
+        if wildcard_seq <= self.floor {
+            return false;
+        }
+        self.floor = wildcard_seq;
+        let gone = self.marks.partition_point(|mark| mark.wildcard_seq <= wildcard_seq);
+        self.marks.drain(..gone);
+        true
+    }
+
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// The marks of the events after `since`, oldest first; `None` when
+    /// some may be gone, or `since` is no position of this resource.
+    pub(crate) fn after(&self, since: u64) -> Option<Vec<Mark>> {
+        if since < self.floor || since > self.position() {
+            return None;
+        }
+        let from = self.marks.partition_point(|mark| mark.wildcard_seq <= since);
+        Some(self.marks.range(from..).cloned().collect())
+    }
+
+    /// Nothing to deliver to and nothing to replay: it can go.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.peers.is_empty() && self.marks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(wildcard_seq: u64, topic: &str, seq: u64) -> Mark {
+        Mark { wildcard_seq, topic: Topic::new(topic).unwrap(), seq }
+    }
+
+    #[test]
+    fn a_position_replays_the_marks_after_it_until_the_floor_passes_it() {
+        let mut resource = Resource::new(10);
+        assert_eq!(resource.position(), 10);
+        assert_eq!(resource.after(10), Some(vec![]));
+        assert_eq!(resource.after(9), None, "below what a new resource knows");
+        resource.mark(mark(11, "doc:1", 1));
+        resource.mark(mark(14, "doc:2", 1));
+        resource.mark(mark(15, "doc:1", 2));
+        assert_eq!(resource.after(11), Some(vec![mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(16), None, "past the last event");
+        assert!(resource.forget_through(14));
+        assert!(!resource.forget_through(12), "the floor never goes down");
+        assert_eq!(resource.after(11), None);
+        assert_eq!(resource.after(14), Some(vec![mark(15, "doc:1", 2)]));
+        resource.passed(20);
+        resource.forget_through(20);
+        assert_eq!((resource.position(), resource.after(15)), (20, None));
+        assert!(resource.is_idle());
+    }
+}
