@@ -86,6 +86,8 @@ struct Run {
     events: BTreeMap<(Option<String>, String, u64), String>,
     /// The `seq` of each publish id acked, by tenant and user.
     acks: BTreeMap<(Option<String>, String, String), u64>,
+    /// The event each `wildcard_seq` was given to.
+    wildcard_seqs: BTreeMap<u64, (Option<String>, String, u64)>,
     /// The last `seq` acked per `(tenant, topic)`.
     positions: BTreeMap<(Option<String>, String), u64>,
 }
@@ -198,6 +200,10 @@ impl Run {
                 let seq = event.seq.expect("Herald's server numbers events");
                 let key = (model.tenant.clone(), topic.to_owned(), seq);
                 let body = serde_json::to_string(&event.data).expect("event data encodes");
+                if let Some(wildcard_seq) = event.wildcard_seq {
+                    let named = self.wildcard_seqs.entry(wildcard_seq).or_insert_with(|| key.clone());
+                    assert_eq!(*named, key, "wildcard_seq {wildcard_seq} given to two events");
+                }
                 let first = self.events.entry(key).or_insert_with(|| body.clone());
                 assert_eq!(*first, body, "seq {seq} of {topic} given to two events");
             }

@@ -42,6 +42,11 @@
 //! node serves any `since` within the window. Each event costs Redis about
 //! its frame's size plus 60 bytes.
 //!
+//! The script also numbers every event in one counter for the cluster
+//! (`wildcard_seq`, see `wildcard.rs`), and the channel brings those numbers
+//! in order: a node knows it saw every event after the counter it read once
+//! listening, and recovers a wildcard from there on from what it saw.
+//!
 //! Presence spans the nodes: see `roster`.
 
 use std::{
@@ -79,9 +84,10 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
 /// Publishes one event. KEYS: epoch, the topic's seq counter, its history,
-/// and the publish id when deduplicating. ARGV: the epoch the node believes
-/// in, the channel, the routing head, the event without `seq` (which is the
-/// last key of the encoding, so `,"seq":N}` replaces the closing brace), the
+/// the cluster's `wildcard_seq` counter, and the publish id when
+/// deduplicating. ARGV: the epoch the node believes in, the channel, the
+/// routing head, the event without `seq` (which is the last key of the
+/// encoding, so `,"seq":N,"wildcard_seq":W}` replaces the closing brace), the
 /// dedup window in milliseconds, the `if_seq` (empty for none), the
 /// history's length and its age in milliseconds.
 /// Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
@@ -90,8 +96,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 /// conditional publishes cannot both pass.
 const PUBLISH: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
-if KEYS[4] then
-  local earlier = redis.call('GET', KEYS[4])
+if KEYS[5] then
+  local earlier = redis.call('GET', KEYS[5])
   if earlier then return {1, tonumber(earlier)} end
 end
 if ARGV[6] ~= '' then
@@ -99,13 +105,14 @@ if ARGV[6] ~= '' then
   if current ~= tonumber(ARGV[6]) then return {3, current} end
 end
 local seq = redis.call('INCR', KEYS[2])
-if KEYS[4] then redis.call('SET', KEYS[4], seq, 'PX', ARGV[5]) end
-local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
+local wseq = string.format('%d', redis.call('INCR', KEYS[4]))
+if KEYS[5] then redis.call('SET', KEYS[5], seq, 'PX', ARGV[5]) end
+local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. ',"wildcard_seq":' .. wseq .. '}'
 if ARGV[7] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '0-' .. string.format('%d', seq), 'f', frame)
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
 end
-redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. ' ' .. wseq .. '\n' .. ARGV[3] .. '\n' .. frame)
 return {0, seq}
 "#;
 
@@ -158,6 +165,9 @@ pub(crate) struct Cluster {
     url: String,
     prefix: String,
     epoch_key: String,
+    /// The cluster's last `wildcard_seq`. Never reset: a new epoch makes
+    /// older positions void anyway.
+    wildcard_seq_key: String,
     run_key: String,
     channel: String,
     publish: Script,
@@ -227,6 +237,7 @@ impl Cluster {
             client,
             url: shown.clone(),
             epoch_key: format!("{prefix}:epoch"),
+            wildcard_seq_key: format!("{prefix}:wildcard_seq"),
             run_key: format!("{prefix}:epoch:run"),
             channel: format!("{prefix}:events"),
             prefix,
@@ -301,6 +312,9 @@ impl Cluster {
         let mut conn =
             self.client.get_multiplexed_async_connection_with_config(&config.set_push_sender(handler)).await?;
         conn.subscribe(&self.channel).await?;
+        // Read once listening: every event numbered after it comes.
+        let numbered: Option<u64> = redis::cmd("GET").arg(&self.wildcard_seq_key).query_async(&mut commands).await?;
+        self.hub.listening_from(numbered.unwrap_or(0));
         conn.subscribe(&self.roster.channel).await?;
         // Connections opened while the node was off the bus subscribed before
         // it listened again: what was published in between never reached them.
@@ -474,7 +488,12 @@ impl Cluster {
     /// The publish script's keys and arguments for `item` in `epoch`.
     fn publish_keys_args(&self, epoch: &str, item: &Numbered<'_>) -> (Vec<String>, Vec<String>) {
         let head = head(item.event.data.tenant_id.as_deref(), &item.event.topic);
-        let mut keys = vec![self.epoch_key.clone(), self.seq_key(&head), self.history_key(epoch, &head)];
+        let mut keys = vec![
+            self.epoch_key.clone(),
+            self.seq_key(&head),
+            self.history_key(epoch, &head),
+            self.wildcard_seq_key.clone(),
+        ];
         keys.extend(item.dedup.map(|d| self.dedup_key(d)));
         let args = vec![
             epoch.to_owned(),
@@ -603,9 +622,9 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
                 gate.roster.on_message(payload)
             }
             (_, Some(Value::BulkString(payload))) => match Message::parse(payload) {
-                Some(Message { epoch, seq: Some(seq), tenant, topic, frame }) => {
+                Some(Message { epoch, seq: Some(numbers), tenant, topic, frame }) => {
                     hub.adopt_epoch(epoch);
-                    hub.apply(tenant, &topic, seq, frame.into());
+                    hub.apply(tenant, &topic, numbers, frame.into());
                 }
                 Some(Message { seq: None, tenant, topic, frame, .. }) => {
                     hub.broadcast_frame(&tenant, &topic, &frame.into())
@@ -618,11 +637,12 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
     }
 }
 
-/// One event on the channel: `epoch \n seq \n ["tenant","topic"] \n frame`;
-/// an ephemeral one has neither epoch nor `seq`.
+/// One event on the channel: `epoch \n seq wildcard_seq \n ["tenant","topic"] \n frame`;
+/// an ephemeral one has neither epoch nor numbers.
 struct Message<'a> {
     epoch: &'a str,
-    seq: Option<u64>,
+    /// `seq`, and `wildcard_seq` (none from a node before wildcard recovery).
+    seq: Option<(u64, Option<u64>)>,
     tenant: Tenant,
     topic: Topic,
     frame: String,
@@ -636,7 +656,11 @@ impl<'a> Message<'a> {
         let (tenant, topic): (Option<String>, String) = serde_json::from_str(head).ok()?;
         Some(Self {
             epoch,
-            seq: if seq.is_empty() { None } else { Some(seq.parse().ok()?) },
+            seq: match seq.split_once(' ') {
+                _ if seq.is_empty() => None,
+                Some((seq, wildcard_seq)) => Some((seq.parse().ok()?, Some(wildcard_seq.parse().ok()?))),
+                None => Some((seq.parse().ok()?, None)),
+            },
             tenant: tenant.map(Into::into),
             topic: Topic::new(topic).ok()?,
             frame: frame.to_owned(),

@@ -15,7 +15,8 @@
 //! Locking: topics live in shards, each behind a `std::sync::Mutex` held only
 //! for map updates and non-blocking `try_send`s, never across an `.await`.
 //! Lock order is epoch, then dedup shard, then topic shard, then resource
-//! shard (`wildcard.rs`); nothing takes them the other way.
+//! shard (`wildcard.rs`), then a cluster node's bus order; nothing takes
+//! them the other way.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map},
@@ -39,7 +40,7 @@ use crate::{
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
     presence::{Changes, Presence, Snapshot},
-    wildcard::{Floor, Mark, Resource, Resources},
+    wildcard::{BusOrder, Floor, Mark, Resource, Resources},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -409,8 +410,11 @@ pub(crate) struct Hub {
     hasher: RandomState,
     /// Resource types, for their wildcards: by (tenant, resource), sharded as topics are.
     resources: Box<[Mutex<Resources>]>,
-    /// The last `wildcard_seq` handed out in this epoch.
+    /// The last `wildcard_seq` handed out in this epoch (on a single node).
     wildcard_seq: AtomicU64,
+    /// On a node of a cluster, where Redis numbers them: from which one on
+    /// the node saw every event.
+    bus: Option<Mutex<BusOrder>>,
     /// The highest position of a resource dropped while idle: a new resource starts there.
     pruned_wildcard_seq: AtomicU64,
     /// With a store: resources whose floor rose (or that went, `true`),
@@ -477,6 +481,7 @@ impl Hub {
             hasher: RandomState::new(),
             resources: (0..SHARDS).map(|_| Mutex::default()).collect(),
             wildcard_seq: AtomicU64::new(0),
+            bus: clustered.then(Mutex::default),
             pruned_wildcard_seq: AtomicU64::new(0),
             floors: config.data_dir.is_some().then(Mutex::default),
             peers: Mutex::default(),
@@ -717,9 +722,31 @@ impl Hub {
                 state.known = false;
                 state.seq = 0;
                 self.freed(state.history.clear());
+                state.history.dropped = 0;
             }
             topics.retain(|_, state| !state.subs.is_empty());
         }
+        if let Some(bus) = &self.bus {
+            // First: a wildcard registering from here on gets no position.
+            *lock(bus) = BusOrder::default();
+            for shard in &self.resources {
+                lock(shard).values_mut().for_each(Resource::forget_all);
+            }
+        }
+    }
+
+    /// On a node of a cluster: it listens to the channel, and Redis had
+    /// numbered `counter` wildcard events by then.
+    pub(crate) fn listening_from(&self, counter: u64) {
+        if let Some(bus) = &self.bus {
+            lock(bus).listening_from(counter);
+        }
+    }
+
+    /// From which `wildcard_seq` on every event is known here: `None` on
+    /// a node of a cluster that does not know yet.
+    fn wildcards_known_from(&self) -> Option<u64> {
+        self.bus.as_ref().map_or(Some(0), |bus| lock(bus).floor())
     }
 
     fn new_topic(&self) -> TopicState {
@@ -880,7 +907,17 @@ impl Hub {
     /// Applies an event of a cluster, numbered by Redis, in the order the
     /// cluster channel brought it: keeps it in the history and queues it to
     /// the namespace's subscribers.
-    pub(crate) fn apply(&self, tenant: Tenant, topic: &Topic, seq: u64, frame: Frame) {
+    pub(crate) fn apply(&self, tenant: Tenant, topic: &Topic, (seq, wildcard_seq): (u64, Option<u64>), frame: Frame) {
+        let missed = self.bus.as_ref().is_some_and(|bus| lock(bus).saw(wildcard_seq));
+        if missed {
+            // Events never came: a wildcard that registered meanwhile was
+            // given a position it did not get everything after.
+            for shard in &self.resources {
+                lock(shard).values().flat_map(|resource| resource.peers.values()).for_each(|peer| {
+                    peer.kill(close::GOING_AWAY);
+                });
+            }
+        }
         let mut shard = self.shard(&tenant, topic.as_str());
         let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
         if !state.known || seq != state.seq + 1 {
@@ -891,7 +928,7 @@ impl Hub {
         }
         let mut resources = self.resource_shard(&tenant, topic.resource());
         let resource = self.resource(&mut resources, &tenant, topic.resource());
-        self.record(state, resource, &tenant, topic, (seq, None), frame);
+        self.record(state, resource, &tenant, topic, (seq, wildcard_seq), frame);
         drop((resources, shard));
         self.trim_history();
     }
@@ -1236,8 +1273,9 @@ impl Hub {
     /// tenant. With `since` (a `wildcard_seq`), also collects the events it
     /// missed: their marks under the same lock as the registration, so that
     /// every later event reaches it live, then their frames from their
-    /// topics' histories. A node of a cluster numbers no wildcard and
-    /// recovers none.
+    /// topics' histories. A node of a cluster recovers only from what it
+    /// saw since it listens to the channel, and gives no position before
+    /// it knows where the cluster's numbers stand.
     fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic, since: Option<u64>) -> Joined {
         let (position, marks) = {
             let mut resources = self.resource_shard(&peer.tenant, topic.resource());
@@ -1245,8 +1283,9 @@ impl Hub {
             if resource.peers.insert(peer.id, peer.clone()).is_none() {
                 self.metrics.transport(peer.transport).subscriptions.inc();
             }
-            let numbered = !self.clustered;
-            (numbered.then(|| resource.position()), since.filter(|_| numbered).map(|since| resource.after(since)))
+            let known_from = self.wildcards_known_from();
+            let position = known_from.map(|known_from| resource.position().max(known_from));
+            (position, known_from.zip(since).map(|(known_from, since)| resource.after(since, known_from)))
         };
         let mut joined = Joined { last_seq: position, recovered: since.map(|_| false), ..Joined::default() };
         if let Some(replay) = marks.flatten().and_then(|marks| self.frames(&peer.tenant, marks)) {

@@ -98,10 +98,17 @@ impl Resource {
         self.floor
     }
 
+    /// Forgets every mark (a node of a cluster off the channel).
+    pub(crate) fn forget_all(&mut self) {
+        self.marks.clear();
+        self.floor = self.position();
+    }
+
     /// The marks of the events after `since`, oldest first; `None` when
     /// some may be gone, or `since` is no position of this resource.
-    pub(crate) fn after(&self, since: u64) -> Option<Vec<Mark>> {
-        if since < self.floor || since > self.position() {
+    /// Nothing before `known_from` is known (see [`BusOrder`]).
+    pub(crate) fn after(&self, since: u64, known_from: u64) -> Option<Vec<Mark>> {
+        if since < self.floor.max(known_from) || since > self.position() {
             return None;
         }
         let from = self.marks.partition_point(|mark| mark.wildcard_seq <= since);
@@ -111,6 +118,51 @@ impl Resource {
     /// Nothing to deliver to and nothing to replay: it can go.
     pub(crate) fn is_idle(&self) -> bool {
         self.peers.is_empty() && self.marks.is_empty()
+    }
+}
+
+/// On a node of a cluster: from which `wildcard_seq` on the node saw every
+/// event. Redis numbers them one after the other, and the channel brings
+/// them in that order, from the moment the node listens.
+#[derive(Debug, Default)]
+pub(crate) struct BusOrder {
+    /// Every event after it was seen; `None`: nothing is known.
+    floor: Option<u64>,
+    /// The last one seen since the node listened.
+    last: Option<u64>,
+    /// An event without a `wildcard_seq` (from a node before wildcard
+    /// recovery) came since: what a position before the next one missed
+    /// is unknown.
+    unnumbered: bool,
+}
+
+impl BusOrder {
+    pub(crate) fn floor(&self) -> Option<u64> {
+        self.floor
+    }
+
+    /// Redis's counter, read once the node listened: every later event comes.
+    pub(crate) fn listening_from(&mut self, counter: u64) {
+        self.floor = Some(self.floor.map_or(counter, |floor| floor.max(counter)));
+    }
+
+    /// Takes note of an event the channel brought; returns whether events
+    /// were missed before it (then a wildcard registered meanwhile may have
+    /// missed them live).
+    pub(crate) fn saw(&mut self, wildcard_seq: Option<u64>) -> bool {
+        let Some(seq) = wildcard_seq else {
+            (self.floor, self.last, self.unnumbered) = (None, None, true);
+            return false;
+        };
+        let gap = self.last.is_some_and(|last| seq != last + 1);
+        // After an unnumbered event, a position just before this one may
+        // not have seen it.
+        let through = if std::mem::take(&mut self.unnumbered) { seq } else { seq - 1 };
+        if gap || self.floor.is_none() || through > seq - 1 {
+            self.floor = Some(self.floor.map_or(through, |floor| floor.max(through)));
+        }
+        self.last = Some(seq);
+        gap
     }
 }
 
@@ -126,20 +178,43 @@ mod tests {
     fn a_position_replays_the_marks_after_it_until_the_floor_passes_it() {
         let mut resource = Resource::new(10);
         assert_eq!(resource.position(), 10);
-        assert_eq!(resource.after(10), Some(vec![]));
-        assert_eq!(resource.after(9), None, "below what a new resource knows");
+        assert_eq!(resource.after(10, 0), Some(vec![]));
+        assert_eq!(resource.after(9, 0), None, "below what a new resource knows");
         resource.mark(mark(11, "doc:1", 1));
         resource.mark(mark(14, "doc:2", 1));
         resource.mark(mark(15, "doc:1", 2));
-        assert_eq!(resource.after(11), Some(vec![mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
-        assert_eq!(resource.after(16), None, "past the last event");
+        assert_eq!(resource.after(11, 0), Some(vec![mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(11, 12), None, "before what the node knows");
+        assert_eq!(resource.after(16, 0), None, "past the last event");
         assert!(resource.forget_through(14));
         assert!(!resource.forget_through(12), "the floor never goes down");
-        assert_eq!(resource.after(11), None);
-        assert_eq!(resource.after(14), Some(vec![mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(11, 0), None);
+        assert_eq!(resource.after(14, 0), Some(vec![mark(15, "doc:1", 2)]));
         resource.passed(20);
         resource.forget_through(20);
-        assert_eq!((resource.position(), resource.after(15)), (20, None));
+        assert_eq!((resource.position(), resource.after(15, 0)), (20, None));
         assert!(resource.is_idle());
+    }
+
+    #[test]
+    fn a_node_knows_the_events_after_it_listened_until_one_is_missing() {
+        let mut bus = BusOrder::default();
+        assert_eq!(bus.floor(), None);
+        // In flight when the counter was read (40): below it, harmless.
+        assert!(!bus.saw(Some(39)));
+        bus.listening_from(40);
+        assert_eq!(bus.floor(), Some(40));
+        for seq in 40..=42 {
+            assert!(!bus.saw(Some(seq)));
+        }
+        assert_eq!(bus.floor(), Some(40));
+        assert!(bus.saw(Some(45)), "43 and 44 never came");
+        assert_eq!(bus.floor(), Some(44));
+        assert!(!bus.saw(None));
+        assert_eq!(bus.floor(), None, "an unnumbered event: nothing is known");
+        assert!(!bus.saw(Some(46)));
+        assert_eq!(bus.floor(), Some(46), "a position of 45 may not have seen it");
+        assert!(!bus.saw(Some(47)));
+        assert_eq!(bus.floor(), Some(46));
     }
 }

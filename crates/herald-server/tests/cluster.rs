@@ -169,6 +169,57 @@ async fn a_client_that_moves_to_another_node_recovers_what_it_missed_exactly_onc
     assert_eq!(events(&mut moved, 1).await, [(7, "after".to_owned())], "live delivery goes on, nothing twice");
 }
 
+/// The next event's topic, `seq` and `wildcard_seq`.
+async fn numbered(client: &mut Client) -> (String, u64, u64) {
+    let event = client.recv().await;
+    let numbers = (event["seq"].as_u64(), event["wildcard_seq"].as_u64());
+    let (Some(seq), Some(wildcard_seq)) = numbers else { panic!("expected a numbered event, got {event}") };
+    (event["topic"].as_str().unwrap().to_owned(), seq, wildcard_seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_that_moves_to_another_node_recovers_what_every_topic_missed() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut client = Client::dev(&a, "mover").await;
+    let subscribed = client.subscribe(&["doc:*"]).await;
+    assert!(subscribed["last_seq"]["doc:*"].is_u64(), "a node listening knows where the numbers stand: {subscribed}");
+    // Shows when node B has applied an event.
+    let mut watcher = Client::dev(&b, "watcher").await;
+    watcher.subscribe(&["doc:*"]).await;
+    b.publish("doc:1", "UPDATED", "1", &json!("before")).await.unwrap();
+    let (_, _, position) = numbered(&mut client).await;
+    drop(client);
+
+    // While it is away, through both nodes: a topic new to it, and one it saw.
+    a.publish("doc:2", "ADDED", "2", &json!("away-1")).await.unwrap();
+    b.publish("doc:1", "UPDATED", "1", &json!("away-2")).await.unwrap();
+    a.publish("note:1", "ADDED", "1", &json!("another resource")).await.unwrap();
+    for _ in 0..3 {
+        numbered(&mut watcher).await;
+    }
+    let since = json!({"type":"subscribe","topics":["doc:*"],"since":{"doc:*":position},"epoch":a.epoch()});
+    let mut moved = Client::dev(&b, "mover").await;
+    moved.send(&since.to_string()).await;
+    let (first, second) = (numbered(&mut moved).await, numbered(&mut moved).await);
+    assert_eq!((first.0.as_str(), first.1, second.0.as_str(), second.1), ("doc:2", 1, "doc:1", 2));
+    assert!(position < first.2 && first.2 < second.2);
+    assert_eq!(
+        moved.recv().await,
+        json!({"type":"subscribed","topics":["doc:*"],"recovered":true,"last_seq":{"doc:*":second.2}})
+    );
+    a.publish("doc:3", "ADDED", "3", &json!("after")).await.unwrap();
+    assert_eq!(numbered(&mut moved).await.0, "doc:3", "live after the replay, once");
+
+    // A node that joined after those events did not see them: it says so.
+    let c = node(&redis).await;
+    let mut late = Client::dev(&c, "mover").await;
+    late.send(&since.to_string()).await;
+    let subscribed = late.recv().await;
+    assert_eq!(subscribed["recovered"], false, "{subscribed}");
+    assert!(subscribed["last_seq"]["doc:*"].as_u64() > Some(second.2), "{subscribed}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_on_another_node_recovers_within_the_epoch_only() {
     let redis = RedisServer::start().await;
