@@ -78,11 +78,14 @@ test('useRevalidateOnEvent makes SWR revalidate a key on an event, and every mat
   assert.equal(harness.server.hits(`/api/swr/${list}/a`), 3);
 });
 
-/** Mounts the `fresh` scenario on `url`; its list is `/api/fresh/<list>` and its topic `gift-list:<list>`. */
-async function fresh(t, url) {
+/**
+ * Mounts the `fresh` scenario on `url`; its list is `/api/fresh/<list>` and
+ * its topic `gift-list:<list>`, or `topic(list)`.
+ */
+async function fresh(t, url, topic) {
   const app = await harness.open(t);
   const list = uniqueId();
-  await app.mount('fresh', { url, list });
+  await app.mount('fresh', { url, list, topic: topic?.(list) });
   return { app, list, path: `/api/fresh/${list}` };
 }
 
@@ -116,6 +119,25 @@ test('a reconnect that recovered refetches nothing; the next event refetches onc
   // Had the reconnect refetched, this would be fetch 4 (or a 5th after it).
   await testbed.publish(`gift-list:${list}`, { entityId: 'after' });
   await app.waitForJson('fresh', 'the refetch for the event', (value) => value.fetch === 3);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(harness.server.hits(path), 3);
+});
+
+test('a wildcard that reconnects gets the events of every topic it missed: one refetch each, no resync', async (t) => {
+  const { testbed } = harness;
+  const { app, list, path } = await fresh(t, testbed.addresses.gated_ws, (list) => `wild-${list}:*`);
+  await app.waitForJson('fresh', 'live, and refetched once for it', (value) => value.status === 'live' && value.fetch === 2);
+
+  // Cut, and kept away while a topic it never saw gets an event.
+  await testbed.block(true);
+  t.after(() => testbed.block(false));
+  await testbed.disconnect(1006);
+  await app.waitForJson('status-history', 'the reconnect', (history) => history.some((status) => status.state === 'reconnecting'));
+  await testbed.publish(`wild-${list}:new`, { entityId: 'missed' });
+  await testbed.block(false);
+  await app.waitForJson('fresh', 'live again after recovering', (value) => value.lives === 2 && value.status === 'live');
+  await app.waitForJson('fresh', 'the refetch for the missed event', (value) => value.fetch === 3);
+  // A resync would have refetched once more.
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(harness.server.hits(path), 3);
 });

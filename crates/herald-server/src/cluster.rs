@@ -112,7 +112,7 @@ if ARGV[7] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '0-' .. string.format('%d', seq), 'f', frame)
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
 end
-redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. ' ' .. wseq .. '\n' .. ARGV[3] .. '\n' .. frame)
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
 return {0, seq}
 "#;
 
@@ -637,8 +637,10 @@ fn on_push(gate: &Gate, hub: &Hub, push: PushInfo) {
     }
 }
 
-/// One event on the channel: `epoch \n seq wildcard_seq \n ["tenant","topic"] \n frame`;
-/// an ephemeral one has neither epoch nor numbers.
+/// One event on the channel: `epoch \n seq \n ["tenant","topic"] \n frame`;
+/// an ephemeral one has neither epoch nor numbers. The `wildcard_seq` is
+/// read from the frame's end, where the script put it: nodes before
+/// wildcard recovery read these messages as they always did.
 struct Message<'a> {
     epoch: &'a str,
     /// `seq`, and `wildcard_seq` (none from a node before wildcard recovery).
@@ -656,16 +658,18 @@ impl<'a> Message<'a> {
         let (tenant, topic): (Option<String>, String) = serde_json::from_str(head).ok()?;
         Some(Self {
             epoch,
-            seq: match seq.split_once(' ') {
-                _ if seq.is_empty() => None,
-                Some((seq, wildcard_seq)) => Some((seq.parse().ok()?, Some(wildcard_seq.parse().ok()?))),
-                None => Some((seq.parse().ok()?, None)),
-            },
+            seq: if seq.is_empty() { None } else { Some((seq.parse().ok()?, wildcard_seq_of(frame))) },
             tenant: tenant.map(Into::into),
             topic: Topic::new(topic).ok()?,
             frame: frame.to_owned(),
         })
     }
+}
+
+/// The `wildcard_seq` the publish script appended to `frame`, if any.
+fn wildcard_seq_of(frame: &str) -> Option<u64> {
+    let (_, tail) = frame.rsplit_once(",\"wildcard_seq\":")?;
+    tail.strip_suffix('}')?.parse().ok()
 }
 
 /// The routing head of a topic: JSON keeps any tenant or topic apart from the separators.
@@ -685,7 +689,7 @@ pub(crate) fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{Message, redact};
 
     #[test]
     fn passwords_are_left_out_of_urls_shown() {
@@ -693,5 +697,15 @@ mod tests {
         assert_eq!(redact("redis://user:p@ss@host/0"), "redis://***@host/0");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn a_message_gives_the_wildcard_seq_the_script_appended_and_none_from_an_older_node() {
+        let frame = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":{"wildcard_seq":9},"timestamp":"t"},"seq":4,"wildcard_seq":17}"#;
+        let payload = format!("e1\n4\n[null,\"doc:1\"]\n{frame}");
+        assert_eq!(Message::parse(payload.as_bytes()).unwrap().seq, Some((4, Some(17))));
+        let older = r#"{"topic":"doc:1","event":"UPDATED","data":{"entity_id":"1","payload":{"a":1,"wildcard_seq":9},"timestamp":"t"},"seq":4}"#;
+        let payload = format!("e1\n4\n[null,\"doc:1\"]\n{older}");
+        assert_eq!(Message::parse(payload.as_bytes()).unwrap().seq, Some((4, None)), "a payload's own field is not it");
     }
 }

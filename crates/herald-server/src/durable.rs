@@ -56,7 +56,7 @@ use crate::{
     extract::Refusal,
     hub::{Conflict, DedupKey, Dropped, Hub, Tenant},
     store::{self, Changes, Limits, NewEvent, OpenError, Opened, Store},
-    wildcard::{Floor, Mark},
+    wildcard::Floor,
 };
 
 /// Longest time a request waits for the store before a 503.
@@ -137,15 +137,11 @@ impl Durable {
         hub.restore_pruned_wildcard_seq(pruned_wildcard_seq);
         // Each kept event's `wildcard_seq`, from its resource's marks.
         let mut numbered = HashMap::new();
-        for resource in resources {
-            let tenant: Tenant = resource.tenant.map(Into::into);
-            let mut marks = Vec::with_capacity(resource.marks.len());
-            for (wildcard_seq, topic, seq) in resource.marks {
-                let Ok(topic) = Topic::new(topic) else { continue };
-                numbered.insert((tenant.clone(), topic.as_str().to_owned(), seq), wildcard_seq);
-                marks.push(Mark { wildcard_seq, topic, seq });
+        for resource in &resources {
+            let tenant: Tenant = resource.tenant.as_deref().map(Into::into);
+            for (wildcard_seq, topic, seq) in &resource.marks {
+                numbered.insert((tenant.clone(), topic.clone(), *seq), *wildcard_seq);
             }
-            hub.restore_resource(tenant, resource.resource, resource.floor, marks);
         }
         // The store keeps wall-clock times; the hub ages history by the monotonic clock.
         let (now_ms, now) = (store::now_ms(), Instant::now());
@@ -162,6 +158,9 @@ impl Durable {
             });
             let history = history.collect();
             hub.restore_topic(key.0, key.1, topic.seq, history);
+        }
+        for resource in resources {
+            hub.restore_resource(resource.tenant.map(Into::into), &resource.resource, resource.floor, resource.marks);
         }
         for id in publish_ids {
             hub.remember_id((id.tenant.map(Into::into), id.user.into(), id.id), id.seq, at(id.at_ms));

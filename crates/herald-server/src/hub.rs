@@ -591,15 +591,18 @@ impl Hub {
             lock(pending).append(&mut dropped);
         }
         for shard in &self.resources {
-            lock(shard).retain(|key, resource| {
-                if !resource.is_idle() {
-                    return true;
-                }
-                self.pruned_wildcard_seq.fetch_max(resource.position(), Ordering::Relaxed);
-                if let Some(floors) = &self.floors {
-                    lock(floors).insert(key.clone(), (resource.position(), true));
-                }
-                false
+            lock(shard).retain(|name, by_tenant| {
+                by_tenant.retain(|tenant, resource| {
+                    if !resource.is_idle() {
+                        return true;
+                    }
+                    self.pruned_wildcard_seq.fetch_max(resource.position(), Ordering::Relaxed);
+                    if let Some(floors) = &self.floors {
+                        lock(floors).insert((tenant.clone(), name.clone()), (resource.position(), true));
+                    }
+                    false
+                });
+                !by_tenant.is_empty()
             });
         }
     }
@@ -623,16 +626,26 @@ impl Hub {
         self.wildcard_seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Restores a resource a store kept: its floor and its marks, oldest
-    /// first. Numbering goes on from above both.
-    pub(crate) fn restore_resource(&self, tenant: Tenant, name: String, floor: u64, marks: Vec<Mark>) {
-        let top = marks.last().map_or(floor, |mark| mark.wildcard_seq.max(floor));
+    /// Restores a resource a store kept, after its topics: its floor and
+    /// its marks, oldest first, as `(wildcard_seq, topic, seq)`. A mark
+    /// whose event the history no longer holds raises the floor instead.
+    /// Numbering goes on from above both.
+    pub(crate) fn restore_resource(&self, tenant: Tenant, name: &str, floor: u64, marks: Vec<(u64, String, u64)>) {
+        let top = marks.last().map_or(floor, |(wildcard_seq, ..)| floor.max(*wildcard_seq));
         self.wildcard_seq.fetch_max(top, Ordering::Relaxed);
-        let mut shard = self.resource_shard(&tenant, &name);
-        let resource = shard.entry((tenant, name)).or_insert_with(|| Resource::new(floor));
-        for mark in marks {
-            resource.mark(mark);
+        let mut resource = Resource::new(floor);
+        for (wildcard_seq, topic, seq) in marks {
+            let shard = self.shard(&tenant, &topic);
+            match shard.get(&(tenant.clone(), topic)).and_then(|state| state.history.get(seq)) {
+                Some(frame) => resource.mark(Mark { wildcard_seq, frame: frame.clone() }),
+                None => {
+                    resource.passed(wildcard_seq);
+                    resource.forget_through(wildcard_seq);
+                }
+            }
         }
+        let mut shard = self.resource_shard(&tenant, name);
+        *self.resource(&mut shard, &tenant, name) = resource;
     }
 
     /// Restores the highest position of the resources dropped before a
@@ -649,8 +662,19 @@ impl Hub {
 
     /// The resource `name` of `tenant` in its `shard`, made if new.
     fn resource<'a>(&self, shard: &'a mut Resources, tenant: &Tenant, name: &str) -> &'a mut Resource {
+        if !shard.contains_key(name) {
+            shard.insert(name.to_owned(), HashMap::new());
+        }
         let floor = self.pruned_wildcard_seq.load(Ordering::Relaxed);
-        shard.entry((tenant.clone(), name.to_owned())).or_insert_with(|| Resource::new(floor))
+        let by_tenant = shard.get_mut(name).expect("inserted above");
+        by_tenant.entry(tenant.clone()).or_insert_with(|| Resource::new(floor))
+    }
+
+    /// Every resource of every shard, each under its shard's lock.
+    fn each_resource(&self, mut f: impl FnMut(&mut Resource)) {
+        for shard in &self.resources {
+            lock(shard).values_mut().flat_map(HashMap::values_mut).for_each(&mut f);
+        }
     }
 
     /// Tells a topic's resource up to where its history dropped events: a
@@ -729,9 +753,7 @@ impl Hub {
         if let Some(bus) = &self.bus {
             // First: a wildcard registering from here on gets no position.
             *lock(bus) = BusOrder::default();
-            for shard in &self.resources {
-                lock(shard).values_mut().for_each(Resource::forget_all);
-            }
+            self.each_resource(Resource::forget_all);
         }
     }
 
@@ -900,7 +922,8 @@ impl Hub {
         let shard = self.shard(tenant, topic.as_str());
         let subs = shard.get(&(tenant.clone(), topic.as_str().to_owned())).map(|state| &state.subs);
         let resources = self.resource_shard(tenant, topic.resource());
-        let wildcard = resources.get(&(tenant.clone(), topic.resource().to_owned())).map(|resource| &resource.peers);
+        let resource = resources.get(topic.resource()).and_then(|by_tenant| by_tenant.get(tenant));
+        let wildcard = resource.map(|resource| &resource.peers);
         self.fan_out(subs, wildcard, frame);
     }
 
@@ -912,11 +935,11 @@ impl Hub {
         if missed {
             // Events never came: a wildcard that registered meanwhile was
             // given a position it did not get everything after.
-            for shard in &self.resources {
-                lock(shard).values().flat_map(|resource| resource.peers.values()).for_each(|peer| {
+            self.each_resource(|resource| {
+                resource.peers.values().for_each(|peer| {
                     peer.kill(close::GOING_AWAY);
                 });
-            }
+            });
         }
         let mut shard = self.shard(&tenant, topic.as_str());
         let state = shard.entry((tenant.clone(), topic.as_str().to_owned())).or_insert_with(|| self.new_topic());
@@ -1003,7 +1026,7 @@ impl Hub {
         if let Some(wildcard_seq) = wildcard_seq {
             let mut through = std::mem::take(&mut state.history.dropped);
             if state.history.get(seq).is_some() {
-                resource.mark(Mark { wildcard_seq, topic: topic.clone(), seq });
+                resource.mark(Mark { wildcard_seq, frame: frame.clone() });
             } else {
                 // Not kept (no history, or larger than a topic's bound): not replayable.
                 resource.passed(wildcard_seq);
@@ -1245,8 +1268,8 @@ impl Hub {
     fn unsubscribe(&self, peer: &Peer, topic: &Topic) {
         if topic.is_wildcard() {
             let mut resources = self.resource_shard(&peer.tenant, topic.resource());
-            let key = (peer.tenant.clone(), topic.resource().to_owned());
-            if let Some(resource) = resources.get_mut(&key)
+            let resource = resources.get_mut(topic.resource()).and_then(|by_tenant| by_tenant.get_mut(&peer.tenant));
+            if let Some(resource) = resource
                 && resource.peers.remove(&peer.id).is_some()
             {
                 self.metrics.transport(peer.transport).subscriptions.dec();
@@ -1271,9 +1294,8 @@ impl Hub {
 
     /// Subscribes `peer` to every topic of `topic.resource()` in its
     /// tenant. With `since` (a `wildcard_seq`), also collects the events it
-    /// missed: their marks under the same lock as the registration, so that
-    /// every later event reaches it live, then their frames from their
-    /// topics' histories. A node of a cluster recovers only from what it
+    /// missed, under the same lock as the registration, so that every later
+    /// event reaches it live. A node of a cluster recovers only from what it
     /// saw since it listens to the channel, and gives no position before
     /// it knows where the cluster's numbers stand.
     fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic, since: Option<u64>) -> Joined {
@@ -1288,23 +1310,11 @@ impl Hub {
             (position, known_from.zip(since).map(|(known_from, since)| resource.after(since, known_from)))
         };
         let mut joined = Joined { last_seq: position, recovered: since.map(|_| false), ..Joined::default() };
-        if let Some(replay) = marks.flatten().and_then(|marks| self.frames(&peer.tenant, marks)) {
+        if let Some(replay) = marks.flatten() {
             joined.replay = replay;
             joined.recovered = Some(true);
         }
         joined
-    }
-
-    /// The frames of the `marks`' events, in their order; `None` if a
-    /// history no longer holds one.
-    fn frames(&self, tenant: &Tenant, marks: Vec<Mark>) -> Option<Vec<Frame>> {
-        let mut frames = Vec::with_capacity(marks.len());
-        for Mark { topic, seq, .. } in marks {
-            let shard = self.shard(tenant, topic.as_str());
-            let state = shard.get(&(tenant.clone(), topic.into_string()))?;
-            frames.push(state.history.get(seq)?.clone());
-        }
-        Some(frames)
     }
 
     /// Publishes `event` unless the same [`PublishId`] was published within

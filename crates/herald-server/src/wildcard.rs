@@ -6,8 +6,9 @@
 //! counter the hub keeps for its epoch, shared by every resource so that a
 //! resource dropped while idle and made again numbers on from above its old
 //! numbers. A resource marks each of its events that its topic's history
-//! still holds, in order. A wildcard's `since` then replays the events
-//! marked after it, read from their topics' histories.
+//! still holds, in order, with the event's frame (shared with the history,
+//! not copied). A wildcard's `since` then replays the events marked after
+//! it.
 //!
 //! Numbering, marking and fan-out happen under the resource's lock, and a
 //! wildcard registers under it too: it gets every event after the position
@@ -18,12 +19,11 @@ use std::{
     sync::Arc,
 };
 
-use herald_protocol::Topic;
+use crate::hub::{Frame, Peer, Tenant};
 
-use crate::hub::{Peer, Tenant};
-
-/// One shard's resources, by namespace and resource type.
-pub(crate) type Resources = HashMap<(Tenant, String), Resource>;
+/// One shard's resources, by resource type and namespace (looked up by
+/// name without allocating one).
+pub(crate) type Resources = HashMap<String, HashMap<Tenant, Resource>>;
 
 /// One resource type of a namespace (`gift-list` of tenant `acme`).
 #[derive(Default)]
@@ -49,12 +49,11 @@ pub(crate) struct Floor {
     pub(crate) gone: bool,
 }
 
-/// Where one event of a resource is: its topic and `seq`.
+/// One event of a resource, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mark {
     pub(crate) wildcard_seq: u64,
-    pub(crate) topic: Topic,
-    pub(crate) seq: u64,
+    pub(crate) frame: Frame,
 }
 
 impl Resource {
@@ -104,15 +103,15 @@ impl Resource {
         self.floor = self.position();
     }
 
-    /// The marks of the events after `since`, oldest first; `None` when
+    /// The frames of the events after `since`, oldest first; `None` when
     /// some may be gone, or `since` is no position of this resource.
     /// Nothing before `known_from` is known (see [`BusOrder`]).
-    pub(crate) fn after(&self, since: u64, known_from: u64) -> Option<Vec<Mark>> {
+    pub(crate) fn after(&self, since: u64, known_from: u64) -> Option<Vec<Frame>> {
         if since < self.floor.max(known_from) || since > self.position() {
             return None;
         }
         let from = self.marks.partition_point(|mark| mark.wildcard_seq <= since);
-        Some(self.marks.range(from..).cloned().collect())
+        Some(self.marks.range(from..).map(|mark| mark.frame.clone()).collect())
     }
 
     /// Nothing to deliver to and nothing to replay: it can go.
@@ -171,7 +170,11 @@ mod tests {
     use super::*;
 
     fn mark(wildcard_seq: u64, topic: &str, seq: u64) -> Mark {
-        Mark { wildcard_seq, topic: Topic::new(topic).unwrap(), seq }
+        Mark { wildcard_seq, frame: format!("{topic} {seq}").into() }
+    }
+
+    fn frames(marks: &[Mark]) -> Option<Vec<Frame>> {
+        Some(marks.iter().map(|mark| mark.frame.clone()).collect())
     }
 
     #[test]
@@ -183,13 +186,13 @@ mod tests {
         resource.mark(mark(11, "doc:1", 1));
         resource.mark(mark(14, "doc:2", 1));
         resource.mark(mark(15, "doc:1", 2));
-        assert_eq!(resource.after(11, 0), Some(vec![mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(11, 0), frames(&[mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
         assert_eq!(resource.after(11, 12), None, "before what the node knows");
         assert_eq!(resource.after(16, 0), None, "past the last event");
         assert!(resource.forget_through(14));
         assert!(!resource.forget_through(12), "the floor never goes down");
         assert_eq!(resource.after(11, 0), None);
-        assert_eq!(resource.after(14, 0), Some(vec![mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(14, 0), frames(&[mark(15, "doc:1", 2)]));
         resource.passed(20);
         resource.forget_through(20);
         assert_eq!((resource.position(), resource.after(15, 0)), (20, None));

@@ -298,11 +298,10 @@ export function coalesce({ url, list }) {
 /**
  * A list loaded over REST and kept fresh by useInvalidateOnEvent: `fetch`
  * is the number of the request its data came from; `status` and `lives`
- * are useTopic's on the same topic.
+ * are useTopic's on the same topic (`gift-list:<list>` unless given).
  */
-function FreshList({ list }) {
+function FreshList({ list, topic = `gift-list:${list}` }) {
   const queryClient = useQueryClient();
-  const topic = `gift-list:${list}`;
   const { data } = useQuery({ queryKey: ['fresh', list], queryFn: () => fetchJson(`/api/fresh/${list}`) });
   useInvalidateOnEvent(queryClient, topic, ['fresh', list]);
   const [lives, setLives] = useState(0);
@@ -311,12 +310,12 @@ function FreshList({ list }) {
 }
 
 /** No SSE fallback: a blocked WebSocket keeps the subscription from going live. */
-export function fresh({ url, list }) {
+export function fresh({ url, list, topic }) {
   return (
     <HeraldProvider options={{ url, token: 'reader', backoff: FAST_BACKOFF, fallback: false }}>
       <Status />
       <WithQueryClient>
-        <FreshList list={list} />
+        <FreshList list={list} topic={topic} />
       </WithQueryClient>
     </HeraldProvider>
   );
