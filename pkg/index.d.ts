@@ -181,7 +181,8 @@ export interface Position {
  * The server confirmed the subscription: everything up to `position` was
  * delivered, and what follows comes live. It comes first, and again after a
  * reconnect that recovered what was missed (a `resync` comes where it
- * could not). `position` is `null` for a wildcard.
+ * could not). A wildcard's `position.seq` is its resource's `wildcard_seq`;
+ * `position` is `null` where the server gave none.
  */
 export interface LiveMessage {
   type: 'live';
@@ -204,7 +205,8 @@ export interface UnconfirmedMessage {
  * - `not_recovered`: after a reconnect the server could not replay them
  *   (its history was lost, e.g. on a restart, or no longer reaches back);
  * - `no_recovery`: the server does not support recovery;
- * - `wildcard`: a wildcard subscription (re)started: its topics have no single position;
+ * - `wildcard`: a wildcard subscription reconnected, and the server had given it no
+ *   position to resume from (a server before wildcard recovery);
  * - `gap`: an event arrived with a `seq` more than one past the last;
  * - `lagged`: the client fell behind and dropped events.
  */
@@ -284,8 +286,8 @@ export interface SubscribeOptions {
 
 /**
  * What `subscribe` returns: call it (or its `unsubscribe`) to unsubscribe.
- * `live` resolves with the position (`null` for a wildcard or a server that
- * never confirms) once the server confirmed the subscription, and rejects
+ * `live` resolves with the position (a wildcard's is its resource's
+ * `wildcard_seq`; `null` from a server that gives none or never confirms) once the server confirmed the subscription, and rejects
  * with a {@link HeraldError} of kind `'refused'` (with the server's `code`)
  * if it refuses the topic. It stays pending while the client does not run
  * (loading, unsupported, stopped).

@@ -88,8 +88,8 @@ pub enum ResyncReason {
     /// while disconnected.
     NoRecovery,
     /// A wildcard subscription reconnected, and the server had given it no
-    /// position to resume from (a node of a cluster, or a server before
-    /// wildcard recovery).
+    /// position to resume from (a server before wildcard recovery, or a
+    /// node of a cluster that did not know where the numbers stood).
     Wildcard,
     /// The application read too slowly: the driver dropped events of this
     /// topic rather than buffer without bound (never emitted by the session
@@ -233,8 +233,8 @@ pub enum SessionEvent {
     /// reconnect that could not recover, a [`Resync`](Self::Resync) comes
     /// first. A wildcard's position is its resource's `wildcard_seq`.
     /// `position` is `None` where the server gave none (a node of a
-    /// cluster that has not seen the topic yet, or that numbers no
-    /// wildcards).
+    /// cluster that has not seen the topic yet, or a server before
+    /// wildcard recovery).
     Live {
         /// The subscribed topic (or wildcard).
         topic: Topic,
