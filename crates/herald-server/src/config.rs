@@ -352,7 +352,7 @@ impl ServerConfig {
     fn authenticator(&self) -> Result<Arc<dyn Authenticator>, ServerError> {
         let invalid = |problem: &str| Err(ServerError::Config(problem.to_owned()));
         if self.dev {
-            return Ok(Arc::new(Dev));
+            return Ok(Arc::new(Dev::new()));
         }
         let rules = |jwt: Jwt| {
             let jwt = self.jwt_audience.iter().fold(jwt, |jwt, audience| jwt.audience(audience));

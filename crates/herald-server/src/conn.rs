@@ -12,8 +12,9 @@
 use std::{
     collections::VecDeque,
     future::{Future, poll_fn},
-    pin::{Pin, pin},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll, ready},
 };
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -51,17 +52,42 @@ pub(crate) enum Inbound {
 pub(crate) struct Gone;
 
 /// What carries a connection's messages.
+///
+/// Writing is polled, as a `Sink` is, rather than async: a write that
+/// waits on the client then keeps its state in the link and the frames not
+/// yet taken, not in a future that every idle connection's task would hold
+/// room for.
 pub(crate) trait Link: Send {
     /// What it is, for the metrics.
     const TRANSPORT: Transport;
     /// The next message from the client; `None` when it is gone.
     fn recv(&mut self) -> impl Future<Output = Option<Result<Inbound, Ending>>> + Send;
-    /// Queues a frame for the client without flushing.
-    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), Gone>> + Send;
-    /// Writes what was fed.
-    fn flush(&mut self) -> impl Future<Output = Result<(), Gone>> + Send;
+    /// Ready when the link can take a frame.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Gone>>;
+    /// Queues a frame for the client without flushing; after `poll_ready`.
+    fn start_send(&mut self, frame: Frame) -> Result<(), Gone>;
+    /// Writes what was queued.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Gone>>;
     /// Ends the link with `ending`'s code and reason (or none).
     fn close(&mut self, ending: Ending) -> impl Future<Output = ()> + Send;
+}
+
+/// Writes `frames` to `link`, taking them from the front, with one flush.
+fn poll_write<L: Link>(link: &mut L, cx: &mut Context<'_>, frames: &mut VecDeque<Queued>) -> Poll<Result<(), Gone>> {
+    while !frames.is_empty() {
+        ready!(link.poll_ready(cx))?;
+        if let Some(queued) = frames.pop_front() {
+            link.start_send(queued.frame)?;
+        }
+    }
+    link.poll_flush(cx)
+}
+
+/// Writes one frame and flushes.
+async fn write_one<L: Link>(link: &mut L, frame: Frame) -> Result<(), Gone> {
+    poll_fn(|cx| link.poll_ready(cx)).await?;
+    link.start_send(frame)?;
+    poll_fn(|cx| link.poll_flush(cx)).await
 }
 
 /// Why and how a connection ends.
@@ -104,10 +130,7 @@ pub(crate) fn run<L: Link>(
     let opening = Box::pin(open(link, app, token, headers, origin_ok, remote));
     async move {
         let Some(mut conn) = opening.await else { return };
-        let ending = match Box::pin(conn.send_connected()).await {
-            Ok(()) => conn.serve().await,
-            Err(ending) => ending,
-        };
+        let ending = conn.serve().await;
         Box::pin(conn.end(ending)).await;
     }
 }
@@ -211,8 +234,7 @@ async fn authenticate<L: Link>(
             // Liveness checks may come before authentication.
             Ok(ClientMessage::Ping) => {
                 let gone = |_| (AuthFailure::Missing, Ending::silent());
-                link.feed(ServerMessage::Pong.encode().into()).await.map_err(gone)?;
-                link.flush().await.map_err(gone)?;
+                write_one(link, ServerMessage::Pong.encode().into()).await.map_err(gone)?;
             }
             _ => {
                 let reason = "not authenticated; send {\"type\":\"auth\",\"token\":..} first or use ?token=";
@@ -337,7 +359,13 @@ impl<L: Link> Conn<L> {
         close_link(link, &app, ending).await;
     }
 
+    /// Sends `connected`, then serves until the connection must end.
     async fn serve(&mut self) -> Ending {
+        // Here, not in `run`: there the result would stay in the future
+        // beside this one's wait.
+        if let Err(ending) = Box::pin(self.send_connected()).await {
+            return ending;
+        }
         let timer = sleep_until(self.next_deadline());
         tokio::pin!(timer);
         // One kill future for the connection's life: a fresh one per loop
@@ -346,9 +374,12 @@ impl<L: Link> Conn<L> {
         tokio::pin!(killed);
         let mut batch = VecDeque::new();
         loop {
-            let deadline = self.next_deadline();
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
+            // In a block: the task would keep a deadline that outlives it.
+            {
+                let deadline = self.next_deadline();
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
             }
             let step = tokio::select! {
                 () = &mut killed => Err(self.kill_ending()),
@@ -423,37 +454,30 @@ impl<L: Link> Conn<L> {
         &mut self,
         batch: &mut VecDeque<Queued>,
         mut timer: Pin<&mut Sleep>,
-        killed: Pin<&mut impl Future<Output = ()>>,
+        mut killed: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        // Set only once the write waits (the select below is biased).
-        let mut after = Some(&self.app.config.write_timeout);
+        // Frames are moved into the socket, not cloned: every subscriber's
+        // copy shares one reference count, which a clone and a drop per
+        // frame would make every writer contend on. The fan-out timers
+        // (few: events are sampled) are kept until the flush.
+        let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
+        let mut after = Some(self.app.config.write_timeout);
         let link = &mut self.link;
-        let written = {
-            let write = pin!(async {
-                // Frames are moved into the socket, not cloned: every
-                // subscriber's copy shares one reference count, which a
-                // clone and a drop per frame would make every writer
-                // contend on. The fan-out timers (few: events are sampled)
-                // are kept until the flush.
-                let timers: Vec<_> = batch.iter_mut().filter_map(Queued::take_timer).collect();
-                while let Some(queued) = batch.pop_front() {
-                    link.feed(queued.frame).await?;
-                }
-                link.flush().await.map(|()| drop(timers))
-            });
-            let late = poll_fn(|cx| {
-                if let Some(after) = after.take() {
-                    timer.as_mut().reset(Instant::now() + *after);
-                }
-                timer.as_mut().poll(cx)
-            });
-            tokio::select! {
-                biased;
-                result = write => Written::Done(result),
-                () = killed => Written::Killed,
-                () = late => Written::Late,
+        // The write first: a kill or the deadline ends only a write that waits.
+        let written = poll_fn(|cx| {
+            if let Poll::Ready(result) = poll_write(link, cx, batch) {
+                return Poll::Ready(Written::Done(result));
             }
-        };
+            if killed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Written::Killed);
+            }
+            if let Some(after) = after.take() {
+                timer.as_mut().reset(Instant::now() + after);
+            }
+            timer.as_mut().poll(cx).map(|()| Written::Late)
+        })
+        .await;
+        drop(timers);
         match written {
             Written::Done(Ok(())) => {}
             Written::Done(Err(Gone)) => return Err(Ending::silent()),
@@ -484,12 +508,7 @@ impl<L: Link> Conn<L> {
 
     async fn send(&mut self, frame: Frame) -> Step {
         self.app.hub.metrics.messages_out.inc();
-        let link = &mut self.link;
-        let write = async {
-            link.feed(frame).await?;
-            link.flush().await
-        };
-        match timeout(self.app.config.write_timeout, write).await {
+        match timeout(self.app.config.write_timeout, write_one(&mut self.link, frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Ending::silent()),
             Err(_) => Err(Ending::close(close::TOO_SLOW, "too slow: a write did not complete in time")),

@@ -15,6 +15,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
 };
 
 use axum::{
@@ -29,6 +30,7 @@ use futures_util::stream;
 use herald_protocol::limits::MAX_FRAME_BYTES;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
 
 use crate::{
     app::App,
@@ -78,7 +80,7 @@ impl Drop for Registered {
 struct StreamLink {
     inbound: mpsc::Receiver<String>,
     /// `None` once closed: dropping the sender ends the event stream.
-    outbound: Option<mpsc::Sender<Frame>>,
+    outbound: Option<PollSender<Frame>>,
 }
 
 impl Link for StreamLink {
@@ -88,21 +90,25 @@ impl Link for StreamLink {
         self.inbound.recv().await.map(|text| Ok(Inbound::Text(text.into())))
     }
 
-    async fn feed(&mut self, frame: Frame) -> Result<(), Gone> {
-        // Waits while the stream is full; the connection's write timeout
-        // then closes a consumer that fell behind (4009).
-        self.outbound.as_ref().ok_or(Gone)?.send(frame).await.map_err(|_| Gone)
+    // Waits while the stream is full; the connection's write timeout then
+    // closes a consumer that fell behind (4009).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Gone>> {
+        self.outbound.as_mut().ok_or(Gone)?.poll_reserve(cx).map_err(|_| Gone)
     }
 
-    async fn flush(&mut self) -> Result<(), Gone> {
-        Ok(())
+    fn start_send(&mut self, frame: Frame) -> Result<(), Gone> {
+        self.outbound.as_mut().ok_or(Gone)?.send_item(frame).map_err(|_| Gone)
+    }
+
+    fn poll_flush(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Gone>> {
+        Poll::Ready(Ok(()))
     }
 
     async fn close(&mut self, ending: Ending) {
         let Some(outbound) = self.outbound.take() else { return };
-        if let Some(code) = ending.code {
+        if let (Some(code), Some(sender)) = (ending.code, outbound.get_ref()) {
             let frame = json!({"type": "close", "code": code, "reason": truncate_reason(ending.reason)});
-            let _ = outbound.try_send(frame.to_string().into());
+            let _ = sender.try_send(frame.to_string().into());
         }
     }
 }
@@ -118,7 +124,7 @@ pub(crate) fn open(app: Arc<App>, headers: &HeaderMap, token: Option<String>, re
     app.sessions.insert(id.clone(), in_tx);
     let registered = Registered { app: app.clone(), id };
     let headers = headers.clone();
-    let link = StreamLink { inbound: in_rx, outbound: Some(out_tx) };
+    let link = StreamLink { inbound: in_rx, outbound: Some(PollSender::new(out_tx)) };
     tokio::spawn(async move {
         let _registered = registered;
         crate::conn::run(link, app, token, headers, origin_ok, remote).await;

@@ -7,7 +7,13 @@
 //! were a tenth of what each cost. The requests it accepts and refuses, and
 //! the answers, are axum's.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     body::Body,
@@ -15,7 +21,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use futures_util::{FutureExt, SinkExt, StreamExt, future::Either};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt, future::Either};
 use herald_protocol::{close, limits::MAX_FRAME_BYTES};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -185,12 +191,16 @@ impl Link for Socket {
         })
     }
 
-    async fn feed(&mut self, frame: Frame) -> Result<(), Gone> {
-        SinkExt::feed(self, Message::Text(frame)).await.map_err(|_| Gone)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Gone>> {
+        Sink::<Message>::poll_ready(Pin::new(self), cx).map_err(|_| Gone)
     }
 
-    async fn flush(&mut self) -> Result<(), Gone> {
-        SinkExt::flush(self).await.map_err(|_| Gone)
+    fn start_send(&mut self, frame: Frame) -> Result<(), Gone> {
+        Pin::new(self).start_send(Message::Text(frame)).map_err(|_| Gone)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Gone>> {
+        Sink::<Message>::poll_flush(Pin::new(self), cx).map_err(|_| Gone)
     }
 
     /// Sends a close frame (or none), then waits briefly for the client's
