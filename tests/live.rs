@@ -194,6 +194,8 @@ async fn an_ephemeral_event_reaches_current_subscribers_only_and_is_never_replay
     let typist = client(&server.ws_url(), "typist");
     let mut subscription = reader.subscribe("room:1").await.unwrap();
     let before = server.position("room:1").await.unwrap();
+    // An ephemeral publish is sent only while connected (never queued).
+    typist.connected().await.unwrap();
     let ack =
         typist.publish_with("room:1", "TYPING", "typist", &json!(true), PublishOptions::default().ephemeral()).await;
     let ack = ack.unwrap();
