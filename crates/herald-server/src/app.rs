@@ -15,6 +15,7 @@ use crate::{
     quota::{OverQuota, Quota, Quotas},
     rate::PublishLimits,
     stream::Sessions,
+    wildcard,
 };
 
 #[derive(Debug)]
@@ -166,6 +167,23 @@ impl App {
                 (*position.epoch == *self.hub.epoch()).then(|| Fetched { seq: position.seq, events: Vec::new() })
             }
         }
+    }
+
+    /// What a node of a cluster reads from Redis for a wildcard subscription
+    /// from `since`, before it registers it: the events of its resource
+    /// after `since`, where the node did not see them all. `None` where the
+    /// node has them, or Redis cannot say.
+    pub(crate) async fn missed_wildcard(
+        &self,
+        tenant: &Tenant,
+        wildcard: &Topic,
+        since: Option<u64>,
+    ) -> Option<wildcard::Fetched> {
+        let (cluster, since) = (self.cluster.as_ref()?, since?);
+        if self.hub.recovers_wildcard(tenant, wildcard, since) {
+            return None;
+        }
+        cluster.wildcard_history(tenant.as_deref(), wildcard.resource(), since).await.ok()
     }
 
     /// Where `topic` stands in `tenant`'s namespace: on a node of a

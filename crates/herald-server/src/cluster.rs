@@ -43,9 +43,12 @@
 //! its frame's size plus 60 bytes.
 //!
 //! The script also numbers every event in one counter for the cluster
-//! (`wildcard_seq`, see `wildcard.rs`), and the channel brings those numbers
-//! in order: a node knows it saw every event after the counter it read once
-//! listening, and recovers a wildcard from there on from what it saw.
+//! (`wildcard_seq`, see `wildcard.rs`) and appends it to its resource's
+//! history (`<prefix>:history:<epoch>:["tenant","resource","*"]`, ten times
+//! `history_len`), each entry naming the resource's event before it. The
+//! channel brings those numbers in order: a node knows it saw every event
+//! after the counter it read once listening, and reads a wildcard's gap
+//! from before that from the resource's history.
 //!
 //! Presence spans the nodes: see `roster`.
 
@@ -71,6 +74,7 @@ use crate::{
     app::NotPublished,
     hub::{Conflict, Fetched, Frame, Hub, PublishId, Tenant},
     roster::Roster,
+    wildcard,
 };
 
 /// Longest wait for a connection to Redis.
@@ -82,22 +86,28 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reconnect delays to Redis double from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// A resource's history in Redis holds this many times `history_len`
+/// events: its topics' events, together.
+const RESOURCE_HISTORY: usize = 10;
 
 /// Publishes one event. KEYS: epoch, the topic's seq counter, its history,
-/// the cluster's `wildcard_seq` counter, and the publish id when
+/// the cluster's `wildcard_seq` counter, the history of the topic's
+/// resource and its last `wildcard_seq`, and the publish id when
 /// deduplicating. ARGV: the epoch the node believes in, the channel, the
 /// routing head, the event without `seq` (which is the last key of the
 /// encoding, so `,"seq":N,"wildcard_seq":W}` replaces the closing brace), the
 /// dedup window in milliseconds, the `if_seq` (empty for none), the
-/// history's length and its age in milliseconds.
-/// Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
+/// history's length and its age in milliseconds, and the resource history's
+/// length. Each entry of a resource's history names the resource's event
+/// before it (`p`), so that a reader knows whether it reaches back far
+/// enough. Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
 /// the epoch is not the node's, or `{3, current seq}` when `if_seq` is not
 /// the topic's `seq`. Checking and numbering are one step, so two racing
 /// conditional publishes cannot both pass.
 const PUBLISH: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
-if KEYS[5] then
-  local earlier = redis.call('GET', KEYS[5])
+if KEYS[7] then
+  local earlier = redis.call('GET', KEYS[7])
   if earlier then return {1, tonumber(earlier)} end
 end
 if ARGV[6] ~= '' then
@@ -106,12 +116,16 @@ if ARGV[6] ~= '' then
 end
 local seq = redis.call('INCR', KEYS[2])
 local wseq = string.format('%d', redis.call('INCR', KEYS[4]))
-if KEYS[5] then redis.call('SET', KEYS[5], seq, 'PX', ARGV[5]) end
+if KEYS[7] then redis.call('SET', KEYS[7], seq, 'PX', ARGV[5]) end
 local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. ',"wildcard_seq":' .. wseq .. '}'
 if ARGV[7] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '0-' .. string.format('%d', seq), 'f', frame)
   redis.call('PEXPIRE', KEYS[3], ARGV[8])
+  local before = redis.call('GET', KEYS[6]) or '0'
+  redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[9], '0-' .. wseq, 'f', frame, 'p', before)
+  redis.call('PEXPIRE', KEYS[5], ARGV[8])
 end
+redis.call('SET', KEYS[6], wseq)
 redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
 return {0, seq}
 "#;
@@ -125,6 +139,19 @@ local epoch = redis.call('GET', KEYS[1])
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 if epoch ~= ARGV[1] then return {epoch or '', seq, {}} end
 return {epoch, seq, redis.call('XRANGE', KEYS[3], '(0-' .. ARGV[2], '+', 'COUNT', ARGV[3])}
+"#;
+
+/// Reads a resource's events after a `wildcard_seq`. KEYS: epoch, the
+/// resource's history, its last `wildcard_seq`, the cluster's counter.
+/// ARGV: the epoch the node believes in, the `wildcard_seq`, the most
+/// events to return. Returns `{epoch, last, counter, entries}`, with no
+/// entries when the epoch is not the node's.
+const WILDCARD_HISTORY: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
+if epoch ~= ARGV[1] then return {epoch or '', last, counter, {}} end
+return {epoch, last, counter, redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[2], '+', 'COUNT', ARGV[3])}
 "#;
 
 /// Names the cluster's history. KEYS: epoch, and the `run_id` of the Redis
@@ -173,6 +200,7 @@ pub(crate) struct Cluster {
     publish: Script,
     establish: Script,
     history: Script,
+    wildcard_history: Script,
     dedup_window_ms: u64,
     history_len: usize,
     history_max_age_ms: u64,
@@ -244,6 +272,7 @@ impl Cluster {
             publish: Script::new(PUBLISH),
             establish: Script::new(ESTABLISH),
             history: Script::new(HISTORY),
+            wildcard_history: Script::new(WILDCARD_HISTORY),
             dedup_window_ms: config.dedup_window.as_millis().clamp(1, u64::MAX.into()) as u64,
             history_len: config.history_len,
             history_max_age_ms: config.history_max_age.as_millis().clamp(1, u64::MAX.into()) as u64,
@@ -488,11 +517,15 @@ impl Cluster {
     /// The publish script's keys and arguments for `item` in `epoch`.
     fn publish_keys_args(&self, epoch: &str, item: &Numbered<'_>) -> (Vec<String>, Vec<String>) {
         let head = head(item.event.data.tenant_id.as_deref(), &item.event.topic);
+        let tenant = item.event.data.tenant_id.as_deref();
+        let resource = resource_head(tenant, item.event.topic.resource());
         let mut keys = vec![
             self.epoch_key.clone(),
             self.seq_key(&head),
             self.history_key(epoch, &head),
             self.wildcard_seq_key.clone(),
+            self.history_key(epoch, &resource),
+            self.wildcard_seq_key_of(&resource),
         ];
         keys.extend(item.dedup.map(|d| self.dedup_key(d)));
         let args = vec![
@@ -504,6 +537,7 @@ impl Cluster {
             item.if_seq.map(|seq| seq.to_string()).unwrap_or_default(),
             self.history_len.to_string(),
             self.history_max_age_ms.to_string(),
+            (self.history_len * RESOURCE_HISTORY).to_string(),
         ];
         (keys, args)
     }
@@ -582,6 +616,50 @@ impl Cluster {
 
     fn history_key(&self, epoch: &str, head: &str) -> String {
         format!("{}:history:{epoch}:{head}", self.prefix)
+    }
+
+    /// The last `wildcard_seq` of the resource `head` names.
+    fn wildcard_seq_key_of(&self, head: &str) -> String {
+        format!("{}:wildcard_seq:{head}", self.prefix)
+    }
+
+    /// The events of `resource` in `tenant`'s namespace after the
+    /// `wildcard_seq` `since`, as Redis holds them, with the resource's last
+    /// `wildcard_seq` and the cluster's read in the same step: the history
+    /// of the node's epoch, or nothing in another.
+    pub(crate) async fn wildcard_history(
+        &self,
+        tenant: Option<&str>,
+        resource: &str,
+        since: u64,
+    ) -> Result<wildcard::Fetched, Unavailable> {
+        let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
+        let head = resource_head(tenant, resource);
+        let epoch = self.hub.epoch();
+        let mut invocation = self.wildcard_history.key(&self.epoch_key);
+        invocation.key(self.history_key(&epoch, &head)).key(self.wildcard_seq_key_of(&head));
+        invocation.key(&self.wildcard_seq_key).arg(&*epoch).arg(since).arg(self.history_len.max(1) * RESOURCE_HISTORY);
+        type Reply = (String, u64, u64, Vec<(String, Vec<(String, String)>)>);
+        let (found, last, numbered, entries) =
+            match timeout(REPLY_TIMEOUT, invocation.invoke_async::<Reply>(&mut commands)).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(error)) => return Err(self.failed(&error)),
+                Err(_) => return Err(self.failed(&"no answer in time")),
+            };
+        if found != *epoch {
+            return Ok(wildcard::Fetched::default());
+        }
+        let mut fetched = wildcard::Fetched { last, numbered, complete_after: last, events: Vec::new() };
+        for (id, fields) in entries {
+            let Some(seq) = id.strip_prefix("0-").and_then(|seq| seq.parse().ok()) else { continue };
+            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, value)| value.clone());
+            let (Some(frame), Some(before)) = (field("f"), field("p").and_then(|p| p.parse().ok())) else { continue };
+            if fetched.events.is_empty() {
+                fetched.complete_after = before;
+            }
+            fetched.events.push((seq, Frame::from(frame)));
+        }
+        Ok(fetched)
     }
 
     fn seq_key(&self, head: &str) -> String {
@@ -670,6 +748,11 @@ impl<'a> Message<'a> {
 fn wildcard_seq_of(frame: &str) -> Option<u64> {
     let (_, tail) = frame.rsplit_once(",\"wildcard_seq\":")?;
     tail.strip_suffix('}')?.parse().ok()
+}
+
+/// The routing head of a resource type.
+fn resource_head(tenant: Option<&str>, resource: &str) -> String {
+    serde_json::json!([tenant, resource, "*"]).to_string()
 }
 
 /// The routing head of a topic: JSON keeps any tenant or topic apart from the separators.

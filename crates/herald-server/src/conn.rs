@@ -649,13 +649,15 @@ impl<L: Link> Conn<L> {
         // (the connection to Redis pipelines concurrent commands).
         let (app, identity, since) = (&self.app, &self.identity, &since);
         let reads = topics.iter().map(|topic| async move {
-            if topic.is_wildcard() || !identity.may_subscribe(topic.as_str()) {
-                return None;
+            let since = since.get(topic).copied().filter(|_| epoch_ok);
+            match topic.is_wildcard() {
+                _ if !identity.may_subscribe(topic.as_str()) => (None, None),
+                true => (None, app.missed_wildcard(&identity.tenant, topic, since).await),
+                false => (app.missed(&identity.tenant, topic, since).await, None),
             }
-            app.missed(&identity.tenant, topic, since.get(topic).copied().filter(|_| epoch_ok)).await
         });
         let fetched = futures_util::future::join_all(reads).await;
-        for (topic, fetched) in topics.into_iter().zip(fetched) {
+        for (topic, (fetched, fetched_wildcard)) in topics.into_iter().zip(fetched) {
             if !self.identity.may_subscribe(topic.as_str()) {
                 let message = format!("the token does not allow subscribing to {topic}");
                 refused.push((error_code::FORBIDDEN, message, topic));
@@ -671,7 +673,7 @@ impl<L: Link> Conn<L> {
             let position = since.get(&topic).copied();
             let from = position.filter(|_| epoch_ok);
             let joined = if topic.is_wildcard() {
-                self.connection.subscribe_wildcard(&topic, from)
+                self.connection.subscribe_wildcard(&topic, from, fetched_wildcard)
             } else {
                 self.connection.subscribe(&topic, presence, meta.as_ref(), from, fetched)
             };

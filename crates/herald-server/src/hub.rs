@@ -40,7 +40,7 @@ use crate::{
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
     presence::{Changes, Presence, Snapshot},
-    wildcard::{BusOrder, Floor, Mark, Resource, Resources},
+    wildcard::{self, BusOrder, Floor, Mark, Resource, Resources},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -199,9 +199,14 @@ impl Connection {
     }
 
     /// Subscribes to every topic of `topic.resource()`; see [`Hub::subscribe_wildcard`].
-    pub(crate) fn subscribe_wildcard(&mut self, topic: &Topic, since: Option<u64>) -> Joined {
+    pub(crate) fn subscribe_wildcard(
+        &mut self,
+        topic: &Topic,
+        since: Option<u64>,
+        fetched: Option<wildcard::Fetched>,
+    ) -> Joined {
         self.add(topic);
-        self.hub.subscribe_wildcard(&self.peer, topic, since)
+        self.hub.subscribe_wildcard(&self.peer, topic, since, fetched)
     }
 
     /// Counts that the server ended the connection with `code`.
@@ -633,7 +638,7 @@ impl Hub {
     pub(crate) fn restore_resource(&self, tenant: Tenant, name: &str, floor: u64, marks: Vec<(u64, String, u64)>) {
         let top = marks.last().map_or(floor, |(wildcard_seq, ..)| floor.max(*wildcard_seq));
         self.wildcard_seq.fetch_max(top, Ordering::Relaxed);
-        let mut resource = Resource::new(floor);
+        let mut resource = Resource::kept(floor);
         for (wildcard_seq, topic, seq) in marks {
             let shard = self.shard(&tenant, &topic);
             match shard.get(&(tenant.clone(), topic)).and_then(|state| state.history.get(seq)) {
@@ -1150,6 +1155,15 @@ impl Hub {
         shard.get(&(tenant.clone(), topic.as_str().to_owned())).is_some_and(|state| state.known)
     }
 
+    /// Whether this node has the events of `wildcard`'s resource after the
+    /// `wildcard_seq` `since`.
+    pub(crate) fn recovers_wildcard(&self, tenant: &Tenant, wildcard: &Topic, since: u64) -> bool {
+        let Some(known_from) = self.wildcards_known_from() else { return false };
+        let resources = self.resource_shard(tenant, wildcard.resource());
+        let resource = resources.get(wildcard.resource()).and_then(|by_tenant| by_tenant.get(tenant));
+        resource.is_some_and(|resource| resource.replays(since, known_from))
+    }
+
     /// Whether the events of `topic` after `since` are in this node's history.
     pub(crate) fn recovers(&self, tenant: &Tenant, topic: &Topic, since: u64) -> bool {
         let shard = self.shard(tenant, topic.as_str());
@@ -1295,25 +1309,35 @@ impl Hub {
     /// Subscribes `peer` to every topic of `topic.resource()` in its
     /// tenant. With `since` (a `wildcard_seq`), also collects the events it
     /// missed, under the same lock as the registration, so that every later
-    /// event reaches it live. A node of a cluster recovers only from what it
-    /// saw since it listens to the channel, and gives no position before
-    /// it knows where the cluster's numbers stand.
-    fn subscribe_wildcard(&self, peer: &Arc<Peer>, topic: &Topic, since: Option<u64>) -> Joined {
-        let (position, marks) = {
-            let mut resources = self.resource_shard(&peer.tenant, topic.resource());
-            let resource = self.resource(&mut resources, &peer.tenant, topic.resource());
-            if resource.peers.insert(peer.id, peer.clone()).is_none() {
-                self.metrics.transport(peer.transport).subscriptions.inc();
-            }
-            let known_from = self.wildcards_known_from();
-            let position = known_from.map(|known_from| resource.position().max(known_from));
-            (position, known_from.zip(since).map(|(known_from, since)| resource.after(since, known_from)))
-        };
-        let mut joined = Joined { last_seq: position, recovered: since.map(|_| false), ..Joined::default() };
-        if let Some(replay) = marks.flatten() {
-            joined.replay = replay;
-            joined.recovered = Some(true);
+    /// event reaches it live. A node of a cluster replays what it saw since
+    /// it listens to the channel, and what Redis held before (`fetched`,
+    /// read before this registration), and gives no position before it
+    /// knows where the cluster's numbers stand.
+    fn subscribe_wildcard(
+        &self,
+        peer: &Arc<Peer>,
+        topic: &Topic,
+        since: Option<u64>,
+        fetched: Option<wildcard::Fetched>,
+    ) -> Joined {
+        let mut resources = self.resource_shard(&peer.tenant, topic.resource());
+        let resource = self.resource(&mut resources, &peer.tenant, topic.resource());
+        if resource.peers.insert(peer.id, peer.clone()).is_none() {
+            self.metrics.transport(peer.transport).subscriptions.inc();
         }
+        let Some(known_from) = self.wildcards_known_from() else {
+            // A node of a cluster that does not know where the numbers stand yet.
+            return Joined { recovered: since.map(|_| false), ..Joined::default() };
+        };
+        let read = fetched.as_ref().map_or(0, |fetched| fetched.last);
+        let mut joined = Joined { last_seq: Some(resource.position().max(known_from).max(read)), ..Joined::default() };
+        let Some(since) = since else { return joined };
+        let replay = resource.after(since, known_from).or_else(|| {
+            // Read from the cluster's history: events this node did not see.
+            fetched.and_then(|fetched| resource.after_fetched(since, known_from, fetched))
+        });
+        joined.recovered = Some(replay.is_some());
+        joined.replay = replay.unwrap_or_default();
         joined
     }
 
@@ -1449,7 +1473,7 @@ mod tests {
         let task = std::thread::spawn(move || {
             let mut connection = task_hub.connect("u-1".into(), None, 8, Transport::WebSocket);
             connection.subscribe(&task_topic, true, None, None, None);
-            connection.subscribe_wildcard(&Topic::new("doc:*").unwrap(), None);
+            connection.subscribe_wildcard(&Topic::new("doc:*").unwrap(), None, None);
             panic!("a bug in a connection task");
         });
         assert!(task.join().is_err(), "the task panicked");

@@ -35,8 +35,26 @@ pub(crate) struct Resource {
     /// No event after a position below this can be replayed: its mark went
     /// with its topic's history.
     floor: u64,
+    /// What the resource's entry knows nothing before: the highest
+    /// position of the resources dropped before it was made (its own
+    /// earlier entry's among them).
+    inherited: u64,
     /// The `wildcard_seq` of the last event.
     last: u64,
+}
+
+/// A resource's events after a position, read from the cluster's history in
+/// Redis for a node that did not see them all.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    /// The resource's last `wildcard_seq` when they were read.
+    pub(crate) last: u64,
+    /// The cluster's last `wildcard_seq` then.
+    pub(crate) numbered: u64,
+    /// `events` holds every event of the resource after this, up to `last`.
+    pub(crate) complete_after: u64,
+    /// `(wildcard_seq, frame)`, oldest first.
+    pub(crate) events: Vec<(u64, Frame)>,
 }
 
 /// A resource whose floor rose, for the store; `gone` when it was dropped
@@ -57,9 +75,14 @@ pub(crate) struct Mark {
 }
 
 impl Resource {
-    /// A resource nothing is known of before `floor` (the highest number of
-    /// the resources dropped before it).
-    pub(crate) fn new(floor: u64) -> Self {
+    /// A resource nothing is known of before `inherited` (the highest
+    /// position of the resources dropped before it).
+    pub(crate) fn new(inherited: u64) -> Self {
+        Self { inherited, last: inherited, ..Self::default() }
+    }
+
+    /// A resource a store kept: its events before `floor` went.
+    pub(crate) fn kept(floor: u64) -> Self {
         Self { floor, last: floor, ..Self::default() }
     }
 
@@ -107,11 +130,42 @@ impl Resource {
     /// some may be gone, or `since` is no position of this resource.
     /// Nothing before `known_from` is known (see [`BusOrder`]).
     pub(crate) fn after(&self, since: u64, known_from: u64) -> Option<Vec<Frame>> {
-        if since < self.floor.max(known_from) || since > self.position() {
+        if !self.replays(since, known_from) {
             return None;
         }
-        let from = self.marks.partition_point(|mark| mark.wildcard_seq <= since);
+        self.marked_after(since)
+    }
+
+    /// Whether [`after`](Self::after) has the events after `since`.
+    pub(crate) fn replays(&self, since: u64, known_from: u64) -> bool {
+        since >= known_from.max(self.floor).max(self.inherited) && since <= self.position()
+    }
+
+    /// The frames of the marked events after `from`; `None` if marks after
+    /// it went (since this entry was made: the caller knows what came
+    /// before).
+    fn marked_after(&self, from: u64) -> Option<Vec<Frame>> {
+        if from < self.floor {
+            return None;
+        }
+        let from = self.marks.partition_point(|mark| mark.wildcard_seq <= from);
         Some(self.marks.range(from..).map(|mark| mark.frame.clone()).collect())
+    }
+
+    /// On a node of a cluster that cannot replay `since` from what it saw:
+    /// the events Redis held after it (`fetched`, read before this
+    /// registration), then those this node saw after the read. `None` if
+    /// Redis did not reach back to `since`, or the node may have missed an
+    /// event after the read (it was not listening yet, `known_from`).
+    pub(crate) fn after_fetched(&self, since: u64, known_from: u64, fetched: Fetched) -> Option<Vec<Frame>> {
+        // Every event after `fetched.last` was numbered after the read, which
+        // a node listening since before `fetched.numbered` saw.
+        let whole = fetched.events.last().is_none_or(|(last, _)| *last == fetched.last);
+        if !whole || fetched.complete_after > since || since > fetched.last || known_from > fetched.numbered {
+            return None;
+        }
+        let later = self.marked_after(fetched.last)?;
+        Some(fetched.events.into_iter().map(|(_, frame)| frame).chain(later).collect())
     }
 
     /// Nothing to deliver to and nothing to replay: it can go.
@@ -197,6 +251,32 @@ mod tests {
         resource.forget_through(20);
         assert_eq!((resource.position(), resource.after(15, 0)), (20, None));
         assert!(resource.is_idle());
+    }
+
+    #[test]
+    fn what_redis_held_replays_when_it_reaches_back_and_the_node_saw_the_rest() {
+        let mut resource = Resource::new(0);
+        resource.mark(mark(31, "doc:1", 3));
+        let fetched = |complete_after, last| Fetched {
+            last,
+            numbered: 30,
+            complete_after,
+            events: vec![(12, "doc:2 1".into()), (last, "doc:1 2".into())],
+        };
+        let all = frames(&[mark(12, "doc:2", 1), mark(20, "doc:1", 2), mark(31, "doc:1", 3)]);
+        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20)), all);
+        assert_eq!(resource.after_fetched(9, 25, fetched(10, 20)), None, "Redis no longer reaches back to 9");
+        assert_eq!(resource.after_fetched(10, 31, fetched(10, 20)), None, "the node listened after the read");
+        let mut short = fetched(10, 20);
+        short.events.pop();
+        assert_eq!(resource.after_fetched(10, 25, short), None, "the reply stopped short of the last");
+        resource.forget_through(25);
+        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20)), None, "the node's marks after the read went");
+        // A quiet resource, made after others were dropped: what Redis says stands.
+        let quiet = Resource::new(28);
+        let nothing = Fetched { last: 20, numbered: 30, complete_after: 20, events: Vec::new() };
+        assert_eq!(quiet.after(20, 25), None, "not from what this node knows");
+        assert_eq!(quiet.after_fetched(20, 25, nothing), Some(vec![]));
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(crate) async fn subscribe(
     for topic in topics {
         if topic.is_wildcard() {
             // One `since` for every topic is no wildcard's position.
-            out.connection.subscribe_wildcard(&topic, None);
+            out.connection.subscribe_wildcard(&topic, None, None);
             if since.is_some() {
                 out.recovered = Some(false);
             }
