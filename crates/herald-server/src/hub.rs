@@ -247,7 +247,7 @@ struct Sub {
 
 struct Stored {
     seq: u64,
-    /// 0 on a node of a cluster, whose events have none.
+    /// 0 for an event without one (from a node before wildcard recovery).
     wildcard_seq: u64,
     at: Instant,
     frame: Frame,

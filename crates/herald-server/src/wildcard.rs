@@ -13,6 +13,11 @@
 //! Numbering, marking and fan-out happen under the resource's lock, and a
 //! wildcard registers under it too: it gets every event after the position
 //! it is given live, and none before.
+//!
+//! On a node of a cluster Redis numbers the events (`cluster.rs`): the node
+//! marks what the channel brings, [`BusOrder`] says from which number on it
+//! saw everything, and what came before is read from the resource's history
+//! in Redis ([`Fetched`]).
 
 use std::{
     collections::{HashMap, VecDeque},
