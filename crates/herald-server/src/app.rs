@@ -99,7 +99,7 @@ impl App {
     /// Publishes a connection's `batch` in its order, each as
     /// [`publish`](Self::publish) does with the publisher's id (`tenant`,
     /// `user`, the publish's own id; none for an ephemeral one): through
-    /// Redis in one pipeline, through the store with one wait, so that a
+    /// Redis in one script call, through the store with one wait, so that a
     /// connection publishing fast is not held to one publish per round trip.
     pub(crate) async fn publish_batch(
         &self,

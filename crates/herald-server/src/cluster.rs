@@ -11,7 +11,11 @@
 //!
 //! Numbering and sending are one script, so the channel carries each
 //! topic's events in `seq` order, and a node (the publishing one too)
-//! delivers events only as the channel brings them. A node knows a topic's
+//! delivers events only as the channel brings them. A connection's
+//! publishes that wait while its last ones are on their way go as one
+//! batch, in one script call: Redis pays its per-call cost once per batch.
+//! The channel still carries one message per event, which nodes of every
+//! version read during a rolling deploy. A node knows a topic's
 //! position once it has seen one of its events on the channel; before, it
 //! leaves the topic out of `last_seq` and cannot recover it.
 //!
@@ -61,7 +65,7 @@ use std::{
 use herald_protocol::{Event, Position, Topic, close};
 use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script,
-    TlsCertificates, Value, aio::MultiplexedConnection,
+    ScriptInvocation, TlsCertificates, Value, aio::MultiplexedConnection,
 };
 use tokio::{
     sync::Notify,
@@ -90,44 +94,57 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 /// events: its topics' events, together.
 const RESOURCE_HISTORY: usize = 10;
 
-/// Publishes one event. KEYS: epoch, the topic's seq counter, its history,
-/// the cluster's `wildcard_seq` counter, the history of the topic's
-/// resource and its last `wildcard_seq`, and the publish id when
-/// deduplicating. ARGV: the epoch the node believes in, the channel, the
-/// routing head, the event without `seq` (which is the last key of the
-/// encoding, so `,"seq":N,"wildcard_seq":W}` replaces the closing brace), the
-/// dedup window in milliseconds, the `if_seq` (empty for none), the
-/// history's length and its age in milliseconds, and the resource history's
-/// length. Each entry of a resource's history names the resource's event
-/// before it (`p`), so that a reader knows whether it reaches back far
-/// enough. Returns `{0, seq}`, `{1, earlier seq}` for a duplicate, `{2, 0}` when
-/// the epoch is not the node's, or `{3, current seq}` when `if_seq` is not
-/// the topic's `seq`. Checking and numbering are one step, so two racing
-/// conditional publishes cannot both pass.
+/// Publishes a batch of events in its order: one call, so that Redis pays
+/// its per-call cost once per batch. KEYS: the epoch and the cluster's
+/// `wildcard_seq` counter, then five per event: the topic's seq counter,
+/// its history, the history of the topic's resource and its last
+/// `wildcard_seq`, and the publish id ('' when not deduplicating). ARGV: the
+/// epoch the node believes in, the channel, the dedup window in
+/// milliseconds, the history's length and its age in milliseconds, and the
+/// resource history's length; then three per event: the routing head, the
+/// event without `seq` (which is the last key of the encoding, so
+/// `,"seq":N,"wildcard_seq":W}` replaces the closing brace) and the `if_seq`
+/// (empty for none). Each entry of a resource's history names the
+/// resource's event before it (`p`), so that a reader knows whether it
+/// reaches back far enough. Returns two numbers per event: `0, seq`, `1,
+/// earlier seq` for a duplicate, or `3, current seq` when `if_seq` is not
+/// the topic's `seq`; or `2, 0` alone when the epoch is not the node's
+/// (nothing was published). Checking and numbering are one step, so two
+/// racing conditional publishes cannot both pass. Each event is its own
+/// message on the channel, which nodes of every version read.
 const PUBLISH: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {2, 0} end
-if KEYS[7] then
-  local earlier = redis.call('GET', KEYS[7])
-  if earlier then return {1, tonumber(earlier)} end
+local replies, messages, expiring, last = {}, {}, {}, {}
+for i = 0, (#ARGV - 6) / 3 - 1 do
+  local k, a = 3 + i * 5, 7 + i * 3
+  local dedup, if_seq = KEYS[k + 4], ARGV[a + 2]
+  local earlier = dedup ~= '' and redis.call('GET', dedup)
+  local current = if_seq ~= '' and tonumber(redis.call('GET', KEYS[k]) or '0')
+  if earlier then
+    replies[#replies + 1] = 1; replies[#replies + 1] = tonumber(earlier)
+  elseif current and current ~= tonumber(if_seq) then
+    replies[#replies + 1] = 3; replies[#replies + 1] = current
+  else
+    local seq = string.format('%d', redis.call('INCR', KEYS[k]))
+    local wseq = string.format('%d', redis.call('INCR', KEYS[2]))
+    if dedup ~= '' then redis.call('SET', dedup, seq, 'PX', ARGV[3]) end
+    local frame = string.sub(ARGV[a + 1], 1, -2) .. ',"seq":' .. seq .. ',"wildcard_seq":' .. wseq .. '}'
+    local resource = KEYS[k + 3]
+    if ARGV[4] ~= '0' then
+      redis.call('XADD', KEYS[k + 1], 'MAXLEN', ARGV[4], '0-' .. seq, 'f', frame)
+      local before = last[resource] or redis.call('GET', resource) or '0'
+      redis.call('XADD', KEYS[k + 2], 'MAXLEN', ARGV[6], '0-' .. wseq, 'f', frame, 'p', before)
+      expiring[KEYS[k + 1]] = true; expiring[KEYS[k + 2]] = true
+    end
+    last[resource] = wseq
+    messages[#messages + 1] = ARGV[1] .. '\n' .. seq .. '\n' .. ARGV[a] .. '\n' .. frame
+    replies[#replies + 1] = 0; replies[#replies + 1] = tonumber(seq)
+  end
 end
-if ARGV[6] ~= '' then
-  local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if current ~= tonumber(ARGV[6]) then return {3, current} end
-end
-local seq = redis.call('INCR', KEYS[2])
-local wseq = string.format('%d', redis.call('INCR', KEYS[4]))
-if KEYS[7] then redis.call('SET', KEYS[7], seq, 'PX', ARGV[5]) end
-local frame = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. ',"wildcard_seq":' .. wseq .. '}'
-if ARGV[7] ~= '0' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '0-' .. string.format('%d', seq), 'f', frame)
-  redis.call('PEXPIRE', KEYS[3], ARGV[8])
-  local before = redis.call('GET', KEYS[6]) or '0'
-  redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[9], '0-' .. wseq, 'f', frame, 'p', before)
-  redis.call('PEXPIRE', KEYS[5], ARGV[8])
-end
-redis.call('SET', KEYS[6], wseq)
-redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. string.format('%d', seq) .. '\n' .. ARGV[3] .. '\n' .. frame)
-return {0, seq}
+for key in pairs(expiring) do redis.call('PEXPIRE', key, ARGV[5]) end
+for key, wseq in pairs(last) do redis.call('SET', key, wseq) end
+for _, message in ipairs(messages) do redis.call('PUBLISH', ARGV[2], message) end
+return replies
 "#;
 
 /// Reads a topic's events after a `seq`. KEYS: epoch, the topic's seq
@@ -430,79 +447,58 @@ impl Cluster {
         dedup: Option<PublishId<'_>>,
         if_seq: Option<u64>,
     ) -> Result<(Position, bool), NotPublished> {
-        let item = Numbered { event, dedup, if_seq };
+        let mut published = self.publish_many(&[Numbered { event, dedup, if_seq }]).await;
+        published.pop().unwrap_or_else(|| Err(self.failed(&"no answer for the publish").into()))
+    }
+
+    /// Publishes `batch` in its order, as [`publish`](Self::publish) does
+    /// each, in one script call: one round trip, and Redis pays its
+    /// per-call cost once (a connection's publishes to a topic keep their
+    /// order).
+    pub(crate) async fn publish_many(&self, batch: &[Numbered<'_>]) -> Vec<Result<(Position, bool), NotPublished>> {
+        match self.number(batch).await {
+            Ok(published) => published,
+            Err(unavailable) => batch.iter().map(|_| Err(unavailable.clone().into())).collect(),
+        }
+    }
+
+    async fn number(&self, batch: &[Numbered<'_>]) -> Result<Vec<Result<(Position, bool), NotPublished>>, Unavailable> {
         // A second try follows a new epoch found in Redis; another change at once is not waited out.
         for _ in 0..2 {
             let mut commands = self.commands().ok_or_else(|| self.unreachable())?;
             let epoch = self.hub.epoch();
-            let (keys, args) = self.publish_keys_args(&epoch, &item);
-            let mut invocation = self.publish.prepare_invoke();
-            invocation.key(keys).arg(args);
+            let mut invocation = self.publish.key(&self.epoch_key);
+            invocation.key(&self.wildcard_seq_key).arg(&*epoch).arg(&self.channel).arg(self.dedup_window_ms);
+            invocation.arg(self.history_len).arg(self.history_max_age_ms).arg(self.history_len * RESOURCE_HISTORY);
+            for item in batch {
+                self.add_publish(&mut invocation, &epoch, item);
+            }
             let started = std::time::Instant::now();
-            let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut commands)).await;
+            let reply = timeout(REPLY_TIMEOUT, invocation.invoke_async::<Vec<u64>>(&mut commands)).await;
             if let Some(bus) = &self.hub.metrics.bus {
                 bus.publish.observe(started.elapsed().as_secs_f64());
             }
             match reply {
-                Ok(Ok(reply)) if reply.0 != 2 => return self.published(&epoch, reply),
-                Ok(Ok(_)) => {
+                Ok(Ok(reply)) if reply == [2, 0] => {
                     let epoch = self.establish_epoch(&mut commands).await.map_err(|e| self.failed(&e))?;
                     self.hub.adopt_epoch(&epoch);
                 }
-                Ok(Err(error)) => return Err(self.failed(&error).into()),
-                Err(_) => return Err(self.failed(&"no answer in time").into()),
+                Ok(Ok(reply)) if reply.len() == 2 * batch.len() => {
+                    return Ok(reply
+                        .chunks_exact(2)
+                        .map(|answer| self.published(&epoch, answer[0], answer[1]))
+                        .collect());
+                }
+                Ok(Ok(_)) => return Err(self.failed(&"an unexpected answer from the publish script")),
+                Ok(Err(error)) => return Err(self.failed(&error)),
+                Err(_) => return Err(self.failed(&"no answer in time")),
             }
         }
-        Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()).into())
+        Err(Unavailable("the cluster's epoch changed twice during the publish; retry".into()))
     }
 
-    /// Publishes `batch` in its order, as [`publish`](Self::publish) does
-    /// each, in one round trip: the scripts go to Redis in one pipeline,
-    /// which runs them in that order (a connection's publishes to a topic
-    /// keep their order). Those that met a new epoch or a script Redis no
-    /// longer has (they and all after them, whose scripts failed alike) are
-    /// published again one by one, in order.
-    pub(crate) async fn publish_many(&self, batch: &[Numbered<'_>]) -> Vec<Result<(Position, bool), NotPublished>> {
-        if let [one] = batch {
-            return vec![self.publish(one.event, one.dedup, one.if_seq).await];
-        }
-        let Some(mut commands) = self.commands() else {
-            return batch.iter().map(|_| Err(self.unreachable().into())).collect();
-        };
-        let epoch = self.hub.epoch();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for item in batch {
-            let (keys, args) = self.publish_keys_args(&epoch, item);
-            pipe.cmd("EVALSHA").arg(self.publish.get_hash()).arg(keys.len()).arg(keys).arg(args);
-        }
-        let started = std::time::Instant::now();
-        let replies =
-            timeout(REPLY_TIMEOUT, pipe.query_async::<Vec<Result<(u8, u64), RedisError>>>(&mut commands)).await;
-        if let Some(bus) = &self.hub.metrics.bus {
-            bus.publish.observe(started.elapsed().as_secs_f64());
-        }
-        let replies = match replies {
-            Ok(Ok(replies)) if replies.len() == batch.len() => replies,
-            Ok(Ok(_)) => return batch.iter().map(|_| Err(self.failed(&"a short pipeline reply").into())).collect(),
-            Ok(Err(error)) => return batch.iter().map(|_| Err(self.failed(&error).into())).collect(),
-            Err(_) => return batch.iter().map(|_| Err(self.failed(&"no answer in time").into())).collect(),
-        };
-        let mut published = Vec::with_capacity(batch.len());
-        for (item, reply) in batch.iter().zip(replies) {
-            let again = matches!(&reply, Ok((2, _))) || matches!(&reply, Err(e) if e.code() == Some("NOSCRIPT"));
-            published.push(match reply {
-                _ if again => self.publish(item.event, item.dedup, item.if_seq).await,
-                Ok(reply) => self.published(&epoch, reply),
-                Err(error) => Err(self.failed(&error).into()),
-            });
-        }
-        published
-    }
-
-    /// What the publish script's answer in `epoch` means (other than a new
-    /// epoch, which the caller handles).
-    fn published(&self, epoch: &str, (code, seq): (u8, u64)) -> Result<(Position, bool), NotPublished> {
+    /// What the publish script's answer for one event in `epoch` means.
+    fn published(&self, epoch: &str, code: u64, seq: u64) -> Result<(Position, bool), NotPublished> {
         match code {
             0 => {
                 self.hub.metrics.events_published.inc();
@@ -514,32 +510,15 @@ impl Cluster {
         }
     }
 
-    /// The publish script's keys and arguments for `item` in `epoch`.
-    fn publish_keys_args(&self, epoch: &str, item: &Numbered<'_>) -> (Vec<String>, Vec<String>) {
-        let head = head(item.event.data.tenant_id.as_deref(), &item.event.topic);
+    /// Adds `item`'s keys and arguments in `epoch` to the publish script's.
+    fn add_publish(&self, invocation: &mut ScriptInvocation<'_>, epoch: &str, item: &Numbered<'_>) {
         let tenant = item.event.data.tenant_id.as_deref();
+        let head = head(tenant, &item.event.topic);
         let resource = resource_head(tenant, item.event.topic.resource());
-        let mut keys = vec![
-            self.epoch_key.clone(),
-            self.seq_key(&head),
-            self.history_key(epoch, &head),
-            self.wildcard_seq_key.clone(),
-            self.history_key(epoch, &resource),
-            self.wildcard_seq_key_of(&resource),
-        ];
-        keys.extend(item.dedup.map(|d| self.dedup_key(d)));
-        let args = vec![
-            epoch.to_owned(),
-            self.channel.clone(),
-            head,
-            item.event.encode(),
-            self.dedup_window_ms.to_string(),
-            item.if_seq.map(|seq| seq.to_string()).unwrap_or_default(),
-            self.history_len.to_string(),
-            self.history_max_age_ms.to_string(),
-            (self.history_len * RESOURCE_HISTORY).to_string(),
-        ];
-        (keys, args)
+        invocation.key(self.seq_key(&head)).key(self.history_key(epoch, &head));
+        invocation.key(self.history_key(epoch, &resource)).key(self.wildcard_seq_key_of(&resource));
+        invocation.key(item.dedup.map(|dedup| self.dedup_key(dedup)).unwrap_or_default());
+        invocation.arg(head).arg(item.event.encode()).arg(item.if_seq.map(|seq| seq.to_string()).unwrap_or_default());
     }
 
     fn dedup_key(&self, dedup: PublishId<'_>) -> String {

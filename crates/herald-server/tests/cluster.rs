@@ -332,6 +332,97 @@ async fn a_node_that_has_not_seen_a_topic_since_it_joined_gives_its_position_fro
     assert_eq!(events(&mut moved, 1).await, [(3, "3".to_owned())]);
 }
 
+/// A publish frame for `topic` with more fields (`if_seq`).
+fn publish_to(id: &str, topic: &str, payload: &str, more: Value) -> String {
+    let mut frame = json!({"type":"publish","id":id,"topic":topic,"event":"UPDATED",
+        "data":{"entity_id":"1","payload":payload,"timestamp":"2026-01-01T00:00:00Z"}});
+    frame.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    frame.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_waiting_on_one_connection_go_to_redis_in_one_script_call_each_with_its_dedup_and_condition() {
+    let redis = RedisServer::start().await;
+    let link = RedisLink::to(&redis).await;
+    let a = on(link.url()).bind("127.0.0.1:0").await.expect("node A joins through the link");
+    let b = node(&redis).await;
+    a.publish("warm:1", "UPDATED", "1", &json!("loads the script")).await.unwrap();
+    let mut reader = Client::dev(&b, "reader").await;
+    let position = reader.subscribe(&["doc:*", "note:1"]).await["last_seq"]["doc:*"].as_u64().unwrap();
+    let mut writer = Client::dev(&a, "writer").await;
+
+    // Redis answers slowly, so the publishes sent back to back wait while
+    // the first is on its way: they go as one batch.
+    let scripts_before = redis.calls("evalsha").await;
+    link.delay(Duration::from_millis(200));
+    let batch = [
+        publish_to("p0", "doc:1", "first", json!({})),
+        publish_to("b1", "doc:1", "one", json!({})),
+        publish_to("b1", "doc:1", "one again", json!({})),
+        publish_to("b2", "doc:1", "stale", json!({"if_seq": 1})),
+        publish_to("b3", "doc:1", "current", json!({"if_seq": 2})),
+        publish_to("n1", "note:1", "note", json!({})),
+        publish_to("d2", "doc:2", "two", json!({})),
+    ];
+    for frame in &batch {
+        writer.send(frame).await;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..batch.len() {
+        let answer = writer.recv().await;
+        answers.push((
+            answer["type"].clone(),
+            answer["id"].clone(),
+            answer["seq"].clone(),
+            answer["duplicate"].clone(),
+        ));
+    }
+    let answer = |kind: &str, id: &str, seq: u64, duplicate: Value| (json!(kind), json!(id), json!(seq), duplicate);
+    assert_eq!(
+        answers,
+        [
+            answer("ack", "p0", 1, Value::Null),
+            answer("ack", "b1", 2, Value::Null),
+            answer("ack", "b1", 2, json!(true)),
+            answer("error", "b2", 2, Value::Null),
+            answer("ack", "b3", 3, Value::Null),
+            answer("ack", "n1", 1, Value::Null),
+            answer("ack", "d2", 1, Value::Null),
+        ],
+        "each publish answered in order, as if published alone"
+    );
+    let scripts = redis.calls("evalsha").await - scripts_before;
+    assert!(scripts <= 2, "the first alone, the six that waited in one call: {scripts} calls");
+    link.delay(Duration::ZERO);
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let event = reader.recv().await;
+        seen.push((event["topic"].as_str().unwrap().to_owned(), event["data"]["payload"].as_str().unwrap().to_owned()));
+    }
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(topic, payload)| (&**topic, &**payload)).collect();
+    assert_eq!(
+        seen,
+        [("doc:1", "first"), ("doc:1", "one"), ("doc:1", "current"), ("note:1", "note"), ("doc:2", "two")],
+        "broadcast once each, in order, the refused one never"
+    );
+
+    // The resource's history in Redis chains the batch's events: a node
+    // that joins now replays them all from the position before.
+    let c = node(&redis).await;
+    let mut late = Client::dev(&c, "reader").await;
+    let since = json!({"type":"subscribe","topics":["doc:*"],"since":{"doc:*":position},"epoch":a.epoch()});
+    late.send(&since.to_string()).await;
+    let mut replayed = Vec::new();
+    for _ in 0..4 {
+        let (topic, seq, _) = numbered(&mut late).await;
+        replayed.push((topic, seq));
+    }
+    let doc = |topic: &str, seq| (topic.to_owned(), seq);
+    assert_eq!(replayed, [doc("doc:1", 1), doc("doc:1", 2), doc("doc:1", 3), doc("doc:2", 1)]);
+    assert_eq!(late.recv().await["recovered"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_id_repeated_on_another_node_is_acked_with_the_first_seq_and_not_broadcast() {
     let redis = RedisServer::start().await;

@@ -100,6 +100,23 @@ impl RedisServer {
         assert_eq!(command(self.port, "SAVE").await, "+OK\r\n");
     }
 
+    /// How many times Redis ran `command` (scripts' own calls included),
+    /// from `INFO commandstats`.
+    pub async fn calls(&self, command: &str) -> u64 {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)).await else { return 0 };
+        let mut stream = BufReader::new(stream);
+        stream.get_mut().write_all(b"INFO commandstats\r\n").await.expect("INFO sent");
+        let mut length = String::new();
+        stream.read_line(&mut length).await.expect("INFO answered");
+        let length: usize = length.trim().trim_start_matches('$').parse().expect("a bulk string");
+        let mut info = vec![0; length];
+        stream.read_exact(&mut info).await.expect("INFO read");
+        let prefix = format!("cmdstat_{}:calls=", command.to_lowercase());
+        let info = String::from_utf8_lossy(&info);
+        let line = info.lines().find_map(|line| line.strip_prefix(&prefix));
+        line.and_then(|rest| rest.split(',').next()?.parse().ok()).unwrap_or(0)
+    }
+
     /// Drops every key while the server and its connections stay up.
     pub async fn flush_all(&self) {
         assert_eq!(command(self.port, "FLUSHALL").await, "+OK\r\n");
