@@ -90,9 +90,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reconnect delays to Redis double from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
-/// A resource's history in Redis holds this many times `history_len`
-/// events: its topics' events, together.
-const RESOURCE_HISTORY: usize = 10;
 
 /// Publishes a batch of events in its order: one call, so that Redis pays
 /// its per-call cost once per batch. KEYS: the epoch and the cluster's
@@ -469,7 +466,10 @@ impl Cluster {
             let epoch = self.hub.epoch();
             let mut invocation = self.publish.key(&self.epoch_key);
             invocation.key(&self.wildcard_seq_key).arg(&*epoch).arg(&self.channel).arg(self.dedup_window_ms);
-            invocation.arg(self.history_len).arg(self.history_max_age_ms).arg(self.history_len * RESOURCE_HISTORY);
+            invocation
+                .arg(self.history_len)
+                .arg(self.history_max_age_ms)
+                .arg(self.history_len * wildcard::REPLAY_TIMES);
             for item in batch {
                 self.add_publish(&mut invocation, &epoch, item);
             }
@@ -617,7 +617,11 @@ impl Cluster {
         let epoch = self.hub.epoch();
         let mut invocation = self.wildcard_history.key(&self.epoch_key);
         invocation.key(self.history_key(&epoch, &head)).key(self.wildcard_seq_key_of(&head));
-        invocation.key(&self.wildcard_seq_key).arg(&*epoch).arg(since).arg(self.history_len.max(1) * RESOURCE_HISTORY);
+        invocation
+            .key(&self.wildcard_seq_key)
+            .arg(&*epoch)
+            .arg(since)
+            .arg(self.history_len.max(1) * wildcard::REPLAY_TIMES);
         type Reply = (String, u64, u64, Vec<(String, Vec<(String, String)>)>);
         let (found, last, numbered, entries) =
             match timeout(REPLY_TIMEOUT, invocation.invoke_async::<Reply>(&mut commands)).await {

@@ -1332,9 +1332,10 @@ impl Hub {
         let read = fetched.as_ref().map_or(0, |fetched| fetched.last);
         let mut joined = Joined { last_seq: Some(resource.position().max(known_from).max(read)), ..Joined::default() };
         let Some(since) = since else { return joined };
-        let replay = resource.after(since, known_from).or_else(|| {
+        let max = self.history_len * wildcard::REPLAY_TIMES;
+        let replay = resource.after(since, known_from, max).or_else(|| {
             // Read from the cluster's history: events this node did not see.
-            fetched.and_then(|fetched| resource.after_fetched(since, known_from, fetched))
+            fetched.and_then(|fetched| resource.after_fetched(since, known_from, fetched, max))
         });
         joined.recovered = Some(replay.is_some());
         joined.replay = replay.unwrap_or_default();

@@ -26,6 +26,12 @@ use std::{
 
 use crate::hub::{Frame, Peer, Tenant};
 
+/// A wildcard replays at most this many times `history_len` events; a gap
+/// larger than that answers `recovered: false`, and the client refetches
+/// (cheaper than the replay by then). A cluster's resource history in Redis
+/// holds as many.
+pub(crate) const REPLAY_TIMES: usize = 10;
+
 /// One shard's resources, by resource type and namespace (looked up by
 /// name without allocating one).
 pub(crate) type Resources = HashMap<String, HashMap<Tenant, Resource>>;
@@ -132,13 +138,14 @@ impl Resource {
     }
 
     /// The frames of the events after `since`, oldest first; `None` when
-    /// some may be gone, or `since` is no position of this resource.
-    /// Nothing before `known_from` is known (see [`BusOrder`]).
-    pub(crate) fn after(&self, since: u64, known_from: u64) -> Option<Vec<Frame>> {
+    /// some may be gone, there are more than `max`, or `since` is no
+    /// position of this resource. Nothing before `known_from` is known (see
+    /// [`BusOrder`]).
+    pub(crate) fn after(&self, since: u64, known_from: u64, max: usize) -> Option<Vec<Frame>> {
         if !self.replays(since, known_from) {
             return None;
         }
-        self.marked_after(since)
+        self.marked_after(since, max)
     }
 
     /// Whether [`after`](Self::after) has the events after `since`.
@@ -148,13 +155,14 @@ impl Resource {
 
     /// The frames of the marked events after `from`; `None` if marks after
     /// it went (since this entry was made: the caller knows what came
-    /// before).
-    fn marked_after(&self, from: u64) -> Option<Vec<Frame>> {
+    /// before), or there are more than `max`.
+    fn marked_after(&self, from: u64, max: usize) -> Option<Vec<Frame>> {
         if from < self.floor {
             return None;
         }
         let from = self.marks.partition_point(|mark| mark.wildcard_seq <= from);
-        Some(self.marks.range(from..).map(|mark| mark.frame.clone()).collect())
+        let marks = self.marks.range(from..);
+        (marks.len() <= max).then(|| marks.map(|mark| mark.frame.clone()).collect())
     }
 
     /// On a node of a cluster that cannot replay `since` from what it saw:
@@ -162,14 +170,20 @@ impl Resource {
     /// registration), then those this node saw after the read. `None` if
     /// Redis did not reach back to `since`, or the node may have missed an
     /// event after the read (it was not listening yet, `known_from`).
-    pub(crate) fn after_fetched(&self, since: u64, known_from: u64, fetched: Fetched) -> Option<Vec<Frame>> {
+    pub(crate) fn after_fetched(
+        &self,
+        since: u64,
+        known_from: u64,
+        fetched: Fetched,
+        max: usize,
+    ) -> Option<Vec<Frame>> {
         // Every event after `fetched.last` was numbered after the read, which
         // a node listening since before `fetched.numbered` saw.
         let whole = fetched.events.last().is_none_or(|(last, _)| *last == fetched.last);
         if !whole || fetched.complete_after > since || since > fetched.last || known_from > fetched.numbered {
             return None;
         }
-        let later = self.marked_after(fetched.last)?;
+        let later = self.marked_after(fetched.last, max.checked_sub(fetched.events.len())?)?;
         Some(fetched.events.into_iter().map(|(_, frame)| frame).chain(later).collect())
     }
 
@@ -240,21 +254,22 @@ mod tests {
     fn a_position_replays_the_marks_after_it_until_the_floor_passes_it() {
         let mut resource = Resource::new(10);
         assert_eq!(resource.position(), 10);
-        assert_eq!(resource.after(10, 0), Some(vec![]));
-        assert_eq!(resource.after(9, 0), None, "below what a new resource knows");
+        assert_eq!(resource.after(10, 0, 10), Some(vec![]));
+        assert_eq!(resource.after(9, 0, 10), None, "below what a new resource knows");
         resource.mark(mark(11, "doc:1", 1));
         resource.mark(mark(14, "doc:2", 1));
         resource.mark(mark(15, "doc:1", 2));
-        assert_eq!(resource.after(11, 0), frames(&[mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
-        assert_eq!(resource.after(11, 12), None, "before what the node knows");
-        assert_eq!(resource.after(16, 0), None, "past the last event");
+        assert_eq!(resource.after(11, 0, 10), frames(&[mark(14, "doc:2", 1), mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(11, 12, 10), None, "before what the node knows");
+        assert_eq!(resource.after(16, 0, 10), None, "past the last event");
+        assert_eq!(resource.after(10, 0, 2), None, "more than the most a wildcard replays");
         assert!(resource.forget_through(14));
         assert!(!resource.forget_through(12), "the floor never goes down");
-        assert_eq!(resource.after(11, 0), None);
-        assert_eq!(resource.after(14, 0), frames(&[mark(15, "doc:1", 2)]));
+        assert_eq!(resource.after(11, 0, 10), None);
+        assert_eq!(resource.after(14, 0, 10), frames(&[mark(15, "doc:1", 2)]));
         resource.passed(20);
         resource.forget_through(20);
-        assert_eq!((resource.position(), resource.after(15, 0)), (20, None));
+        assert_eq!((resource.position(), resource.after(15, 0, 10)), (20, None));
         assert!(resource.is_idle());
     }
 
@@ -269,19 +284,20 @@ mod tests {
             events: vec![(12, "doc:2 1".into()), (last, "doc:1 2".into())],
         };
         let all = frames(&[mark(12, "doc:2", 1), mark(20, "doc:1", 2), mark(31, "doc:1", 3)]);
-        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20)), all);
-        assert_eq!(resource.after_fetched(9, 25, fetched(10, 20)), None, "Redis no longer reaches back to 9");
-        assert_eq!(resource.after_fetched(10, 31, fetched(10, 20)), None, "the node listened after the read");
+        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20), 10), all);
+        assert_eq!(resource.after_fetched(9, 25, fetched(10, 20), 10), None, "Redis no longer reaches back to 9");
+        assert_eq!(resource.after_fetched(10, 31, fetched(10, 20), 10), None, "the node listened after the read");
+        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20), 2), None, "more than the most a wildcard replays");
         let mut short = fetched(10, 20);
         short.events.pop();
-        assert_eq!(resource.after_fetched(10, 25, short), None, "the reply stopped short of the last");
+        assert_eq!(resource.after_fetched(10, 25, short, 10), None, "the reply stopped short of the last");
         resource.forget_through(25);
-        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20)), None, "the node's marks after the read went");
+        assert_eq!(resource.after_fetched(10, 25, fetched(10, 20), 10), None, "the node's marks after the read went");
         // A quiet resource, made after others were dropped: what Redis says stands.
         let quiet = Resource::new(28);
         let nothing = Fetched { last: 20, numbered: 30, complete_after: 20, events: Vec::new() };
-        assert_eq!(quiet.after(20, 25), None, "not from what this node knows");
-        assert_eq!(quiet.after_fetched(20, 25, nothing), Some(vec![]));
+        assert_eq!(quiet.after(20, 25, 10), None, "not from what this node knows");
+        assert_eq!(quiet.after_fetched(20, 25, nothing, 10), Some(vec![]));
     }
 
     #[test]

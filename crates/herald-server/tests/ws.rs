@@ -316,6 +316,30 @@ async fn a_wildcard_position_whose_events_left_their_history_is_not_recovered() 
 }
 
 #[tokio::test]
+async fn a_wildcard_replays_at_most_ten_times_the_history_length_and_resyncs_past_it() {
+    let server = Server::builder().dev(true).history(1, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
+    let mut client = Client::dev(&server, "u1").await;
+    client.send(r#"{"type":"subscribe","topics":["doc:*"]}"#).await;
+    let position = client.recv().await["last_seq"]["doc:*"].as_u64().unwrap();
+    drop(client);
+    // Each topic keeps its last event: ten topics, ten events to replay.
+    for n in 0..10 {
+        server.publish(&format!("doc:{n}"), "ADDED", "x", &json!(n)).await.unwrap();
+    }
+    let body = json!({"type":"subscribe","topics":["doc:*"],"since":{"doc:*":position},"epoch":server.epoch()});
+    let mut client = resubscribe(&server, "u1", body.clone()).await;
+    for n in 0..10 {
+        assert_eq!(client.recv().await["topic"], format!("doc:{n}"));
+    }
+    assert_eq!(client.recv().await["recovered"], true, "ten times a history of one");
+    // One more is past the bound: the client resyncs rather than replaying them.
+    server.publish("doc:10", "ADDED", "x", &json!(10)).await.unwrap();
+    let mut client = resubscribe(&server, "u2", body).await;
+    let subscribed = client.recv().await;
+    assert_eq!((subscribed["type"].as_str(), subscribed["recovered"].as_bool()), (Some("subscribed"), Some(false)));
+}
+
+#[tokio::test]
 async fn restart_with_the_same_epoch_keeps_history_and_a_new_epoch_loses_it() {
     let mut server = Server::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr();
