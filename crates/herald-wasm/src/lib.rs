@@ -26,3 +26,10 @@ mod transport;
 
 pub use client::HeraldClient;
 pub use shared::SharedTabs;
+
+// Talc rather than the standard library's dlmalloc: a smaller module for
+// the package's size budget (BENCHMARKS.md, "Browser package size"), and
+// faster. The browser build is single-threaded (no `atomics`), which this
+// allocator's cell assumes.
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
