@@ -40,7 +40,7 @@ use crate::{
     metrics::{Metrics, MetricsSnapshot, Sizes, Transport},
     outbox::{FanoutTimer, Full, Outbox},
     presence::{Changes, Presence, Snapshot},
-    wildcard::{self, BusOrder, Floor, Mark, Resource, Resources},
+    wildcard::{self, BusOrder, Floor, Mark, Resource, Resources, resource_of},
 };
 
 /// One encoded message, shared by every connection it goes to: cloning is a
@@ -1449,11 +1449,6 @@ pub(crate) struct LocalPresence {
 pub(crate) struct Conflict {
     /// The topic's `seq`.
     pub(crate) current: u64,
-}
-
-/// The resource type of a topic's name (`gift-list` of `gift-list:123`).
-fn resource_of(topic: &str) -> &str {
-    topic.split_once(':').map_or(topic, |(resource, _)| resource)
 }
 
 /// The `subscribed` message for `topics`, with `last_seq` of the concrete ones.

@@ -35,7 +35,7 @@ use std::{
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::{ServerConfig, hub::Dropped};
+use crate::{ServerConfig, hub::Dropped, wildcard::resource_of};
 
 const FILE: &str = "herald.redb";
 const LEASE: &str = "herald.lease";
@@ -427,11 +427,6 @@ fn read_resources(txn: &redb::WriteTransaction) -> Result<Vec<KeptResource>, red
         }
     }
     Ok(kept)
-}
-
-/// The resource type of a topic's name.
-fn resource_of(topic: &str) -> &str {
-    topic.split_once(':').map_or(topic, |(resource, _)| resource)
 }
 
 /// A `u64` of the meta table, 0 if absent.

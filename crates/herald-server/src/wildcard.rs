@@ -32,6 +32,12 @@ use crate::hub::{Frame, Peer, Tenant};
 /// holds as many.
 pub(crate) const REPLAY_TIMES: usize = 10;
 
+/// The resource type of a topic's name (`gift-list` of `gift-list:123`),
+/// for the hub and the store, which key topics by name.
+pub(crate) fn resource_of(topic: &str) -> &str {
+    topic.split_once(':').map_or(topic, |(resource, _)| resource)
+}
+
 /// One shard's resources, by resource type and namespace (looked up by
 /// name without allocating one).
 pub(crate) type Resources = HashMap<String, HashMap<Tenant, Resource>>;
