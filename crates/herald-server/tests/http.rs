@@ -73,6 +73,34 @@ async fn sse_streams_named_events_with_seq_ids_and_resumes_from_last_event_id() 
 }
 
 #[tokio::test]
+async fn an_sse_stream_of_one_wildcard_has_wildcard_seq_ids_and_resumes_every_topic_from_last_event_id() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let (_, mut sse) = Sse::open(&server, "/sse?topics=doc:*&token=u1", &[]).await;
+    assert_eq!(field(&sse.next().await, "event"), Some("herald.connected"));
+    let subscribed: Value = serde_json::from_str(field(&sse.next().await, "data").unwrap()).unwrap();
+    let position = subscribed["last_seq"]["doc:*"].as_u64().expect("a wildcard's position");
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
+    let first = sse.next().await;
+    let data: Value = serde_json::from_str(field(&first, "data").unwrap()).unwrap();
+    let id = data["wildcard_seq"].as_u64().unwrap();
+    assert!(id > position);
+    assert_eq!(field(&first, "id"), Some(&*id.to_string()), "the id is the event's wildcard_seq");
+    drop(sse);
+
+    // Missed meanwhile: a topic the stream never saw, and one it did.
+    server.publish("doc:2", "ADDED", "2", &json!(2)).await.unwrap();
+    server.publish("doc:1", "DELETED", "1", &json!(3)).await.unwrap();
+    let last_id = id.to_string();
+    let (_, mut resumed) = Sse::open(&server, "/sse?topics=doc:*&token=u1", &[("Last-Event-ID", &last_id)]).await;
+    assert_eq!(field(&resumed.next().await, "event"), Some("herald.connected"));
+    let (a, b) = (resumed.next().await, resumed.next().await);
+    assert_eq!((field(&a, "event"), field(&b, "event")), (Some("ADDED"), Some("DELETED")));
+    let subscribed: Value = serde_json::from_str(field(&resumed.next().await, "data").unwrap()).unwrap();
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(subscribed["last_seq"]["doc:*"].as_u64().map(|seq| seq.to_string()).as_deref(), field(&b, "id"));
+}
+
+#[tokio::test]
 async fn sse_without_a_token_is_refused() {
     let server = jwt_server().await;
     let (status, _) = Sse::open(&server, "/sse?topics=doc:1", &[]).await;
@@ -89,6 +117,34 @@ async fn sse_streams_end_on_shutdown_with_a_retry_hint() {
     let last = sse.next().await;
     assert!(field(&last, "retry").is_some(), "{last:?}");
     within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_poll_of_one_wildcard_resumes_from_its_position_with_every_topic_it_missed() {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let epoch = server.epoch();
+    let poll = |since: Option<u64>| {
+        let since = since.map(|since| format!("&since={since}&epoch={epoch}")).unwrap_or_default();
+        let path = format!("/api/poll?topics=doc:*&token=u1&timeout=0{since}");
+        let server = &server;
+        async move { serde_json::from_str::<Value>(&http(server, "GET", &path, &[], "").await.1).unwrap() }
+    };
+    let position = poll(None).await["last_seq"]["doc:*"].as_u64().expect("a wildcard's position");
+    server.publish("doc:1", "UPDATED", "1", &json!(1)).await.unwrap();
+    server.publish("doc:2", "ADDED", "2", &json!(2)).await.unwrap();
+    let answer = poll(Some(position)).await;
+    let topics: Vec<&str> = answer["events"].as_array().unwrap().iter().filter_map(|e| e["topic"].as_str()).collect();
+    assert_eq!((answer["recovered"].as_bool(), topics), (Some(true), vec!["doc:1", "doc:2"]), "{answer}");
+    let next = answer["last_seq"]["doc:*"].as_u64().unwrap();
+    assert_eq!(Some(next), answer["events"][1]["wildcard_seq"].as_u64(), "the next poll's since");
+    server.publish("doc:3", "ADDED", "3", &json!(3)).await.unwrap();
+    let answer = poll(Some(next)).await;
+    assert_eq!((answer["recovered"].as_bool(), &answer["events"][0]["topic"]), (Some(true), &json!("doc:3")));
+
+    // Beside another topic, one `since` cannot be the wildcard's position.
+    let path = format!("/api/poll?topics=doc:*,note:1&token=u1&timeout=0&since={next}&epoch={epoch}");
+    let answer: Value = serde_json::from_str(&http(&server, "GET", &path, &[], "").await.1).unwrap();
+    assert_eq!(answer["recovered"], false, "{answer}");
 }
 
 #[tokio::test]

@@ -80,7 +80,9 @@ pub(crate) enum Since {
     OtherEpoch,
 }
 
-/// Subscribes a fresh peer to `topics`; `since` applies to every concrete topic.
+/// Subscribes a fresh peer to `topics`; `since` applies to every concrete
+/// topic, and to a wildcard asked for alone (as its `wildcard_seq`): a
+/// wildcard among other topics cannot share their one position.
 pub(crate) async fn subscribe(
     app: &Arc<App>,
     identity: &Identity,
@@ -91,6 +93,7 @@ pub(crate) async fn subscribe(
 ) -> Subscribed {
     let queue = app.config.outbound_queue;
     let connection = app.hub.connect(identity.user.clone(), identity.tenant.clone(), queue, transport);
+    let alone = topics.len() == 1;
     let mut out = Subscribed {
         connection,
         _quota: quota,
@@ -99,29 +102,26 @@ pub(crate) async fn subscribe(
         last_seq: Vec::new(),
     };
     for topic in topics {
-        if topic.is_wildcard() {
-            // One `since` for every topic is no wildcard's position.
-            out.connection.subscribe_wildcard(&topic, None, None);
-            if since.is_some() {
+        let position = match since {
+            Some(Since::At(seq)) if alone || !topic.is_wildcard() => Some(seq),
+            Some(_) => {
                 out.recovered = Some(false);
+                None
             }
+            None => None,
+        };
+        let joined = if topic.is_wildcard() {
+            let fetched = app.missed_wildcard(&identity.tenant, &topic, position).await;
+            out.connection.subscribe_wildcard(&topic, position, fetched)
         } else {
-            let position = match since {
-                Some(Since::At(seq)) => Some(seq),
-                Some(Since::OtherEpoch) => {
-                    out.recovered = Some(false);
-                    None
-                }
-                None => None,
-            };
             let fetched = app.missed(&identity.tenant, &topic, position).await;
-            let joined = out.connection.subscribe(&topic, false, None, position, fetched);
-            if joined.recovered == Some(false) {
-                out.recovered = Some(false);
-            }
-            out.replay.extend(joined.replay);
-            out.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
+            out.connection.subscribe(&topic, false, None, position, fetched)
+        };
+        if joined.recovered == Some(false) {
+            out.recovered = Some(false);
         }
+        out.replay.extend(joined.replay);
+        out.last_seq.extend(joined.last_seq.map(|seq| (topic.clone(), seq)));
     }
     if out.recovered == Some(false) {
         out.replay.clear();

@@ -26,11 +26,12 @@ use crate::{
 };
 
 /// `GET /sse?topics=..`: Server-Sent Events. Each event is named by its kind
-/// (`UPDATED`, ...), has `id:` = its `seq` and the event JSON as data. Control
-/// messages are named `herald.connected`, `herald.subscribed` and, when the
-/// token expires, `herald.close`. A reconnect with `Last-Event-ID` (or
-/// `?since=`) resumes a stream of one concrete topic. With `?mode=frames`,
-/// a whole protocol connection instead (`stream.rs`).
+/// (`UPDATED`, ...), has `id:` = its `seq` (its `wildcard_seq` in a stream
+/// of one wildcard) and the event JSON as data. Control messages are named
+/// `herald.connected`, `herald.subscribed` and, when the token expires,
+/// `herald.close`. A reconnect with `Last-Event-ID` (or `?since=`) resumes a
+/// stream of one topic, concrete or wildcard. With `?mode=frames`, a whole
+/// protocol connection instead (`stream.rs`).
 pub(crate) async fn sse(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -49,7 +50,8 @@ pub(crate) async fn sse(
     let topics = topics(&identity, &params.topics, app.config.max_subscriptions)?;
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.since.as_deref());
     // One id cannot carry positions of several topics.
-    let last_id = last_id.filter(|_| topics.len() == 1 && !topics[0].is_wildcard());
+    let last_id = last_id.filter(|_| topics.len() == 1);
+    let wildcard = topics.len() == 1 && topics[0].is_wildcard();
     // Read once: the answer must name the epoch its positions were checked against.
     let epoch = app.hub.epoch();
     let since = position(&epoch, params.epoch.as_deref(), last_id)?;
@@ -58,20 +60,22 @@ pub(crate) async fn sse(
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     pending.push_back(SseEvent::default().event("herald.connected").data(ServerMessage::Connected(connected).encode()));
     for frame in &subscribed.replay {
-        pending.push_back(event_of(frame));
+        pending.push_back(event_of(frame, wildcard));
     }
     let frame = subscribed_frame(topics, subscribed.recovered, subscribed.last_seq.clone());
     pending.push_back(SseEvent::default().event("herald.subscribed").data(frame.as_str()));
     let spread = app.config.shutdown_spread;
     // A plain stream cannot be refreshed: it ends when its token expires.
     let expiry = identity.deadline(tokio::time::Instant::now()).map(|at| Box::pin(tokio::time::sleep_until(at)));
-    let state = SseState { subscribed, pending, frames: VecDeque::new(), spread, expiry, done: false };
+    let state = SseState { subscribed, wildcard, pending, frames: VecDeque::new(), spread, expiry, done: false };
     let keep_alive = KeepAlive::new().interval(app.config.ping_interval);
     Ok(Sse::new(sse_stream(state)).keep_alive(keep_alive).into_response())
 }
 
 struct SseState {
     subscribed: Subscribed,
+    /// A stream of one wildcard: event ids are `wildcard_seq`s.
+    wildcard: bool,
     pending: VecDeque<SseEvent>,
     /// Frames taken from the outbox, turned into `pending` events at once.
     frames: VecDeque<Queued>,
@@ -118,7 +122,8 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
                 Some((Ok(event), state))
             }
             () = peer.outbox.take_all(&mut state.frames) => {
-                state.pending.extend(state.frames.drain(..).map(|queued| event_of(&queued.frame)));
+                let wildcard = state.wildcard;
+                state.pending.extend(state.frames.drain(..).map(|queued| event_of(&queued.frame, wildcard)));
                 let event = state.pending.pop_front()?;
                 Some((Ok(event), state))
             }
@@ -126,13 +131,15 @@ fn sse_stream(state: SseState) -> impl Stream<Item = Result<SseEvent, Infallible
     })
 }
 
-/// An SSE event for an encoded event frame: named by kind, `id:` = seq.
-fn event_of(frame: &Frame) -> SseEvent {
+/// An SSE event for an encoded event frame: named by kind, `id:` = seq
+/// (`wildcard_seq` for a stream of one `wildcard`).
+fn event_of(frame: &Frame, wildcard: bool) -> SseEvent {
     #[derive(Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
         event: Option<Cow<'a, str>>,
         seq: Option<u64>,
+        wildcard_seq: Option<u64>,
     }
     let head: Option<Head<'_>> = serde_json::from_str(frame.as_str()).ok();
     let mut event = SseEvent::default().data(frame.as_str());
@@ -140,8 +147,8 @@ fn event_of(frame: &Frame) -> SseEvent {
         if let Some(name) = head.event {
             event = event.event(name.as_ref());
         }
-        if let Some(seq) = head.seq {
-            event = event.id(seq.to_string());
+        if let Some(id) = if wildcard { head.wildcard_seq } else { head.seq } {
+            event = event.id(id.to_string());
         }
     }
     event
