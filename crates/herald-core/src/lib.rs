@@ -54,7 +54,6 @@ mod router;
 mod session;
 mod shared;
 mod subscriptions;
-mod topic_map;
 mod transport;
 
 pub use config::{AuthMode, BackoffConfig, HeartbeatConfig, SessionConfig};

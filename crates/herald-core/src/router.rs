@@ -6,9 +6,9 @@
 //! subscribes, and passes every [`SessionEvent`] through
 //! [`route`](Router::route), then delivers to the handles it is given.
 
-use herald_protocol::{Position, Topic};
+use herald_protocol::{Position, Topic, TopicMap};
 
-use crate::{SessionEvent, topic_map::TopicMap};
+use crate::SessionEvent;
 
 /// The subscribers of each subscribed topic (concrete or `resource:*`).
 ///
@@ -111,7 +111,7 @@ impl<H> Router<H> {
 
     /// Every subscriber, for what concerns all of them (a flush, the end).
     pub fn handles_mut(&mut self) -> impl Iterator<Item = &mut H> {
-        self.topics.0.iter_mut().flat_map(|(_, route)| route.handles.iter_mut())
+        self.topics.iter_mut().flat_map(|(_, route)| route.handles.iter_mut())
     }
 
     /// Gives `event` to the subscribers it is for:
@@ -134,10 +134,10 @@ impl<H> Router<H> {
         }
         // Indices of the routes, so that `event` is free to move into the last delivery.
         let routes = self.routes(&event);
-        let mut remaining: usize = routes.iter().map(|&at| self.topics.0[at].1.handles.len()).sum();
+        let mut remaining: usize = routes.iter().map(|&at| self.topics.entries()[at].1.handles.len()).sum();
         let mut event = Some(event);
         for at in routes {
-            for handle in &mut self.topics.0[at].1.handles {
+            for handle in &mut self.topics.value_at_mut(at).handles {
                 remaining -= 1;
                 let item = if remaining == 0 { event.take() } else { event.clone() };
                 if let Some(item) = item {
@@ -152,7 +152,7 @@ impl<H> Router<H> {
 
     /// Where [`route`](Self::route) delivers `event`: indices into `topics`.
     fn routes(&self, event: &SessionEvent) -> Vec<usize> {
-        let all = self.topics.0.iter().enumerate();
+        let all = self.topics.entries().iter().enumerate();
         match target(event) {
             Target::Topic { topic, wildcard } => {
                 let mut routes = Vec::with_capacity(2);

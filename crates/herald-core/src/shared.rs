@@ -18,10 +18,10 @@
 
 use std::time::Duration;
 
-use herald_protocol::{Position, Topic};
+use herald_protocol::{Position, Topic, TopicMap};
 use web_time::Instant;
 
-use crate::{joined_behind, topic_map::TopicMap};
+use crate::joined_behind;
 
 mod presence;
 mod unacked;
@@ -304,7 +304,7 @@ impl Hub {
     pub fn start(&mut self) -> Vec<(Topic, Option<Position>)> {
         self.gathering = false;
         let mut subscribe = Vec::new();
-        for (topic, route) in &mut self.topics.0 {
+        for (topic, route) in self.topics.iter_mut() {
             if route.state == RouteState::Gathering {
                 route.state = RouteState::Subscribing;
                 subscribe.push((topic.clone(), route.from.clone()));
@@ -343,7 +343,7 @@ impl Hub {
                 unwanted.append(&mut self.drop_tab(tab));
             }
         }
-        for (_, route) in &self.topics.0 {
+        for (_, route) in &self.topics {
             for member in &route.members {
                 if alive.contains(&member.tab) && !self.seen.contains(&member.tab) {
                     self.seen.push(member.tab);
@@ -357,7 +357,7 @@ impl Hub {
     /// no tab wants any more, to unsubscribe.
     pub fn drop_tab(&mut self, tab: TabId) -> Vec<Topic> {
         let mut unwanted = Vec::new();
-        self.topics.0.retain_mut(|(topic, route)| {
+        self.topics.retain(|topic, route| {
             route.members.retain(|m| m.tab != tab);
             let keep = !route.members.is_empty();
             if !keep {
@@ -445,7 +445,7 @@ impl Hub {
 
     /// The topics the session is subscribed to (or about to be).
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
-        self.topics.0.iter().map(|(topic, _)| topic)
+        self.topics.keys()
     }
 }
 

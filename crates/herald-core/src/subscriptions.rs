@@ -2,13 +2,11 @@
 //! the last `seq` seen per concrete topic (for recovery and deduplication),
 //! and per wildcard the last `wildcard_seq` (for recovery).
 
-use std::collections::BTreeMap;
-
 use herald_protocol::{
-    ClientMessage, Event, Payload, Position, Subscribe, Subscribed, Topic, limits::MAX_TOPICS_PER_MESSAGE,
+    ClientMessage, Event, Payload, Position, Subscribe, Subscribed, Topic, TopicMap, limits::MAX_TOPICS_PER_MESSAGE,
 };
 
-use crate::{ResyncReason, topic_map::TopicMap};
+use crate::ResyncReason;
 
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
@@ -114,7 +112,7 @@ impl Subscriptions {
             self.wildcards.retain(|resource| resource != topic.resource());
         }
         let (intents, wildcards) = (&self.intents, &self.wildcards);
-        self.positions.0.retain(|(t, _)| wants(intents, wildcards, t));
+        self.positions.retain(|t, _| wants(intents, wildcards, t));
         true
     }
 
@@ -128,11 +126,11 @@ impl Subscriptions {
     }
 
     pub(crate) fn topics(&self) -> impl Iterator<Item = &Topic> {
-        self.intents.0.iter().map(|(topic, _)| topic)
+        self.intents.keys()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.intents.0.is_empty()
+        self.intents.is_empty()
     }
 
     pub(crate) fn contains(&self, topic: &str) -> bool {
@@ -151,7 +149,7 @@ impl Subscriptions {
         }
         if !self.wildcards.is_empty()
             && let Some((_, intent)) =
-                self.intents.0.iter_mut().find(|(t, _)| t.is_wildcard() && t.resource() == topic.resource())
+                self.intents.iter_mut().find(|(t, _)| t.is_wildcard() && t.resource() == topic.resource())
         {
             intent.told = true;
         }
@@ -178,7 +176,7 @@ impl Subscriptions {
 
     /// Positions belong to a server epoch; a new epoch starts over.
     pub(crate) fn clear_positions(&mut self) {
-        self.positions.0.clear();
+        self.positions.clear();
     }
 
     /// A new connection opened. For each intent sent on the lost connection,
@@ -188,10 +186,10 @@ impl Subscriptions {
         if !server_recovers {
             // Without an epoch, seq numbers of the new connection need not
             // continue the old ones (a restarted peer starts at 1 again).
-            self.positions.0.clear();
+            self.positions.clear();
         }
         let mut resync = Vec::new();
-        for (topic, intent) in &mut self.intents.0 {
+        for (topic, intent) in self.intents.iter_mut() {
             intent.answered = false;
             if !intent.sent {
                 continue;
@@ -221,7 +219,7 @@ impl Subscriptions {
         // ((presence, its metadata, the epoch of its `since`), topic, since)
         type Key = (bool, Option<Payload>, Option<String>);
         let mut wanted: Vec<(Key, Topic, Option<u64>)> = Vec::new();
-        for (topic, intent) in &mut self.intents.0 {
+        for (topic, intent) in self.intents.iter_mut() {
             let (since_epoch, since) = intent.send(self.positions.get(topic.as_str()).copied(), epoch);
             wanted.push(((intent.presence, intent.meta.clone(), since_epoch), topic.clone(), since));
         }
@@ -231,7 +229,7 @@ impl Subscriptions {
         let mut messages = Vec::new();
         for group in wanted.chunk_by(|a, b| a.0 == b.0) {
             for chunk in group.chunks(MAX_TOPICS_PER_MESSAGE) {
-                let since: BTreeMap<Topic, u64> =
+                let since: TopicMap<u64> =
                     chunk.iter().filter_map(|(_, topic, seq)| Some((topic.clone(), (*seq)?))).collect();
                 let (presence, meta, epoch) = chunk[0].0.clone();
                 messages.push(ClientMessage::Subscribe(Subscribe {
@@ -280,7 +278,7 @@ impl Subscriptions {
             // has not seen the topic yet): the old position says nothing
             // about the numbers to come, so the next event sets it instead of
             // showing a false gap.
-            if subscribed.recovered == Some(false) && !subscribed.last_seq.contains_key(topic) {
+            if subscribed.recovered == Some(false) && subscribed.last_seq.get(topic.as_str()).is_none() {
                 self.positions.remove(topic.as_str());
             }
         }
@@ -297,7 +295,7 @@ impl Subscriptions {
     /// The intents sent on this connection that the server has not answered
     /// (and never will: it does not confirm subscriptions); marks them answered.
     pub(crate) fn take_unanswered(&mut self) -> Vec<Topic> {
-        let unanswered = self.intents.0.iter_mut().filter(|(_, intent)| intent.sent && !intent.answered);
+        let unanswered = self.intents.iter_mut().filter(|(_, intent)| intent.sent && !intent.answered);
         unanswered
             .map(|(topic, intent)| {
                 intent.answered = true;

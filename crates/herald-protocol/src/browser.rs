@@ -14,7 +14,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::{
     Ack, Connected, ErrorCode, ErrorMessage, Event, EventData, EventKind, JsonError, Payload, Presence, PresenceDiff,
-    ProtocolError, ServerMessage, Subscribed, Topic, Unsubscribed, error::Quoted,
+    ProtocolError, ServerMessage, Subscribed, Topic, TopicMap, Unsubscribed, error::Quoted,
 };
 
 /// JavaScript numbers are exact integers up to here.
@@ -211,7 +211,7 @@ impl Fields<'_> {
     }
 
     fn subscribed(&self) -> Result<Subscribed, ProtocolError> {
-        let mut last_seq = BTreeMap::new();
+        let mut last_seq = TopicMap::new();
         if let Some(positions) = self.get("last_seq") {
             if !is_object(&positions) {
                 return Err(self.fail(format!("invalid type: {}, expected a map", unexpected(&positions))));

@@ -1,11 +1,11 @@
 //! Messages a client sends to the server.
 
-use std::{borrow::Cow, collections::BTreeMap, fmt};
+use std::{borrow::Cow, fmt};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EventData, EventKind, Payload, ProtocolError, Topic,
+    EventData, EventKind, Payload, ProtocolError, Topic, TopicMap,
     error::Quoted,
     error::check_frame_size,
     limits::{MAX_PRESENCE_META_BYTES, MAX_PUBLISH_ID_BYTES, MAX_TOPICS_PER_MESSAGE},
@@ -73,8 +73,8 @@ pub struct Subscribe {
     pub topics: Vec<Topic>,
     /// For recovery: the last `seq` the client saw per concrete topic. The
     /// server replays what came after, or answers `recovered: false`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub since: BTreeMap<Topic, u64>,
+    #[serde(default, skip_serializing_if = "TopicMap::is_empty")]
+    pub since: TopicMap<u64>,
     /// The server epoch the `since` positions belong to (from `connected`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
@@ -153,7 +153,7 @@ struct TypeProbe<'a> {
 impl ClientMessage {
     /// A `subscribe` for `topics`, with no recovery positions.
     pub fn subscribe(topics: Vec<Topic>) -> Self {
-        Self::Subscribe(Subscribe { topics, since: BTreeMap::new(), epoch: None, presence: false, meta: None })
+        Self::Subscribe(Subscribe { topics, since: TopicMap::new(), epoch: None, presence: false, meta: None })
     }
 
     /// Encodes as compact JSON.

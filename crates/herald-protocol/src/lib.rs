@@ -43,6 +43,7 @@ mod position;
 mod server;
 mod timestamp;
 mod topic;
+mod topic_map;
 
 pub use client::{ClientMessage, Publish, Subscribe, Token};
 pub use error::{JsonError, ProtocolError};
@@ -56,6 +57,7 @@ pub use server::{
 };
 pub use timestamp::validate_timestamp;
 pub use topic::{Topic, TopicError, TopicErrorKind};
+pub use topic_map::TopicMap;
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

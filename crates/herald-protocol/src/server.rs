@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, Payload, ProtocolError, Topic, error::check_frame_size};
+use crate::{Event, Payload, ProtocolError, Topic, TopicMap, error::check_frame_size};
 
 /// A message from server to client.
 ///
@@ -113,8 +113,8 @@ pub struct Subscribed {
     pub recovered: Option<bool>,
     /// The current `seq` of each concrete topic, so a client knows its position
     /// before the first event arrives.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub last_seq: BTreeMap<Topic, u64>,
+    #[serde(default, skip_serializing_if = "TopicMap::is_empty")]
+    pub last_seq: TopicMap<u64>,
 }
 
 /// `{"type":"unsubscribed"}`.

@@ -87,7 +87,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         )
             .prop_map(|(topics, since, epoch, presence, name)| ClientMessage::Subscribe(Subscribe {
                 topics,
-                since,
+                since: since.into_iter().collect(),
                 epoch,
                 presence,
                 // Metadata only with presence.
@@ -167,7 +167,7 @@ proptest! {
         epoch in proptest::option::of("[a-z0-9]{1,8}"),
     ) {
         for message in [
-            ServerMessage::Subscribed(Subscribed { topics: topics.clone(), recovered, last_seq: last_seq.clone() }),
+            ServerMessage::Subscribed(Subscribed { topics: topics.clone(), recovered, last_seq: last_seq.clone().into_iter().collect() }),
             ServerMessage::Ack(Ack { id: id.clone(), seq, epoch: epoch.clone(), duplicate: recovered.unwrap_or(false) }),
             ServerMessage::Ping,
             ServerMessage::Pong,

@@ -649,7 +649,7 @@ impl<L: Link> Conn<L> {
         // (the connection to Redis pipelines concurrent commands).
         let (app, identity, since) = (&self.app, &self.identity, &since);
         let reads = topics.iter().map(|topic| async move {
-            let since = since.get(topic).copied().filter(|_| epoch_ok);
+            let since = since.get(topic.as_str()).copied().filter(|_| epoch_ok);
             match topic.is_wildcard() {
                 _ if !identity.may_subscribe(topic.as_str()) => (None, None),
                 true => (None, app.missed_wildcard(&identity.tenant, topic, since).await),
@@ -670,7 +670,7 @@ impl<L: Link> Conn<L> {
                 refused.push((error_code::RATE_LIMITED, message, topic));
                 continue;
             }
-            let position = since.get(&topic).copied();
+            let position = since.get(topic.as_str()).copied();
             let from = position.filter(|_| epoch_ok);
             let joined = if topic.is_wildcard() {
                 self.connection.subscribe_wildcard(&topic, from, fetched_wildcard)

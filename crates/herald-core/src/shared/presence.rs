@@ -1,9 +1,7 @@
 //! The presence of the holder's session, which is one member of each
 //! topic's presence for all the tabs.
 
-use herald_protocol::Topic;
-
-use crate::topic_map::TopicMap;
+use herald_protocol::{Topic, TopicMap};
 
 /// The holder's presence state of each topic (`M` is presence metadata as
 /// the driver holds it): whether any tab asked for presence, so that the
