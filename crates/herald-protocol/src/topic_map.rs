@@ -9,7 +9,7 @@ use serde::{
     ser::SerializeMap,
 };
 
-use crate::Topic;
+use crate::{Topic, limits::MAX_TOPICS_PER_MESSAGE};
 
 /// Values by topic, in topic order, found by binary search; a JSON object
 /// on the wire (the `since` of a [`Subscribe`](crate::Subscribe), the
@@ -190,6 +190,13 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for TopicMap<V> {
             fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Self::Value, A::Error> {
                 let mut map = TopicMap::new();
                 while let Some((topic, value)) = entries.next_entry()? {
+                    // A message names at most this many topics; the bound
+                    // also keeps each sorted insertion's shift short.
+                    if map.len() == MAX_TOPICS_PER_MESSAGE && map.get(Topic::as_str(&topic)).is_none() {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "a map of positions names at most {MAX_TOPICS_PER_MESSAGE} topics: split the message"
+                        )));
+                    }
                     map.insert(topic, value);
                 }
                 Ok(map)
@@ -201,7 +208,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for TopicMap<V> {
 
 #[cfg(test)]
 mod tests {
-    use super::TopicMap;
+    use super::{MAX_TOPICS_PER_MESSAGE, TopicMap};
 
     #[test]
     fn a_json_object_reads_into_topic_order_the_last_value_of_a_topic_winning_and_a_bad_topic_refused() {
@@ -211,5 +218,15 @@ mod tests {
         assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"a:*":1,"b:1":3}"#);
         assert!(serde_json::from_str::<TopicMap<u64>>(r#"{"no-colon":1}"#).is_err());
         assert!(serde_json::from_str::<TopicMap<u64>>("[]").is_err());
+    }
+
+    #[test]
+    fn a_map_of_more_topics_than_a_message_may_name_is_refused() {
+        let map =
+            |n: usize| format!("{{{}}}", (0..n).rev().map(|n| format!(r#""doc:{n}":1"#)).collect::<Vec<_>>().join(","));
+        let full: TopicMap<u64> = serde_json::from_str(&map(MAX_TOPICS_PER_MESSAGE)).unwrap();
+        assert_eq!(full.len(), MAX_TOPICS_PER_MESSAGE);
+        let error = serde_json::from_str::<TopicMap<u64>>(&map(MAX_TOPICS_PER_MESSAGE + 1)).unwrap_err();
+        assert!(error.to_string().contains("at most 256 topics"), "{error}");
     }
 }

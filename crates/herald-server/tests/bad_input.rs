@@ -70,6 +70,17 @@ async fn wrong_field_types_get_error_400_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_since_naming_more_topics_than_a_message_may_gets_error_400() {
+    let (server, mut bystander) = setup(Server::bind("127.0.0.1:0").await.unwrap()).await;
+    let mut client = Client::dev(&server, "bad").await;
+    let since: serde_json::Map<String, serde_json::Value> =
+        (0..257).rev().map(|n| (format!("doc:{n}"), json!(1))).collect();
+    let subscribe = json!({"type":"subscribe","topics":["doc:1"],"since":since}).to_string();
+    error_then_alive(&mut client, &subscribe, 400, "at most 256 topics").await;
+    bystander_unharmed(&server, &mut bystander, 2).await;
+}
+
+#[tokio::test]
 async fn invalid_topics_get_error_400_saying_where() {
     let (server, mut bystander) = setup(Server::bind("127.0.0.1:0").await.unwrap()).await;
     let mut client = Client::dev(&server, "bad").await;
