@@ -7,9 +7,10 @@
 //! equal keys the last wins. Payloads stay JavaScript values: one parse per
 //! frame, and the driver hands them on as they are (`Payload::to_js`).
 
-use std::collections::BTreeMap;
+use std::fmt;
 
 use js_sys::{Array, JSON, Object, Reflect};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::{
@@ -253,19 +254,14 @@ impl Fields<'_> {
         })
     }
 
-    /// `meta`: metadata by user id, each kept as `JSON.parse` made it.
-    fn meta(&self) -> Result<BTreeMap<String, Payload>, ProtocolError> {
-        let Some(meta) = self.get("meta").filter(|meta| !meta.is_null()) else { return Ok(BTreeMap::new()) };
+    /// `meta`: metadata by user id, kept as `JSON.parse` made it (a
+    /// JavaScript object's keys are strings and its values JSON already).
+    fn meta(&self) -> Result<PresenceMeta, ProtocolError> {
+        let Some(meta) = self.get("meta").filter(|meta| !meta.is_null()) else { return Ok(PresenceMeta(None)) };
         if !is_object(&meta) {
             return Err(self.fail(format!("invalid type: {}, expected a map", unexpected(&meta))));
         }
-        let entries = Object::entries(meta.unchecked_ref());
-        let mut by_user = BTreeMap::new();
-        for entry in entries.iter() {
-            let entry: Array = entry.unchecked_into();
-            by_user.insert(entry.get(0).as_string().unwrap_or_default(), Payload::from_browser(entry.get(1)));
-        }
-        Ok(by_user)
+        Ok(PresenceMeta(Some(Payload::from_browser(meta))))
     }
 
     fn presence_diff(&self) -> Result<PresenceDiff, ProtocolError> {
@@ -300,5 +296,38 @@ impl Fields<'_> {
             wildcard_seq: self.opt_integer("wildcard_seq")?,
             ephemeral: self.get("ephemeral").map(|v| self.bool_of(&v)).transpose()?.unwrap_or(false),
         })
+    }
+}
+
+/// The metadata of presence members that set some, by user id: in a
+/// browser, the object `JSON.parse` made of a message's `meta`, as it is.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PresenceMeta(Option<Payload>);
+
+impl PresenceMeta {
+    /// Whether no member has metadata.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|meta| Object::keys(meta.to_js().unchecked_ref::<Object>()).length() == 0)
+    }
+
+    /// The metadata as a JavaScript object, by user id.
+    pub fn to_js(&self) -> JsValue {
+        self.0.as_ref().map_or_else(|| Object::new().into(), Payload::to_js)
+    }
+}
+
+/// As the native build's map prints: by user id, in order.
+impl fmt::Debug for PresenceMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut entries: Vec<(String, Payload)> = Vec::new();
+        if let Some(meta) = &self.0 {
+            for entry in Object::entries(meta.to_js().unchecked_ref()).iter() {
+                let entry: Array = entry.unchecked_into();
+                entries.push((entry.get(0).as_string().unwrap_or_default(), Payload::from_browser(entry.get(1))));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        f.debug_map().entries(entries.iter().map(|(user, meta)| (user, meta))).finish()
     }
 }

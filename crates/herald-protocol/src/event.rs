@@ -177,7 +177,7 @@ impl<'de> Deserialize<'de> for EventKind {
 ///
 /// In a browser (`wasm32-unknown-unknown`) a received payload stays the value
 /// the browser's `JSON.parse` made of the frame, handed to JavaScript as it
-/// is ([`Payload::to_js`]); its text is made only if Rust code asks for it.
+/// is (`Payload::to_js`); its text is made only if Rust code asks for it.
 #[derive(Clone)]
 pub struct Payload(Text);
 

@@ -52,8 +52,8 @@ pub use event::now_timestamp;
 pub use event::{Event, EventData, EventKind, Payload};
 pub use position::Position;
 pub use server::{
-    Ack, Connected, ErrorCode, ErrorMessage, Presence, PresenceDiff, ServerMessage, Subscribed, Unsubscribed,
-    error_code, feature,
+    Ack, Connected, ErrorCode, ErrorMessage, Presence, PresenceDiff, PresenceMeta, ServerMessage, Subscribed,
+    Unsubscribed, error_code, feature,
 };
 pub use timestamp::validate_timestamp;
 pub use topic::{Topic, TopicError, TopicErrorKind};

@@ -1,10 +1,12 @@
 //! Messages a server sends to clients, and decoding them leniently.
 
-use std::{collections::BTreeMap, fmt};
+#[cfg(not(wasm_browser))]
+use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, Payload, ProtocolError, Topic, TopicMap, error::check_frame_size};
+use crate::{Event, ProtocolError, Topic, TopicMap, error::check_frame_size};
 
 /// A message from server to client.
 ///
@@ -178,6 +180,25 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// The metadata of presence members that set some, by user id.
+///
+/// ```
+/// use herald_protocol::{Payload, PresenceMeta};
+///
+/// let meta = PresenceMeta::from([("u-1".to_owned(), Payload::from_json(r#"{"name":"Ann"}"#)?)]);
+/// assert_eq!(meta["u-1"].get(), r#"{"name":"Ann"}"#);
+/// # Ok::<(), herald_protocol::JsonError>(())
+/// ```
+///
+/// In a browser (`wasm32-unknown-unknown`) it is the object `JSON.parse`
+/// made of the message's `meta`, handed to JavaScript as it is
+/// (`PresenceMeta::to_js`): no map is built for a driver that only passes
+/// it on.
+#[cfg(not(wasm_browser))]
+pub type PresenceMeta = BTreeMap<String, crate::Payload>;
+#[cfg(wasm_browser)]
+pub use crate::browser::PresenceMeta;
+
 /// `{"type":"presence"}`: everyone subscribed to `topic`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Presence {
@@ -186,8 +207,8 @@ pub struct Presence {
     /// User ids, each once.
     pub members: Vec<String>,
     /// The metadata of the members that set some, by user id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, Payload>,
+    #[serde(default, skip_serializing_if = "PresenceMeta::is_empty")]
+    pub meta: PresenceMeta,
 }
 
 /// `{"type":"presence_diff"}`: who joined and left `topic`.
@@ -203,8 +224,8 @@ pub struct PresenceDiff {
     pub left: Vec<String>,
     /// The metadata of the users in `joined` that have some. A member whose
     /// metadata changed is in `joined` again, with the new metadata.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, Payload>,
+    #[serde(default, skip_serializing_if = "PresenceMeta::is_empty")]
+    pub meta: PresenceMeta,
 }
 
 #[derive(Serialize)]

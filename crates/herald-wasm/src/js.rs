@@ -2,10 +2,8 @@
 //! with the browser's own object and JSON functions so that the wasm carries
 //! no serialization code; errors; and waiting for a Promise.
 
-use std::collections::BTreeMap;
-
 use herald_core::{DisconnectReason, PublishError, PublishFailure, PublishId, ResyncReason, Status, Transport};
-use herald_protocol::{ErrorCode, ErrorMessage, Event, Payload, Position, Presence, PresenceDiff, Topic};
+use herald_protocol::{ErrorCode, ErrorMessage, Event, Position, Presence, PresenceDiff, Topic};
 use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, prelude::*};
 
@@ -96,17 +94,8 @@ pub(crate) fn presence(presence: &Presence) -> JsValue {
         .set("type", "presence")
         .set("topic", presence.topic.as_str())
         .set("members", strings(&presence.members))
-        .set("meta", meta(&presence.meta))
+        .set("meta", presence.meta.to_js())
         .done()
-}
-
-/// Metadata by user id, each as `JSON.parse` made it.
-fn meta(by_user: &BTreeMap<String, Payload>) -> Object {
-    let object = Object::new();
-    for (user, meta) in by_user {
-        let _ = Reflect::set(&object, &JsValue::from_str(user), &meta.to_js());
-    }
-    object
 }
 
 pub(crate) fn presence_diff(diff: &PresenceDiff) -> JsValue {
@@ -115,7 +104,7 @@ pub(crate) fn presence_diff(diff: &PresenceDiff) -> JsValue {
         .set("topic", diff.topic.as_str())
         .set("joined", strings(&diff.joined))
         .set("left", strings(&diff.left))
-        .set("meta", meta(&diff.meta))
+        .set("meta", diff.meta.to_js())
         .done()
 }
 
