@@ -462,8 +462,11 @@ export class HeraldClient {
 
 /**
  * Starts fetching and instantiating the WebAssembly module now, in parallel
- * with the first render, instead of when the first client is made. Resolves
- * when it is ready; never rejects (a failure shows in every client's status).
- * Does nothing outside a browser page.
+ * with the first render, instead of when the first client is made: the
+ * build that clients with these options load (`{ shareAcrossTabs: true }`
+ * loads the one with the tabs' shared connection; by default, the one
+ * every other client loads). Resolves when it is ready; never rejects (a
+ * failure shows in every client's status). Does nothing outside a browser
+ * page.
  */
-export function preload(): Promise<void>;
+export function preload(options?: { shareAcrossTabs?: boolean }): Promise<void>;

@@ -20,49 +20,61 @@ function unsupportedReason() {
   return null;
 }
 
-let loading = null;
-
-/** The wasm module's exports, loaded once for every client. */
-function load() {
-  loading ??= import('./dist/herald.js').then(async (glue) => {
-    await glue.default();
-    return glue;
-  });
-  return loading;
-}
+// The wasm comes in two builds (xtask/src/wasm.rs): the one every client
+// loads, and the same plus the rules of tabs sharing a connection, which
+// only a client with `shareAcrossTabs` loads. Each import is written out
+// so that bundlers see both files.
+const loading = { plain: null, tabs: null };
 
 /** Whether tabs can share a connection here: elsewhere each keeps its own. */
 function canShare() {
   return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
 }
 
-/** The wasm, and for a client that shares its connection across tabs, the glue that does (loaded only then). */
-function loadFor(options) {
-  if (!(options.shareAcrossTabs && canShare())) return load();
-  return Promise.all([load(), import('./shared.js')]).then(([glue, { SharedClient }]) => ({ ...glue, SharedClient }));
+/** Whether a client with `options` loads the build whose tabs share a connection. */
+function sharing(options) {
+  return Boolean(options?.shareAcrossTabs) && canShare();
+}
+
+/** The exports of the wasm build `options` need, loaded once for every client that needs it. */
+function load(options) {
+  if (sharing(options)) {
+    loading.tabs ??= Promise.all([import('./dist/herald_tabs.js'), import('./shared.js')]).then(async ([glue, { SharedClient }]) => {
+      await glue.default();
+      return { ...glue, SharedClient };
+    });
+    return loading.tabs;
+  }
+  loading.plain ??= import('./dist/herald.js').then(async (glue) => {
+    await glue.default();
+    return glue;
+  });
+  return loading.plain;
 }
 
 /**
  * Starts fetching and instantiating the wasm now, before the first client
- * needs it. Resolves once it is ready; never rejects (a failure is reported
- * by every client's status).
+ * needs it: the build for clients with `options` (`{ shareAcrossTabs: true }`
+ * for those that share a connection). Resolves once it is ready; never
+ * rejects (a failure is reported by every client's status).
  */
-export function preload() {
+export function preload(options) {
   if (unsupportedReason() !== null) return Promise.resolve();
-  return load().then(
+  return load(options).then(
     () => undefined,
     () => undefined,
   );
 }
 
-/** Why the wasm did not load, for people: a CSP that forbids compiling it is the usual cause. */
-function loadFailure(error) {
+/** Why the wasm a client with `options` loads did not load, for people: a CSP that forbids compiling it is the usual cause. */
+function loadFailure(error, options) {
   const text = String(error?.message ?? error);
+  const file = sharing(options) ? 'herald_tabs_bg.wasm' : 'herald_bg.wasm';
   const csp = /Content Security Policy|unsafe-eval|CompileError.*(refused|disallowed)/i.test(text)
     ? "the page's Content-Security-Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src"
     : /magic word.*found 3c/i.test(text)
-      ? "the server answered with a page instead of herald_bg.wasm: with Vite's dev server, add optimizeDeps: { exclude: ['@herald/realtime'] } to vite.config"
-      : 'check that herald_bg.wasm is served next to the bundle, as application/wasm';
+      ? `the server answered with a page instead of ${file}: with Vite's dev server, add optimizeDeps: { exclude: ['@herald/realtime'] } to vite.config`
+      : `check that ${file} is served next to the bundle, as application/wasm`;
   return {
     state: 'disconnected',
     reason: 'unavailable',
@@ -230,9 +242,9 @@ export class HeraldClient {
       this.#status = { state: 'idle' };
     } else {
       this.#status = { state: 'loading' };
-      loadFor(this.#wasmOptions).then(
+      load(this.#wasmOptions).then(
         (glue) => this.#start(glue),
-        (error) => this.#end(loadFailure(error)),
+        (error) => this.#end(loadFailure(error, this.#wasmOptions)),
       );
     }
   }
@@ -243,7 +255,7 @@ export class HeraldClient {
     try {
       inner = glue.SharedClient ? new glue.SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
     } catch (error) {
-      return this.#end(loadFailure(error));
+      return this.#end(loadFailure(error, this.#wasmOptions));
     }
     this.#inner = inner;
     inner.onStatus((status) => this.#report(status));

@@ -1,6 +1,8 @@
 // Builds the demo into dist/: index.html, app.js (React, TanStack Query and
 // @herald/realtime bundled by esbuild), app.css, and the package's wasm next
-// to app.js, where the wasm-bindgen glue fetches it from.
+// to app.js, where the wasm-bindgen glue fetches it from: both builds, since
+// the demo's client shares its connection across tabs where the browser can
+// (herald_tabs_bg.wasm) and keeps its own elsewhere (herald_bg.wasm).
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -27,8 +29,10 @@ await esbuild.build({
   logLevel: 'warning',
 });
 await copyFile(here('./index.html'), `${dist}/index.html`);
-const wasm = fileURLToPath(import.meta.resolve('@herald/realtime/herald_bg.wasm'));
-await copyFile(wasm, `${dist}/herald_bg.wasm`).catch((error) => {
-  throw new Error(`${wasm} is missing (${error.code}): build the package first with \`cargo xtask wasm\``);
-});
+for (const build of ['herald_bg.wasm', 'herald_tabs_bg.wasm']) {
+  const wasm = fileURLToPath(import.meta.resolve(`@herald/realtime/${build}`));
+  await copyFile(wasm, `${dist}/${build}`).catch((error) => {
+    throw new Error(`${wasm} is missing (${error.code}): build the package first with \`cargo xtask wasm\``);
+  });
+}
 console.log(`built ${dist}`);

@@ -85,3 +85,23 @@ test("the same policy with 'wasm-unsafe-eval' connects", async (t) => {
   await app.mount('topic', { url: harness.testbed.addresses.ws, topic: uniqueTopic('gift-list'), label: 'allowed' });
   await app.waitForJson('status', 'connected', connected);
 });
+
+test('a page downloads one wasm build: the plain one, or with shareAcrossTabs the one that shares', async (t) => {
+  const { testbed } = harness;
+  for (const shareAcrossTabs of [false, true]) {
+    const wasm = [];
+    const app = await harness.open(t, {
+      beforeLoad: (page) => page.on('request', (request) => /\.wasm$/.test(request.url()) && wasm.push(request.url().split('/').pop())),
+    });
+    await app.evaluate(
+      ({ url, shareAcrossTabs }) => {
+        window.client = new window.HeraldClient({ url, token: 'u-loading', shareAcrossTabs });
+        window.client.onStatus((status) => (window.state = status));
+      },
+      { url: testbed.addresses.ws, shareAcrossTabs },
+    );
+    await eventually('connected', () => app.evaluate(() => window.state), connected);
+    assert.deepEqual(wasm, [shareAcrossTabs ? 'herald_tabs_bg.wasm' : 'herald_bg.wasm']);
+    await app.evaluate(() => window.client.close());
+  }
+});

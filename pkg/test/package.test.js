@@ -18,6 +18,8 @@ test('npm pack lists exactly the intended files', async () => {
     'README.md',
     'dist/herald.js',
     'dist/herald_bg.wasm',
+    'dist/herald_tabs.js',
+    'dist/herald_tabs_bg.wasm',
     'index.cjs',
     'index.d.ts',
     'index.js',

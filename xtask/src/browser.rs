@@ -83,6 +83,7 @@ pub(crate) fn test() -> Result {
     exec(
         cargo()
             .args(["test", "--locked", "-p", "herald-wasm", "--target", "wasm32-unknown-unknown"])
+            .args(["--features", "shared-tabs"])
             .env("HERALD_TESTBED", &testbed.addresses)
             .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", trusting_the_testbed(&testbed)?)
             .env("CHROMEDRIVER", "/usr/bin/chromedriver")

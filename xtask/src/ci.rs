@@ -15,17 +15,19 @@ pub(crate) fn run(args: &[String]) -> Result {
     // The core and the protocol must stay free of anything a browser lacks,
     // and the browser-only code (the wasm driver, the protocol's browser
     // decoder) gets the same lints.
-    let wasm_clippy = |packages: &[&str], targets: &str| {
+    let wasm_clippy = |packages: &[&str], args: &[&str]| {
         let mut command = cargo();
-        command.args(["clippy", "--locked", "--target", "wasm32-unknown-unknown", targets]);
+        command.args(["clippy", "--locked", "--target", "wasm32-unknown-unknown"]).args(args);
         for package in packages {
             command.args(["-p", package]);
         }
         command.args(["--", "-D", "warnings"]);
         command
     };
-    exec(&mut wasm_clippy(&["herald-core", "herald-protocol"], "--lib"))?;
-    exec(&mut wasm_clippy(&["herald-wasm"], "--all-targets"))?;
+    exec(&mut wasm_clippy(&["herald-core", "herald-protocol"], &["--lib"]))?;
+    // The package's two builds of the driver (xtask/src/wasm.rs).
+    exec(&mut wasm_clippy(&["herald-wasm"], &["--all-targets"]))?;
+    exec(&mut wasm_clippy(&["herald-wasm"], &["--all-targets", "--features", "shared-tabs"]))?;
     exec(cargo().args(["test", "--workspace", "--locked"]))?;
     crate::package::check()?;
     crate::browser::test()?;

@@ -13,6 +13,11 @@
 //! });
 //! ```
 //!
+//! The cargo feature `shared-tabs` adds `SharedTabs`, the rules of a
+//! browser's tabs sharing one connection. The package ships two builds,
+//! without and with it, and a page loads the second only for a client with
+//! `shareAcrossTabs`, so that no other page downloads those rules.
+//!
 //! Everything here is for `wasm32-unknown-unknown`; on other targets the
 //! crate is empty.
 #![deny(missing_docs)]
@@ -21,10 +26,12 @@
 mod client;
 mod js;
 mod options;
+#[cfg(feature = "shared-tabs")]
 mod shared;
 mod transport;
 
 pub use client::HeraldClient;
+#[cfg(feature = "shared-tabs")]
 pub use shared::SharedTabs;
 
 // Talc rather than the standard library's dlmalloc: a smaller module for

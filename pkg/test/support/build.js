@@ -1,6 +1,6 @@
 // Bundles the test app (test/app) with esbuild into a temporary folder, with
-// the package's wasm next to the bundle, where the wasm-bindgen glue fetches
-// it from (`new URL('herald_bg.wasm', import.meta.url)`). `@herald/realtime`
+// the package's two wasm builds next to the bundle, where the wasm-bindgen
+// glue fetches them from (`new URL('herald_bg.wasm', import.meta.url)`). `@herald/realtime`
 // is the packed tarball (support/packed.js), not this folder.
 
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { packedPackage } from './packed.js';
 
 const entry = fileURLToPath(new URL('../app/main.jsx', import.meta.url));
 
-/** Resolves with `{dir, remove()}`: `dir` holds app.js and herald_bg.wasm. */
+/** Resolves with `{dir, remove()}`: `dir` holds app.js, herald_bg.wasm and herald_tabs_bg.wasm. */
 export async function buildApp() {
   const consumer = await packedPackage();
   // From the unpacked tarball, through its exports map, as an application would find it.
@@ -25,10 +25,13 @@ export async function buildApp() {
       );
     },
   };
-  const wasm = join(consumer, 'node_modules/@herald/realtime/dist/herald_bg.wasm');
-  await stat(wasm).catch(() => {
-    throw new Error(`${wasm} is missing: build the wasm first with \`cargo xtask wasm\` at the repository root`);
-  });
+  const builds = ['herald_bg.wasm', 'herald_tabs_bg.wasm'];
+  for (const build of builds) {
+    const wasm = join(consumer, 'node_modules/@herald/realtime/dist', build);
+    await stat(wasm).catch(() => {
+      throw new Error(`${wasm} is missing: build the wasm first with \`cargo xtask wasm\` at the repository root`);
+    });
+  }
   const dir = await mkdtemp(join(tmpdir(), 'herald-test-app-'));
   await esbuild.build({
     entryPoints: { app: entry },
@@ -43,6 +46,6 @@ export async function buildApp() {
     logLevel: 'silent',
     plugins: [fromTarball],
   });
-  await copyFile(wasm, join(dir, 'herald_bg.wasm'));
+  for (const build of builds) await copyFile(join(consumer, 'node_modules/@herald/realtime/dist', build), join(dir, build));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }

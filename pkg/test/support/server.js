@@ -13,6 +13,7 @@ const FILES = {
   '/app.js.map': 'application/json',
   // The wasm MIME type lets the browser compile while downloading.
   '/herald_bg.wasm': 'application/wasm',
+  '/herald_tabs_bg.wasm': 'application/wasm',
 };
 
 /**
