@@ -133,11 +133,11 @@ impl HeraldClient {
     /// backoff: { initialMs, maxMs, factor, jitter, maxAttempts, maxAdvisedMs },
     /// fallback: false | { sseAfter, upgradeAfterMs, url } })`, as the
     /// package's `index.js` passes them after checking them (`url` absolute,
-    /// `auth` defaulting to `'message'`, `debug` a function of `(kind, value)`).
-    /// Throws an `Error` naming the option that is wrong.
+    /// `auth` defaulting to `'message'`, `debug` a function of `(kind, value)`):
+    /// that is where a wrong option throws.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue) -> Result<Self, JsValue> {
-        let (config, token, driver) = options::parse(&options)?;
+    pub fn new(options: JsValue) -> Self {
+        let (config, token, driver) = options::parse(&options);
         let now = Instant::now();
         let inner = Rc::new_cyclic(|weak: &std::rc::Weak<RefCell<Inner>>| {
             let sink = Feed(weak.clone());
@@ -161,7 +161,7 @@ impl HeraldClient {
         // current task: a client closed right away (React StrictMode mounts,
         // unmounts and mounts again in one go) never opens a socket.
         pump(&inner);
-        Ok(Self { inner })
+        Self { inner }
     }
 
     /// Calls `callback` with every event of `topic` (or `resource:*`) in the
@@ -180,13 +180,15 @@ impl HeraldClient {
     /// Returns a function that unsubscribes, which also has `unsubscribe()`
     /// and `live`: a Promise of the position (or `null`) once the topic is
     /// live or unconfirmed, rejected with the server's `code` and `message`
-    /// on a refusal. Throws an `Error` for an invalid topic or `since`.
+    /// on a refusal. Throws an `Error` for an invalid topic.
     pub fn subscribe(&self, topic: &str, callback: Function, options: JsValue) -> Result<Function, JsValue> {
         let topic = Topic::new(topic).map_err(|e| js::error(&e.to_string()))?;
         let mut wanted = SubscribeOptions::default();
         wanted.presence = options::flag(&options, "presence");
         wanted.meta = options::meta(&options)?;
-        wanted.from = options::since(&options)?;
+        // `since` (`{epoch, seq}`, a position the application got with its
+        // data) as `index.js` checked it.
+        wanted.from = options::position(&options, "since").unwrap_or_default();
         let options = wanted;
         let mut settle = None;
         let live = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));

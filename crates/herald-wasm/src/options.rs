@@ -1,4 +1,10 @@
-//! Reading the options object given to `new HeraldClient(options)`.
+//! Reading the options object given to `new HeraldClient(options)`, and
+//! those of `subscribe` and `publish`.
+//!
+//! The client's own options come from the package's entry (`pkg/index.js`,
+//! `normalize`), which checks them where an application's mistake can be
+//! reported at once, whether or not the wasm has loaded; they are read here
+//! as checked, without a second set of rules and messages.
 
 use std::time::Duration;
 
@@ -21,27 +27,16 @@ pub(crate) fn field(options: &JsValue, name: &str) -> Option<JsValue> {
     Reflect::get(options, &JsValue::from_str(name)).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
 
-fn millis(options: &JsValue, name: &str) -> Result<Option<Duration>, JsValue> {
-    match field(options, name) {
-        None => Ok(None),
-        // `try_from` refuses negative, infinite and too large numbers, which would panic.
-        Some(value) => match value.as_f64().and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok()) {
-            Some(duration) => Ok(Some(duration)),
-            None => Err(crate::js::error(&format!("{name} must be a number of milliseconds"))),
-        },
-    }
+/// `options[name]` in milliseconds, as `index.js` checked it: a number from
+/// 0 to `Number.MAX_SAFE_INTEGER`. `try_from` keeps anything else from
+/// panicking, which would abort the whole module.
+fn millis(options: &JsValue, name: &str) -> Option<Duration> {
+    field(options, name)?.as_f64().and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
 }
 
 /// `options[name] === true`; `false` for anything else or no options at all.
 pub(crate) fn flag(options: &JsValue, name: &str) -> bool {
     field(options, name).is_some_and(|v| v.as_bool() == Some(true))
-}
-
-/// `options.since`: `{epoch, seq}`, a position the application got with its
-/// data (e.g. from `GET /api/position`), or nothing.
-pub(crate) fn since(options: &JsValue) -> Result<Option<Position>, JsValue> {
-    position(options, "since")
-        .map_err(|()| crate::js::error("options.since must be a position {epoch: string, seq: number}"))
 }
 
 /// `value[name]`: a position `{epoch, seq}`, or nothing; `Err` for anything else.
@@ -103,84 +98,56 @@ pub(crate) struct DriverOptions {
     pub(crate) background_timeout: Option<Duration>,
 }
 
-/// The session settings, the token source and the driver's own options, or
-/// an `Error` that says which option is wrong.
-pub(crate) fn parse(options: &JsValue) -> Result<(SessionConfig, TokenSource, DriverOptions), JsValue> {
-    let url = field(options, "url")
-        .and_then(|v| v.as_string())
-        .ok_or_else(|| crate::js::error("options.url is required, e.g. 'wss://example.com/ws'"))?;
-    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-        return Err(crate::js::error(&format!("options.url '{url}' must start with ws:// or wss://")));
-    }
-    let mut config = SessionConfig::new(url);
-    let token = match (field(options, "token"), field(options, "getToken")) {
-        (_, Some(provider)) => TokenSource::Provider(
-            provider.dyn_into().map_err(|_| crate::js::error("options.getToken must be a function"))?,
-        ),
-        (Some(token), None) => {
-            TokenSource::Static(token.as_string().ok_or_else(|| crate::js::error("options.token must be a string"))?)
-        }
+/// The session settings, the token source and the driver's own options, from
+/// options `index.js` checked (`url` absolute, `auth` defaulting to
+/// `'message'`, `debug` a function of `(kind, value)`).
+pub(crate) fn parse(options: &JsValue) -> (SessionConfig, TokenSource, DriverOptions) {
+    let text = |value: &JsValue, name: &str| field(value, name).and_then(|v| v.as_string());
+    let float = |value: &JsValue, name: &str| field(value, name).and_then(|v| v.as_f64());
+    let mut config = SessionConfig::new(text(options, "url").unwrap_or_default());
+    let token = match (text(options, "token"), field(options, "getToken").and_then(|f| f.dyn_into().ok())) {
+        (_, Some(provider)) => TokenSource::Provider(provider),
+        (Some(token), None) => TokenSource::Static(token),
         (None, None) => TokenSource::None,
     };
-    config.auth = match (&token, field(options, "auth").and_then(|v| v.as_string()).as_deref()) {
+    config.auth = match (&token, text(options, "auth").as_deref()) {
         (TokenSource::None, _) => AuthMode::None,
-        // The token stays out of URLs, where access logs and the console would show it.
-        (_, None | Some("message")) => AuthMode::FirstMessage,
         (_, Some("query")) => AuthMode::Query,
-        (_, Some(other)) => {
-            return Err(crate::js::error(&format!("options.auth '{other}' must be 'query' or 'message'")));
+        // The token stays out of URLs, where access logs and the console would show it.
+        _ => AuthMode::FirstMessage,
+    };
+    let set = |to: &mut Duration, value: &JsValue, name: &str| {
+        if let Some(duration) = millis(value, name) {
+            *to = duration;
         }
     };
-    if let Some(interval) = millis(options, "heartbeatMs")? {
-        config.heartbeat.interval = interval;
-    }
-    if let Some(timeout) = millis(options, "heartbeatTimeoutMs")? {
-        config.heartbeat.timeout = timeout;
-    }
-    if let Some(timeout) = millis(options, "connectTimeoutMs")? {
-        config.connect_timeout = timeout;
-    }
-    if let Some(timeout) = millis(options, "publishTimeoutMs")? {
-        config.publish_timeout = timeout;
-    }
+    set(&mut config.heartbeat.interval, options, "heartbeatMs");
+    set(&mut config.heartbeat.timeout, options, "heartbeatTimeoutMs");
+    set(&mut config.connect_timeout, options, "connectTimeoutMs");
+    set(&mut config.publish_timeout, options, "publishTimeoutMs");
     if let Some(backoff) = field(options, "backoff") {
-        if let Some(initial) = millis(&backoff, "initialMs")? {
-            config.backoff.initial = initial;
-        }
-        if let Some(max) = millis(&backoff, "maxMs")? {
-            config.backoff.max = max;
-        }
-        if let Some(max) = millis(&backoff, "maxAdvisedMs")? {
-            config.backoff.max_advised = max;
-        }
-        if let Some(factor) = number(&backoff, "factor")? {
-            config.backoff.factor = factor;
-        }
-        if let Some(jitter) = number(&backoff, "jitter")? {
-            config.backoff.jitter = jitter;
-        }
-        config.backoff.max_attempts = number(&backoff, "maxAttempts")?.map(|n| n as u32);
+        set(&mut config.backoff.initial, &backoff, "initialMs");
+        set(&mut config.backoff.max, &backoff, "maxMs");
+        set(&mut config.backoff.max_advised, &backoff, "maxAdvisedMs");
+        config.backoff.factor = float(&backoff, "factor").unwrap_or(config.backoff.factor);
+        config.backoff.jitter = float(&backoff, "jitter").unwrap_or(config.backoff.jitter);
+        config.backoff.max_attempts = float(&backoff, "maxAttempts").map(|n| n as u32);
     }
     config.fallback = match field(options, "fallback") {
         None => Some(FallbackConfig::default()),
         Some(off) if off.as_bool() == Some(false) => None,
         Some(fallback) => {
             let mut config = FallbackConfig::default();
-            if let Some(after) = number(&fallback, "sseAfter")? {
+            if let Some(after) = float(&fallback, "sseAfter") {
                 config.after_failures = after as u32;
             }
-            if let Some(every) = millis(&fallback, "upgradeAfterMs")? {
-                config.upgrade_after = every;
-            }
-            config.url = field(&fallback, "url").and_then(|u| u.as_string());
+            set(&mut config.upgrade_after, &fallback, "upgradeAfterMs");
+            config.url = text(&fallback, "url");
             Some(config)
         }
     };
     config.seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    let debug = match field(options, "debug") {
-        None => None,
-        Some(debug) => Some(debug.dyn_into().map_err(|_| crate::js::error("options.debug must be a function"))?),
-    };
-    let driver = DriverOptions { debug, background_timeout: millis(options, "backgroundTimeoutMs")? };
-    Ok((config, token, driver))
+    let debug = field(options, "debug").and_then(|debug| debug.dyn_into().ok());
+    let driver = DriverOptions { debug, background_timeout: millis(options, "backgroundTimeoutMs") };
+    (config, token, driver)
 }

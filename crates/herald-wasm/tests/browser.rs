@@ -19,7 +19,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 fn dev_client(user: &str) -> HeraldClient {
     let options = object(&[("url", testbed().ws.into()), ("token", user.into()), ("backoff", fast_backoff())]);
-    HeraldClient::new(options).expect("valid options")
+    HeraldClient::new(options)
 }
 
 #[wasm_bindgen_test]
@@ -49,7 +49,7 @@ async fn a_server_with_tls_is_reached_over_wss_and_its_events_arrive() {
     let url = testbed().tls_ws;
     assert!(url.starts_with("wss://"), "{url}");
     let options = object(&[("url", url.into()), ("token", "tls-reader".into()), ("backoff", fast_backoff())]);
-    let client = HeraldClient::new(options).expect("valid options");
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-tls:1", events.function(), JsValue::UNDEFINED).unwrap();
     let probe = subscribed_on("tls", &events, "wasm-tls:1").await;
@@ -216,7 +216,7 @@ async fn a_rejected_token_is_refreshed_once_through_get_token() {
         ("auth", "message".into()),
         ("backoff", fast_backoff()),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-auth:1", events.function(), JsValue::UNDEFINED).unwrap();
     eventually("a connection with the fresh token", 10_000, || {
@@ -236,7 +236,7 @@ async fn a_second_rejection_in_a_row_stops_with_unauthorized() {
         ("getToken", token_provider(&reasons, usize::MAX, "")),
         ("backoff", fast_backoff()),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     eventually("the client to stop", 10_000, || text(&client.status(), "state") == "disconnected").await;
     assert_eq!(text(&client.status(), "reason"), "unauthorized");
     assert_eq!(reasons.len(), 2, "one fresh token, no loop");
@@ -252,7 +252,7 @@ async fn coming_back_online_reconnects_without_waiting_for_the_backoff() {
         // A minute between attempts: only the `online` signal can bring it back quickly.
         ("backoff", object(&[("initialMs", 60_000.into()), ("maxMs", 60_000.into()), ("jitter", 0.into())])),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-online:1", events.function(), JsValue::UNDEFINED).unwrap();
     subscribed(&events, "wasm-online:1").await;
@@ -284,7 +284,7 @@ async fn the_back_forward_cache_suspends_the_client_and_restoring_recovers_exact
         // A minute between attempts: only the `pageshow` signal can bring it back quickly.
         ("backoff", object(&[("initialMs", 60_000.into()), ("maxMs", 60_000.into()), ("jitter", 0.into())])),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-bfcache:1", events.function(), JsValue::UNDEFINED).unwrap();
     let first = subscribed(&events, "wasm-bfcache:1").await;
@@ -333,7 +333,7 @@ async fn a_tab_becoming_visible_checks_a_dead_link_at_once_and_recovers_what_it_
         ("connectTimeoutMs", 1_000.into()),
         ("backoff", fast_backoff()),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-visible:1", events.function(), JsValue::UNDEFINED).unwrap();
     let first = subscribed(&events, "wasm-visible:1").await;
@@ -389,19 +389,17 @@ async fn unsubscribe_stops_delivery_and_close_is_final() {
     assert!(message.contains("closed"), "{message}");
 }
 
+// Options are checked by the package's entry (pkg/index.js; its tests name
+// each mistake); the wasm client reads them as checked, and must not panic
+// (which aborts the whole module) on a value it cannot use.
 #[wasm_bindgen_test]
-fn bad_options_throw_errors_that_name_the_option() {
-    let message = |options: JsValue| {
-        let error = HeraldClient::new(options).expect_err("refused");
-        String::from(error.unchecked_into::<js_sys::Error>().message())
-    };
-    assert!(message(object(&[])).contains("options.url is required"));
-    assert!(message(object(&[("url", "http://x".into())])).contains("ws://"));
-    let bad_heartbeat = object(&[("url", "ws://x".into()), ("heartbeatMs", "soon".into())]);
-    assert!(message(bad_heartbeat).contains("heartbeatMs"));
-    // Too large for a Duration: refused, not a panic (which aborts the whole module).
+fn options_it_cannot_use_do_not_panic() {
     let huge = object(&[("url", "ws://x".into()), ("backoff", object(&[("maxAdvisedMs", 1e300.into())]))]);
-    assert!(message(huge).contains("maxAdvisedMs"));
+    let client = HeraldClient::new(huge);
+    client.close();
+    let wrong_types =
+        object(&[("url", 7.into()), ("heartbeatMs", "soon".into()), ("getToken", "not a function".into())]);
+    HeraldClient::new(wrong_types).close();
 }
 
 #[wasm_bindgen_test]
@@ -412,7 +410,7 @@ async fn a_forbidden_topic_is_refused_and_the_others_keep_flowing() {
         ("getToken", token_provider(&reasons, 0, "&topics=wasm-allowed:*")),
         ("backoff", fast_backoff()),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let allowed = Recorder::new();
     let forbidden = Recorder::new();
     let _a = client.subscribe("wasm-allowed:1", allowed.function(), JsValue::UNDEFINED).unwrap();
@@ -461,7 +459,7 @@ async fn gate_accepted() -> f64 {
 
 fn gated_client(user: &str) -> HeraldClient {
     let options = object(&[("url", testbed().gated_ws.into()), ("token", user.into()), ("backoff", fast_backoff())]);
-    HeraldClient::new(options).expect("valid options")
+    HeraldClient::new(options)
 }
 
 #[wasm_bindgen_test]
@@ -494,7 +492,7 @@ async fn where_websocket_is_blocked_events_flow_over_the_stream_and_the_client_u
         ("backoff", fast_backoff()),
         ("fallback", object(&[("sseAfter", 2.into()), ("upgradeAfterMs", 300.into())])),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let events = Recorder::new();
     let _unsubscribe = client.subscribe("wasm-fallback:1", events.function(), JsValue::UNDEFINED).unwrap();
     eventually("the event stream", 10_000, || transport(&client) == "sse").await;
@@ -529,7 +527,7 @@ async fn with_the_fallback_off_a_blocked_websocket_is_only_retried() {
         ("backoff", fast_backoff()),
         ("fallback", false.into()),
     ]);
-    let client = HeraldClient::new(options).unwrap();
+    let client = HeraldClient::new(options);
     let statuses = Recorder::new();
     let _stop = client.on_status(statuses.function());
     eventually("a few failed attempts", 10_000, || get(&client.status(), "attempt").as_f64() >= Some(4.0)).await;
