@@ -469,4 +469,4 @@ export class HeraldClient {
  * failure shows in every client's status). Does nothing outside a browser
  * page.
  */
-export function preload(options?: { shareAcrossTabs?: boolean }): Promise<void>;
+export function preload(options?: Pick<CommonOptions, 'shareAcrossTabs'>): Promise<void>;

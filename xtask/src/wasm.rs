@@ -25,10 +25,11 @@ struct Build {
 /// Every client but one with `shareAcrossTabs`: what a page downloads by
 /// default. Its budget is what it weighs now (58,879 B, since the tabs'
 /// rules moved to their own build, presence metadata stayed a JavaScript
-/// object and the options are checked once, in `index.js`) plus the byte budgets BENCHMARKS.md's
-/// "Browser package size" gives the features still to come, so that growth
-/// is a decision rather than an accident. That section says what the bytes
-/// are, what was cut to get here, and why [`TARGET_GZIPPED`] is not met yet.
+/// object and the options are checked once, in `index.js`) plus the byte
+/// budgets BENCHMARKS.md's "Browser package size" gives the features still
+/// to come, so that growth is a decision rather than an accident. That
+/// section says what the bytes are, what was cut to get here, and why
+/// [`TARGET_GZIPPED`] is not met yet.
 const DEFAULT: Build = Build { out_name: "herald", features: "", budget: 59_155 };
 
 /// The same client plus `SharedTabs`, loaded only by a client with

@@ -40,6 +40,8 @@ new HeraldClient({ url: '/ws', token: null, enabled: false, debug: true, backgro
 new HeraldClient({ url: 'https://example.com/ws', token: 't', debug: (line: string) => line.length });
 const preloaded: Promise<void> = preload();
 void preloaded;
+void preload({ shareAcrossTabs: true });
+void preload({ shareAcrossTabs: { user: 'u-42' } });
 // @ts-expect-error: debug is a flag or a function of a line
 new HeraldClient({ url: 'wss://example.com/ws', debug: 'verbose' });
 // @ts-expect-error: url is required
