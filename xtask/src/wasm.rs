@@ -23,19 +23,20 @@ struct Build {
 }
 
 /// Every client but one with `shareAcrossTabs`: what a page downloads by
-/// default. Its budget is what it weighs now (58,434 B, since the tabs'
+/// default. Its budget is what it weighs now (58,139 B, since the tabs'
 /// rules moved to their own build, presence metadata stayed a JavaScript
-/// object, the options are checked once, in `index.js`, and the browser
-/// decoder's errors stopped describing the value found) plus the byte
+/// object, the options are checked once, in `index.js`, the browser
+/// decoder's errors stopped describing the value found and a published
+/// payload is no longer parsed back) plus the byte
 /// budgets BENCHMARKS.md's "Browser package size" gives the features still
 /// to come, so that growth is a decision rather than an accident. That
 /// section says what the bytes are, what was cut to get here, and why
 /// [`TARGET_GZIPPED`] is not met yet.
-const DEFAULT: Build = Build { out_name: "herald", features: "", budget: 58_710 };
+const DEFAULT: Build = Build { out_name: "herald", features: "", budget: 58_415 };
 
 /// The same client plus `SharedTabs`, loaded only by a client with
-/// `shareAcrossTabs` (68,977 B now, with the same headroom).
-const TABS: Build = Build { out_name: "herald_tabs", features: "shared-tabs", budget: 69_249 };
+/// `shareAcrossTabs` (68,811 B now, with the same headroom).
+const TABS: Build = Build { out_name: "herald_tabs", features: "shared-tabs", budget: 69_083 };
 
 /// Issue 14's target, 35 KB, for the default build: reported, not enforced
 /// (see [`DEFAULT`]).

@@ -229,6 +229,17 @@ impl Payload {
         Self(Text { json: std::cell::OnceCell::new(), value: Some(value) })
     }
 
+    /// A JavaScript value as a payload: the text `JSON.stringify` makes of
+    /// it now (the caller may change the value later); `None` for a value
+    /// that has none (`undefined`, a function, a `BigInt`, a cycle). That
+    /// text is JSON by construction, so unlike [`from_json`](Self::from_json)
+    /// it is not parsed again to check it.
+    #[cfg(wasm_browser)]
+    pub fn from_js(value: &wasm_bindgen::JsValue) -> Option<Self> {
+        let json = js_sys::JSON::stringify(value).ok()?.as_string()?;
+        Some(Self(Text::json(json)))
+    }
+
     /// The payload as a JavaScript value: the one `JSON.parse` made of the
     /// frame it came in (not parsed again), or one parsed from its text.
     #[cfg(wasm_browser)]

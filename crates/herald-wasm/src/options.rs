@@ -58,9 +58,7 @@ pub(crate) fn meta(options: &JsValue) -> Result<Option<Payload>, JsValue> {
 
 /// `value` as JSON.
 pub(crate) fn payload(value: &JsValue) -> Result<Payload, JsValue> {
-    let json = js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string());
-    let json = json.ok_or_else(|| crate::js::failure("invalid", "not JSON-serializable"))?;
-    Payload::from_json(json).map_err(|e| crate::js::failure("invalid", &e.to_string()))
+    Payload::from_js(value).ok_or_else(|| crate::js::failure("invalid", "not JSON-serializable"))
 }
 
 /// `publish`'s options: `{ephemeral, ifSeq, traceId, id}`.

@@ -177,6 +177,15 @@ async fn publish_resolves_with_the_ack_and_offline_publishes_are_sent_once() {
         JsFuture::from(client.publish("not a topic", "UPDATED", "1", JsValue::NULL, JsValue::UNDEFINED)).await;
     let message = js_sys::Error::from(refused.unwrap_err()).message();
     assert!(String::from(message).contains("not a topic"), "the error names the bad topic");
+
+    // A payload JSON has no text for is refused as invalid, and nothing else breaks.
+    let big = js_sys::BigInt::from(7u64).into();
+    let refused = JsFuture::from(client.publish("wasm-publish:1", "UPDATED", "1", big, JsValue::UNDEFINED)).await;
+    let refused = refused.expect_err("a BigInt has no JSON");
+    assert_eq!(text(&refused, "kind"), "invalid");
+    assert!(String::from(js_sys::Error::from(refused).message()).contains("not JSON-serializable"));
+    let ack = JsFuture::from(client.publish("wasm-publish:1", "UPDATED", "1", JsValue::TRUE, JsValue::UNDEFINED)).await;
+    assert!(ack.is_ok(), "the next publish is acked");
     client.close();
 }
 
