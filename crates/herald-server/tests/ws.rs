@@ -290,13 +290,20 @@ async fn a_wildcard_resumes_from_its_wildcard_seq_with_what_every_topic_of_its_r
     assert!(client.recv().await["wildcard_seq"].as_u64().unwrap() > last);
 }
 
-#[tokio::test]
-async fn a_wildcard_position_whose_events_left_their_history_is_not_recovered() {
-    let server = Server::builder().dev(true).history(2, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
+/// A dev server keeping `history_len` events per topic, and the position of
+/// `doc:*` a client that has gone since was given there.
+async fn wildcard_position_on_a_server_keeping(history_len: usize) -> (ServerHandle, u64) {
+    let server =
+        Server::builder().dev(true).history(history_len, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
     let mut client = Client::dev(&server, "u1").await;
     client.send(r#"{"type":"subscribe","topics":["doc:*"]}"#).await;
     let position = client.recv().await["last_seq"]["doc:*"].as_u64().unwrap();
-    drop(client);
+    (server, position)
+}
+
+#[tokio::test]
+async fn a_wildcard_position_whose_events_left_their_history_is_not_recovered() {
+    let (server, position) = wildcard_position_on_a_server_keeping(2).await;
     // doc:1 keeps its last two events: its first after the position is gone.
     for n in 1..=3 {
         server.publish("doc:1", "UPDATED", "1", &json!(n)).await.unwrap();
@@ -317,11 +324,7 @@ async fn a_wildcard_position_whose_events_left_their_history_is_not_recovered() 
 
 #[tokio::test]
 async fn a_wildcard_replays_at_most_ten_times_the_history_length_and_resyncs_past_it() {
-    let server = Server::builder().dev(true).history(1, Duration::from_secs(60)).bind("127.0.0.1:0").await.unwrap();
-    let mut client = Client::dev(&server, "u1").await;
-    client.send(r#"{"type":"subscribe","topics":["doc:*"]}"#).await;
-    let position = client.recv().await["last_seq"]["doc:*"].as_u64().unwrap();
-    drop(client);
+    let (server, position) = wildcard_position_on_a_server_keeping(1).await;
     // Each topic keeps its last event: ten topics, ten events to replay.
     for n in 0..10 {
         server.publish(&format!("doc:{n}"), "ADDED", "x", &json!(n)).await.unwrap();
