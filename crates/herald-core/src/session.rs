@@ -435,6 +435,11 @@ impl Session {
     /// The token provider answered an [`Output::NeedToken`]. An `Err` counts
     /// as a failed connection attempt (or, for a refresh, is ignored: the
     /// server will close with 4001 and the session reconnects).
+    ///
+    /// A driver whose application hands it a new token unasked (a client
+    /// made with a fixed token) calls this too: while open the token goes
+    /// out at once as a `refresh`; between connections it is ignored, and
+    /// the driver gives it at the next [`Output::NeedToken`].
     pub fn handle_token(&mut self, now: Instant, token: Result<String, String>) {
         match (&self.state, token) {
             (State::AwaitingToken { .. }, Ok(token)) => {

@@ -299,9 +299,7 @@ impl HeraldClient {
             return;
         }
         inner.token = TokenSource::Static(token.clone());
-        if matches!(inner.session.status(), herald_core::Status::Connected { .. }) {
-            inner.session.handle_token(Instant::now(), Ok(token));
-        }
+        inner.session.handle_token(Instant::now(), Ok(token));
         drop(inner);
         pump(&self.inner);
     }

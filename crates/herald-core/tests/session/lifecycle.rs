@@ -87,3 +87,21 @@ fn a_token_lifetime_of_u64_max_seconds_neither_panics_nor_asks_for_a_refresh() {
     assert_eq!(h.token_requests, [TokenReason::Connect]);
     assert_eq!(h.last_status(), CONNECTED);
 }
+
+#[test]
+fn a_token_handed_in_unasked_is_a_refresh_while_open_and_ignored_between_connections() {
+    let mut h = Harness::new(no_jitter());
+    h.open();
+    h.take_sent();
+    h.session.handle_token(h.now, Ok("tok-2".into()));
+    h.drain();
+    assert_eq!(h.take_sent(), [json!({"type": "refresh", "token": "tok-2"})]);
+
+    h.server_close(Some(1006), "");
+    h.session.handle_token(h.now, Ok("tok-3".into()));
+    h.drain();
+    assert_eq!(h.connects.len(), 1, "a token between connections opens nothing");
+    assert_eq!(h.token_requests, [TokenReason::Connect], "and asks for nothing");
+    h.connect();
+    assert_eq!(h.token_requests, [TokenReason::Connect, TokenReason::Connect], "the next connection asks the driver");
+}
