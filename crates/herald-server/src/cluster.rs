@@ -116,7 +116,7 @@ for i = 0, (#ARGV - 6) / 3 - 1 do
   local k, a = 3 + i * 5, 7 + i * 3
   local dedup, if_seq = KEYS[k + 4], ARGV[a + 2]
   local earlier = dedup ~= '' and redis.call('GET', dedup)
-  local current = if_seq ~= '' and tonumber(redis.call('GET', KEYS[k]) or '0')
+  local current = not earlier and if_seq ~= '' and tonumber(redis.call('GET', KEYS[k]) or '0')
   if earlier then
     replies[#replies + 1] = 1; replies[#replies + 1] = tonumber(earlier)
   elseif current and current ~= tonumber(if_seq) then
