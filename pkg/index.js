@@ -31,14 +31,24 @@ function canShare() {
   return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
 }
 
-/** Whether a client with `options` loads the build whose tabs share a connection. */
+/** Whether a client with `options` shares its connection with the browser's other tabs. */
 function sharing(options) {
   return Boolean(options?.shareAcrossTabs) && canShare();
 }
 
-/** The exports of the wasm build `options` need, loaded once for every client that needs it. */
-function load(options) {
-  if (sharing(options)) {
+/**
+ * The build a client with `options` loads: 'tabs' for one that shares, and
+ * for any client once that build is on the page (it holds the plain client
+ * too), so that a page downloads the second build only when a sharing
+ * client comes after a plain one.
+ */
+function buildFor(options) {
+  return sharing(options) || loading.tabs !== null ? 'tabs' : 'plain';
+}
+
+/** The exports of `build`, loaded once for every client that needs it. */
+function load(build) {
+  if (build === 'tabs') {
     loading.tabs ??= Promise.all([import('./dist/herald_tabs.js'), import('./shared.js')]).then(async ([glue, { SharedClient }]) => {
       await glue.default();
       return { ...glue, SharedClient };
@@ -60,16 +70,16 @@ function load(options) {
  */
 export function preload(options) {
   if (unsupportedReason() !== null) return Promise.resolve();
-  return load(options).then(
+  return load(buildFor(options)).then(
     () => undefined,
     () => undefined,
   );
 }
 
-/** Why the wasm a client with `options` loads did not load, for people: a CSP that forbids compiling it is the usual cause. */
-function loadFailure(error, options) {
+/** Why `build`'s wasm did not load, for people: a CSP that forbids compiling it is the usual cause. */
+function loadFailure(error, build) {
   const text = String(error?.message ?? error);
-  const file = sharing(options) ? 'herald_tabs_bg.wasm' : 'herald_bg.wasm';
+  const file = build === 'tabs' ? 'herald_tabs_bg.wasm' : 'herald_bg.wasm';
   const csp = /Content Security Policy|unsafe-eval|CompileError.*(refused|disallowed)/i.test(text)
     ? "the page's Content-Security-Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src"
     : /magic word.*found 3c/i.test(text)
@@ -242,20 +252,21 @@ export class HeraldClient {
       this.#status = { state: 'idle' };
     } else {
       this.#status = { state: 'loading' };
-      load(this.#wasmOptions).then(
-        (glue) => this.#start(glue),
-        (error) => this.#end(loadFailure(error, this.#wasmOptions)),
+      const build = buildFor(this.#wasmOptions);
+      load(build).then(
+        (glue) => this.#start(glue, build),
+        (error) => this.#end(loadFailure(error, build)),
       );
     }
   }
 
-  #start(glue) {
+  #start(glue, build) {
     if (this.#ended) return;
     let inner;
     try {
-      inner = glue.SharedClient ? new glue.SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
+      inner = sharing(this.#wasmOptions) ? new glue.SharedClient(this.#wasmOptions, glue) : new glue.HeraldClient(this.#wasmOptions);
     } catch (error) {
-      return this.#end(loadFailure(error, this.#wasmOptions));
+      return this.#end(loadFailure(error, build));
     }
     this.#inner = inner;
     inner.onStatus((status) => this.#report(status));

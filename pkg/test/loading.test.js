@@ -105,3 +105,30 @@ test('a page downloads one wasm build: the plain one, or with shareAcrossTabs th
     await app.evaluate(() => window.client.close());
   }
 });
+
+test('a plain client made after a sharing one uses the build already on the page, and gets its events', async (t) => {
+  const { testbed } = harness;
+  const wasm = [];
+  const app = await harness.open(t, {
+    beforeLoad: (page) => page.on('request', (request) => /\.wasm$/.test(request.url()) && wasm.push(request.url().split('/').pop())),
+  });
+  const topic = uniqueTopic('gift-list');
+  await app.evaluate(
+    ({ url, topic }) => {
+      window.sharing = new window.HeraldClient({ url, token: 'u-sharing', shareAcrossTabs: true });
+      window.plain = new window.HeraldClient({ url, token: 'u-plain' });
+      window.events = [];
+      window.plain.onStatus((status) => (window.state = status));
+      window.live = window.plain.subscribe(topic, (message) => message.type === undefined && window.events.push(message.seq)).live;
+    },
+    { url: testbed.addresses.ws, topic },
+  );
+  await eventually('the plain client connected', () => app.evaluate(() => window.state), connected);
+  const status = await app.evaluate(() => window.state);
+  assert.equal(status.shared, undefined, 'the plain client keeps a connection of its own');
+  await app.evaluate(() => window.live);
+  await testbed.publish(topic);
+  await eventually('the event', () => app.evaluate(() => window.events), (events) => events.length === 1);
+  assert.deepEqual(wasm, ['herald_tabs_bg.wasm']);
+  await app.evaluate(() => (window.sharing.close(), window.plain.close()));
+});
