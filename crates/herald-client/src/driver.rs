@@ -12,10 +12,10 @@ use std::{
 
 use futures::{FutureExt, SinkExt, StreamExt, stream::FuturesUnordered};
 use herald_core::{
-    Added, ConnectionId, Instant, Output, PublishId, PublishOptions, ResyncReason, Router, SLEEP_THRESHOLD, Session,
-    SessionEvent, Status, SubscribeOptions, TokenReason, joined_behind,
+    ConnectionId, Instant, Output, PublishId, PublishOptions, Router, SLEEP_THRESHOLD, Session, SessionEvent, Status,
+    SubscribeOptions, TokenReason,
 };
-use herald_protocol::{Event, EventData, EventKind, Payload, Position, Topic, limits::MAX_FRAME_BYTES};
+use herald_protocol::{Event, EventData, EventKind, Payload, Topic, limits::MAX_FRAME_BYTES};
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot, watch},
@@ -393,36 +393,11 @@ impl Driver {
     ) {
         let reader = tx.clone();
         let watched = topic.clone();
-        let subscriber = Subscriber { id, outlet: Outlet::new(tx), ready: Some(reply), from: None };
-        let added = self.subscribers.add(topic.clone(), subscriber);
-        let joined = matches!(added, Added::Live | Added::Unconfirmed);
-        // The session sends the first subscriber's `from` to the server; a
-        // later one's is checked against where the topic stands.
-        let from = if added == Added::First { None } else { options.from.clone() };
-        if (added == Added::First || options.presence)
-            && let Err(error) = self.session.subscribe(now(), topic.clone(), options)
-        {
-            let mut error = Some(Error::from(error));
-            self.subscribers.retain(topic.as_str(), |s| {
-                if s.id != id {
-                    return true;
-                }
-                // The only subscriber that is not yet told anything is this one.
-                if let (Some(reply), Some(error)) = (s.ready.take(), error.take()) {
-                    let _ = reply.send(Err(error));
-                }
-                false
-            });
-            return;
-        }
-        let position = if joined { self.session.position_of(topic.as_str()) } else { None };
-        if let Some(subscriber) = self.subscribers.handles_of_mut(topic.as_str()).find(|s| s.id == id) {
-            subscriber.from = from;
-            match added {
-                Added::Live => subscriber.deliver(SessionEvent::Live { topic: topic.clone(), position }),
-                Added::Unconfirmed => subscriber.deliver(SessionEvent::Unconfirmed { topic: topic.clone() }),
-                _ => {}
-            }
+        let subscriber = Subscriber { id, outlet: Outlet::new(tx), ready: Some(reply) };
+        let subscribed =
+            self.subscribers.subscribe(&mut self.session, now(), topic, subscriber, options, Subscriber::deliver);
+        if let Err((error, mut subscriber)) = subscribed {
+            return subscriber.answer(Err(Error::from(error)));
         }
         self.dropped.push(Box::pin(async move {
             reader.closed().await;
@@ -517,22 +492,12 @@ struct Subscriber {
     outlet: Outlet<Update>,
     /// The `subscribe` call, until the topic is live, unconfirmed or refused.
     ready: Option<oneshot::Sender<Result<Ready>>>,
-    /// Where this subscriber said it already is, when another subscriber of
-    /// the topic made the session's subscription: if the topic is further
-    /// when it goes live, this one missed events and resyncs first.
-    from: Option<Position>,
 }
 
 impl Subscriber {
     fn deliver(&mut self, event: SessionEvent) {
         match &event {
-            SessionEvent::Live { topic, position } => {
-                if let Some(from) = self.from.take()
-                    && joined_behind(&from, position.as_ref())
-                {
-                    let reason = ResyncReason::NotRecovered;
-                    self.outlet.deliver(Update::Resync { topic: topic.clone(), reason });
-                }
+            SessionEvent::Live { position, .. } => {
                 self.answer(Ok(Ready { position: position.clone(), confirmed: true }));
             }
             SessionEvent::Unconfirmed { .. } => self.answer(Ok(Ready { position: None, confirmed: false })),

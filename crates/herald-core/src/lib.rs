@@ -62,7 +62,7 @@ pub use event::{
 };
 pub use herald_protocol as protocol;
 pub use options::{PublishOptions, SubscribeOptions};
-pub use router::{Added, Router, joined_behind};
+pub use router::{Router, joined_behind};
 pub use session::{ConnectionId, Output, SLEEP_THRESHOLD, Session, TokenReason};
 pub use shared::{
     Heard, Held, Hub, Joined, Lease, PresenceChange, PresenceMember, SessionSubscription, SharedPresence, TabId, Term,

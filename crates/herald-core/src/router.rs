@@ -2,31 +2,43 @@
 //! one place for every driver.
 //!
 //! A driver keeps one [`Router`] of its subscribers (a stream sender, a
-//! JavaScript callback: any handle `H`), adds them as the application
-//! subscribes, and passes every [`SessionEvent`] through
-//! [`route`](Router::route), then delivers to the handles it is given.
+//! JavaScript callback: any handle `H`), adds them with
+//! [`subscribe`](Router::subscribe) as the application subscribes, and
+//! passes every [`SessionEvent`] through [`route`](Router::route), then
+//! delivers to the handles it is given.
 
 use herald_protocol::{Position, Topic, TopicMap};
 
-use crate::SessionEvent;
+use crate::{Instant, ResyncReason, Session, SessionEvent, SubscribeError, SubscribeOptions};
 
 /// The subscribers of each subscribed topic (concrete or `resource:*`).
 ///
 /// ```
-/// use herald_core::{Added, Router, SessionEvent};
+/// use herald_core::{Instant, Router, Session, SessionConfig, SessionEvent, SubscribeOptions};
 /// use herald_core::protocol::{Position, Topic};
 ///
+/// let now = Instant::now();
+/// let mut session = Session::new(SessionConfig::new("ws://127.0.0.1:8080/ws"), now);
 /// let mut router: Router<&str> = Router::default();
+/// let mut told = Vec::new();
 /// let topic: Topic = "gift-list:1".parse()?;
-/// assert_eq!(router.add(topic.clone(), "first reader"), Added::First); // subscribe the session
-/// assert_eq!(router.add(topic.clone(), "second reader"), Added::Subscribing);
+/// for reader in ["first reader", "second reader"] {
+///     let options = SubscribeOptions::default();
+///     router.subscribe(&mut session, now, topic.clone(), reader, options, |_, _| unreachable!("nothing yet"))
+///         .map_err(|(error, _)| error)?;
+/// }
 ///
 /// let live = SessionEvent::Live { topic: topic.clone(), position: Some(Position::new("e1", 4)) };
-/// let mut told = Vec::new();
 /// router.route(live, |reader, _| told.push(*reader));
 /// assert_eq!(told, ["first reader", "second reader"]);
-/// // A reader that comes now joins a live topic: the driver tells it so at once.
-/// assert_eq!(router.add(topic, "late reader"), Added::Live);
+///
+/// // A reader that comes now joins a live topic, and is told so at once.
+/// let options = SubscribeOptions::default();
+/// router.subscribe(&mut session, now, topic, "late reader", options, |reader, event| {
+///     assert!(matches!(event, SessionEvent::Live { .. }));
+///     told.push(*reader);
+/// }).map_err(|(error, _)| error)?;
+/// assert_eq!(told.last(), Some(&"late reader"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -44,8 +56,32 @@ impl<H> Default for Router<H> {
 
 #[derive(Debug)]
 struct Route<H> {
-    handles: Vec<H>,
+    members: Vec<Member<H>>,
     state: State,
+}
+
+#[derive(Debug)]
+struct Member<H> {
+    handle: H,
+    /// Where this subscriber said it already is, when another subscriber
+    /// of the topic made the session's subscription: if the topic is
+    /// further on when it goes live, this one missed events and hears
+    /// `Resync` first.
+    from: Option<Position>,
+}
+
+impl<H> Member<H> {
+    /// `Resync` first for a subscriber that [`joined_behind`] the topic.
+    fn before_live(&mut self, topic: &Topic, at: Option<&Position>, deliver: &mut impl FnMut(&mut H, SessionEvent)) {
+        if let Some(from) = self.from.take()
+            && joined_behind(&from, at)
+        {
+            deliver(
+                &mut self.handle,
+                SessionEvent::Resync { topic: topic.clone(), reason: ResyncReason::NotRecovered },
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,60 +94,64 @@ enum State {
     Unconfirmed,
 }
 
-/// Where a subscriber added to a [`Router`] stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Added {
-    /// The topic's first subscriber: subscribe the session.
-    First,
-    /// The session's subscription waits for the server; the subscriber
-    /// will hear the answer with the others.
-    Subscribing,
-    /// The topic is live already: tell the new subscriber so now, with the
-    /// session's position ([`Session::position_of`](crate::Session::position_of)).
-    Live,
-    /// The server does not confirm subscriptions: tell the new subscriber so now.
-    Unconfirmed,
-}
-
 impl<H> Router<H> {
-    /// Adds a subscriber of `topic`.
-    pub fn add(&mut self, topic: Topic, handle: H) -> Added {
-        if let Some(route) = self.topics.get_mut(topic.as_str()) {
-            route.handles.push(handle);
-            return match route.state {
-                State::Subscribing => Added::Subscribing,
-                State::Live => Added::Live,
-                State::Unconfirmed => Added::Unconfirmed,
-            };
+    /// Adds a subscriber of `topic`. The topic's first subscriber (or one
+    /// that asks for presence) subscribes the session. One that joins a
+    /// topic already live or unconfirmed is told so at once, through
+    /// `deliver`, with the session's position; if it said where it already
+    /// is (`options.from`) and the topic is further on, it hears `Resync`
+    /// first. On an error nothing changed, and the handle comes back.
+    pub fn subscribe(
+        &mut self,
+        session: &mut Session,
+        now: Instant,
+        topic: Topic,
+        handle: H,
+        options: SubscribeOptions,
+        mut deliver: impl FnMut(&mut H, SessionEvent),
+    ) -> Result<(), (SubscribeError, H)> {
+        let state = self.topics.get(topic.as_str()).map(|route| route.state);
+        // The session sends the first subscriber's `from` to the server; a
+        // later one's is checked against where the topic stands.
+        let from = state.and(options.from.clone());
+        if (state.is_none() || options.presence)
+            && let Err(error) = session.subscribe(now, topic.clone(), options)
+        {
+            return Err((error, handle));
         }
-        if topic.is_wildcard() {
+        if state.is_none() && topic.is_wildcard() {
             self.wildcards += 1;
         }
-        self.topics.get_or_insert(&topic, Route { handles: vec![handle], state: State::Subscribing });
-        Added::First
+        let route = self.topics.get_or_insert(&topic, Route { members: Vec::new(), state: State::Subscribing });
+        route.members.push(Member { handle, from });
+        let member = route.members.last_mut().expect("pushed above");
+        match state {
+            Some(State::Live) => {
+                let position = session.position_of(topic.as_str());
+                member.before_live(&topic, position.as_ref(), &mut deliver);
+                deliver(&mut member.handle, SessionEvent::Live { topic, position });
+            }
+            Some(State::Unconfirmed) => deliver(&mut member.handle, SessionEvent::Unconfirmed { topic }),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Keeps the subscribers of `topic` that `keep` says to. Returns whether
     /// none is left: then unsubscribe the session.
-    pub fn retain(&mut self, topic: &str, keep: impl FnMut(&mut H) -> bool) -> bool {
+    pub fn retain(&mut self, topic: &str, mut keep: impl FnMut(&mut H) -> bool) -> bool {
         let Some(route) = self.topics.get_mut(topic) else { return false };
-        route.handles.retain_mut(keep);
-        if !route.handles.is_empty() {
+        route.members.retain_mut(|member| keep(&mut member.handle));
+        if !route.members.is_empty() {
             return false;
         }
         self.drop_route(topic);
         true
     }
 
-    /// The subscribers of exactly `topic`.
-    pub fn handles_of_mut(&mut self, topic: &str) -> impl Iterator<Item = &mut H> {
-        self.topics.get_mut(topic).into_iter().flat_map(|route| route.handles.iter_mut())
-    }
-
     /// Every subscriber, for what concerns all of them (a flush, the end).
     pub fn handles_mut(&mut self) -> impl Iterator<Item = &mut H> {
-        self.topics.iter_mut().flat_map(|(_, route)| route.handles.iter_mut())
+        self.topics.iter_mut().flat_map(|(_, route)| route.members.iter_mut().map(|member| &mut member.handle))
     }
 
     /// Gives `event` to the subscribers it is for:
@@ -120,7 +160,8 @@ impl<H> Router<H> {
     ///   subscribers and those of its `resource:*`;
     /// - a resync of a wildcard: every subscriber of its resource;
     /// - `Live`, `Unconfirmed` and a refusal: the topic's own subscribers (a
-    ///   refusal also removes them).
+    ///   refusal also removes them); `Live` after `Resync` for a subscriber
+    ///   that joined behind (see [`subscribe`](Self::subscribe)).
     ///
     /// Each subscriber but the last gets a copy; the last gets `event`
     /// itself, so the common single reader costs no copy.
@@ -134,14 +175,17 @@ impl<H> Router<H> {
         }
         // Indices of the routes, so that `event` is free to move into the last delivery.
         let routes = self.routes(&event);
-        let mut remaining: usize = routes.iter().map(|&at| self.topics.entries()[at].1.handles.len()).sum();
+        let mut remaining: usize = routes.iter().map(|&at| self.topics.entries()[at].1.members.len()).sum();
         let mut event = Some(event);
         for at in routes {
-            for handle in &mut self.topics.value_at_mut(at).handles {
+            for member in &mut self.topics.value_at_mut(at).members {
+                if let Some(SessionEvent::Live { topic, position }) = &event {
+                    member.before_live(topic, position.as_ref(), &mut deliver);
+                }
                 remaining -= 1;
                 let item = if remaining == 0 { event.take() } else { event.clone() };
                 if let Some(item) = item {
-                    deliver(handle, item);
+                    deliver(&mut member.handle, item);
                 }
             }
         }
@@ -233,7 +277,6 @@ mod tests {
     use herald_protocol::{ErrorCode, ErrorMessage, Event, EventData, EventKind, Payload};
 
     use super::*;
-    use crate::ResyncReason;
 
     fn topic(text: &str) -> Topic {
         text.parse().unwrap()
@@ -266,45 +309,129 @@ mod tests {
         names
     }
 
+    /// A router and the session it subscribes, which never connects.
+    struct Readers {
+        router: Router<&'static str>,
+        session: Session,
+        now: Instant,
+    }
+
+    impl Readers {
+        fn new() -> Self {
+            let now = Instant::now();
+            let session = Session::new(crate::SessionConfig::new("ws://127.0.0.1:1/ws"), now);
+            Self { router: Router::default(), session, now }
+        }
+
+        /// Subscribes `name` to `on`; what it is told at once.
+        fn join(&mut self, on: &str, name: &'static str, from: Option<Position>) -> Vec<SessionEvent> {
+            let options = SubscribeOptions { from, ..SubscribeOptions::default() };
+            let mut told = Vec::new();
+            let joined =
+                self.router.subscribe(&mut self.session, self.now, topic(on), name, options, |_, e| told.push(e));
+            joined.map_err(|(error, _)| error).expect("the session takes it");
+            told
+        }
+    }
+
+    fn live(on: &str, seq: u64) -> SessionEvent {
+        SessionEvent::Live { topic: topic(on), position: Some(Position::new("e", seq)) }
+    }
+
+    fn not_recovered(on: &str) -> SessionEvent {
+        SessionEvent::Resync { topic: topic(on), reason: ResyncReason::NotRecovered }
+    }
+
+    /// Events have no `PartialEq` (a malformed frame's error is shared): compared as shown.
+    fn shown(events: impl std::fmt::Debug) -> String {
+        format!("{events:?}")
+    }
+
     #[test]
     fn events_reach_their_topic_and_its_wildcard_and_a_wildcard_resync_every_topic_of_its_resource() {
-        let mut router = Router::default();
-        router.add(topic("doc:1"), "doc 1");
-        router.add(topic("doc:2"), "doc 2");
-        router.add(topic("doc:*"), "every doc");
-        router.add(topic("note:1"), "note 1");
-        assert_eq!(to(&mut router, &event("doc:1")), ["doc 1", "every doc"]);
-        assert_eq!(to(&mut router, &event("doc:3")), ["every doc"]);
-        assert_eq!(to(&mut router, &event("note:1")), ["note 1"]);
-        let resync = |t: &str| SessionEvent::Resync { topic: topic(t), reason: ResyncReason::NotRecovered };
-        assert_eq!(to(&mut router, &resync("doc:2")), ["doc 2", "every doc"]);
-        assert_eq!(to(&mut router, &resync("doc:*")), ["doc 1", "doc 2", "every doc"]);
+        let mut r = Readers::new();
+        for (on, name) in [("doc:1", "doc 1"), ("doc:2", "doc 2"), ("doc:*", "every doc"), ("note:1", "note 1")] {
+            assert!(r.join(on, name, None).is_empty(), "nothing is live yet");
+        }
+        let router = &mut r.router;
+        assert_eq!(to(router, &event("doc:1")), ["doc 1", "every doc"]);
+        assert_eq!(to(router, &event("doc:3")), ["every doc"]);
+        assert_eq!(to(router, &event("note:1")), ["note 1"]);
+        assert_eq!(to(router, &not_recovered("doc:2")), ["doc 2", "every doc"]);
+        assert_eq!(to(router, &not_recovered("doc:*")), ["doc 1", "doc 2", "every doc"]);
     }
 
     #[test]
     fn live_and_refusals_reach_only_their_topic_and_a_refusal_removes_its_subscribers() {
-        let mut router = Router::default();
-        assert_eq!(router.add(topic("doc:1"), "first"), Added::First);
-        router.add(topic("doc:*"), "every doc");
-        let live = SessionEvent::Live { topic: topic("doc:1"), position: Some(Position::new("e", 1)) };
-        assert_eq!(to(&mut router, &live), ["first"]);
-        assert_eq!(router.add(topic("doc:1"), "late"), Added::Live, "joins a live topic");
+        let mut r = Readers::new();
+        r.join("doc:1", "first", None);
+        r.join("doc:*", "every doc", None);
+        assert_eq!(r.session.topics().count(), 2, "each topic's first subscriber subscribed the session");
+        assert_eq!(to(&mut r.router, &live("doc:1", 1)), ["first"]);
+        // The session never connected, so it knows no position to tell.
+        let late = r.join("doc:1", "late", None);
+        assert_eq!(shown(late), shown([SessionEvent::Live { topic: topic("doc:1"), position: None }]));
 
         let error =
             ErrorMessage { code: ErrorCode::Number(4003), message: "no".into(), id: None, topic: None, seq: None };
         let refused = SessionEvent::SubscribeFailed { topic: "doc:*".into(), error };
-        assert_eq!(to(&mut router, &refused), ["every doc"]);
-        assert_eq!(to(&mut router, &event("doc:2")), Vec::<&str>::new(), "the wildcard's subscribers are gone");
-        assert_eq!(router.add(topic("doc:*"), "again"), Added::First, "and subscribing again starts over");
+        assert_eq!(to(&mut r.router, &refused), ["every doc"]);
+        assert_eq!(to(&mut r.router, &event("doc:2")), Vec::<&str>::new(), "the wildcard's subscribers are gone");
+        assert!(r.join("doc:*", "again", None).is_empty(), "and subscribing again starts over");
+    }
+
+    #[test]
+    fn a_later_subscriber_that_joined_behind_hears_resync_before_live() {
+        let mut r = Readers::new();
+        r.join("doc:1", "first", Some(Position::new("e", 2)));
+        r.join("doc:1", "behind", Some(Position::new("e", 2)));
+        r.join("doc:1", "level", Some(Position::new("e", 5)));
+        r.join("doc:1", "other epoch", Some(Position::new("old", 5)));
+        let mut told = Vec::new();
+        r.router.route(live("doc:1", 5), |name, event| told.push((*name, event)));
+        assert_eq!(
+            shown(&told),
+            shown([
+                ("first", live("doc:1", 5)),
+                ("behind", not_recovered("doc:1")),
+                ("behind", live("doc:1", 5)),
+                ("level", live("doc:1", 5)),
+                ("other epoch", not_recovered("doc:1")),
+                ("other epoch", live("doc:1", 5)),
+            ]),
+            "the first subscriber's position went to the server, which answers for it"
+        );
+        told.clear();
+        r.router.route(live("doc:1", 9), |name, event| told.push((*name, event)));
+        assert!(told.iter().all(|(_, event)| matches!(event, SessionEvent::Live { .. })), "only once: {told:?}");
+
+        let late = r.join("doc:1", "late", Some(Position::new("e", 5)));
+        let position = None; // the session never connected
+        assert_eq!(
+            shown(late),
+            shown([not_recovered("doc:1"), SessionEvent::Live { topic: topic("doc:1"), position }])
+        );
+    }
+
+    #[test]
+    fn a_refused_subscribe_changes_nothing_and_gives_the_handle_back() {
+        let mut r = Readers::new();
+        r.session.close(r.now);
+        let refused =
+            r.router.subscribe(&mut r.session, r.now, topic("doc:1"), "a", SubscribeOptions::default(), |_, _| {
+                unreachable!("told nothing")
+            });
+        assert!(matches!(refused, Err((SubscribeError::Stopped(_), "a"))));
+        assert_eq!(to(&mut r.router, &event("doc:1")), Vec::<&str>::new());
     }
 
     #[test]
     fn the_last_subscriber_to_leave_says_to_unsubscribe() {
-        let mut router = Router::default();
-        router.add(topic("doc:1"), "a");
-        router.add(topic("doc:1"), "b");
-        assert!(!router.retain("doc:1", |name| *name != "a"));
-        assert!(router.retain("doc:1", |name| *name != "b"));
-        assert_eq!(router.add(topic("doc:1"), "c"), Added::First);
+        let mut r = Readers::new();
+        r.join("doc:1", "a", None);
+        r.join("doc:1", "b", None);
+        assert!(!r.router.retain("doc:1", |name| *name != "a"));
+        assert!(r.router.retain("doc:1", |name| *name != "b"));
+        assert_eq!(to(&mut r.router, &event("doc:1")), Vec::<&str>::new());
     }
 }

@@ -9,10 +9,9 @@ use std::{cell::RefCell, rc::Rc};
 
 use gloo_timers::callback::Timeout;
 use herald_core::{
-    Added, ConnectionId, Instant, Output, ResyncReason, Router, Session, SessionEvent, SubscribeOptions, TokenReason,
-    Transport, joined_behind,
+    ConnectionId, Instant, Output, Router, Session, SessionEvent, SubscribeOptions, TokenReason, Transport,
 };
-use herald_protocol::{EventData, EventKind, Position, Topic, close};
+use herald_protocol::{EventData, EventKind, Topic, close};
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, prelude::*};
 
@@ -58,10 +57,6 @@ struct Subscriber {
     id: u32,
     callback: Function,
     live: Option<(Function, Function)>,
-    /// Where this subscriber said it already is (`since`), when another
-    /// subscriber of the topic made the session's subscription: if the topic
-    /// is further when it goes live, this one missed events and resyncs first.
-    since: Option<Position>,
 }
 
 impl Subscriber {
@@ -70,11 +65,6 @@ impl Subscriber {
     fn deliver(&mut self, event: SessionEvent, calls: &mut Vec<Call>) {
         let value = match &event {
             SessionEvent::Live { topic, position } => {
-                if let Some(since) = self.since.take()
-                    && joined_behind(&since, position.as_ref())
-                {
-                    calls.push((self.callback.clone(), js::resync(topic, ResyncReason::NotRecovered)));
-                }
                 let position = position.as_ref().map_or(JsValue::NULL, js::position);
                 self.settle(Ok(position.clone()), calls);
                 js::live(topic, &position)
@@ -197,30 +187,17 @@ impl HeraldClient {
             let mut inner = self.inner.borrow_mut();
             let inner = &mut *inner;
             let id = inner.next_id();
-            let subscriber = Subscriber { id, callback, live: settle, since: None };
-            let added = inner.subscribers.add(topic.clone(), subscriber);
-            // The session sends the first subscriber's `since` to the server;
-            // a later one's is checked against where the topic stands.
-            let since = if added == Added::First { None } else { options.from.clone() };
-            if (added == Added::First || options.presence)
-                && let Err(error) = inner.session.subscribe(Instant::now(), topic.clone(), options)
-            {
-                inner.subscribers.retain(topic.as_str(), |s| s.id != id);
-                return Err(js::error(&error.to_string()));
-            }
-            let position = inner.session.position_of(topic.as_str());
-            if let Some(subscriber) = inner.subscribers.handles_of_mut(topic.as_str()).find(|s| s.id == id) {
-                subscriber.since = since;
-                match added {
-                    Added::Live => {
-                        subscriber.deliver(SessionEvent::Live { topic: topic.clone(), position }, &mut calls)
-                    }
-                    Added::Unconfirmed => {
-                        subscriber.deliver(SessionEvent::Unconfirmed { topic: topic.clone() }, &mut calls)
-                    }
-                    _ => {}
-                }
-            }
+            let subscriber = Subscriber { id, callback, live: settle };
+            let deliver = |s: &mut Subscriber, event| s.deliver(event, &mut calls);
+            let subscribed = inner.subscribers.subscribe(
+                &mut inner.session,
+                Instant::now(),
+                topic.clone(),
+                subscriber,
+                options,
+                deliver,
+            );
+            subscribed.map_err(|(error, _)| js::error(&error.to_string()))?;
             id
         };
         call_all(calls);
