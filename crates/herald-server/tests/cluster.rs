@@ -341,6 +341,23 @@ fn publish_to(id: &str, topic: &str, payload: &str, more: Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_conditional_publish_is_a_duplicate_found_without_reading_the_topics_seq() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis).await;
+    let mut writer = Client::dev(&a, "writer").await;
+    let publish = publish_to("c1", "doc:1", "first", json!({"if_seq": 0}));
+    writer.send(&publish).await;
+    assert_eq!(writer.recv().await["seq"], 1);
+
+    let gets = redis.calls("get").await;
+    writer.send(&publish).await;
+    let answer = writer.recv().await;
+    assert_eq!((&answer["type"], &answer["seq"], &answer["duplicate"]), (&json!("ack"), &json!(1), &json!(true)));
+    let reads = redis.calls("get").await - gets;
+    assert_eq!(reads, 2, "the epoch and the publish id; the topic's seq only matters to a new event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_waiting_on_one_connection_go_to_redis_in_one_script_call_each_with_its_dedup_and_condition() {
     let redis = RedisServer::start().await;
     let link = RedisLink::to(&redis).await;
